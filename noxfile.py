@@ -1,0 +1,47 @@
+"""Sessions: ``nox -s lint tests`` is what CI runs; ``typecheck`` and ``docs`` too."""
+
+from __future__ import annotations
+
+import sys
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+# Sessions with python=False run in the interpreter nox itself runs in, activated or not.
+PY = (sys.executable, "-m")
+PYTHONS = ["3.11", "3.12", "3.13"]
+PACKAGES = ["openrooms", "openrooms_server", "tests", "bench", "examples", "docs", "noxfile.py"]
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """ruff format --check and ruff check."""
+    session.run(*PY, "ruff", "format", "--check", *PACKAGES)
+    session.run(*PY, "ruff", "check", *PACKAGES)
+
+
+@nox.session(python=False)
+def typecheck(session: nox.Session) -> None:
+    """mypy, strict on openrooms/."""
+    session.run(*PY, "mypy")
+
+
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """The whole suite, in the current environment (``pip install -e '.[dev]'`` first)."""
+    session.run(*PY, "pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS)
+def hermetic(session: nox.Session) -> None:
+    """The suite in a fresh virtualenv per supported Python that is installed here."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=False)
+def docs(session: nox.Session) -> None:
+    """Regenerate docs/cli.md from the commands' --help."""
+    session.run(sys.executable, "docs/gen_cli.py")

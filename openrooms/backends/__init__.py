@@ -1,0 +1,120 @@
+"""Backends chosen by URL: ``memory://``, ``sqlite:///path``; more register themselves.
+
+``open_backend(url)`` returns an object implementing :class:`StateStore` and/or
+:class:`EventLog` (both, for the built-in ones). New schemes register a factory with
+:func:`register_backend`, like fsspec's protocol registry.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlsplit
+
+from openrooms.backends.base import (
+    AtomicStore,
+    EventLog,
+    JobQueue,
+    Lease,
+    StateStore,
+    StoredWorkflow,
+)
+from openrooms.backends.memory import MemoryJobQueue, MemoryStore
+from openrooms.backends.sqlite import SQLiteStore
+from openrooms.errors import BackendConfigError
+
+__all__ = [
+    "DEFAULT_DB_URL",
+    "AtomicStore",
+    "EventLog",
+    "JobQueue",
+    "Lease",
+    "MemoryJobQueue",
+    "MemoryStore",
+    "SQLiteStore",
+    "StateStore",
+    "StoredWorkflow",
+    "open_backend",
+    "register_backend",
+]
+
+DEFAULT_DB_URL: Final = "sqlite:///./.openrooms/openrooms.db"
+
+Factory = Callable[[str], Any]
+_factories: dict[str, Factory] = {}
+_named_memory: dict[str, MemoryStore] = {}
+_memory_lock = threading.Lock()
+
+
+def register_backend(scheme: str, factory: Factory, *, replace: bool = False) -> None:
+    """Make ``scheme://...`` URLs open with *factory(url)*.
+
+    Raises:
+        ValueError: the scheme is taken and *replace* is false.
+    """
+    if scheme in _factories and not replace:
+        raise ValueError(f"backend scheme {scheme!r} is already registered")
+    _factories[scheme] = factory
+
+
+def open_backend(url: str) -> Any:
+    """Open the backend a URL names.
+
+    ``memory://`` is a fresh store; ``memory://NAME`` is shared by every opener in the
+    process. ``sqlite:///relative.db`` and ``sqlite:////absolute.db`` take
+    ``?synchronous=full|normal`` and ``?busy_timeout_ms=N``; a bare path ending in
+    ``.db``/``.sqlite`` is read as a SQLite file.
+
+    Raises:
+        BackendConfigError: an unknown scheme or bad settings.
+    """
+    if "://" not in url:
+        if url.endswith((".db", ".sqlite", ".sqlite3")):
+            return SQLiteStore(url)
+        raise BackendConfigError(url, "expected a URL like sqlite:///path.db or memory://")
+    scheme = url.split("://", 1)[0].lower()
+    factory = _factories.get(scheme)
+    if factory is None:
+        known = ", ".join(sorted(_factories))
+        raise BackendConfigError(url, f"unknown backend scheme {scheme!r}; available: {known}")
+    return factory(url)
+
+
+def _open_memory(url: str) -> MemoryStore:
+    name = url.split("://", 1)[1]
+    if not name:
+        return MemoryStore()
+    with _memory_lock:
+        return _named_memory.setdefault(name, MemoryStore())
+
+
+def _open_sqlite(url: str) -> SQLiteStore:
+    parts = urlsplit(url)
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if parts.netloc and parts.netloc != ":memory:":
+        raise BackendConfigError(
+            url, "expected sqlite:///relative/path.db or sqlite:////abs/path.db"
+        )
+    if parts.netloc == ":memory:" or path == ":memory:":
+        path = ":memory:"
+    if not path:
+        raise BackendConfigError(url, "no file path; e.g. sqlite:///./.openrooms/openrooms.db")
+    options = dict(parse_qsl(parts.query))
+    unknown = set(options) - {"synchronous", "busy_timeout_ms"}
+    if unknown:
+        raise BackendConfigError(
+            url,
+            f"unknown option(s) {', '.join(sorted(unknown))}; known: synchronous, busy_timeout_ms",
+        )
+    try:
+        timeout = int(options.get("busy_timeout_ms", 10_000))
+    except ValueError:
+        raise BackendConfigError(url, "busy_timeout_ms must be a whole number") from None
+    return SQLiteStore(
+        path, synchronous=options.get("synchronous", "full"), busy_timeout_ms=timeout
+    )
+
+
+register_backend("memory", _open_memory)
+register_backend("sqlite", _open_sqlite)

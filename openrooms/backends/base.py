@@ -1,0 +1,165 @@
+"""The storage and queue protocols the runner needs, and nothing more.
+
+Our own implementations name the protocol as a base class so mypy checks their
+signatures; third-party backends only have to match the shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from openrooms.events import Event, EventType, Level
+from openrooms.room import RoomState, RoomStatus
+from openrooms.types import RoomId
+
+__all__ = ["AtomicStore", "EventLog", "JobQueue", "Lease", "StateStore", "StoredWorkflow"]
+
+
+@attrs.frozen(slots=True)
+class Lease:
+    """The right to run one room, until ``expires_at`` (ms).
+
+    ``token`` (the fencing token) grows with every acquisition, so a save carrying an
+    older token — from a runner that lost its lease — is refused.
+    """
+
+    room_id: RoomId
+    owner: str
+    token: int
+    expires_at: int
+
+
+@attrs.frozen(slots=True)
+class StoredWorkflow:
+    """A registered workflow definition as stored: its file-format dict and content digest."""
+
+    id: str
+    version: int
+    digest: str
+    definition: dict[str, Any]
+    created_at: int
+
+
+class StateStore(Protocol):
+    """Latest state of every room, leases, and registered workflow definitions.
+
+    Writes are compare-and-set on ``RoomState.version``.
+    """
+
+    def create(self, state: RoomState) -> None:
+        """Store a new room. Raises RoomExistsError if the id is taken."""
+
+    def get(self, room_id: RoomId) -> RoomState:
+        """Return the room's state. Raises RoomNotFoundError if there is none."""
+
+    def find(self, room_id: RoomId) -> RoomState | None:
+        """Return the room's state, or None."""
+
+    def replace(
+        self, state: RoomState, *, expected_version: int, lease: Lease | None = None
+    ) -> None:
+        """Store *state* if the stored version is *expected_version* and, when *lease* is given,
+        the room's current lease token is still ``lease.token``; else raise StaleRoomError."""
+
+    def list_rooms(
+        self, *, status: RoomStatus | None = None, workflow_id: str | None = None, limit: int = 100
+    ) -> list[RoomState]:
+        """Rooms, most recently created first, optionally filtered."""
+
+    def acquire_lease(
+        self, room_id: RoomId, owner: str, *, ttl_ms: int, now: int, force: bool = False
+    ) -> Lease:
+        """Take the room's lease with a new fencing token.
+
+        Raises:
+            RoomNotFoundError: there is no such room.
+            RoomLeasedError: another owner holds an unexpired lease (and *force* is false).
+        """
+
+    def renew_lease(self, lease: Lease, *, ttl_ms: int, now: int) -> Lease:
+        """Extend *lease*. Raises StaleRoomError if it was lost (expired and taken)."""
+
+    def release_lease(self, lease: Lease) -> None:
+        """Give up *lease*; does nothing if it was already lost."""
+
+    def find_lease(self, room_id: RoomId) -> Lease | None:
+        """The room's current lease, expired or not, or None."""
+
+    def put_workflow(self, workflow: StoredWorkflow) -> bool:
+        """Register a definition; True if new, False if identical content was there.
+
+        Raises:
+            WorkflowConflictError: different content is registered under the same id + version.
+        """
+
+    def get_workflow(self, workflow_id: str, version: int | None = None) -> StoredWorkflow:
+        """A definition (the latest version when *version* is None).
+
+        Raises:
+            WorkflowNotFoundError: none is registered.
+        """
+
+    def list_workflows(self) -> list[StoredWorkflow]:
+        """The latest version of every registered workflow, by id."""
+
+    def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+
+
+class EventLog(Protocol):
+    """Append-only per-room logs with gapless sequence numbers."""
+
+    def append(self, events: Sequence[Event]) -> None:
+        """Append events, all at once or none.
+
+        Raises:
+            StaleRoomError: a sequence number is taken (another writer got there first).
+        """
+
+    def read(
+        self,
+        room_id: RoomId,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        min_level: Level | None = None,
+        types: Sequence[EventType] | None = None,
+    ) -> list[Event]:
+        """Events with ``seq > after``, in order, optionally filtered."""
+
+    def last_seq(self, room_id: RoomId) -> int:
+        """The highest sequence number of the room's log (0 if empty)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class AtomicStore(StateStore, EventLog, Protocol):
+    """A store that keeps state and log in one database and commits both in one transaction."""
+
+    def commit(
+        self,
+        state: RoomState,
+        events: Sequence[Event],
+        *,
+        expected_version: int | None,
+        lease: Lease | None = None,
+    ) -> None:
+        """Append *events* and save *state* atomically.
+
+        ``expected_version=None`` creates the room (RoomExistsError if it exists); otherwise
+        the save is compare-and-set as in :meth:`StateStore.replace`.
+        """
+
+
+class JobQueue(Protocol):
+    """Where runs of rooms are queued for workers."""
+
+    def enqueue(self, room_id: RoomId, *, delay_s: float = 0.0) -> None:
+        """Queue a run of *room_id*, after *delay_s* seconds."""
+
+    def close(self) -> None:
+        """Stop accepting jobs and release resources."""

@@ -1,0 +1,227 @@
+"""In-memory backends: the reference implementation, for tests, docs and benchmarks."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Sequence
+
+from openrooms.backends.base import AtomicStore, JobQueue, Lease, StoredWorkflow
+from openrooms.errors import (
+    RoomExistsError,
+    RoomLeasedError,
+    RoomNotFoundError,
+    StaleRoomError,
+    WorkflowConflictError,
+    WorkflowNotFoundError,
+)
+from openrooms.events import Event, EventType, Level
+from openrooms.room import RoomState, RoomStatus
+from openrooms.types import RoomId
+
+__all__ = ["MemoryJobQueue", "MemoryStore"]
+
+
+class MemoryStore(AtomicStore):
+    """State, leases, workflows and logs in dicts, guarded by one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[RoomId, RoomState] = {}
+        self._logs: dict[RoomId, list[Event]] = {}
+        self._leases: dict[RoomId, Lease] = {}
+        self._tokens: dict[RoomId, int] = {}
+        self._workflows: dict[tuple[str, int], StoredWorkflow] = {}
+
+    # StateStore
+
+    def create(self, state: RoomState) -> None:
+        with self._lock:
+            self._create(state)
+
+    def _create(self, state: RoomState) -> None:
+        if state.room_id in self._states:
+            raise RoomExistsError(state.room_id)
+        self._states[state.room_id] = state
+
+    def get(self, room_id: RoomId) -> RoomState:
+        state = self._states.get(room_id)
+        if state is None:
+            raise RoomNotFoundError(room_id)
+        return state
+
+    def find(self, room_id: RoomId) -> RoomState | None:
+        return self._states.get(room_id)
+
+    def replace(
+        self, state: RoomState, *, expected_version: int, lease: Lease | None = None
+    ) -> None:
+        with self._lock:
+            self._replace(state, expected_version, lease)
+
+    def _replace(self, state: RoomState, expected_version: int, lease: Lease | None) -> None:
+        current = self._states.get(state.room_id)
+        if current is None:
+            raise RoomNotFoundError(state.room_id)
+        if current.version != expected_version or (
+            lease is not None and self._tokens.get(state.room_id) != lease.token
+        ):
+            raise StaleRoomError(state.room_id, expected_version)
+        self._states[state.room_id] = state
+
+    def list_rooms(
+        self, *, status: RoomStatus | None = None, workflow_id: str | None = None, limit: int = 100
+    ) -> list[RoomState]:
+        rooms = [
+            s
+            for s in self._states.values()
+            if (status is None or s.status is status)
+            and (workflow_id is None or s.workflow_id == workflow_id)
+        ]
+        rooms.sort(key=lambda s: (s.created_at, s.room_id), reverse=True)
+        return rooms[:limit]
+
+    def acquire_lease(
+        self, room_id: RoomId, owner: str, *, ttl_ms: int, now: int, force: bool = False
+    ) -> Lease:
+        with self._lock:
+            if room_id not in self._states:
+                raise RoomNotFoundError(room_id)
+            held = self._leases.get(room_id)
+            if held is not None and held.owner != owner and held.expires_at > now and not force:
+                raise RoomLeasedError(room_id, held.owner, held.expires_at)
+            token = self._tokens.get(room_id, 0) + 1
+            self._tokens[room_id] = token
+            lease = Lease(room_id, owner, token, now + ttl_ms)
+            self._leases[room_id] = lease
+            return lease
+
+    def renew_lease(self, lease: Lease, *, ttl_ms: int, now: int) -> Lease:
+        with self._lock:
+            held = self._leases.get(lease.room_id)
+            if held is None or held.token != lease.token:
+                raise StaleRoomError(lease.room_id, -1)
+            renewed = Lease(lease.room_id, lease.owner, lease.token, now + ttl_ms)
+            self._leases[lease.room_id] = renewed
+            return renewed
+
+    def release_lease(self, lease: Lease) -> None:
+        with self._lock:
+            held = self._leases.get(lease.room_id)
+            if held is not None and held.token == lease.token:
+                del self._leases[lease.room_id]
+
+    def find_lease(self, room_id: RoomId) -> Lease | None:
+        return self._leases.get(room_id)
+
+    def put_workflow(self, workflow: StoredWorkflow) -> bool:
+        with self._lock:
+            key = (workflow.id, workflow.version)
+            existing = self._workflows.get(key)
+            if existing is not None:
+                if existing.digest != workflow.digest:
+                    raise WorkflowConflictError(workflow.id, workflow.version)
+                return False
+            self._workflows[key] = workflow
+            return True
+
+    def get_workflow(self, workflow_id: str, version: int | None = None) -> StoredWorkflow:
+        if version is not None:
+            found = self._workflows.get((workflow_id, version))
+        else:
+            versions = [w for (i, _), w in self._workflows.items() if i == workflow_id]
+            found = max(versions, key=lambda w: w.version) if versions else None
+        if found is None:
+            raise WorkflowNotFoundError(workflow_id, version)
+        return found
+
+    def list_workflows(self) -> list[StoredWorkflow]:
+        latest: dict[str, StoredWorkflow] = {}
+        for w in self._workflows.values():
+            if w.id not in latest or w.version > latest[w.id].version:
+                latest[w.id] = w
+        return [latest[k] for k in sorted(latest)]
+
+    # EventLog
+
+    def append(self, events: Sequence[Event]) -> None:
+        with self._lock:
+            self._append(events)
+
+    def _append(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        room_id = events[0].room_id
+        log = self._logs.setdefault(room_id, [])
+        if events[0].seq != len(log) + 1:
+            raise StaleRoomError(room_id, events[0].seq - 1)
+        log.extend(events)
+
+    def read(
+        self,
+        room_id: RoomId,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        min_level: Level | None = None,
+        types: Sequence[EventType] | None = None,
+    ) -> list[Event]:
+        events = self._logs.get(room_id, [])[after:]
+        if min_level is not None:
+            rank = min_level.rank
+            events = [e for e in events if e.level.rank >= rank]
+        if types is not None:
+            wanted = set(types)
+            events = [e for e in events if e.type in wanted]
+        return events[:limit] if limit is not None else list(events)
+
+    def last_seq(self, room_id: RoomId) -> int:
+        return len(self._logs.get(room_id, ()))
+
+    # AtomicStore
+
+    def commit(
+        self,
+        state: RoomState,
+        events: Sequence[Event],
+        *,
+        expected_version: int | None,
+        lease: Lease | None = None,
+    ) -> None:
+        with self._lock:
+            if expected_version is None and state.room_id in self._states:
+                raise RoomExistsError(state.room_id)
+            if events and events[0].seq != len(self._logs.get(events[0].room_id, ())) + 1:
+                raise StaleRoomError(events[0].room_id, events[0].seq - 1)
+            if expected_version is None:
+                self._create(state)
+            else:
+                self._replace(state, expected_version, lease)
+            self._append(events)
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryJobQueue(JobQueue):
+    """An in-process FIFO of room ids; the runtime drains it (``Runtime.drain``)."""
+
+    def __init__(self) -> None:
+        self._jobs: deque[tuple[RoomId, float]] = deque()
+        self._lock = threading.Lock()
+
+    def enqueue(self, room_id: RoomId, *, delay_s: float = 0.0) -> None:
+        with self._lock:
+            self._jobs.append((room_id, delay_s))
+
+    def pop(self) -> tuple[RoomId, float] | None:
+        """The oldest job, or None."""
+        with self._lock:
+            return self._jobs.popleft() if self._jobs else None
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def close(self) -> None:
+        with self._lock:
+            self._jobs.clear()

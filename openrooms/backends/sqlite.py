@@ -1,0 +1,439 @@
+"""The embedded default: state, leases, workflows and logs in one SQLite file.
+
+WAL mode, ``BEGIN IMMEDIATE`` for every write and a busy timeout, so several
+processes can share one file. A step's events and state commit in one transaction.
+``synchronous`` defaults to ``FULL`` (a committed step survives power loss); pass
+``?synchronous=normal`` in the URL to trade that for speed (it still survives a crash
+of the process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from openrooms import serde
+from openrooms.backends.base import AtomicStore, Lease, StoredWorkflow
+from openrooms.errors import (
+    BackendConfigError,
+    BackendUnavailableError,
+    RoomExistsError,
+    RoomLeasedError,
+    RoomNotFoundError,
+    StaleRoomError,
+    WorkflowConflictError,
+    WorkflowNotFoundError,
+)
+from openrooms.events import Event, EventType, Level
+from openrooms.room import RoomState, RoomStatus
+from openrooms.types import RoomId
+
+__all__ = ["SQLiteStore"]
+
+SCHEMA_VERSION: Final = 1
+
+# No index on rooms.status: every step would rewrite it, and listing by status filters the
+# scan in creation order instead. The current fencing token is mirrored in rooms.lease_token,
+# so a step's save checks it in the same UPDATE that compares the version.
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS rooms (
+    id TEXT PRIMARY KEY,
+    workflow_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    lease_token INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rooms_by_created ON rooms (created_at DESC, id DESC);
+CREATE TABLE IF NOT EXISTS events (
+    room_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (room_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    room_id TEXT PRIMARY KEY,
+    owner TEXT,
+    token INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workflows (
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (id, version)
+);
+"""
+
+_SYNC_MODES: Final = ("full", "normal", "off", "extra")
+
+
+@contextlib.contextmanager
+def _driver_errors() -> Iterator[None]:
+    """Re-raise sqlite3 failures as OpenRooms errors, keeping the original as __cause__."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise BackendUnavailableError("sqlite", str(exc)) from exc
+    except sqlite3.DatabaseError as exc:
+        raise BackendUnavailableError("sqlite", f"{type(exc).__name__}: {exc}") from exc
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+class SQLiteStore(AtomicStore):
+    """:class:`AtomicStore` in one SQLite file.
+
+    Args:
+        path: the database file (its folder is created), or ``:memory:``.
+        synchronous: ``full`` (default), ``normal``, ``off`` or ``extra``.
+        busy_timeout_ms: how long a write waits for another process's transaction.
+
+    Raises:
+        BackendConfigError: a bad setting, or a path that cannot be opened.
+    """
+
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "full", busy_timeout_ms: int = 10_000
+    ) -> None:
+        if synchronous.lower() not in _SYNC_MODES:
+            raise BackendConfigError(
+                "sqlite", f"synchronous={synchronous!r}; use one of {', '.join(_SYNC_MODES)}"
+            )
+        self.path = str(path)
+        if self.path != ":memory:":
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BackendConfigError(
+                    "sqlite", f"cannot create folder for {self.path}: {exc}"
+                ) from exc
+        self._lock = threading.RLock()
+        try:
+            # autocommit: transactions are explicit (BEGIN IMMEDIATE) below
+            self._db = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=busy_timeout_ms / 1000,
+            )
+        except sqlite3.Error as exc:
+            raise BackendConfigError("sqlite", f"cannot open {self.path}: {exc}") from exc
+        with _driver_errors():
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            self._db.execute("PRAGMA foreign_keys = ON")
+        with _driver_errors(), self._transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # StateStore
+
+    def create(self, state: RoomState) -> None:
+        with _driver_errors(), self._transaction() as db:
+            self._insert_room(db, state)
+
+    @staticmethod
+    def _insert_room(db: sqlite3.Connection, state: RoomState) -> None:
+        try:
+            db.execute(
+                "INSERT INTO rooms (id, workflow_id, status, version, created_at, body) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    state.room_id,
+                    state.workflow_id,
+                    state.status.value,
+                    state.version,
+                    state.created_at,
+                    _dumps(serde.state_to_dict(state)),
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise RoomExistsError(state.room_id) from None
+
+    def get(self, room_id: RoomId) -> RoomState:
+        state = self.find(room_id)
+        if state is None:
+            raise RoomNotFoundError(room_id)
+        return state
+
+    def find(self, room_id: RoomId) -> RoomState | None:
+        with _driver_errors(), self._lock:
+            row = self._db.execute("SELECT body FROM rooms WHERE id = ?", (room_id,)).fetchone()
+        return None if row is None else serde.state_from_dict(json.loads(row[0]))
+
+    def replace(
+        self, state: RoomState, *, expected_version: int, lease: Lease | None = None
+    ) -> None:
+        with _driver_errors(), self._transaction() as db:
+            self._update_room(db, state, expected_version, lease)
+
+    @staticmethod
+    def _update_room(
+        db: sqlite3.Connection, state: RoomState, expected_version: int, lease: Lease | None
+    ) -> None:
+        body = _dumps(serde.state_to_dict(state))
+        if lease is None:
+            cursor = db.execute(
+                "UPDATE rooms SET status = ?, version = ?, body = ? WHERE id = ? AND version = ?",
+                (state.status.value, state.version, body, state.room_id, expected_version),
+            )
+        else:
+            cursor = db.execute(
+                "UPDATE rooms SET status = ?, version = ?, body = ? "
+                "WHERE id = ? AND version = ? AND lease_token = ?",
+                (
+                    state.status.value,
+                    state.version,
+                    body,
+                    state.room_id,
+                    expected_version,
+                    lease.token,
+                ),
+            )
+        if cursor.rowcount == 0:
+            exists = db.execute("SELECT 1 FROM rooms WHERE id = ?", (state.room_id,)).fetchone()
+            if exists is None:
+                raise RoomNotFoundError(state.room_id)
+            raise StaleRoomError(state.room_id, expected_version)
+
+    def list_rooms(
+        self, *, status: RoomStatus | None = None, workflow_id: str | None = None, limit: int = 100
+    ) -> list[RoomState]:
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status.value)
+        if workflow_id is not None:
+            where.append("workflow_id = ?")
+            params.append(workflow_id)
+        sql = "SELECT body FROM rooms"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        with _driver_errors(), self._lock:
+            rows = self._db.execute(sql, (*params, int(limit))).fetchall()
+        return [serde.state_from_dict(json.loads(r[0])) for r in rows]
+
+    def acquire_lease(
+        self, room_id: RoomId, owner: str, *, ttl_ms: int, now: int, force: bool = False
+    ) -> Lease:
+        with _driver_errors(), self._transaction() as db:
+            if db.execute("SELECT 1 FROM rooms WHERE id = ?", (room_id,)).fetchone() is None:
+                raise RoomNotFoundError(room_id)
+            row = db.execute(
+                "SELECT owner, token, expires_at FROM leases WHERE room_id = ?", (room_id,)
+            ).fetchone()
+            token = 1
+            if row is not None:
+                held_by, held_token, expires_at = row
+                if held_by is not None and held_by != owner and expires_at > now and not force:
+                    raise RoomLeasedError(room_id, held_by, expires_at)
+                token = held_token + 1
+            lease = Lease(room_id, owner, token, now + ttl_ms)
+            db.execute(
+                "INSERT INTO leases (room_id, owner, token, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (room_id) DO UPDATE SET owner = excluded.owner, "
+                "token = excluded.token, expires_at = excluded.expires_at",
+                (room_id, owner, token, lease.expires_at),
+            )
+            db.execute("UPDATE rooms SET lease_token = ? WHERE id = ?", (token, room_id))
+            return lease
+
+    def renew_lease(self, lease: Lease, *, ttl_ms: int, now: int) -> Lease:
+        renewed = Lease(lease.room_id, lease.owner, lease.token, now + ttl_ms)
+        with _driver_errors(), self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE leases SET expires_at = ? WHERE room_id = ? AND token = ? AND owner = ?",
+                (renewed.expires_at, lease.room_id, lease.token, lease.owner),
+            )
+            if cursor.rowcount == 0:
+                raise StaleRoomError(lease.room_id, -1)
+        return renewed
+
+    def release_lease(self, lease: Lease) -> None:
+        # the row stays, so the next token is still higher than every earlier one
+        with _driver_errors(), self._transaction() as db:
+            db.execute(
+                "UPDATE leases SET owner = NULL, expires_at = 0 WHERE room_id = ? AND token = ?",
+                (lease.room_id, lease.token),
+            )
+
+    def find_lease(self, room_id: RoomId) -> Lease | None:
+        with _driver_errors(), self._lock:
+            row = self._db.execute(
+                "SELECT owner, token, expires_at FROM leases WHERE room_id = ?", (room_id,)
+            ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return Lease(room_id, row[0], row[1], row[2])
+
+    def put_workflow(self, workflow: StoredWorkflow) -> bool:
+        with _driver_errors(), self._transaction() as db:
+            row = db.execute(
+                "SELECT digest FROM workflows WHERE id = ? AND version = ?",
+                (workflow.id, workflow.version),
+            ).fetchone()
+            if row is not None:
+                if row[0] != workflow.digest:
+                    raise WorkflowConflictError(workflow.id, workflow.version)
+                return False
+            db.execute(
+                "INSERT INTO workflows (id, version, digest, body, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    workflow.id,
+                    workflow.version,
+                    workflow.digest,
+                    _dumps(workflow.definition),
+                    workflow.created_at,
+                ),
+            )
+            return True
+
+    def get_workflow(self, workflow_id: str, version: int | None = None) -> StoredWorkflow:
+        sql = "SELECT id, version, digest, body, created_at FROM workflows WHERE id = ?"
+        params: tuple[Any, ...] = (workflow_id,)
+        if version is not None:
+            sql += " AND version = ?"
+            params += (version,)
+        sql += " ORDER BY version DESC LIMIT 1"
+        with _driver_errors(), self._lock:
+            row = self._db.execute(sql, params).fetchone()
+        if row is None:
+            raise WorkflowNotFoundError(workflow_id, version)
+        return StoredWorkflow(row[0], row[1], row[2], json.loads(row[3]), row[4])
+
+    def list_workflows(self) -> list[StoredWorkflow]:
+        with _driver_errors(), self._lock:
+            rows = self._db.execute(
+                "SELECT w.id, w.version, w.digest, w.body, w.created_at FROM workflows w "
+                "JOIN (SELECT id, MAX(version) AS v FROM workflows GROUP BY id) m "
+                "ON w.id = m.id AND w.version = m.v ORDER BY w.id"
+            ).fetchall()
+        return [StoredWorkflow(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+    # EventLog
+
+    def append(self, events: Sequence[Event]) -> None:
+        with _driver_errors(), self._transaction() as db:
+            self._insert_events(db, events)
+
+    @staticmethod
+    def _insert_events(db: sqlite3.Connection, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        room_id = events[0].room_id
+        row = db.execute("SELECT MAX(seq) FROM events WHERE room_id = ?", (room_id,)).fetchone()
+        last = row[0] or 0
+        if events[0].seq != last + 1:
+            raise StaleRoomError(room_id, events[0].seq - 1)
+        db.executemany(
+            "INSERT INTO events (room_id, seq, type, level, body) VALUES (?, ?, ?, ?, ?)",
+            [
+                (e.room_id, e.seq, e.type.value, e.level.rank, _dumps(serde.event_to_dict(e)))
+                for e in events
+            ],
+        )
+
+    def read(
+        self,
+        room_id: RoomId,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        min_level: Level | None = None,
+        types: Sequence[EventType] | None = None,
+    ) -> list[Event]:
+        sql = "SELECT body FROM events WHERE room_id = ? AND seq > ?"
+        params: list[Any] = [room_id, after]
+        if min_level is not None:
+            sql += " AND level >= ?"
+            params.append(min_level.rank)
+        if types is not None:
+            sql += f" AND type IN ({', '.join('?' * len(types))})"
+            params.extend(t.value for t in types)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with _driver_errors(), self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [serde.event_from_dict(json.loads(r[0])) for r in rows]
+
+    def last_seq(self, room_id: RoomId) -> int:
+        with _driver_errors(), self._lock:
+            row = self._db.execute(
+                "SELECT MAX(seq) FROM events WHERE room_id = ?", (room_id,)
+            ).fetchone()
+        return int(row[0] or 0)
+
+    # AtomicStore
+
+    def commit(
+        self,
+        state: RoomState,
+        events: Sequence[Event],
+        *,
+        expected_version: int | None,
+        lease: Lease | None = None,
+    ) -> None:
+        with _driver_errors(), self._transaction() as db:
+            if expected_version is None:
+                self._insert_room(db, state)
+                self._insert_events(db, events)
+            else:
+                self._update_room(db, state, expected_version, lease)
+                # state and log commit together here, so the version check above makes the
+                # next seq free; the primary key still refuses a duplicate
+                try:
+                    db.executemany(
+                        "INSERT INTO events (room_id, seq, type, level, body) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        [
+                            (
+                                e.room_id,
+                                e.seq,
+                                e.type.value,
+                                e.level.rank,
+                                _dumps(serde.event_to_dict(e)),
+                            )
+                            for e in events
+                        ],
+                    )
+                except sqlite3.IntegrityError:
+                    raise StaleRoomError(state.room_id, expected_version) from None
+
+    def integrity_check(self) -> str:
+        """``PRAGMA integrity_check``: ``ok`` for a sound file."""
+        with _driver_errors(), self._lock:
+            return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

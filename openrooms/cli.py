@@ -1,0 +1,547 @@
+"""The ``openrooms`` command: thin click commands over the library.
+
+Each command parses input, calls one library function and formats the result.
+Errors print one line (``Error: ...``); a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import yaml
+
+from openrooms import serde
+from openrooms.errors import OpenRoomsError, WorkflowValidationError
+from openrooms.events import Event, EventType, Level
+from openrooms.room import RoomState, RoomStatus
+from openrooms.runtime import Runtime, open_runtime
+from openrooms.workflow import Workflow, load_workflow
+
+__all__ = ["cli", "main"]
+
+EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_WAITING = 0, 1, 2, 3
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Group(click.Group):
+    """Turns OpenRooms errors into one-line messages instead of tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WorkflowValidationError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(EXIT_INVALID)
+        except OpenRoomsError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except FileNotFoundError as exc:
+            raise click.ClickException(f"no such file: {exc.filename}") from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    envvar="OPENROOMS_DB",
+    metavar="URL",
+    help="Backend URL for state and log [env OPENROOMS_DB; default "
+    "sqlite:///./.openrooms/openrooms.db].",
+)
+@click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    metavar="MODULE",
+    help="Import a module that registers tools or node types (repeatable) "
+    "[env OPENROOMS_PLUGINS, comma-separated].",
+)
+@click.version_option(package_name="openrooms")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, plugins: tuple[str, ...]) -> None:
+    """OpenRooms: run LLM agent workflows as durable, inspectable state machines.
+
+    Example:
+
+        openrooms run examples/order_approval.yaml --var amount=250
+    """
+    env_plugins = [p for p in os.environ.get("OPENROOMS_PLUGINS", "").split(",") if p.strip()]
+    for module in [*env_plugins, *plugins]:
+        try:
+            importlib.import_module(module.strip())
+        except ImportError as exc:
+            raise click.ClickException(f"cannot import plugin {module!r}: {exc}") from exc
+    ctx.obj = {"db": db}
+
+
+@contextmanager
+def _runtime(ctx: click.Context) -> Iterator[Runtime]:
+    rt = open_runtime(ctx.obj["db"])
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+def _fail(message: str) -> NoReturn:
+    raise click.ClickException(message)
+
+
+# --- formatting -----------------------------------------------------------------------------
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+class _Progress:
+    """Prints a room's events as they are committed: one line per thing that happened."""
+
+    def __init__(self, verbose: bool = False) -> None:
+        self.verbose = verbose
+
+    def __call__(self, e: Event) -> None:
+        line = self.line(e)
+        if line:
+            click.echo(line, err=True)
+
+    def line(self, e: Event) -> str | None:
+        t, d = e.type, e.data
+        ms = f" ({e.duration_ms:.1f} ms)" if e.duration_ms is not None else ""
+        if t is EventType.NODE_STARTED:
+            return (
+                f"  > {e.node} (attempt {d['attempt']})"
+                if self.verbose or d["attempt"] > 1
+                else None
+            )
+        if t is EventType.NODE_COMPLETED:
+            out = f" -> {_short(d['output'])}" if "output" in d else ""
+            label = f" [{d['outcome']}]" if d["outcome"] != "ok" else ""
+            return f"  ok   {e.node}{label}{out}{ms}"
+        if t is EventType.NODE_FAILED:
+            msg = e.error.message if e.error else d["outcome"]
+            return f"  FAIL {e.node} [{d['outcome']}] {msg}{ms}"
+        if t is EventType.RETRY_SCHEDULED:
+            return (
+                f"  ...  retrying {e.node} in {d['delay_ms'] / 1000:g} s (attempt {d['attempt']})"
+            )
+        if t is EventType.TRANSITION:
+            return f"       {d['from']} --{d['on']}--> {d['to']}" if self.verbose else None
+        if t is EventType.ROOM_WAITING:
+            prompt = f": {d['prompt']}" if "prompt" in d else ""
+            return f"  wait {e.node}{prompt}"
+        if t is EventType.ROOM_RESUMED:
+            return f"  resuming at {e.node} (attempt {d['attempt']})"
+        if t is EventType.ROOM_FAILED:
+            return f"  room failed: {d.get('reason')}"
+        if t is EventType.ROOM_CANCELLED:
+            return f"  room cancelled: {d.get('reason')}"
+        if t is EventType.TOOL_CALLED and self.verbose:
+            return f"       tool {d['tool']}({_short(d.get('args'), 40)}){ms}"
+        return None
+
+
+def _finish(state: RoomState, as_json: bool) -> NoReturn:
+    """Report where a room stopped and exit with 0 completed, 1 failed/cancelled, 3 waiting."""
+    ctx = click.get_current_context()
+    if as_json:
+        click.echo(json.dumps(_room_json(state), ensure_ascii=False))
+    elif state.status is RoomStatus.WAITING:
+        click.echo(f"room {state.room_id} is waiting at {state.current_node!r}; continue it with:")
+        click.echo(f"  openrooms input {state.room_id} --data '<json>'")
+    else:
+        tail = f": {state.reason}" if state.reason else ""
+        click.echo(f"room {state.room_id} {state.status.value} at {state.current_node!r}{tail}")
+    if state.status is RoomStatus.COMPLETED:
+        ctx.exit(EXIT_COMPLETED)
+    if state.status is RoomStatus.WAITING:
+        ctx.exit(EXIT_WAITING)
+    if state.status.is_terminal:
+        ctx.exit(EXIT_FAILED)
+    ctx.exit(EXIT_FAILED)
+
+
+def _room_json(state: RoomState) -> dict[str, Any]:
+    d = serde.state_to_dict(state)
+    d["id"] = d.pop("room_id")
+    d["workflow"] = {"id": d.pop("workflow_id"), "version": d.pop("workflow_version")}
+    return d
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def validate(files: tuple[str, ...]) -> None:
+    """Check workflow files; exit 0 if all are valid, 2 listing every problem otherwise.
+
+    Example:
+
+        openrooms validate examples/*.yaml
+    """
+    bad = False
+    for path in files:
+        try:
+            wf = load_workflow(path)
+        except WorkflowValidationError as exc:
+            bad = True
+            click.echo(f"{path}: {exc}", err=True)
+            continue
+        click.echo(
+            f"{path}: ok — workflow {wf.id!r} v{wf.version}, {len(wf.nodes)} nodes, "
+            f"{len(wf.transitions)} transitions"
+        )
+    if bad:
+        click.get_current_context().exit(EXIT_INVALID)
+
+
+def _parse_vars(pairs: tuple[str, ...], vars_file: str | None) -> dict[str, Any]:
+    variables: dict[str, Any] = {}
+    if vars_file:
+        try:
+            loaded = yaml.safe_load(Path(vars_file).read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise click.BadParameter(
+                f"{vars_file} is not valid JSON/YAML: {exc}", param_hint="--vars-file"
+            ) from exc
+        if not isinstance(loaded, dict):
+            raise click.BadParameter(
+                f"{vars_file} must hold a mapping of names to values", param_hint="--vars-file"
+            )
+        variables.update(loaded)
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--var")
+        try:
+            variables[name] = json.loads(text)
+        except json.JSONDecodeError:
+            variables[name] = text
+    return variables
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--var",
+    "pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a variable; VALUE is parsed as JSON when it parses, else kept as a string.",
+)
+@click.option(
+    "--vars-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A JSON or YAML file with a mapping of variables.",
+)
+@click.option("--name", help="A label for the room.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final room as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every transition and tool call.")
+@click.pass_context
+def run(
+    ctx: click.Context,
+    file: str,
+    pairs: tuple[str, ...],
+    vars_file: str | None,
+    name: str | None,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Create a room from a workflow file and run it, showing progress node by node.
+
+    Exit status: 0 completed, 1 failed or cancelled, 2 invalid workflow, 3 waiting for input.
+
+    Example:
+
+        openrooms run examples/order_approval.yaml --var amount=250
+    """
+    variables = _parse_vars(pairs, vars_file)
+    wf = load_workflow(file)
+    with _runtime(ctx) as rt:
+        room = rt.create_room(wf, variables, name=name)
+        click.echo(f"room {room.room_id} ({wf.id} v{wf.version})", err=True)
+        state = rt.run(room.room_id, on_event=_Progress(verbose))
+    _finish(state, as_json)
+
+
+@cli.command("input")
+@click.argument("room_id")
+@click.option(
+    "--data",
+    required=True,
+    metavar="JSON",
+    help="The input as JSON; '@file.json' reads a file, '-' reads standard input.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the final room as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every transition and tool call.")
+@click.pass_context
+def input_(ctx: click.Context, room_id: str, data: str, as_json: bool, verbose: bool) -> None:
+    """Deliver input to a waiting room and run it on until it finishes or waits again.
+
+    Exit status as for ``run``.
+
+    Example:
+
+        openrooms input 0193ab12cd34ef5678 --data '{"approved": true}'
+    """
+    if data == "-":
+        text = sys.stdin.read()
+    elif data.startswith("@"):
+        text = Path(data[1:]).read_text(encoding="utf-8")
+    else:
+        text = data
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from exc
+    with _runtime(ctx) as rt:
+        state = rt.send_input(room_id, value, on_event=_Progress(verbose))
+    _finish(state, as_json)
+
+
+@cli.command()
+@click.argument("room_id")
+@click.option(
+    "--force", is_flag=True, help="Take over even if another runner's lease has not expired."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the final room as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every transition and tool call.")
+@click.pass_context
+def resume(ctx: click.Context, room_id: str, force: bool, as_json: bool, verbose: bool) -> None:
+    """Continue a room: one left running by a crash, a due retry, or an expired wait.
+
+    A node that was interrupted mid-flight runs again with the same idempotency key;
+    nodes whose completion was committed do not run again. Exit status as for ``run``.
+
+    Example:
+
+        openrooms resume 0193ab12cd34ef5678
+    """
+    with _runtime(ctx) as rt:
+        state = rt.run(room_id, force=force, on_event=_Progress(verbose))
+    _finish(state, as_json)
+
+
+@cli.command()
+@click.argument("room_id")
+@click.option("--reason", default="cancelled from the command line", help="Recorded in the log.")
+@click.pass_context
+def cancel(ctx: click.Context, room_id: str, reason: str) -> None:
+    """Cancel a room that has not finished.
+
+    Example:
+
+        openrooms cancel 0193ab12cd34ef5678 --reason "duplicate order"
+    """
+    with _runtime(ctx) as rt:
+        state = rt.cancel(room_id, reason=reason)
+    click.echo(f"room {state.room_id} cancelled")
+
+
+@cli.command()
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in RoomStatus]),
+    help="Only rooms with this status.",
+)
+@click.option("--workflow", "workflow_id", help="Only rooms of this workflow id.")
+@click.option("--limit", default=50, show_default=True, help="At most this many rooms.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def rooms(
+    ctx: click.Context, status: str | None, workflow_id: str | None, limit: int, as_json: bool
+) -> None:
+    """List rooms, newest first.
+
+    Example:
+
+        openrooms rooms --status waiting
+    """
+    with _runtime(ctx) as rt:
+        found = rt.list_rooms(status=status, workflow_id=workflow_id, limit=limit)
+    if as_json:
+        click.echo(json.dumps([_room_json(s) for s in found], ensure_ascii=False))
+        return
+    if not found:
+        click.echo("no rooms")
+        return
+    click.echo(f"{'ROOM':<22} {'STATUS':<10} {'WORKFLOW':<24} {'NODE':<20} STEPS")
+    for s in found:
+        wf = f"{s.workflow_id} v{s.workflow_version}"
+        click.echo(
+            f"{s.room_id:<22} {s.status.value:<10} {wf:<24} {s.current_node or '-':<20} {s.steps}"
+        )
+
+
+@cli.command()
+@click.argument("room_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the room as JSON.")
+@click.pass_context
+def show(ctx: click.Context, room_id: str, as_json: bool) -> None:
+    """Show a room: status, current node, variables and workflow.
+
+    Example:
+
+        openrooms show 0193ab12cd34ef5678 --json
+    """
+    with _runtime(ctx) as rt:
+        state = rt.get_room(room_id)
+    if as_json:
+        click.echo(json.dumps(_room_json(state), ensure_ascii=False, indent=2))
+        return
+    click.echo(f"room:      {state.room_id} ({state.name})")
+    click.echo(f"workflow:  {state.workflow_id} v{state.workflow_version}")
+    click.echo(f"status:    {state.status.value}")
+    click.echo(f"node:      {state.current_node} (attempt {state.attempt})")
+    click.echo(f"steps:     {state.steps}")
+    if state.reason:
+        click.echo(f"reason:    {state.reason}")
+    click.echo("variables:")
+    for line in json.dumps(dict(state.variables), indent=2, ensure_ascii=False).splitlines():
+        click.echo(f"  {line}")
+
+
+def _event_json(e: Event) -> str:
+    d = serde.event_to_dict(e)
+    return json.dumps(d, ensure_ascii=False)
+
+
+def _event_line(e: Event) -> str:
+    import datetime as dt
+
+    when = dt.datetime.fromtimestamp(e.timestamp / 1000, dt.UTC).strftime("%H:%M:%S.%f")[:-3]
+    data = _short(dict(e.data), 80) if e.data else ""
+    err = f" error={e.error.type}: {e.error.message}" if e.error else ""
+    return (
+        f"{e.seq:>5} {when} {e.level.value:<5} {e.type.value:<15} {e.node or '-':<16} {data}{err}"
+    )
+
+
+@cli.command()
+@click.argument("room_id")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="JSON lines with seq, type, level, timestamp, node, data, error.",
+)
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep printing new events until the room finishes."
+)
+@click.option(
+    "--level",
+    type=click.Choice([lv.value for lv in Level], case_sensitive=False),
+    help="Only events at this level or above.",
+)
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    type=click.Choice([t.value for t in EventType], case_sensitive=False),
+    help="Only events of this type (repeatable).",
+)
+@click.option("--after", default=0, help="Only events with a sequence number above this.")
+@click.pass_context
+def logs(
+    ctx: click.Context,
+    room_id: str,
+    as_json: bool,
+    follow: bool,
+    level: str | None,
+    types: tuple[str, ...],
+    after: int,
+) -> None:
+    """Print a room's execution log.
+
+    Example:
+
+        openrooms logs 0193ab12cd34ef5678 --follow --level INFO
+    """
+    min_level = Level(level.upper()) if level else None
+    wanted = [EventType(t.upper()) for t in types] or None
+    fmt = _event_json if as_json else _event_line
+    with _runtime(ctx) as rt:
+        rt.get_room(room_id)
+        if follow:
+            events: Any = rt.follow(
+                room_id, after=after, min_level=min_level, types=wanted, stop_when_idle=False
+            )
+        else:
+            events = rt.events(room_id, after=after, min_level=min_level, types=wanted)
+        try:
+            for e in events:
+                click.echo(fmt(e))
+        except KeyboardInterrupt:
+            return
+
+
+def _mermaid_id(node_id: str) -> str:
+    return node_id.replace("-", "_")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "table"]),
+    default="mermaid",
+    show_default=True,
+    help="Output format.",
+)
+def graph(file: str, fmt: str) -> None:
+    """Print a workflow's state machine as a Mermaid diagram or a transition table.
+
+    Example:
+
+        openrooms graph examples/order_approval.yaml --format table
+    """
+    wf = load_workflow(file)
+    click.echo(render_graph(wf, fmt))
+
+
+def render_graph(wf: Workflow, fmt: str) -> str:
+    """The workflow as ``mermaid`` (a ``stateDiagram-v2``) or a plain ``table``."""
+    if fmt == "table":
+        rows = [("#", "FROM", "ON", "WHEN", "TO")]
+        rows += [
+            (str(i), t.source, t.on, t.when or "(default)", t.target)
+            for i, t in enumerate(wf.transitions)
+        ]
+        widths = [max(len(r[c]) for r in rows) for c in range(5)]
+        lines = [
+            "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows
+        ]
+        nodes = ", ".join(f"{n} ({node.type})" for n, node in wf.nodes.items())
+        return f"workflow {wf.id} v{wf.version}; start: {wf.start}\nnodes: {nodes}\n" + "\n".join(
+            lines
+        )
+    out = ["stateDiagram-v2", f"    [*] --> {_mermaid_id(wf.start)}"]
+    for node_id, node in wf.nodes.items():
+        out.append(f"    {_mermaid_id(node_id)} : {node_id} ({node.type})")
+    for t in wf.transitions:
+        label = t.on if t.when is None else f"{t.on} [{t.when}]"
+        label = label.replace(":", "#58;")
+        out.append(f"    {_mermaid_id(t.source)} --> {_mermaid_id(t.target)} : {label}")
+    for node_id, node in wf.nodes.items():
+        if node.type == "end":
+            out.append(f"    {_mermaid_id(node_id)} --> [*]")
+    return "\n".join(out)
+
+
+def main() -> None:
+    """Entry point of the ``openrooms`` console script."""
+    cli(prog_name="openrooms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,602 @@
+"""The pure core: given a workflow, a room's state and what happened, the events and new state.
+
+Nothing here touches a store, the network or the clock: the runner passes ``now``
+(ms) in. Every function returns a :class:`Step` whose ``state`` is exactly
+``fold(old_state, step.events)`` — events are emitted and folded in one place, so
+the log is the truth by construction and :func:`replay` rebuilds any room.
+
+What a state means for the runner (:func:`next_action`):
+
+- ``running`` and no ``wake_at``: execute ``current_node`` (attempt ``attempt``);
+- ``running`` with ``wake_at``: a retry is due then; call :func:`wake`;
+- ``waiting``: wait for :func:`receive_input`, or :func:`wake` once ``wake_at`` passes;
+- ``created`` / ``queued``: call :func:`start`; terminal statuses: nothing more to do.
+"""
+
+from __future__ import annotations
+
+import operator
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
+from typing import Any, Final, Literal
+
+import attrs
+
+from openrooms.errors import (
+    EvaluationError,
+    RoomStatusError,
+    TransitionNotAllowedError,
+)
+from openrooms.events import ErrorInfo, Event, EventType, Level
+from openrooms.expressions import is_truthy
+from openrooms.nodes import FAILURE_LABELS, Outcome
+from openrooms.nodes.builtin import PreparedEnd, PreparedWait
+from openrooms.plan import NodePlan
+from openrooms.room import RoomState, RoomStatus
+from openrooms.schema import validate
+from openrooms.types import RoomId
+from openrooms.workflow import Workflow
+
+__all__ = [
+    "Action",
+    "FIELDS",
+    "RoomView",
+    "Step",
+    "apply",
+    "cancel",
+    "create_room",
+    "decide",
+    "fail",
+    "fold",
+    "next_action",
+    "queue",
+    "receive_input",
+    "replay",
+    "resumed",
+    "start",
+    "wake",
+]
+
+Action = Literal["start", "run", "sleep", "wait", "done"]
+
+FIELDS: Final = tuple(a.name for a in attrs.fields(RoomState))
+_field_values: Final = operator.attrgetter(*FIELDS)
+_E = EventType
+
+
+@attrs.frozen(slots=True)
+class Step:
+    """The result of one engine call: the new state and the events that produced it."""
+
+    state: RoomState
+    events: tuple[Event, ...]
+
+    @property
+    def action(self) -> Action:
+        """What the runner should do next; see :func:`next_action`."""
+        return next_action(self.state)
+
+
+def next_action(state: RoomState) -> Action:
+    """What a runner does with *state*: start, run the current node, sleep, wait, or nothing."""
+    status = state.status
+    if status is RoomStatus.RUNNING:
+        return "run" if state.wake_at is None else "sleep"
+    if status is RoomStatus.WAITING:
+        return "wait"
+    if status is RoomStatus.CREATED or status is RoomStatus.QUEUED:
+        return "start"
+    return "done"
+
+
+# --- the fold -------------------------------------------------------------------------------
+
+
+def _apply_into(d: dict[str, Any], e: Event) -> None:
+    """Fold event *e* into the field dict *d* of a RoomState (the single state-update rule)."""
+    t = e.type
+    data = e.data
+    if t is _E.NODE_STARTED:
+        node = e.node
+        assert node is not None
+        visits = dict(d["visits"])
+        visits[node] = data["visit"]
+        d["visits"] = visits
+        d["current_node"] = node
+        d["attempt"] = data["attempt"]
+        d["steps"] += 1
+        d["wake_at"] = None
+        d["status"] = RoomStatus.RUNNING
+    elif t is _E.NODE_COMPLETED:
+        assign = data.get("assign")
+        target = data.get("output_to")
+        if assign or target:
+            variables = dict(d["variables"])
+            if assign:
+                variables.update(assign)
+            if target:
+                variables[target] = data.get("output")
+            d["variables"] = variables
+    elif t is _E.TRANSITION:
+        d["current_node"] = data["to"]
+    elif t is _E.RETRY_SCHEDULED:
+        d["wake_at"] = data["due_at"]
+    elif t is _E.ROOM_WAITING:
+        d["status"] = RoomStatus.WAITING
+        d["wake_at"] = data.get("timeout_at")
+    elif t is _E.INPUT_RECEIVED:
+        d["status"] = RoomStatus.RUNNING
+        d["wake_at"] = None
+    elif t is _E.ROOM_STARTED:
+        d["status"] = RoomStatus.RUNNING
+    elif t is _E.ROOM_QUEUED:
+        d["status"] = RoomStatus.QUEUED
+    elif t is _E.ROOM_COMPLETED or t is _E.ROOM_FAILED or t is _E.ROOM_CANCELLED:
+        d["status"] = _TERMINAL_STATUS[t]
+        d["wake_at"] = None
+        d["reason"] = data.get("reason")
+    elif t is _E.ROOM_CREATED:
+        d.update(
+            room_id=e.room_id,
+            name=data["name"],
+            workflow_id=data["workflow_id"],
+            workflow_version=data["workflow_version"],
+            status=RoomStatus.CREATED,
+            current_node=data["initial"],
+            variables=dict(data["variables"]),
+            attempt=0,
+            visits={},
+            steps=0,
+            wake_at=None,
+            reason=None,
+            created_at=e.timestamp,
+        )
+    d["version"] = e.seq
+    d["updated_at"] = e.timestamp
+
+
+_TERMINAL_STATUS: Final = {
+    _E.ROOM_COMPLETED: RoomStatus.COMPLETED,
+    _E.ROOM_FAILED: RoomStatus.FAILED,
+    _E.ROOM_CANCELLED: RoomStatus.CANCELLED,
+}
+
+
+def _fields(state: RoomState) -> dict[str, Any]:
+    return dict(zip(FIELDS, _field_values(state), strict=True))
+
+
+def apply(state: RoomState | None, events: Iterable[Event]) -> RoomState:
+    """Fold *events* into *state* (None before ``ROOM_CREATED``).
+
+    Raises:
+        ValueError: the events do not start with ``ROOM_CREATED`` when *state* is None, or a
+            sequence number is not the next one.
+    """
+    d: dict[str, Any] = _fields(state) if state is not None else {}
+    for e in events:
+        expected = d.get("version", 0) + 1
+        if e.seq != expected:
+            raise ValueError(
+                f"room {e.room_id!r}: event seq {e.seq} follows {expected - 1}; "
+                f"the log has a gap or a duplicate"
+            )
+        if not d and e.type is not _E.ROOM_CREATED:
+            raise ValueError(
+                f"room {e.room_id!r}: the log must start with ROOM_CREATED, not {e.type}"
+            )
+        _apply_into(d, e)
+    if not d:
+        raise ValueError("no events to fold")
+    return RoomState(**d)
+
+
+def fold(events: Iterable[Event]) -> RoomState:
+    """Rebuild a room's state from its whole log, from ``ROOM_CREATED`` on."""
+    return apply(None, events)
+
+
+replay = fold
+"""Alias of :func:`fold`: folding a room's log reproduces its stored state exactly."""
+
+
+# --- emitting -------------------------------------------------------------------------------
+
+
+class _Emitter:
+    """Numbers events after *state*'s last one and folds each into the new state as it goes."""
+
+    __slots__ = ("d", "events", "now", "room_id")
+
+    def __init__(self, state: RoomState | None, now: int, room_id: RoomId | None = None) -> None:
+        self.d: dict[str, Any] = _fields(state) if state is not None else {"version": 0}
+        self.events: list[Event] = []
+        self.now = now
+        self.room_id = state.room_id if state is not None else room_id
+
+    def emit(
+        self,
+        type: EventType,
+        level: Level,
+        node: str | None,
+        data: Mapping[str, Any],
+        error: ErrorInfo | None = None,
+        duration_ms: float | None = None,
+    ) -> None:
+        assert self.room_id is not None
+        e = Event(
+            self.room_id,
+            self.d["version"] + 1,
+            type,
+            level,
+            self.now,
+            node,
+            data,
+            error,
+            duration_ms,
+        )
+        _apply_into(self.d, e)
+        self.events.append(e)
+
+    def fail(self, node: str | None, reason: str, error: ErrorInfo | None = None) -> None:
+        self.emit(_E.ROOM_FAILED, Level.ERROR, node, {"reason": reason}, error)
+
+    def step(self) -> Step:
+        return Step(RoomState(**self.d), tuple(self.events))
+
+
+class RoomView(Mapping[str, Any]):
+    """``room`` in expressions: a read-only view of id, name, workflow, version, attempt, steps.
+
+    Built over the engine's field dict or a :class:`RoomState`, without copying either.
+    """
+
+    __slots__ = ("_get",)
+
+    def __init__(self, source: Mapping[str, Any] | RoomState) -> None:
+        self._get: Callable[[str], Any] = (
+            source.__getitem__ if isinstance(source, dict) else partial(getattr, source)
+        )
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get(_ROOM_KEYS[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_ROOM_KEYS)
+
+    def __len__(self) -> int:
+        return len(_ROOM_KEYS)
+
+
+_ROOM_KEYS: Final = {
+    "id": "room_id",
+    "name": "name",
+    "workflow": "workflow_id",
+    "version": "workflow_version",
+    "attempt": "attempt",
+    "steps": "steps",
+}
+
+
+def _enter(em: _Emitter, wf: Workflow, node_id: str) -> None:
+    """Start a visit of *node_id*: NODE_STARTED, and for wait/end nodes what follows at once."""
+    d = em.d
+    if d["steps"] >= wf.max_steps:
+        em.fail(
+            node_id,
+            f"step limit of {wf.max_steps} reached before node {node_id!r}; raise "
+            f"the workflow's max_steps or check it for a loop that never ends",
+        )
+        return
+    visit = d["visits"].get(node_id, 0) + 1
+    em.emit(_E.NODE_STARTED, Level.INFO, node_id, {"attempt": 1, "visit": visit})
+    np = wf.plan.nodes[node_id]
+    prepared = np.prepared
+    if isinstance(prepared, PreparedWait):
+        data: dict[str, Any] = {}
+        if prepared.prompt is not None:
+            try:
+                data["prompt"] = prepared.prompt.render(
+                    {"vars": d["variables"], "room": RoomView(d)}
+                )
+            except EvaluationError as exc:
+                em.fail(node_id, f"nodes.{node_id}.prompt: {exc}", ErrorInfo.from_exception(exc))
+                return
+        if prepared.schema is not None:
+            data["schema"] = prepared.schema
+        if np.node.timeout_s is not None:
+            data["timeout_at"] = em.now + round(np.node.timeout_s * 1000)
+        em.emit(_E.ROOM_WAITING, Level.INFO, node_id, data)
+    elif isinstance(prepared, PreparedEnd):
+        reason = None
+        if prepared.reason is not None:
+            try:
+                reason = prepared.reason.render({"vars": d["variables"], "room": RoomView(d)})
+            except EvaluationError as exc:
+                em.fail(node_id, f"nodes.{node_id}.reason: {exc}", ErrorInfo.from_exception(exc))
+                return
+        if prepared.failed:
+            em.fail(node_id, str(reason) if reason is not None else f"ended at {node_id!r}")
+        else:
+            em.emit(
+                _E.ROOM_COMPLETED,
+                Level.INFO,
+                node_id,
+                {"reason": reason} if reason is not None else {},
+            )
+
+
+def _spread(room_id: str, node: str, visit: int, attempt: int) -> float:
+    """A deterministic number in [-1, 1] per attempt, for retry jitter."""
+    return zlib.crc32(f"{room_id}:{node}:{visit}:{attempt}".encode()) / 0x7FFFFFFF - 1.0
+
+
+def _finish(
+    em: _Emitter,
+    wf: Workflow,
+    np: NodePlan,
+    outcome: Outcome,
+    input: Any = None,
+    duration_ms: float | None = None,
+) -> None:
+    """Record how the current node ended, then retry it, route on, or fail the room."""
+    d = em.d
+    if outcome.duration_ms is not None:
+        duration_ms = outcome.duration_ms
+    node = np.node
+    node_id = node.id
+    for r in outcome.records:
+        em.emit(r.type, r.level, node_id, r.data, r.error, r.duration_ms)
+    label = outcome.label
+    error_scope = None
+    if label in FAILURE_LABELS:
+        attempt = d["attempt"]
+        retry = node.retry
+        error = outcome.error
+        will_retry = (
+            retry is not None
+            and outcome.retryable
+            and attempt < retry.max_attempts
+            and retry.retries(label, error.type if error is not None else None)
+        )
+        em.emit(
+            _E.NODE_FAILED,
+            Level.WARN if will_retry else Level.ERROR,
+            node_id,
+            {"outcome": label, "attempt": attempt},
+            error,
+            duration_ms,
+        )
+        if will_retry:
+            assert retry is not None
+            visit = d["visits"].get(node_id, 0)
+            delay_ms = round(
+                retry.delay_s(attempt, _spread(d["room_id"], node_id, visit, attempt)) * 1000
+            )
+            em.emit(
+                _E.RETRY_SCHEDULED,
+                Level.WARN,
+                node_id,
+                {"attempt": attempt + 1, "delay_ms": delay_ms, "due_at": em.now + delay_ms},
+            )
+            return
+        labels: tuple[str, ...] = (label, "error") if label == "timeout" else (label,)
+        if error is not None:
+            error_scope = {"type": error.type, "message": error.message}
+    else:
+        data: dict[str, Any] = {"outcome": label}
+        if outcome.output is not None:
+            data["output"] = outcome.output
+        if outcome.assign:
+            data["assign"] = dict(outcome.assign)
+        if node.output:
+            data["output_to"] = node.output
+        em.emit(_E.NODE_COMPLETED, Level.INFO, node_id, data, None, duration_ms)
+        labels = (label,)
+    scope: dict[str, Any] | None = None
+    for lab in labels:
+        for route in np.routes.get(lab, ()):
+            if route.guard is not None:
+                if scope is None:
+                    scope = {
+                        "vars": d["variables"],
+                        "output": outcome.output,
+                        "input": input,
+                        "error": error_scope,
+                        "room": RoomView(d),
+                    }
+                try:
+                    if not is_truthy(route.guard.evaluate(scope)):
+                        continue
+                except EvaluationError as exc:
+                    em.fail(
+                        node_id,
+                        f"transitions[{route.index}].when: {exc}",
+                        ErrorInfo.from_exception(exc, with_traceback=False),
+                    )
+                    return
+            em.emit(
+                _E.TRANSITION,
+                Level.DEBUG,
+                node_id,
+                {"from": node_id, "to": route.target, "on": lab, "index": route.index},
+            )
+            _enter(em, wf, route.target)
+            return
+    refused = TransitionNotAllowedError(d["room_id"], node_id, label)
+    detail = f" ({outcome.error.type}: {outcome.error.message})" if outcome.error else ""
+    em.fail(node_id, f"{refused}{detail}", ErrorInfo(type(refused).__name__, str(refused)))
+
+
+# --- the public steps -----------------------------------------------------------------------
+
+
+def _require(state: RoomState, action: str, *allowed: RoomStatus) -> None:
+    if state.status not in allowed:
+        names = ", ".join(s.value for s in allowed)
+        raise RoomStatusError(state.room_id, state.status.value, action, f"needs: {names}")
+
+
+def create_room(
+    wf: Workflow,
+    room_id: RoomId,
+    *,
+    now: int,
+    variables: Mapping[str, Any] | None = None,
+    name: str | None = None,
+) -> Step:
+    """The first event of a room: ``ROOM_CREATED`` with the workflow's defaults and *variables*."""
+    em = _Emitter(None, now, room_id)
+    em.emit(
+        _E.ROOM_CREATED,
+        Level.INFO,
+        None,
+        {
+            "name": name or wf.id,
+            "workflow_id": wf.id,
+            "workflow_version": wf.version,
+            "initial": wf.start,
+            "variables": {**wf.variables, **(variables or {})},
+        },
+    )
+    return em.step()
+
+
+def queue(state: RoomState, *, now: int) -> Step:
+    """Mark a created room as queued for a worker.
+
+    Raises:
+        RoomStatusError: the room is not ``created``.
+    """
+    _require(state, "queue it", RoomStatus.CREATED)
+    em = _Emitter(state, now)
+    em.emit(_E.ROOM_QUEUED, Level.INFO, None, {})
+    return em.step()
+
+
+def start(wf: Workflow, state: RoomState, *, now: int) -> Step:
+    """Start a created or queued room at its initial node.
+
+    Raises:
+        RoomStatusError: the room has already started.
+    """
+    _require(state, "start it", RoomStatus.CREATED, RoomStatus.QUEUED)
+    em = _Emitter(state, now)
+    em.emit(_E.ROOM_STARTED, Level.INFO, None, {})
+    assert state.current_node is not None
+    _enter(em, wf, state.current_node)
+    return em.step()
+
+
+def decide(
+    wf: Workflow, state: RoomState, outcome: Outcome, *, now: int, duration_ms: float | None = None
+) -> Step:
+    """The current node's attempt ended with *outcome*: retry, route on, wait, end or fail.
+
+    *duration_ms* (how long the attempt took) is recorded unless the outcome carries its own.
+
+    Raises:
+        RoomStatusError: the room is not running a node (terminal, waiting or sleeping).
+    """
+    if state.status is not RoomStatus.RUNNING or state.wake_at is not None:
+        _require(state, "record a node outcome", RoomStatus.RUNNING)
+        raise RoomStatusError(
+            state.room_id, "sleeping until a retry", "record a node outcome", "call wake() first"
+        )
+    assert state.current_node is not None
+    em = _Emitter(state, now)
+    _finish(em, wf, wf.plan.nodes[state.current_node], outcome, duration_ms=duration_ms)
+    return em.step()
+
+
+def wake(wf: Workflow, state: RoomState, *, now: int) -> Step:
+    """A due timer: start the next attempt of a retried node, or time out a wait.
+
+    Raises:
+        RoomStatusError: no timer is due (``wake_at`` is unset or later than *now*).
+    """
+    if state.wake_at is None or state.wake_at > now:
+        raise RoomStatusError(
+            state.room_id, state.status.value, "wake it", "no retry or wait timeout is due"
+        )
+    node_id = state.current_node
+    assert node_id is not None
+    em = _Emitter(state, now)
+    if state.status is RoomStatus.WAITING:
+        np = wf.plan.nodes[node_id]
+        timeout_s = np.node.timeout_s or 0.0
+        outcome = Outcome(
+            label="timeout",
+            error=ErrorInfo("TimeoutError", f"no input within {timeout_s:g} s"),
+            retryable=False,
+        )
+        _finish(em, wf, np, outcome)
+    else:
+        _require(state, "wake it", RoomStatus.RUNNING)
+        em.emit(
+            _E.NODE_STARTED,
+            Level.INFO,
+            node_id,
+            {"attempt": state.attempt + 1, "visit": state.visit},
+        )
+    return em.step()
+
+
+def receive_input(wf: Workflow, state: RoomState, data: Any, *, now: int) -> Step:
+    """Deliver input to a waiting room: it completes the wait node with *data* as its output.
+
+    Raises:
+        RoomStatusError: the room is not waiting.
+        SchemaValidationError: *data* breaks the wait node's schema (nothing is recorded).
+    """
+    _require(state, "send it input", RoomStatus.WAITING)
+    assert state.current_node is not None
+    np = wf.plan.nodes[state.current_node]
+    prepared = np.prepared
+    if isinstance(prepared, PreparedWait) and prepared.schema is not None:
+        validate(data, prepared.schema, what=f"input for wait node {state.current_node!r}")
+    em = _Emitter(state, now)
+    em.emit(_E.INPUT_RECEIVED, Level.INFO, state.current_node, {"input": data})
+    _finish(em, wf, np, Outcome(output=data), input=data)
+    return em.step()
+
+
+def cancel(state: RoomState, *, now: int, reason: str = "cancelled") -> Step:
+    """Cancel a room that has not finished.
+
+    Raises:
+        RoomStatusError: the room has already finished.
+    """
+    if state.status.is_terminal:
+        raise RoomStatusError(
+            state.room_id, state.status.value, "cancel it", "it has already finished"
+        )
+    em = _Emitter(state, now)
+    em.emit(_E.ROOM_CANCELLED, Level.WARN, state.current_node, {"reason": reason})
+    return em.step()
+
+
+def fail(state: RoomState, *, now: int, reason: str, error: ErrorInfo | None = None) -> Step:
+    """Fail a room that has not finished (an executor bug, a missing workflow, a budget).
+
+    Raises:
+        RoomStatusError: the room has already finished.
+    """
+    if state.status.is_terminal:
+        raise RoomStatusError(
+            state.room_id, state.status.value, "fail it", "it has already finished"
+        )
+    em = _Emitter(state, now)
+    em.fail(state.current_node, reason, error)
+    return em.step()
+
+
+def resumed(state: RoomState, *, now: int, previous_owner: str | None = None) -> Step:
+    """Note in the log that a runner took over a room left mid-node (nothing else changes)."""
+    em = _Emitter(state, now)
+    data: dict[str, Any] = {"attempt": state.attempt, "idempotency_key": state.idempotency_key}
+    if previous_owner:
+        data["previous_owner"] = previous_owner
+    em.emit(_E.ROOM_RESUMED, Level.WARN, state.current_node, data)
+    return em.step()

@@ -1,0 +1,343 @@
+"""Validation of a workflow, and the compiled plan the engine runs on.
+
+:func:`build_plan` checks the whole table at once — unknown nodes, types and tools,
+duplicate defaults, unreachable nodes, dead ends, guards that do not parse, size
+limits — and reports every problem with its path and a fix hint. On success it
+returns per-node routing tables with guards compiled once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from openrooms.errors import ExpressionError, Problem, WorkflowValidationError
+from openrooms.expressions import Expression, compile_expression
+from openrooms.nodes import GUARD_NAMES, NodeExecutor, node_types
+
+if TYPE_CHECKING:
+    from openrooms.workflow import Node, Workflow
+
+__all__ = [
+    "MAX_MAX_STEPS",
+    "MAX_NODES",
+    "MAX_TRANSITIONS",
+    "NodePlan",
+    "Plan",
+    "Route",
+    "build_plan",
+]
+
+MAX_NODES: Final = 1_000
+MAX_TRANSITIONS: Final = 5_000
+MAX_MAX_STEPS: Final = 10_000_000
+MAX_DEFINITION_BYTES: Final = 2_000_000
+MAX_RETRY_ATTEMPTS: Final = 100
+
+WORKFLOW_ID: Final = re.compile(r"[a-z0-9_-]{1,100}")
+NODE_ID: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
+LABEL: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
+
+
+@attrs.frozen(slots=True)
+class Route:
+    """One compiled transition: its position in the table, target and guard."""
+
+    index: int
+    target: str
+    guard: Expression | None
+
+
+@attrs.frozen(slots=True)
+class NodePlan:
+    """A node with its executor, prepared config and outgoing routes by outcome label."""
+
+    node: Node
+    executor: NodeExecutor
+    prepared: Any
+    routes: Mapping[str, tuple[Route, ...]]
+
+    @property
+    def kind(self) -> str:
+        """The node's type name."""
+        return self.node.type
+
+
+@attrs.frozen(slots=True)
+class Plan:
+    """The compiled workflow: node id -> :class:`NodePlan`."""
+
+    nodes: Mapping[str, NodePlan]
+
+
+def _suggest(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1)
+    return f"did you mean {close[0]!r}?" if close else f"known nodes: {', '.join(options[:20])}"
+
+
+def _is_json(value: object) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+class _Checker:
+    """Collects problems for one workflow."""
+
+    def __init__(self, wf: Workflow) -> None:
+        self.wf = wf
+        self.problems: list[Problem] = []
+        self.node_ids = list(wf.nodes)
+
+    def add(self, path: str, message: str, hint: str = "") -> None:
+        self.problems.append(Problem(path, message, hint))
+
+    def header(self) -> None:
+        wf = self.wf
+        if not isinstance(wf.id, str) or not WORKFLOW_ID.fullmatch(wf.id):
+            self.add(
+                "id",
+                f"{wf.id!r} is not a valid workflow id",
+                "use 1-100 lowercase letters, digits, '_' or '-'",
+            )
+        if isinstance(wf.version, bool) or not isinstance(wf.version, int) or wf.version < 1:
+            self.add("version", f"expected a whole number from 1, got {wf.version!r}")
+        ms = wf.max_steps
+        if isinstance(ms, bool) or not isinstance(ms, int) or not 1 <= ms <= MAX_MAX_STEPS:
+            self.add("max_steps", f"expected a whole number from 1 to {MAX_MAX_STEPS}, got {ms!r}")
+        if not isinstance(wf.description, str):
+            self.add("description", "expected a string")
+        for name, value in wf.variables.items():
+            if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+                self.add(
+                    "variables",
+                    f"{name!r} is not a valid variable name",
+                    "use letters, digits and underscores, not starting with a digit or _",
+                )
+            elif not _is_json(value):
+                self.add(f"variables.{name}", f"default is not a JSON value: {value!r}")
+        if len(wf.nodes) > MAX_NODES:
+            self.add("nodes", f"{len(wf.nodes)} nodes exceed the limit of {MAX_NODES}")
+        if len(wf.transitions) > MAX_TRANSITIONS:
+            self.add(
+                "transitions",
+                f"{len(wf.transitions)} transitions exceed the limit of {MAX_TRANSITIONS}",
+            )
+        if not wf.nodes:
+            self.add("nodes", "a workflow needs at least one node")
+        elif wf.initial is not None and wf.initial not in wf.nodes:
+            self.add("initial", f"unknown node {wf.initial!r}", _suggest(wf.initial, self.node_ids))
+        self.agents()
+
+    def agents(self) -> None:
+        for name, agent in self.wf.agents.items():
+            path = f"agents.{name}"
+            if not isinstance(agent.model, str) or not agent.model:
+                self.add(f"{path}.model", "an agent needs a model, e.g. 'openai/gpt-4o-mini'")
+            if not 0 <= agent.temperature <= 2:
+                self.add(f"{path}.temperature", f"expected 0 to 2, got {agent.temperature!r}")
+            if not 1 <= agent.max_turns <= 100:
+                self.add(f"{path}.max_turns", f"expected 1 to 100, got {agent.max_turns!r}")
+            if agent.max_tokens is not None and agent.max_tokens < 1:
+                self.add(
+                    f"{path}.max_tokens", f"expected a positive number, got {agent.max_tokens!r}"
+                )
+
+    def node(self, node_id: str, node: Node) -> NodeExecutor | None:
+        path = f"nodes.{node_id}"
+        if not isinstance(node_id, str) or not NODE_ID.fullmatch(node_id):
+            self.add(
+                path,
+                f"{node_id!r} is not a valid node id",
+                "start with a letter or '_', then letters, digits, '_' or '-' (max 100)",
+            )
+        if node.id != node_id:
+            self.add(f"{path}.id", f"node is filed under {node_id!r} but its id is {node.id!r}")
+        if node.output is not None and (
+            not node.output.isidentifier() or node.output.startswith("_")
+        ):
+            self.add(f"{path}.output", f"{node.output!r} is not a valid variable name")
+        if node.timeout_s is not None and not (
+            isinstance(node.timeout_s, int | float)
+            and math.isfinite(node.timeout_s)
+            and node.timeout_s > 0
+        ):
+            self.add(
+                f"{path}.timeout_s",
+                f"expected a positive number of seconds, got {node.timeout_s!r}",
+            )
+        if node.retry is not None:
+            self.retry(path, node)
+        executor = node_types.find(node.type)
+        if executor is None:
+            self.add(
+                f"{path}.type",
+                f"unknown node type {node.type!r}",
+                f"known types: {', '.join(node_types.names())}",
+            )
+            return None
+        if node.type == "end" and (node.retry is not None or node.output is not None):
+            self.add(path, "an 'end' node takes no 'retry' or 'output'")
+        found = executor.validate(node, path)
+        self.problems.extend(found)
+        return None if found else executor
+
+    def retry(self, path: str, node: Node) -> None:
+        r = node.retry
+        assert r is not None
+        path = f"{path}.retry"
+        if not 1 <= r.max_attempts <= MAX_RETRY_ATTEMPTS:
+            self.add(
+                f"{path}.max_attempts",
+                f"expected 1 to {MAX_RETRY_ATTEMPTS}, got {r.max_attempts!r}",
+            )
+        if r.backoff_s < 0:
+            self.add(f"{path}.backoff_s", f"expected 0 or more seconds, got {r.backoff_s!r}")
+        if r.multiplier < 1:
+            self.add(f"{path}.multiplier", f"expected 1 or more, got {r.multiplier!r}")
+        if r.max_delay_s < 0:
+            self.add(f"{path}.max_delay_s", f"expected 0 or more seconds, got {r.max_delay_s!r}")
+        if not 0 <= r.jitter <= 1:
+            self.add(f"{path}.jitter", f"expected a fraction from 0 to 1, got {r.jitter!r}")
+        if not r.retry_on:
+            self.add(f"{path}.retry_on", "name at least one outcome or error type to retry")
+
+    def routes(
+        self, executors: Mapping[str, NodeExecutor | None]
+    ) -> dict[str, dict[str, list[Route]]]:
+        table: dict[str, dict[str, list[Route]]] = {n: {} for n in self.wf.nodes}
+        defaults: dict[tuple[str, str], int] = {}
+        for i, t in enumerate(self.wf.transitions):
+            path = f"transitions[{i}]"
+            ok = True
+            for end, name in (("from", t.source), ("to", t.target)):
+                if name not in self.wf.nodes:
+                    self.add(
+                        f"{path}.{end}",
+                        f"unknown node {name!r}",
+                        _suggest(str(name), self.node_ids),
+                    )
+                    ok = False
+            if not isinstance(t.on, str) or not LABEL.fullmatch(t.on):
+                self.add(
+                    f"{path}.on",
+                    f"{t.on!r} is not a valid outcome label",
+                    "use 'ok', 'error', 'timeout' or a label of letters, digits, '_' and '-'",
+                )
+                ok = False
+            guard = None
+            if t.when is not None:
+                try:
+                    guard = compile_expression(t.when, names=GUARD_NAMES)
+                except ExpressionError as exc:
+                    self.add(f"{path}.when", str(exc))
+                    ok = False
+            if not ok:
+                continue
+            source = self.wf.nodes[t.source]
+            if source.type == "end":
+                self.add(
+                    f"{path}.from",
+                    f"{t.source!r} is an 'end' node; it cannot have transitions",
+                    "point this transition from another node",
+                )
+                continue
+            key = (t.source, t.on)
+            if key in defaults:
+                j = defaults[key]
+                kind = "default" if t.when is None else "transition"
+                self.add(
+                    path,
+                    f"node {t.source!r} already has a default transition on {t.on!r} "
+                    f"(transitions[{j}] -> {self.wf.transitions[j].target!r}); this {kind} "
+                    f"can never fire",
+                    "give one of them a 'when' condition, or remove one",
+                )
+                continue
+            if t.when is None:
+                defaults[key] = i
+            table[t.source].setdefault(t.on, []).append(Route(i, t.target, guard))
+        for node_id, node in self.wf.nodes.items():
+            out = table[node_id]
+            unknown_type = executors.get(node_id) is None and node.type not in node_types
+            if node.type == "end" or unknown_type:
+                continue
+            if not out:
+                self.add(
+                    f"nodes.{node_id}",
+                    f"node {node_id!r} has no way out",
+                    "add a transition from it, or make it an 'end' node",
+                )
+            elif node.type == "decision" and (node.id, "ok") not in defaults:
+                self.add(
+                    f"nodes.{node_id}",
+                    f"decision {node_id!r} has no default transition",
+                    "add a transition from it without 'when' as the else branch",
+                )
+            if (
+                node.type == "wait"
+                and node.timeout_s is not None
+                and not ("timeout" in out or "error" in out)
+            ):
+                self.add(
+                    f"nodes.{node_id}.timeout_s",
+                    f"wait node {node_id!r} can time out but has no transition on 'timeout'",
+                    "add a transition with on: timeout",
+                )
+        return table
+
+    def reachable(self, table: Mapping[str, Mapping[str, list[Route]]], start: str) -> None:
+        seen = {start}
+        todo = [start]
+        while todo:
+            for routes in table[todo.pop()].values():
+                for r in routes:
+                    if r.target not in seen:
+                        seen.add(r.target)
+                        todo.append(r.target)
+        for node_id in self.wf.nodes:
+            if node_id not in seen:
+                self.add(
+                    f"nodes.{node_id}",
+                    f"node {node_id!r} is unreachable from {start!r}",
+                    "add a transition into it, or remove it",
+                )
+
+
+def build_plan(wf: Workflow) -> Plan:
+    """Validate *wf* and compile it.
+
+    Raises:
+        WorkflowValidationError: listing every problem found, each with its path.
+    """
+    checker = _Checker(wf)
+    checker.header()
+    executors = {node_id: checker.node(node_id, node) for node_id, node in wf.nodes.items()}
+    table = checker.routes(executors)
+    if wf.nodes and (wf.initial is None or wf.initial in wf.nodes):
+        checker.reachable(table, wf.start)
+    if not checker.problems:
+        size = len(json.dumps(wf.to_dict(), default=str))
+        if size > MAX_DEFINITION_BYTES:
+            checker.add("", f"the definition is {size} bytes; the limit is {MAX_DEFINITION_BYTES}")
+    if checker.problems:
+        raise WorkflowValidationError(str(wf.id), checker.problems)
+    nodes = {}
+    for node_id, node in wf.nodes.items():
+        executor = executors[node_id]
+        assert executor is not None
+        nodes[node_id] = NodePlan(
+            node=node,
+            executor=executor,
+            prepared=executor.prepare(node),
+            routes={label: tuple(routes) for label, routes in table[node_id].items()},
+        )
+    return Plan(nodes=nodes)

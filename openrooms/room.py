@@ -1,0 +1,87 @@
+"""Rooms: one running instance of a workflow, and the state the engine continues from."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from openrooms.types import RoomId
+
+__all__ = ["RoomState", "RoomStatus"]
+
+
+class RoomStatus(enum.StrEnum):
+    """Where a room is in its life. Stored, so values never change."""
+
+    CREATED = "created"
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the room has finished for good."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({RoomStatus.COMPLETED, RoomStatus.FAILED, RoomStatus.CANCELLED})
+
+
+@attrs.frozen(slots=True)
+class RoomState:
+    """Everything the engine needs to continue a room; the fold of its event log.
+
+    Attributes:
+        room_id: the room's id.
+        name: a human label (defaults to the workflow id).
+        workflow_id, workflow_version: the workflow the room pinned when it was created.
+        status: see :class:`RoomStatus`.
+        current_node: the node the room is at (being run, waiting, retrying, or where it ended).
+        variables: the room's variables.
+        attempt: the attempt number (from 1) of the current node's current visit.
+        visits: how many times each node has been entered; part of the idempotency key.
+        steps: node executions so far, checked against the workflow's ``max_steps``.
+        wake_at: when a retry is due or a wait times out (ms), else None.
+        reason: why the room failed or was cancelled.
+        created_at, updated_at: ms timestamps of the first and the last event.
+        version: the sequence number of the last event folded in; saves compare-and-set on it.
+    """
+
+    room_id: RoomId
+    name: str
+    workflow_id: str
+    workflow_version: int
+    status: RoomStatus
+    current_node: str | None
+    variables: Mapping[str, Any]
+    attempt: int
+    visits: Mapping[str, int]
+    steps: int
+    wake_at: int | None
+    reason: str | None
+    created_at: int
+    updated_at: int
+    version: int
+
+    @property
+    def id(self) -> RoomId:
+        """The room's id (alias of ``room_id``)."""
+        return self.room_id
+
+    @property
+    def visit(self) -> int:
+        """How many times the current node has been entered, counting this visit."""
+        if self.current_node is None:
+            return 0
+        return self.visits.get(self.current_node, 0)
+
+    @property
+    def idempotency_key(self) -> str:
+        """Key of the current attempt: the same when an interrupted attempt is re-executed."""
+        return f"{self.room_id}:{self.current_node}:{self.visit}:{self.attempt}"

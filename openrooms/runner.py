@@ -1,0 +1,283 @@
+"""The runner: lease a room, execute its node, let the engine decide, commit, repeat.
+
+One async loop per room. It stops when the room finishes, waits for input, or its
+lease is lost; a retry's backoff is slept through (the lease is renewed meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
+
+from openrooms import engine
+from openrooms.backends.base import EventLog, Lease, StateStore
+from openrooms.errors import EvaluationError, RoomLeasedError, SchemaValidationError, StaleRoomError
+from openrooms.events import ErrorInfo, Event
+from openrooms.nodes import NodeContext, Outcome
+from openrooms.room import RoomState
+from openrooms.types import RoomId
+
+if TYPE_CHECKING:
+    from openrooms.runtime import Runtime
+    from openrooms.workflow import Workflow
+
+__all__ = [
+    "DEFAULT_LEASE_TTL_MS",
+    "NO_INPUT",
+    "Runner",
+    "commit",
+    "committer",
+    "make_owner",
+    "room_scope",
+]
+
+DEFAULT_LEASE_TTL_MS: Final = 30_000
+
+EventCallback = Callable[[Event], None]
+NO_INPUT: Final[Any] = object()
+
+
+def make_owner() -> str:
+    """A lease owner id for this process: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def _owner_is_gone(owner: str) -> bool:
+    """Whether a lease owner is a process on this host that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def room_scope(state: RoomState) -> dict[str, Any]:
+    """The expression scope a node's templates see: ``vars`` and ``room``."""
+    return {"vars": state.variables, "room": engine.RoomView(state)}
+
+
+class _Save(Protocol):
+    def __call__(
+        self,
+        state: RoomState,
+        events: Sequence[Event],
+        *,
+        expected_version: int | None,
+        lease: Lease | None = None,
+    ) -> None: ...
+
+
+def committer(states: StateStore, log: EventLog) -> _Save:
+    """The function that makes a step durable for this pair of stores (chosen once)."""
+    if cast(object, states) is log and hasattr(states, "commit"):
+        save: _Save = states.commit
+        return save
+    return partial(commit, states, log)
+
+
+def commit(
+    states: StateStore,
+    log: EventLog,
+    state: RoomState,
+    events: Sequence[Event],
+    *,
+    expected_version: int | None,
+    lease: Lease | None = None,
+) -> None:
+    """Make *events* and *state* durable: in one transaction where one store holds both,
+    else the log first (so the log is never behind the state) and then the state.
+
+    Raises:
+        StaleRoomError: the version or lease check failed; nothing was saved (atomic stores).
+        RoomExistsError: creating (``expected_version=None``) a room that exists.
+    """
+    if cast(object, states) is log and hasattr(states, "commit"):
+        states.commit(state, events, expected_version=expected_version, lease=lease)
+        return
+    log.append(events)
+    if expected_version is None:
+        states.create(state)
+    else:
+        states.replace(state, expected_version=expected_version, lease=lease)
+
+
+class Runner:
+    """Runs rooms of one :class:`~openrooms.runtime.Runtime`."""
+
+    def __init__(self, runtime: Runtime, *, lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS) -> None:
+        self.rt = runtime
+        self.lease_ttl_ms = lease_ttl_ms
+        self._save = committer(runtime.states, runtime.log)
+
+    async def run(
+        self,
+        room_id: RoomId,
+        *,
+        force: bool = False,
+        on_event: EventCallback | None = None,
+        input: Any = NO_INPUT,
+    ) -> RoomState:
+        """Run *room_id* until it finishes or waits.
+
+        Args:
+            force: take the lease even if another live owner holds it.
+            on_event: called with every event as it is committed (progress output).
+            input: input for a waiting room, delivered under the lease before running on.
+
+        Raises:
+            RoomNotFoundError: no such room.
+            RoomLeasedError: another live runner holds the room.
+            RoomStatusError: *input* was given but the room is not waiting.
+            SchemaValidationError: *input* breaks the wait node's schema (nothing is recorded).
+            StaleRoomError: the lease was lost to another runner mid-run.
+        """
+        rt = self.rt
+        states = rt.states
+        now = rt.now()
+        previous = states.find_lease(room_id)
+        try:
+            lease = states.acquire_lease(
+                room_id, rt.owner, ttl_ms=self.lease_ttl_ms, now=now, force=force
+            )
+        except RoomLeasedError as exc:
+            if not _owner_is_gone(exc.owner):
+                raise
+            lease = states.acquire_lease(
+                room_id, rt.owner, ttl_ms=self.lease_ttl_ms, now=now, force=True
+            )
+        holder = _LeaseHolder(states, lease, self.lease_ttl_ms, rt.now)
+        heartbeat = asyncio.create_task(holder.beat())
+        try:
+            state = rt.load_room(room_id)
+            if engine.next_action(state) == "run" and state.steps > 0:
+                # left mid-node by a runner that stopped: note it, then re-execute the attempt
+                owner = previous.owner if previous is not None else None
+                state = self._commit(
+                    engine.resumed(state, now=rt.now(), previous_owner=owner),
+                    state,
+                    holder,
+                    on_event,
+                )
+            wf = rt.workflow_for(state)
+            if input is not NO_INPUT:
+                state = self._commit(
+                    engine.receive_input(wf, state, input, now=rt.now()), state, holder, on_event
+                )
+            return await self._loop(wf, state, holder, on_event)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            with contextlib.suppress(Exception):
+                states.release_lease(holder.lease)
+
+    async def _loop(
+        self, wf: Workflow, state: RoomState, holder: _LeaseHolder, on_event: EventCallback | None
+    ) -> RoomState:
+        now = self.rt.now
+        while True:
+            action = engine.next_action(state)
+            if action == "run":
+                started = time.perf_counter()
+                outcome = await self._execute(wf, state)
+                duration = (time.perf_counter() - started) * 1000
+                step = engine.decide(wf, state, outcome, now=now(), duration_ms=duration)
+            elif action == "start":
+                step = engine.start(wf, state, now=now())
+            elif action == "sleep":
+                assert state.wake_at is not None
+                delay_ms = state.wake_at - now()
+                if delay_ms > 0:
+                    await asyncio.sleep(delay_ms / 1000)
+                step = engine.wake(wf, state, now=max(now(), state.wake_at))
+            elif action == "wait" and state.wake_at is not None and state.wake_at <= now():
+                step = engine.wake(wf, state, now=now())
+            else:
+                return state
+            state = self._commit(step, state, holder, on_event)
+
+    def _commit(
+        self,
+        step: engine.Step,
+        before: RoomState,
+        holder: _LeaseHolder,
+        on_event: EventCallback | None,
+    ) -> RoomState:
+        try:
+            self._save(step.state, step.events, expected_version=before.version, lease=holder.lease)
+        except StaleRoomError:
+            current = self.rt.states.find(before.room_id)
+            if current is not None and current.status.is_terminal:
+                return current  # cancelled (or failed) by someone else meanwhile: stop quietly
+            raise
+        if on_event is not None:
+            for e in step.events:
+                on_event(e)
+        return step.state
+
+    async def _execute(self, wf: Workflow, state: RoomState) -> Outcome:
+        """Run one attempt of the current node; every failure becomes an ``error`` outcome."""
+        assert state.current_node is not None
+        np = wf.plan.nodes[state.current_node]
+        ctx = NodeContext(state, np.node, np.prepared, self.rt.tools, room_scope(state))
+        timeout = np.node.timeout_s
+        try:
+            if timeout is None:
+                outcome = await np.executor.execute(ctx)
+            else:
+                # a sync tool that ignores cancellation keeps its thread, but its result is dropped
+                outcome = await asyncio.wait_for(np.executor.execute(ctx), timeout)
+        except TimeoutError:
+            return Outcome.timed_out(timeout or 0.0)
+        except (EvaluationError, SchemaValidationError) as exc:
+            # the same input fails the same way again: do not retry
+            return Outcome.failed(
+                ErrorInfo.from_exception(exc, with_traceback=False), retryable=False
+            )
+        except Exception as exc:
+            return Outcome.failed(exc)
+        if not isinstance(outcome, Outcome):
+            return Outcome.failed(
+                TypeError(
+                    f"node type {np.node.type!r} returned {type(outcome).__name__}, not an Outcome"
+                ),
+                retryable=False,
+            )
+        return outcome
+
+
+class _LeaseHolder:
+    """Keeps a lease alive: renewed by a heartbeat task every third of its time to live."""
+
+    def __init__(
+        self, states: StateStore, lease: Lease, ttl_ms: int, now: Callable[[], int]
+    ) -> None:
+        self.states, self.lease, self.ttl_ms, self.now = states, lease, ttl_ms, now
+
+    async def beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_ms / 3000)
+            self.lease = self.states.renew_lease(self.lease, ttl_ms=self.ttl_ms, now=self.now())

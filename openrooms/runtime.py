@@ -1,0 +1,374 @@
+"""The runtime: backends opened from URLs, registries, and the operations on rooms.
+
+::
+
+    rt = open_runtime()                      # sqlite:///./.openrooms/openrooms.db
+    room = rt.create_room(workflow, variables={"amount": 250})
+    room = rt.run(room.id)                   # until completed, failed or waiting
+    room = rt.send_input(room.id, {"approved": True})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Final, cast
+
+from openrooms import engine
+from openrooms.backends import DEFAULT_DB_URL, EventLog, StateStore, StoredWorkflow, open_backend
+from openrooms.errors import (
+    Problem,
+    RoomStatusError,
+    SchemaValidationError,
+    StaleRoomError,
+)
+from openrooms.events import Event, EventType, Level
+from openrooms.room import RoomState, RoomStatus
+from openrooms.runner import (
+    DEFAULT_LEASE_TTL_MS,
+    NO_INPUT,
+    EventCallback,
+    Runner,
+    commit,
+    make_owner,
+)
+from openrooms.tools import ToolRegistry, default_tools
+from openrooms.types import RoomId
+from openrooms.workflow import Workflow, WorkflowBuilder
+
+__all__ = ["Runtime", "open_runtime", "workflow_digest"]
+
+_CAS_RETRIES: Final = 20
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def workflow_digest(definition: Mapping[str, Any]) -> str:
+    """SHA-256 of a definition's canonical JSON: equal content, equal digest."""
+    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _check_variables(variables: Mapping[str, Any]) -> None:
+    problems = []
+    for name, value in variables.items():
+        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+            problems.append(
+                Problem(
+                    f"variables.{name}",
+                    "not a valid variable name",
+                    "use letters, digits and underscores, not starting with _",
+                )
+            )
+            continue
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            problems.append(
+                Problem(f"variables.{name}", f"{type(value).__name__} is not a JSON value")
+            )
+    if problems:
+        raise SchemaValidationError("variables", problems)
+
+
+class Runtime:
+    """Rooms over a state store and an event log.
+
+    Args:
+        states: where room states, leases and workflow definitions live.
+        log: where events live (may be the same object as *states*).
+        tools: the tools ``tool`` nodes may call (default: :data:`default_tools`).
+        clock: milliseconds since the epoch (default: the system clock).
+        lease_ttl_ms: how long a runner's lease lasts between renewals.
+    """
+
+    def __init__(
+        self,
+        states: StateStore,
+        log: EventLog,
+        *,
+        tools: ToolRegistry | None = None,
+        clock: Callable[[], int] = _now_ms,
+        lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
+    ) -> None:
+        self.states = states
+        self.log = log
+        self.tools = tools if tools is not None else default_tools
+        self.now = clock
+        self.owner = make_owner()
+        self._runner = Runner(self, lease_ttl_ms=lease_ttl_ms)
+        self._workflows: dict[tuple[str, int], Workflow] = {}
+        self._lock = threading.Lock()
+
+    # --- workflows --------------------------------------------------------------------------
+
+    def register_workflow(self, workflow: Workflow | WorkflowBuilder) -> Workflow:
+        """Store a definition so rooms (in any process) can run it; identical content is a no-op.
+
+        Raises:
+            WorkflowConflictError: other content is registered under the same id and version.
+            WorkflowValidationError: a builder whose workflow is invalid.
+        """
+        wf = workflow.build() if isinstance(workflow, WorkflowBuilder) else workflow
+        definition = wf.to_dict()
+        self.states.put_workflow(
+            StoredWorkflow(wf.id, wf.version, workflow_digest(definition), definition, self.now())
+        )
+        with self._lock:
+            self._workflows[(wf.id, wf.version)] = wf
+        return wf
+
+    def get_workflow(self, workflow_id: str, version: int | None = None) -> Workflow:
+        """A registered workflow (the latest version when *version* is None).
+
+        Raises:
+            WorkflowNotFoundError: none is registered.
+        """
+        if version is not None:
+            cached = self._workflows.get((workflow_id, version))
+            if cached is not None:
+                return cached
+        stored = self.states.get_workflow(workflow_id, version)
+        key = (stored.id, stored.version)
+        wf = self._workflows.get(key)
+        if wf is None:
+            wf = Workflow.from_dict(stored.definition)
+            with self._lock:
+                self._workflows[key] = wf
+        return wf
+
+    def list_workflows(self) -> list[StoredWorkflow]:
+        """The latest version of every registered workflow."""
+        return self.states.list_workflows()
+
+    def workflow_for(self, state: RoomState) -> Workflow:
+        """The workflow version *state* pinned when it was created."""
+        return self.get_workflow(state.workflow_id, state.workflow_version)
+
+    # --- rooms ------------------------------------------------------------------------------
+
+    def create_room(
+        self,
+        workflow: Workflow | WorkflowBuilder | str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        room_id: str | None = None,
+    ) -> RoomState:
+        """Create a room (status ``created``); it pins the workflow's current version.
+
+        Args:
+            workflow: a workflow (registered if new), or the id of a registered one.
+            variables: overrides of the workflow's default variables.
+            name: a label for people (default: the workflow id).
+            room_id: an explicit id (default: a new time-ordered one).
+
+        Raises:
+            SchemaValidationError: a variable name is invalid or a value is not JSON.
+            WorkflowNotFoundError / WorkflowConflictError / RoomExistsError.
+        """
+        variables = dict(variables or {})
+        _check_variables(variables)
+        if isinstance(workflow, str):
+            wf = self.get_workflow(workflow)
+        else:
+            wf = self.register_workflow(workflow)
+        now = self.now()
+        rid = RoomId(room_id or f"{now:012x}{secrets.token_hex(5)}")
+        step = engine.create_room(wf, rid, now=now, variables=variables, name=name)
+        commit(self.states, self.log, step.state, step.events, expected_version=None)
+        return step.state
+
+    def get_room(self, room_id: str) -> RoomState:
+        """The room's current state. Raises RoomNotFoundError if there is none."""
+        return self.states.get(RoomId(room_id))
+
+    def load_room(self, room_id: str) -> RoomState:
+        """The room's state, first rolled forward over log events the state store missed."""
+        state = self.states.get(RoomId(room_id))
+        tail = self.log.read(state.room_id, after=state.version)
+        if tail:
+            rolled = engine.apply(state, tail)
+            self.states.replace(rolled, expected_version=state.version)
+            state = rolled
+        return state
+
+    def list_rooms(
+        self,
+        *,
+        status: RoomStatus | str | None = None,
+        workflow_id: str | None = None,
+        limit: int = 100,
+    ) -> list[RoomState]:
+        """Rooms, newest first."""
+        return self.states.list_rooms(
+            status=RoomStatus(status) if status is not None else None,
+            workflow_id=workflow_id,
+            limit=limit,
+        )
+
+    def events(
+        self,
+        room_id: str,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        min_level: Level | str | None = None,
+        types: Sequence[EventType | str] | None = None,
+    ) -> list[Event]:
+        """A room's log (events with ``seq > after``), optionally filtered."""
+        return self.log.read(
+            RoomId(room_id),
+            after=after,
+            limit=limit,
+            min_level=Level(min_level) if min_level is not None else None,
+            types=[EventType(t) for t in types] if types is not None else None,
+        )
+
+    def follow(
+        self,
+        room_id: str,
+        *,
+        after: int = 0,
+        poll_s: float = 0.2,
+        min_level: Level | str | None = None,
+        types: Sequence[EventType | str] | None = None,
+        stop_when_idle: bool = True,
+    ) -> Iterator[Event]:
+        """Yield a room's events as they are written, polling every *poll_s* seconds.
+
+        Stops once the room is finished (or waiting, when *stop_when_idle*) and every
+        event up to that point has been yielded.
+        """
+        cursor = after
+        rid = RoomId(room_id)
+        while True:
+            state = self.states.get(rid)
+            for e in self.log.read(rid, after=cursor):
+                cursor = e.seq
+                if min_level is not None and e.level.rank < Level(min_level).rank:
+                    continue
+                if types is not None and e.type not in {EventType(t) for t in types}:
+                    continue
+                yield e
+            if cursor >= state.version and (
+                state.status.is_terminal or (stop_when_idle and state.status is RoomStatus.WAITING)
+            ):
+                return
+            time.sleep(poll_s)
+
+    def replay(self, room_id: str) -> RoomState:
+        """Rebuild the room's state by folding its whole log (it equals the stored state)."""
+        return engine.fold(self.log.read(RoomId(room_id)))
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def arun(
+        self, room_id: str, *, force: bool = False, on_event: EventCallback | None = None
+    ) -> RoomState:
+        """Run a room until it completes, fails or waits (async).
+
+        Raises:
+            RoomNotFoundError, RoomLeasedError (another live runner has it), StaleRoomError.
+        """
+        return await self._runner.run(RoomId(room_id), force=force, on_event=on_event)
+
+    def run(
+        self, room_id: str, *, force: bool = False, on_event: EventCallback | None = None
+    ) -> RoomState:
+        """Run a room until it completes, fails or waits; also resumes a crashed run.
+
+        Raises:
+            RoomNotFoundError, RoomLeasedError (another live runner has it), StaleRoomError.
+        """
+        return asyncio.run(self.arun(room_id, force=force, on_event=on_event))
+
+    resume = run
+
+    async def asend_input(
+        self, room_id: str, data: Any, *, on_event: EventCallback | None = None
+    ) -> RoomState:
+        """Deliver input to a waiting room and run it on (async)."""
+        if data is NO_INPUT:
+            raise TypeError("no input given")
+        return await self._runner.run(RoomId(room_id), on_event=on_event, input=data)
+
+    def send_input(
+        self, room_id: str, data: Any, *, on_event: EventCallback | None = None
+    ) -> RoomState:
+        """Deliver input to a waiting room and run it on until it finishes or waits again.
+
+        Raises:
+            RoomStatusError: the room is not waiting.
+            SchemaValidationError: *data* breaks the wait node's schema; nothing is recorded.
+            RoomNotFoundError / RoomLeasedError.
+        """
+        return asyncio.run(self.asend_input(room_id, data, on_event=on_event))
+
+    def cancel(self, room_id: str, *, reason: str = "cancelled") -> RoomState:
+        """Cancel an unfinished room; a runner working on it stops at its next commit.
+
+        Raises:
+            RoomStatusError: the room has already finished.
+            RoomNotFoundError.
+        """
+        return self._update(room_id, lambda s: engine.cancel(s, now=self.now(), reason=reason))
+
+    def _update(self, room_id: str, change: Callable[[RoomState], engine.Step]) -> RoomState:
+        """Apply an engine step compare-and-set, reloading on a lost race."""
+        for _ in range(_CAS_RETRIES):
+            state = self.states.get(RoomId(room_id))
+            step = change(state)
+            try:
+                commit(
+                    self.states, self.log, step.state, step.events, expected_version=state.version
+                )
+            except StaleRoomError:
+                continue
+            return step.state
+        raise RoomStatusError(room_id, "busy", "update it", "it changed on every attempt")
+
+    def close(self) -> None:
+        """Close the backends."""
+        self.states.close()
+        if cast(object, self.log) is not self.states:
+            self.log.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_runtime(
+    db: str | None = None,
+    *,
+    state_url: str | None = None,
+    log_url: str | None = None,
+    tools: ToolRegistry | None = None,
+    clock: Callable[[], int] = _now_ms,
+    lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
+) -> Runtime:
+    """Open a runtime from backend URLs.
+
+    Precedence: explicit arguments, then ``OPENROOMS_STATE_URL`` / ``OPENROOMS_LOG_URL``,
+    then *db* / ``OPENROOMS_DB`` for both, then ``sqlite:///./.openrooms/openrooms.db``.
+
+    Raises:
+        BackendConfigError: a URL that cannot be opened.
+    """
+    one = db or os.environ.get("OPENROOMS_DB") or DEFAULT_DB_URL
+    s_url = state_url or os.environ.get("OPENROOMS_STATE_URL") or one
+    l_url = log_url or os.environ.get("OPENROOMS_LOG_URL") or s_url
+    states = open_backend(s_url)
+    log = states if l_url == s_url else open_backend(l_url)
+    return Runtime(states, log, tools=tools, clock=clock, lease_ttl_ms=lease_ttl_ms)

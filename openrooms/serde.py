@@ -1,0 +1,469 @@
+"""The one converter: every wire format (files, stored rows, API bodies, queue payloads).
+
+``converter`` is a cattrs converter with hooks for each model; :func:`dumps` /
+:func:`loads` wrap it with JSON. Workflow files get their own careful parser so a
+malformed file reports every problem with its path instead of a cattrs traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
+
+import cattrs
+import yaml
+
+from openrooms.errors import Problem, WorkflowValidationError
+from openrooms.events import ErrorInfo, Event, EventType, Level
+from openrooms.room import RoomState, RoomStatus
+from openrooms.types import RoomId
+from openrooms.workflow import (
+    DEFAULT_MAX_STEPS,
+    AgentConfig,
+    Node,
+    RetryPolicy,
+    Transition,
+    Workflow,
+)
+
+__all__ = [
+    "converter",
+    "dumps",
+    "event_from_dict",
+    "event_to_dict",
+    "loads",
+    "state_from_dict",
+    "state_to_dict",
+    "workflow_from_dict",
+    "workflow_from_text",
+    "workflow_to_dict",
+]
+
+T = TypeVar("T")
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+# --- rooms and events: hand-written for speed (they are encoded on every step) ---------------
+
+
+def state_to_dict(s: RoomState) -> dict[str, Any]:
+    """A room state as a JSON-ready dict."""
+    return {
+        "room_id": s.room_id,
+        "name": s.name,
+        "workflow_id": s.workflow_id,
+        "workflow_version": s.workflow_version,
+        "status": s.status.value,
+        "current_node": s.current_node,
+        "variables": s.variables,
+        "attempt": s.attempt,
+        "visits": s.visits,
+        "steps": s.steps,
+        "wake_at": s.wake_at,
+        "reason": s.reason,
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
+        "version": s.version,
+    }
+
+
+def state_from_dict(d: Mapping[str, Any]) -> RoomState:
+    """The inverse of :func:`state_to_dict`."""
+    return RoomState(
+        room_id=RoomId(d["room_id"]),
+        name=d["name"],
+        workflow_id=d["workflow_id"],
+        workflow_version=d["workflow_version"],
+        status=RoomStatus(d["status"]),
+        current_node=d["current_node"],
+        variables=d["variables"],
+        attempt=d["attempt"],
+        visits=d["visits"],
+        steps=d["steps"],
+        wake_at=d["wake_at"],
+        reason=d["reason"],
+        created_at=d["created_at"],
+        updated_at=d["updated_at"],
+        version=d["version"],
+    )
+
+
+def event_to_dict(e: Event) -> dict[str, Any]:
+    """An event as a JSON-ready dict (the ``logs --json`` line format)."""
+    err = e.error
+    return {
+        "room_id": e.room_id,
+        "seq": e.seq,
+        "type": e.type.value,
+        "level": e.level.value,
+        "timestamp": e.timestamp,
+        "node": e.node,
+        "data": e.data,
+        "error": None
+        if err is None
+        else {"type": err.type, "message": err.message, "traceback": err.traceback},
+        "duration_ms": e.duration_ms,
+    }
+
+
+def event_from_dict(d: Mapping[str, Any]) -> Event:
+    """The inverse of :func:`event_to_dict`."""
+    err = d.get("error")
+    return Event(
+        room_id=RoomId(d["room_id"]),
+        seq=d["seq"],
+        type=EventType(d["type"]),
+        level=Level(d["level"]),
+        timestamp=d["timestamp"],
+        node=d.get("node"),
+        data=d.get("data") or {},
+        error=None if err is None else ErrorInfo(err["type"], err["message"], err.get("traceback")),
+        duration_ms=d.get("duration_ms"),
+    )
+
+
+# --- workflows: the file format ---------------------------------------------------------------
+
+_TOP: Final = (
+    "id",
+    "version",
+    "description",
+    "initial",
+    "variables",
+    "max_steps",
+    "agents",
+    "nodes",
+    "transitions",
+)
+_NODE_COMMON: Final = ("type", "output", "retry", "timeout_s", "description")
+_RETRY: Final = ("max_attempts", "backoff_s", "multiplier", "max_delay_s", "jitter", "retry_on")
+_TRANSITION: Final = ("from", "to", "on", "when")
+_AGENT: Final = (
+    "model",
+    "system_prompt",
+    "tools",
+    "temperature",
+    "max_tokens",
+    "max_turns",
+    "api_base",
+)
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, message: str, hint: str = "") -> None:
+        self.problems.append(Problem(path, message, hint))
+
+    def keys(self, d: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> None:
+        for key in d:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+                self.add(f"{path}.{key}" if path else str(key), "unknown key", hint)
+
+    def mapping(self, value: Any, path: str) -> Mapping[str, Any] | None:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            self.add(path, f"expected a mapping, got {_kind(value)}")
+            return None
+        return value
+
+    def typed(
+        self,
+        d: Mapping[str, Any],
+        key: str,
+        path: str,
+        kinds: tuple[type, ...],
+        default: Any,
+        what: str,
+    ) -> Any:
+        if key not in d or d[key] is None:
+            return default
+        value = d[key]
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            self.add(f"{path}.{key}" if path else key, f"expected {what}, got {_kind(value)}")
+            return default
+        return value
+
+    def retry(self, value: Any, path: str) -> RetryPolicy | None:
+        d = self.mapping(value, path)
+        if d is None:
+            return None
+        self.keys(d, _RETRY, path)
+        number = (int, float)
+        retry_on = d.get("retry_on", ("error", "timeout"))
+        if isinstance(retry_on, str):
+            retry_on = [retry_on]
+        if not isinstance(retry_on, list | tuple) or not all(isinstance(x, str) for x in retry_on):
+            self.add(f"{path}.retry_on", "expected a list of outcome labels or error type names")
+            retry_on = ("error", "timeout")
+        return RetryPolicy(
+            max_attempts=self.typed(d, "max_attempts", path, (int,), 3, "a whole number"),
+            backoff_s=float(self.typed(d, "backoff_s", path, number, 1.0, "a number")),
+            multiplier=float(self.typed(d, "multiplier", path, number, 2.0, "a number")),
+            max_delay_s=float(self.typed(d, "max_delay_s", path, number, 60.0, "a number")),
+            jitter=float(self.typed(d, "jitter", path, number, 0.0, "a number")),
+            retry_on=tuple(retry_on),
+        )
+
+    def node(self, node_id: str, value: Any) -> Node | None:
+        path = f"nodes.{node_id}"
+        d = self.mapping(value, path)
+        if d is None:
+            if value is None:
+                self.add(path, "a node needs at least a 'type'")
+            return None
+        node_type = d.get("type")
+        if not isinstance(node_type, str):
+            self.add(
+                f"{path}.type", "every node needs a 'type' (set, decision, tool, wait, end, ...)"
+            )
+            return None
+        timeout = self.typed(d, "timeout_s", path, (int, float), None, "a number of seconds")
+        output = self.typed(d, "output", path, (str,), None, "a variable name")
+        return Node(
+            id=str(node_id),
+            type=node_type,
+            config={k: v for k, v in d.items() if k not in _NODE_COMMON},
+            output=output,
+            retry=self.retry(d.get("retry"), f"{path}.retry"),
+            timeout_s=float(timeout) if timeout is not None else None,
+            description=self.typed(d, "description", path, (str,), "", "a string"),
+        )
+
+    def transition(self, i: int, value: Any) -> Transition | None:
+        path = f"transitions[{i}]"
+        d = self.mapping(value, path)
+        if d is None:
+            if value is None:
+                self.add(path, "expected a mapping with 'from' and 'to'")
+            return None
+        keys: Mapping[Any, Any] = d
+        if True in keys:  # YAML 1.1 reads the bare key `on` as the boolean true
+            d = {("on" if k is True else k): v for k, v in keys.items()}
+        self.keys(d, _TRANSITION, path)
+        missing = [k for k in ("from", "to") if not isinstance(d.get(k), str)]
+        for k in missing:
+            self.add(f"{path}.{k}", f"a transition needs '{k}': a node id")
+        when = d.get("when")
+        if when is not None and not isinstance(when, str | bool | int | float):
+            self.add(f"{path}.when", f"expected an expression string, got {_kind(when)}")
+            when = None
+        on = d.get("on", "ok")
+        if isinstance(on, bool):  # YAML 1.1 reads values like yes/no/on/off as booleans
+            self.add(f"{path}.on", f"expected an outcome label, got {on!r}", "quote it")
+            return None
+        if missing:
+            return None
+        return Transition(
+            source=d["from"],
+            target=d["to"],
+            on=str(on),
+            when=_expr_text(when) if when is not None else None,
+        )
+
+    def agent(self, name: str, value: Any) -> AgentConfig | None:
+        path = f"agents.{name}"
+        d = self.mapping(value, path)
+        if d is None:
+            return None
+        self.keys(d, _AGENT, path)
+        model = self.typed(d, "model", path, (str,), "", "a model string")
+        tools = d.get("tools", [])
+        if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+            self.add(f"{path}.tools", "expected a list of tool names")
+            tools = []
+        return AgentConfig(
+            model=model,
+            system_prompt=self.typed(d, "system_prompt", path, (str,), "", "a string"),
+            tools=tuple(tools),
+            temperature=float(self.typed(d, "temperature", path, (int, float), 0.0, "a number")),
+            max_tokens=self.typed(d, "max_tokens", path, (int,), None, "a whole number"),
+            max_turns=self.typed(d, "max_turns", path, (int,), 8, "a whole number"),
+            api_base=self.typed(d, "api_base", path, (str,), None, "a URL string"),
+        )
+
+
+def _expr_text(value: str | bool | int | float) -> str:
+    """A guard written as a bare YAML scalar (``when: true``) as expression text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _kind(value: Any) -> str:
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "nothing",
+    }.get(type(value), type(value).__name__)
+
+
+def workflow_from_dict(data: Any) -> Workflow:
+    """Build a :class:`Workflow` from the file format.
+
+    Raises:
+        WorkflowValidationError: every structural and semantic problem at once, with paths.
+    """
+    r = _Reader()
+    wf_id = str(data.get("id", "<unnamed>")) if isinstance(data, Mapping) else "<unnamed>"
+    top = r.mapping(data, "")
+    if top is None:
+        raise WorkflowValidationError(
+            wf_id, [Problem("", f"expected a mapping at the top level, got {_kind(data)}")]
+        )
+    r.keys(top, _TOP, "")
+    if not isinstance(top.get("id"), str):
+        r.add("id", "a workflow needs an 'id' string", "e.g. id: order_approval")
+    nodes_in = r.mapping(top.get("nodes"), "nodes") or {}
+    if "nodes" not in top:
+        r.add("nodes", "a workflow needs 'nodes': a mapping of node ids to nodes")
+    nodes = {}
+    for node_id, value in nodes_in.items():
+        node = r.node(str(node_id), value)
+        if node is not None:
+            nodes[str(node_id)] = node
+    transitions_in = top.get("transitions", [])
+    if not isinstance(transitions_in, list):
+        r.add("transitions", f"expected a list, got {_kind(transitions_in)}")
+        transitions_in = []
+    transitions = [t for i, v in enumerate(transitions_in) if (t := r.transition(i, v))]
+    agents = {
+        str(name): a
+        for name, value in (r.mapping(top.get("agents"), "agents") or {}).items()
+        if (a := r.agent(str(name), value)) is not None
+    }
+    variables = r.mapping(top.get("variables"), "variables") or {}
+    fields: dict[str, Any] = {
+        "id": top.get("id") if isinstance(top.get("id"), str) else wf_id,
+        "version": r.typed(top, "version", "", (int,), 1, "a whole number"),
+        "description": r.typed(top, "description", "", (str,), "", "a string"),
+        "initial": r.typed(top, "initial", "", (str,), None, "a node id"),
+        "max_steps": r.typed(top, "max_steps", "", (int,), DEFAULT_MAX_STEPS, "a whole number"),
+    }
+    try:
+        wf = Workflow(
+            nodes=nodes,
+            transitions=tuple(transitions),
+            variables=dict(variables),
+            agents=agents,
+            **fields,
+        )
+    except WorkflowValidationError as exc:
+        if r.problems:
+            # Skip follow-on problems about the pieces the structural pass already rejected.
+            broken = {p.path for p in r.problems}
+            extra = [p for p in exc.problems if p.path not in broken]
+            raise WorkflowValidationError(fields["id"], r.problems + extra) from None
+        raise
+    if r.problems:
+        raise WorkflowValidationError(fields["id"], r.problems)
+    return wf
+
+
+def workflow_to_dict(wf: Workflow) -> dict[str, Any]:
+    """The file format of *wf*, leaving out settings left at their defaults."""
+    out: dict[str, Any] = {"id": wf.id, "version": wf.version}
+    if wf.description:
+        out["description"] = wf.description
+    if wf.initial is not None:
+        out["initial"] = wf.initial
+    if wf.variables:
+        out["variables"] = dict(wf.variables)
+    if wf.max_steps != DEFAULT_MAX_STEPS:
+        out["max_steps"] = wf.max_steps
+    if wf.agents:
+        out["agents"] = {name: _agent_to_dict(a) for name, a in wf.agents.items()}
+    out["nodes"] = {node_id: _node_to_dict(n) for node_id, n in wf.nodes.items()}
+    out["transitions"] = [_transition_to_dict(t) for t in wf.transitions]
+    return out
+
+
+def _node_to_dict(n: Node) -> dict[str, Any]:
+    d: dict[str, Any] = {"type": n.type, **n.config}
+    if n.output is not None:
+        d["output"] = n.output
+    if n.retry is not None:
+        d["retry"] = converter.unstructure(n.retry)
+        d["retry"]["retry_on"] = list(n.retry.retry_on)
+    if n.timeout_s is not None:
+        d["timeout_s"] = n.timeout_s
+    if n.description:
+        d["description"] = n.description
+    return d
+
+
+def _transition_to_dict(t: Transition) -> dict[str, Any]:
+    d: dict[str, Any] = {"from": t.source, "to": t.target}
+    if t.on != "ok":
+        d["on"] = t.on
+    if t.when is not None:
+        d["when"] = t.when
+    return d
+
+
+def _agent_to_dict(a: AgentConfig) -> dict[str, Any]:
+    d: dict[str, Any] = converter.unstructure(a)
+    d["tools"] = list(a.tools)
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def workflow_from_text(text: str, *, source: str = "<string>") -> Workflow:
+    """Parse YAML or JSON *text* into a workflow.
+
+    Raises:
+        WorkflowValidationError: the text does not parse, or the workflow is invalid.
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise WorkflowValidationError(
+            source, [Problem(where, f"not valid YAML/JSON: {problem}")]
+        ) from None
+    return workflow_from_dict(data)
+
+
+# --- the converter ----------------------------------------------------------------------------
+
+converter: Final = cattrs.Converter()
+
+
+# predicate hooks: registering by class would make cattrs resolve Workflow's annotations,
+# and its compiled ``plan`` field is typed with an import that would be circular
+def _register(cls: type, to: Callable[[Any], Any], from_: Callable[[Any], Any]) -> None:
+    def is_cls(t: Any) -> bool:
+        return t is cls
+
+    def structure(data: Any, _type: Any) -> Any:
+        return from_(data)
+
+    converter.register_unstructure_hook_func(is_cls, to)
+    converter.register_structure_hook_func(is_cls, structure)
+
+
+_register(RoomState, state_to_dict, state_from_dict)
+_register(Event, event_to_dict, event_from_dict)
+_register(Workflow, workflow_to_dict, workflow_from_dict)
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON of any model (or plain JSON value)."""
+    return _dumps(converter.unstructure(obj))
+
+
+def loads(text: str | bytes, cls: type[T]) -> T:
+    """Parse JSON *text* into an instance of *cls*."""
+    return converter.structure(json.loads(text), cls)

@@ -1,0 +1,198 @@
+"""Tools: named, schema-checked callables that ``tool`` nodes (and, later, agents) call."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import threading
+import types
+import typing
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, Union, get_args, get_origin
+
+import attrs
+
+from openrooms.errors import ToolError
+from openrooms.schema import validate
+from openrooms.types import RoomId
+
+__all__ = ["Tool", "ToolContext", "schema_from_signature"]
+
+
+@attrs.frozen(slots=True)
+class ToolContext:
+    """What a tool learns about the call: declare a parameter typed ``ToolContext`` to get it.
+
+    Attributes:
+        room_id: the calling room.
+        node: the calling node.
+        idempotency_key: stable per attempt; send it to APIs that deduplicate.
+        attempt: the attempt number, from 1.
+    """
+
+    room_id: RoomId
+    node: str
+    idempotency_key: str
+    attempt: int = 1
+
+
+@attrs.frozen(slots=True)
+class Tool:
+    """A registered tool.
+
+    Attributes:
+        name: how workflows refer to it.
+        description: what it does (shown to models and in ``GET /api/tools``).
+        parameters: a JSON schema (``type: object``) its arguments must satisfy.
+        fn: the implementation, sync or async; sync ones run in a worker thread.
+        context_param: the name of the parameter that receives the :class:`ToolContext`.
+    """
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+    fn: Callable[..., Any] = attrs.field(eq=False, repr=False)
+    context_param: str | None = None
+
+    async def call(self, args: Mapping[str, Any], ctx: ToolContext) -> Any:
+        """Validate *args* against the schema, run the tool, and check its result is JSON.
+
+        Raises:
+            SchemaValidationError: the arguments break the schema.
+            ToolError: the tool raised (its exception is the ``__cause__``) or returned
+                something that is not JSON.
+        """
+        validate(args, self.parameters, what=f"arguments of tool {self.name!r}")
+        kwargs = dict(args)
+        if self.context_param is not None:
+            kwargs[self.context_param] = ctx
+        try:
+            if inspect.iscoroutinefunction(self.fn):
+                result = await self.fn(**kwargs)
+            else:
+                result = await _in_daemon_thread(self.fn, kwargs)
+        except ToolError:
+            raise
+        except Exception as exc:
+            raise ToolError(self.name, f"{type(exc).__name__}: {exc}") from exc
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            raise ToolError(
+                self.name, f"returned a {type(result).__name__}, which is not a JSON value"
+            ) from exc
+        return result
+
+
+async def _in_daemon_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """Run a sync tool on a daemon thread.
+
+    Not the loop's default executor: a tool that ignores its timeout keeps running, and
+    neither ``asyncio.run`` nor interpreter exit should wait for it. Its late result is
+    dropped because nobody awaits the future any more.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def work() -> None:
+        try:
+            result = fn(**kwargs)
+        except BaseException as exc:  # handed to the awaiting coroutine
+            ok, value = False, exc
+        else:
+            ok, value = True, result
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+            loop.call_soon_threadsafe(settle, ok, value)
+
+    threading.Thread(target=work, name=f"openrooms-tool-{fn.__name__}", daemon=True).start()
+    return await future
+
+
+_SIMPLE: dict[Any, dict[str, Any]] = {
+    str: {"type": "string"},
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    bool: {"type": "boolean"},
+    type(None): {"type": "null"},
+    dict: {"type": "object"},
+    list: {"type": "array"},
+    Any: {},
+}
+
+
+def _schema_for(hint: Any, where: str) -> dict[str, Any]:
+    if hint in _SIMPLE:
+        return dict(_SIMPLE[hint])
+    origin = get_origin(hint)
+    if origin in (list, tuple, typing.Sequence):
+        (item, *_rest) = get_args(hint) or (Any,)
+        return {"type": "array", "items": _schema_for(item, where)}
+    if origin in (dict, typing.Mapping):
+        return {"type": "object"}
+    if origin is Literal:
+        return {"enum": list(get_args(hint))}
+    if origin in (Union, types.UnionType):
+        return {"anyOf": [_schema_for(a, where) for a in get_args(hint)]}
+    if origin is typing.Annotated:
+        base, *meta = get_args(hint)
+        schema = _schema_for(base, where)
+        for m in meta:
+            if isinstance(m, str):
+                schema["description"] = m
+        return schema
+    raise TypeError(
+        f"{where}: cannot describe type {hint!r} as JSON; use str, int, float, bool, "
+        f"list, dict, Literal, Optional or Annotated[..., 'description']"
+    )
+
+
+def schema_from_signature(fn: Callable[..., Any]) -> tuple[dict[str, Any], str | None]:
+    """A JSON schema for *fn*'s parameters, from its type hints, and its ToolContext parameter.
+
+    Returns:
+        ``(schema, context_param)``: parameters without defaults are required; a parameter
+        annotated :class:`ToolContext` is left out of the schema and named separately.
+
+    Raises:
+        TypeError: a parameter has no type hint, or one that has no JSON form.
+    """
+    hints = typing.get_type_hints(fn, include_extras=True)
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    context_param = None
+    for param in inspect.signature(fn).parameters.values():
+        where = f"tool {fn.__name__}(), parameter {param.name!r}"
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise TypeError(f"{where}: *args and **kwargs cannot be described as JSON")
+        hint = hints.get(param.name)
+        if hint is ToolContext:
+            context_param = param.name
+            continue
+        if hint is None:
+            raise TypeError(f"{where}: add a type hint so the argument schema can be derived")
+        properties[param.name] = _schema_for(hint, where)
+        if param.default is inspect.Parameter.empty:
+            required.append(param.name)
+        else:
+            properties[param.name]["default"] = param.default
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    if required:
+        schema["required"] = required
+    return schema, context_param
+
+
+AsyncToolFn = Callable[..., Awaitable[Any]]

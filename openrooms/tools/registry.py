@@ -1,0 +1,129 @@
+"""The tool registry and the ``@tool`` decorator."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar, overload
+
+from openrooms.errors import ToolNotFoundError
+from openrooms.schema import check_schema
+from openrooms.tools.base import Tool, schema_from_signature
+
+__all__ = ["ToolRegistry", "default_tools", "tool"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ToolRegistry:
+    """Maps tool names to :class:`Tool` objects."""
+
+    def __init__(self, tools: Mapping[str, Tool] | None = None) -> None:
+        self._tools: dict[str, Tool] = dict(tools or {})
+
+    def register(self, tool: Tool, *, replace: bool = False) -> Tool:
+        """Add *tool*.
+
+        Raises:
+            ValueError: the name is taken (and *replace* is false) or the schema is invalid.
+        """
+        if tool.name in self._tools and not replace:
+            raise ValueError(
+                f"tool {tool.name!r} is already registered; pass replace=True to override"
+            )
+        problems = check_schema(tool.parameters, f"tool {tool.name!r} parameters")
+        if problems:
+            raise ValueError("; ".join(str(p) for p in problems))
+        self._tools[tool.name] = tool
+        return tool
+
+    def get(self, name: str) -> Tool:
+        """The tool called *name*. Raises ToolNotFoundError if there is none."""
+        try:
+            return self._tools[name]
+        except KeyError:
+            raise ToolNotFoundError(name, list(self._tools)) from None
+
+    def find(self, name: str) -> Tool | None:
+        """The tool called *name*, or None."""
+        return self._tools.get(name)
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._tools)
+
+    def list(self) -> list[Tool]:
+        """Registered tools, sorted by name."""
+        return [self._tools[n] for n in self.names()]
+
+    def copy(self) -> ToolRegistry:
+        """An independent registry with the same tools."""
+        return ToolRegistry(self._tools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self.list())
+
+
+default_tools = ToolRegistry()
+"""The process-wide registry: built-ins and everything ``@tool`` registers by default."""
+
+
+@overload
+def tool(fn: F, /) -> F: ...
+@overload
+def tool(
+    *,
+    name: str | None = ...,
+    description: str | None = ...,
+    registry: ToolRegistry | None = ...,
+    replace: bool = ...,
+) -> Callable[[F], F]: ...
+def tool(
+    fn: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    registry: ToolRegistry | None = None,
+    replace: bool = False,
+) -> F | Callable[[F], F]:
+    """Register a Python function as a tool; its argument schema comes from its type hints.
+
+    Example::
+
+        @tool
+        def lookup_order(order_id: str, ctx: ToolContext) -> dict:
+            '''Fetch an order by id.'''
+            return {"id": order_id, "key": ctx.idempotency_key}
+
+    Args:
+        name: the tool's name (default: the function's name).
+        description: default: the first paragraph of the docstring.
+        registry: where to register (default: :data:`default_tools`).
+        replace: allow replacing a tool of the same name.
+
+    Raises:
+        TypeError: a parameter has no JSON-describable type hint.
+        ValueError: the name is taken and *replace* is false.
+    """
+
+    def decorate(f: F) -> F:
+        schema, context_param = schema_from_signature(f)
+        doc = inspect.getdoc(f) or ""
+        desc = description if description is not None else doc.split("\n\n", 1)[0].strip()
+        (registry or default_tools).register(
+            Tool(
+                name=name or f.__name__,
+                description=desc,
+                parameters=schema,
+                fn=f,
+                context_param=context_param,
+            ),
+            replace=replace,
+        )
+        return f
+
+    return decorate(fn) if fn is not None else decorate

@@ -1,0 +1,44 @@
+"""Shared fixtures: Hypothesis profiles, backends for the contract suites, service URLs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from openrooms.backends import AtomicStore, MemoryStore, SQLiteStore
+
+settings.register_profile("dev", max_examples=60, deadline=None)
+settings.register_profile(
+    "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(
+    os.environ.get("OPENROOMS_HYPOTHESIS", "ci" if os.environ.get("CI") else "dev")
+)
+
+REDIS_URL = os.environ.get("OPENROOMS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+POSTGRES_URL = os.environ.get(
+    "OPENROOMS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+BACKENDS = ["memory", "sqlite"]
+
+
+def make_store(kind: str, tmp_path: Path) -> AtomicStore:
+    """A fresh store of *kind* that keeps its data under *tmp_path*."""
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "sqlite":
+        return SQLiteStore(tmp_path / "contract.db")
+    raise ValueError(kind)
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AtomicStore]:
+    """Each backend in turn, as state store and event log at once."""
+    s = make_store(request.param, tmp_path)
+    yield s
+    s.close()

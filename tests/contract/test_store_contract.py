@@ -1,0 +1,207 @@
+"""One contract for every backend: state store, event log, leases, workflows, atomic commit."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from openrooms import engine
+from openrooms.backends import AtomicStore, StoredWorkflow
+from openrooms.errors import (
+    RoomExistsError,
+    RoomLeasedError,
+    RoomNotFoundError,
+    StaleRoomError,
+    WorkflowConflictError,
+    WorkflowNotFoundError,
+)
+from openrooms.events import EventType, Level
+from openrooms.room import RoomState, RoomStatus
+from openrooms.types import RoomId
+from openrooms.workflow import WorkflowBuilder
+
+WF = (
+    WorkflowBuilder("contract", variables={"i": 0})
+    .set("inc", {"i": "{{ vars.i + 1 }}"})
+    .end("done")
+    .transition("inc", "inc", when="vars.i < 3")
+    .transition("inc", "done")
+    .build()
+)
+
+
+def created(room_id: str = "r1", now: int = 1000) -> engine.Step:
+    return engine.create_room(WF, RoomId(room_id), now=now, variables={"x": [1, {"y": "z"}]})
+
+
+def make_room(store: AtomicStore, room_id: str = "r1", now: int = 1000) -> RoomState:
+    step = created(room_id, now)
+    store.commit(step.state, step.events, expected_version=None)
+    return step.state
+
+
+def test_get_after_create_returns_an_equal_state(store: AtomicStore) -> None:
+    state = created().state
+    store.create(state)
+    assert store.get(state.room_id) == state
+    assert store.find(state.room_id) == state
+
+
+def test_get_of_a_missing_room_raises_and_find_returns_none(store: AtomicStore) -> None:
+    with pytest.raises(RoomNotFoundError):
+        store.get(RoomId("nope"))
+    assert store.find(RoomId("nope")) is None
+
+
+def test_create_with_a_taken_id_raises(store: AtomicStore) -> None:
+    state = created().state
+    store.create(state)
+    with pytest.raises(RoomExistsError):
+        store.create(state)
+
+
+def test_replace_with_stale_version_raises(store: AtomicStore) -> None:
+    """A writer holding an old version cannot overwrite a newer snapshot."""
+    state = created().state
+    store.create(state)
+    store.replace(attrs.evolve(state, version=2), expected_version=1)
+    with pytest.raises(StaleRoomError):
+        store.replace(attrs.evolve(state, version=3), expected_version=1)
+    assert store.get(state.room_id).version == 2
+
+
+def test_replace_of_a_missing_room_raises_not_found(store: AtomicStore) -> None:
+    with pytest.raises(RoomNotFoundError):
+        store.replace(created().state, expected_version=1)
+
+
+def test_commit_appends_events_and_saves_state_together(store: AtomicStore) -> None:
+    state = make_room(store)
+    step = engine.start(WF, state, now=2000)
+    store.commit(step.state, step.events, expected_version=state.version)
+    assert store.get(state.room_id) == step.state
+    log = store.read(state.room_id)
+    assert [e.seq for e in log] == list(range(1, len(log) + 1))
+    assert log[-len(step.events) :] == list(step.events)
+    assert engine.fold(log) == step.state
+
+
+def test_commit_with_stale_version_writes_nothing(store: AtomicStore) -> None:
+    state = make_room(store)
+    step = engine.start(WF, state, now=2000)
+    store.commit(step.state, step.events, expected_version=state.version)
+    again = engine.start(WF, state, now=3000)  # computed from the old state
+    with pytest.raises(StaleRoomError):
+        store.commit(again.state, again.events, expected_version=state.version)
+    assert store.get(state.room_id) == step.state
+    assert store.last_seq(state.room_id) == step.state.version
+
+
+def test_commit_creating_an_existing_room_writes_no_events(store: AtomicStore) -> None:
+    state = make_room(store)
+    step = created()
+    with pytest.raises(RoomExistsError):
+        store.commit(step.state, step.events, expected_version=None)
+    assert store.last_seq(state.room_id) == 1
+
+
+def test_append_refuses_a_sequence_gap_or_duplicate(store: AtomicStore) -> None:
+    state = make_room(store)
+    step = engine.start(WF, state, now=2000)
+    with pytest.raises(StaleRoomError):
+        store.append(step.events[1:])  # gap
+    with pytest.raises(StaleRoomError):
+        store.append(created().events)  # seq 1 again
+    assert store.last_seq(state.room_id) == 1
+
+
+def test_read_filters_by_cursor_level_type_and_limit(store: AtomicStore) -> None:
+    state = make_room(store)
+    step = engine.start(WF, state, now=2000)
+    store.commit(step.state, step.events, expected_version=state.version)
+    everything = store.read(state.room_id)
+    assert [e.seq for e in store.read(state.room_id, after=2)] == [e.seq for e in everything[2:]]
+    assert len(store.read(state.room_id, limit=2)) == 2
+    started = store.read(state.room_id, types=[EventType.NODE_STARTED])
+    assert started and all(e.type is EventType.NODE_STARTED for e in started)
+    assert all(
+        e.level.rank >= Level.WARN.rank for e in store.read(state.room_id, min_level=Level.WARN)
+    )
+    assert store.read(RoomId("other")) == []
+    assert store.last_seq(RoomId("other")) == 0
+
+
+def test_list_filters_by_status_and_workflow_newest_first(store: AtomicStore) -> None:
+    a = make_room(store, "a", now=1000)
+    b = make_room(store, "b", now=2000)
+    step = engine.start(WF, b, now=2500)
+    store.commit(step.state, step.events, expected_version=b.version)
+    assert [s.room_id for s in store.list_rooms()] == ["b", "a"]
+    assert [s.room_id for s in store.list_rooms(status=RoomStatus.CREATED)] == [a.room_id]
+    assert store.list_rooms(workflow_id="other") == []
+    assert len(store.list_rooms(limit=1)) == 1
+
+
+def test_lease_excludes_other_owners_until_it_expires(store: AtomicStore) -> None:
+    state = make_room(store)
+    first = store.acquire_lease(state.room_id, "w1", ttl_ms=1000, now=0)
+    with pytest.raises(RoomLeasedError):
+        store.acquire_lease(state.room_id, "w2", ttl_ms=1000, now=500)
+    second = store.acquire_lease(state.room_id, "w2", ttl_ms=1000, now=1500)
+    assert second.token > first.token
+    assert store.find_lease(state.room_id) == second
+
+
+def test_a_lost_lease_cannot_save_or_renew(store: AtomicStore) -> None:
+    """Fencing: after another owner takes the lease, the old holder's writes are refused."""
+    state = make_room(store)
+    old = store.acquire_lease(state.room_id, "w1", ttl_ms=100, now=0)
+    store.acquire_lease(state.room_id, "w2", ttl_ms=100, now=200)
+    step = engine.start(WF, state, now=300)
+    with pytest.raises(StaleRoomError):
+        store.commit(step.state, step.events, expected_version=state.version, lease=old)
+    with pytest.raises(StaleRoomError):
+        store.replace(step.state, expected_version=state.version, lease=old)
+    with pytest.raises(StaleRoomError):
+        store.renew_lease(old, ttl_ms=100, now=300)
+    assert store.get(state.room_id) == state
+
+
+def test_release_then_reacquire_gives_a_higher_token(store: AtomicStore) -> None:
+    state = make_room(store)
+    first = store.acquire_lease(state.room_id, "w1", ttl_ms=1000, now=0)
+    store.release_lease(first)
+    assert store.find_lease(state.room_id) is None
+    second = store.acquire_lease(state.room_id, "w2", ttl_ms=1000, now=10)
+    assert second.token > first.token
+    renewed = store.renew_lease(second, ttl_ms=1000, now=500)
+    assert renewed.expires_at == 1500
+
+
+def test_force_takes_an_unexpired_lease(store: AtomicStore) -> None:
+    state = make_room(store)
+    store.acquire_lease(state.room_id, "w1", ttl_ms=10_000, now=0)
+    taken = store.acquire_lease(state.room_id, "w2", ttl_ms=10_000, now=1, force=True)
+    assert taken.owner == "w2"
+
+
+def test_lease_on_a_missing_room_raises(store: AtomicStore) -> None:
+    with pytest.raises(RoomNotFoundError):
+        store.acquire_lease(RoomId("nope"), "w1", ttl_ms=10, now=0)
+
+
+def test_workflows_are_versioned_and_conflicts_refused(store: AtomicStore) -> None:
+    v1 = StoredWorkflow("wf", 1, "d1", {"id": "wf", "version": 1}, 10)
+    assert store.put_workflow(v1) is True
+    assert store.put_workflow(v1) is False
+    with pytest.raises(WorkflowConflictError):
+        store.put_workflow(StoredWorkflow("wf", 1, "other", {"id": "wf"}, 11))
+    v2 = StoredWorkflow("wf", 2, "d2", {"id": "wf", "version": 2}, 12)
+    store.put_workflow(v2)
+    assert store.get_workflow("wf") == v2
+    assert store.get_workflow("wf", 1) == v1
+    assert [w.version for w in store.list_workflows()] == [2]
+    with pytest.raises(WorkflowNotFoundError):
+        store.get_workflow("wf", 3)
+    with pytest.raises(WorkflowNotFoundError):
+        store.get_workflow("missing")

@@ -1,0 +1,167 @@
+"""The CLI through click's runner: exit codes, output formats, one-line errors, help text."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from openrooms.cli import cli
+
+ROOT = Path(__file__).parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture
+def invoke(tmp_path: Path):  # type: ignore[no-untyped-def]
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+
+    def call(*args: str, input: str | None = None):  # type: ignore[no-untyped-def]
+        return runner.invoke(cli, ["--db", db, *args], input=input, catch_exceptions=False)
+
+    return call
+
+
+def room_id_of(result) -> str:  # type: ignore[no-untyped-def]
+    found = re.search(r"room ([0-9a-f]{22})", result.output)
+    assert found, result.output
+    return found.group(1)
+
+
+def test_validate_accepts_the_examples(invoke) -> None:  # type: ignore[no-untyped-def]
+    result = invoke("validate", *map(str, sorted(EXAMPLES.glob("*.yaml"))))
+    assert result.exit_code == 0, result.output
+    assert result.output.count(": ok") == 3
+
+
+def test_validate_exits_2_listing_the_problems(invoke, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "id: w\nnodes:\n  a: {type: set, assign: {x: 1}}\n  b: {type: end}\n"
+        "transitions:\n  - {from: a, to: c}\n"
+    )
+    result = invoke("validate", str(bad))
+    assert result.exit_code == 2
+    assert "transitions[0].to: unknown node 'c'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_run_waits_then_input_completes(invoke) -> None:  # type: ignore[no-untyped-def]
+    result = invoke("run", str(EXAMPLES / "order_approval.yaml"), "--var", "amount=250")
+    assert result.exit_code == 3, result.output
+    room = room_id_of(result)
+    assert "wait approval: Approve the order of 300.0?" in result.output
+    result = invoke("input", room, "--data", '{"approved": true}')
+    assert result.exit_code == 0, result.output
+    shown = json.loads(invoke("show", room, "--json").output)
+    assert shown["status"] == "completed"
+    assert shown["workflow"] == {"id": "order_approval", "version": 1}
+    assert shown["variables"]["state"] == "fulfilled"
+    assert shown["current_node"] == "done"
+
+
+def test_run_exits_1_when_the_room_fails(invoke) -> None:  # type: ignore[no-untyped-def]
+    result = invoke(
+        "run", str(EXAMPLES / "savings_loop.yaml"), "--var", "max_years=2", "--var", "target=1e9"
+    )
+    assert result.exit_code == 1
+    assert "not reached in 2 years" in result.output
+
+
+def test_var_values_parse_as_json_or_stay_strings(invoke, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    vars_file = tmp_path / "vars.yaml"
+    vars_file.write_text("rate: 0.5\n")
+    result = invoke(
+        "run",
+        str(EXAMPLES / "savings_loop.yaml"),
+        "--vars-file",
+        str(vars_file),
+        "--var",
+        "target=2000",
+        "--var",
+        "label=hello world",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    final = json.loads(result.output.strip().splitlines()[-1])
+    assert final["variables"]["rate"] == 0.5
+    assert final["variables"]["target"] == 2000
+    assert final["variables"]["label"] == "hello world"
+
+
+def test_logs_json_lines_have_the_documented_fields(invoke) -> None:  # type: ignore[no-untyped-def]
+    room = room_id_of(invoke("run", str(EXAMPLES / "safe_division.yaml")))
+    lines = [json.loads(line) for line in invoke("logs", room, "--json").output.splitlines()]
+    assert [x["seq"] for x in lines] == list(range(1, len(lines) + 1))
+    for line in lines:
+        assert {"seq", "type", "level", "timestamp", "node", "data", "error"} <= set(line)
+    failed = [x for x in lines if x["type"] == "NODE_FAILED"]
+    assert failed and failed[0]["error"]["type"] == "ToolError"
+    warn = invoke("logs", room, "--json", "--level", "WARN").output.splitlines()
+    assert warn and all(json.loads(x)["level"] in ("WARN", "ERROR", "FATAL") for x in warn)
+    only = invoke("logs", room, "--json", "--type", "TRANSITION").output.splitlines()
+    assert only and all(json.loads(x)["type"] == "TRANSITION" for x in only)
+
+
+def test_logs_follow_stops_when_the_room_has_finished(invoke) -> None:  # type: ignore[no-untyped-def]
+    room = room_id_of(invoke("run", str(EXAMPLES / "savings_loop.yaml")))
+    result = invoke("logs", room, "--follow")
+    assert result.exit_code == 0
+    assert "ROOM_COMPLETED" in result.output.splitlines()[-1]
+
+
+def test_rooms_lists_and_filters(invoke) -> None:  # type: ignore[no-untyped-def]
+    invoke("run", str(EXAMPLES / "savings_loop.yaml"))
+    invoke("run", str(EXAMPLES / "order_approval.yaml"), "--var", "amount=900")
+    listed = json.loads(invoke("rooms", "--json").output)
+    assert [r["status"] for r in listed] == ["waiting", "completed"]
+    waiting = json.loads(invoke("rooms", "--status", "waiting", "--json").output)
+    assert [r["workflow"]["id"] for r in waiting] == ["order_approval"]
+    assert "order_approval v1" in invoke("rooms").output
+
+
+def test_cancel_then_input_is_a_one_line_error(invoke) -> None:  # type: ignore[no-untyped-def]
+    room = room_id_of(invoke("run", str(EXAMPLES / "order_approval.yaml"), "--var", "amount=900"))
+    assert invoke("cancel", room).exit_code == 0
+    result = invoke("input", room, "--data", '{"approved": true}')
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: room") and "cancelled" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_room_and_bad_json_are_clear_errors(invoke) -> None:  # type: ignore[no-untyped-def]
+    result = invoke("show", "missing")
+    assert result.exit_code == 1 and "no room 'missing'" in result.output
+    result = invoke("input", "missing", "--data", "{nope")
+    assert result.exit_code == 2 and "not valid JSON" in result.output
+    result = invoke("run", str(EXAMPLES / "savings_loop.yaml"), "--var", "novalue")
+    assert result.exit_code == 2 and "NAME=VALUE" in result.output
+
+
+def test_graph_prints_mermaid_and_a_table(invoke) -> None:  # type: ignore[no-untyped-def]
+    mermaid = invoke("graph", str(EXAMPLES / "order_approval.yaml")).output
+    assert mermaid.startswith("stateDiagram-v2")
+    assert "approval --> expired : timeout" in mermaid
+    table = invoke("graph", str(EXAMPLES / "order_approval.yaml"), "--format", "table").output
+    assert "check" in table and "vars.total > vars.approval_threshold" in table
+
+
+def commands() -> list[str]:
+    return sorted(cli.commands)
+
+
+@pytest.mark.parametrize("name", commands())
+def test_every_command_has_help_with_an_example_and_is_in_the_docs(name: str) -> None:
+    command = cli.commands[name]
+    with click.Context(command, info_name=name) as ctx:
+        text = command.get_help(ctx)
+    assert "Example:" in text
+    reference = (ROOT / "docs" / "cli.md").read_text()
+    assert f"## openrooms {name}" in reference
+    first_line = (command.help or "").strip().splitlines()[0]
+    assert first_line in reference, "docs/cli.md is stale: run `nox -s docs`"
