@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
+from openrooms._extras import require
 from openrooms.backends.base import (
     AtomicStore,
     EventLog,
@@ -116,5 +117,27 @@ def _open_sqlite(url: str) -> SQLiteStore:
     )
 
 
+def _server_backend(extra: str, module: str) -> Factory:
+    """A scheme whose backend needs an extra: the extra's absence is named, not a KeyError."""
+
+    def open_(url: str) -> Any:
+        scheme = url.split("://", 1)[0].lower()
+        require(module, feature=f"the {scheme}:// backend", extra=extra)
+        raise BackendConfigError(
+            url,
+            f"{module} is installed, but this version of OpenRooms has no {scheme}:// "
+            f"backend yet; use sqlite:/// or memory://",
+        )
+
+    return open_
+
+
 register_backend("memory", _open_memory)
 register_backend("sqlite", _open_sqlite)
+for _scheme, _extra, _module in [
+    ("redis", "redis", "redis"),
+    ("rediss", "redis", "redis"),
+    ("postgresql", "postgres", "psycopg"),
+    ("postgres", "postgres", "psycopg"),
+]:
+    register_backend(_scheme, _server_backend(_extra, _module))
