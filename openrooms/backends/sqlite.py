@@ -13,7 +13,7 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,17 +29,22 @@ from openrooms.errors import (
     WorkflowConflictError,
     WorkflowNotFoundError,
 )
-from openrooms.events import Event, EventType, Level
+from openrooms.events import ErrorInfo, Event, EventType, Level
 from openrooms.room import RoomState, RoomStatus
 from openrooms.types import RoomId
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 # No index on rooms.status: every step would rewrite it, and listing by status filters the
 # scan in creation order instead. The current fencing token is mirrored in rooms.lease_token,
 # so a step's save checks it in the same UPDATE that compares the version.
+#
+# One events row per commit, not per event: a step writes two to four events, and each extra
+# B-tree insert cost more than the JSON of the whole batch (bench/engine.py). A row holds the
+# events first_seq..last_seq as a JSON array of compact rows (see _event_row); reads explode
+# the batches and filter by seq, level and type in Python.
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS rooms (
     id TEXT PRIMARY KEY,
@@ -53,11 +58,10 @@ CREATE TABLE IF NOT EXISTS rooms (
 CREATE INDEX IF NOT EXISTS rooms_by_created ON rooms (created_at DESC, id DESC);
 CREATE TABLE IF NOT EXISTS events (
     room_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    level INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
     body TEXT NOT NULL,
-    PRIMARY KEY (room_id, seq)
+    PRIMARY KEY (room_id, first_seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases (
     room_id TEXT PRIMARY KEY,
@@ -89,7 +93,75 @@ def _driver_errors() -> Iterator[None]:
         raise BackendUnavailableError("sqlite", f"{type(exc).__name__}: {exc}") from exc
 
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+def _refuse(value: object) -> object:
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def _compact_encoder() -> Callable[[object], str]:
+    """Compact, NaN-refusing JSON; the C encoder built once rather than on every call.
+
+    ``JSONEncoder.encode`` builds a fresh C encoder per call, a third of the cost of
+    encoding a step's state; reusing one is byte-for-byte the same output.
+    """
+    slow = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the _json accelerator
+        return slow
+    fast = make(None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    join = "".join
+
+    def dumps(value: object) -> str:
+        return join(fast(value, 0))
+
+    return dumps
+
+
+_dumps = _compact_encoder()
+
+
+_INSERT_EVENTS: Final = (
+    "INSERT INTO events (room_id, first_seq, last_seq, body) VALUES (?, ?, ?, ?)"
+)
+
+
+def _batch(events: Sequence[Event]) -> tuple[str, int, int, str]:
+    """The one row a commit's events are stored in."""
+    return (
+        events[0].room_id,
+        events[0].seq,
+        events[-1].seq,
+        _dumps([_event_row(e) for e in events]),
+    )
+
+
+def _event_row(e: Event) -> list[Any]:
+    """An event without its room id, as a JSON array: the log's storage format."""
+    err = e.error
+    return [
+        e.seq,
+        e.type,
+        e.level,
+        e.timestamp,
+        e.node,
+        e.data,
+        None if err is None else [err.type, err.message, err.traceback],
+        e.duration_ms,
+    ]
+
+
+def _event_from_row(room_id: RoomId, row: list[Any]) -> Event:
+    seq, type_, level, timestamp, node, data, err, duration_ms = row
+    return Event(
+        room_id=room_id,
+        seq=seq,
+        type=EventType(type_),
+        level=Level(level),
+        timestamp=timestamp,
+        node=node,
+        data=data,
+        error=None if err is None else ErrorInfo(*err),
+        duration_ms=duration_ms,
+    )
 
 
 class SQLiteStore(AtomicStore):
@@ -136,6 +208,13 @@ class SQLiteStore(AtomicStore):
             self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             self._db.execute("PRAGMA foreign_keys = ON")
         with _driver_errors(), self._transaction():
+            found = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if found not in (0, SCHEMA_VERSION):
+                raise BackendConfigError(
+                    "sqlite",
+                    f"{self.path} has schema version {found}; this OpenRooms reads version "
+                    f"{SCHEMA_VERSION}. Use a new file (rooms are not migrated before 1.0)",
+                )
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
@@ -190,14 +269,18 @@ class SQLiteStore(AtomicStore):
     def replace(
         self, state: RoomState, *, expected_version: int, lease: Lease | None = None
     ) -> None:
+        body = _dumps(serde.state_to_dict(state))
         with _driver_errors(), self._transaction() as db:
-            self._update_room(db, state, expected_version, lease)
+            self._update_room(db, state, expected_version, lease, body)
 
     @staticmethod
     def _update_room(
-        db: sqlite3.Connection, state: RoomState, expected_version: int, lease: Lease | None
+        db: sqlite3.Connection,
+        state: RoomState,
+        expected_version: int,
+        lease: Lease | None,
+        body: str,
     ) -> None:
-        body = _dumps(serde.state_to_dict(state))
         if lease is None:
             cursor = db.execute(
                 "UPDATE rooms SET status = ?, version = ?, body = ? WHERE id = ? AND version = ?",
@@ -349,17 +432,12 @@ class SQLiteStore(AtomicStore):
         if not events:
             return
         room_id = events[0].room_id
-        row = db.execute("SELECT MAX(seq) FROM events WHERE room_id = ?", (room_id,)).fetchone()
-        last = row[0] or 0
-        if events[0].seq != last + 1:
+        row = db.execute(
+            "SELECT MAX(last_seq) FROM events WHERE room_id = ?", (room_id,)
+        ).fetchone()
+        if events[0].seq != (row[0] or 0) + 1:
             raise StaleRoomError(room_id, events[0].seq - 1)
-        db.executemany(
-            "INSERT INTO events (room_id, seq, type, level, body) VALUES (?, ?, ?, ?, ?)",
-            [
-                (e.room_id, e.seq, e.type.value, e.level.rank, _dumps(serde.event_to_dict(e)))
-                for e in events
-            ],
-        )
+        db.execute(_INSERT_EVENTS, _batch(events))
 
     def read(
         self,
@@ -370,26 +448,30 @@ class SQLiteStore(AtomicStore):
         min_level: Level | None = None,
         types: Sequence[EventType] | None = None,
     ) -> list[Event]:
-        sql = "SELECT body FROM events WHERE room_id = ? AND seq > ?"
-        params: list[Any] = [room_id, after]
-        if min_level is not None:
-            sql += " AND level >= ?"
-            params.append(min_level.rank)
-        if types is not None:
-            sql += f" AND type IN ({', '.join('?' * len(types))})"
-            params.extend(t.value for t in types)
-        sql += " ORDER BY seq"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
+        wanted = None if types is None else frozenset(types)
+        floor = 0 if min_level is None else min_level.rank
+        out: list[Event] = []
         with _driver_errors(), self._lock:
-            rows = self._db.execute(sql, params).fetchall()
-        return [serde.event_from_dict(json.loads(r[0])) for r in rows]
+            rows = self._db.execute(
+                "SELECT body FROM events WHERE room_id = ? AND last_seq > ? ORDER BY first_seq",
+                (room_id, after),
+            ).fetchall()
+        for (body,) in rows:
+            for item in json.loads(body):
+                event = _event_from_row(room_id, item)
+                if event.seq <= after or event.level.rank < floor:
+                    continue
+                if wanted is not None and event.type not in wanted:
+                    continue
+                out.append(event)
+                if limit is not None and len(out) >= limit:
+                    return out
+        return out
 
     def last_seq(self, room_id: RoomId) -> int:
         with _driver_errors(), self._lock:
             row = self._db.execute(
-                "SELECT MAX(seq) FROM events WHERE room_id = ?", (room_id,)
+                "SELECT MAX(last_seq) FROM events WHERE room_id = ?", (room_id,)
             ).fetchone()
         return int(row[0] or 0)
 
@@ -403,31 +485,36 @@ class SQLiteStore(AtomicStore):
         expected_version: int | None,
         lease: Lease | None = None,
     ) -> None:
-        with _driver_errors(), self._transaction() as db:
-            if expected_version is None:
+        if expected_version is None:
+            with _driver_errors(), self._transaction() as db:
                 self._insert_room(db, state)
                 self._insert_events(db, events)
-            else:
-                self._update_room(db, state, expected_version, lease)
-                # state and log commit together here, so the version check above makes the
-                # next seq free; the primary key still refuses a duplicate
+            return
+        # The hot path, one call per step: encode before taking the write lock, and no
+        # generator context managers (they cost more than the UPDATE on a small row).
+        body = _dumps(serde.state_to_dict(state))
+        batch = _batch(events) if events else None
+        db = self._db
+        with self._lock:
+            try:
+                db.execute("BEGIN IMMEDIATE")
                 try:
-                    db.executemany(
-                        "INSERT INTO events (room_id, seq, type, level, body) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        [
-                            (
-                                e.room_id,
-                                e.seq,
-                                e.type.value,
-                                e.level.rank,
-                                _dumps(serde.event_to_dict(e)),
-                            )
-                            for e in events
-                        ],
-                    )
-                except sqlite3.IntegrityError:
-                    raise StaleRoomError(state.room_id, expected_version) from None
+                    self._update_room(db, state, expected_version, lease, body)
+                    # state and log commit together here, so the version check above makes
+                    # the next seq free; the primary key still refuses a duplicate
+                    if batch is not None:
+                        try:
+                            db.execute(_INSERT_EVENTS, batch)
+                        except sqlite3.IntegrityError:
+                            raise StaleRoomError(state.room_id, expected_version) from None
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                raise BackendUnavailableError("sqlite", str(exc)) from exc
+            except sqlite3.DatabaseError as exc:
+                raise BackendUnavailableError("sqlite", f"{type(exc).__name__}: {exc}") from exc
 
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check``: ``ok`` for a sound file."""

@@ -16,6 +16,7 @@ from openrooms.errors import (
     WorkflowNotFoundError,
 )
 from openrooms.events import EventType, Level
+from openrooms.nodes import Outcome
 from openrooms.room import RoomState, RoomStatus
 from openrooms.types import RoomId
 from openrooms.workflow import WorkflowBuilder
@@ -129,6 +130,34 @@ def test_read_filters_by_cursor_level_type_and_limit(store: AtomicStore) -> None
     )
     assert store.read(RoomId("other")) == []
     assert store.last_seq(RoomId("other")) == 0
+
+
+def test_events_read_back_equal_and_every_cursor_and_limit_slices_the_log(
+    store: AtomicStore,
+) -> None:
+    """Commits of several events each: any cursor and limit cut the log, not a commit."""
+    state = make_room(store)
+    committed = list(created().events)
+    step = engine.start(WF, state, now=2000)
+    store.commit(step.state, step.events, expected_version=state.version)
+    committed += step.events
+    state = step.state
+    failure = Outcome.failed(ValueError("boom"))
+    step = engine.decide(WF, state, failure, now=3000, duration_ms=1.5)
+    store.commit(step.state, step.events, expected_version=state.version)
+    committed += step.events
+
+    everything = store.read(state.room_id)
+    assert everything == committed
+    assert any(e.error is not None and e.error.message == "boom" for e in everything)
+    for after in range(len(committed) + 1):
+        for limit in (1, 2, None):
+            got = store.read(state.room_id, after=after, limit=limit)
+            end = None if limit is None else after + limit
+            assert got == committed[after:end], (after, limit)
+    assert store.last_seq(state.room_id) == committed[-1].seq
+    with pytest.raises(StaleRoomError):
+        store.append(committed[1:2])  # a seq inside an earlier commit
 
 
 def test_list_filters_by_status_and_workflow_newest_first(store: AtomicStore) -> None:

@@ -55,7 +55,7 @@ def events_so_far(path: Path) -> int:
         return 0
     try:
         with sqlite3.connect(path, timeout=5) as db:
-            return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+            return int(db.execute("SELECT COALESCE(MAX(last_seq), 0) FROM events").fetchone()[0])
     except sqlite3.OperationalError:
         return 0  # tables not created yet
 
