@@ -49,6 +49,9 @@ MAX_TOKENS: Final = 2_000
 MAX_NESTING: Final = 32
 MAX_INT_BITS: Final = 1_024
 MAX_SEQUENCE_LENGTH: Final = 100_000
+_MAX_VALUE_SIZE: Final = MAX_SEQUENCE_LENGTH * 10  # nested items + characters of one value
+_MAX_INT_DIGITS: Final = 310  # 2**1024 has 309 digits
+_MAX_FOLDED_SIZE: Final = 1_000  # larger constants are built when evaluated, not kept
 
 Fn = Callable[[Mapping[str, Any]], Any]
 
@@ -137,8 +140,15 @@ def _tokenize(source: str) -> list[_Tok]:
         kind = m.lastgroup
         text = m.group()
         if kind == "number":
-            value: Any = float(text) if any(c in text for c in ".eE") else int(text)
-            if isinstance(value, float) and not math.isfinite(value):
+            is_float = any(c in text for c in ".eE")
+            # int() of more than 4300 digits raises ValueError; anything near that is over the
+            # bit limit anyway, so refuse by length first
+            if not is_float and len(text.lstrip("0")) > _MAX_INT_DIGITS:
+                raise ExpressionError(source, "number too large", pos)
+            value: Any = float(text) if is_float else int(text)
+            if (isinstance(value, float) and not math.isfinite(value)) or (
+                isinstance(value, int) and value.bit_length() > MAX_INT_BITS
+            ):
                 raise ExpressionError(source, "number too large", pos)
             tokens.append(_Tok("number", text, pos, value))
         elif kind == "string":
@@ -192,6 +202,36 @@ def _check_len(n: int) -> None:
         raise _Limit(f"result longer than {MAX_SEQUENCE_LENGTH} items")
 
 
+_SCALARS: Final = frozenset({int, float, bool, type(None)})
+
+
+def _size(value: Any) -> int:
+    """Items of lists and objects at every depth plus characters of strings, counted up to
+    just past ``_MAX_VALUE_SIZE``.
+
+    Repetition shares references: ``[[1] * 10**5] * 10**5`` is short, but comparing,
+    printing or storing it touches 10**10 items, so length alone bounds nothing.
+    """
+    total = 0
+    todo = [value]
+    while todo and total <= _MAX_VALUE_SIZE:
+        v = todo.pop()
+        if isinstance(v, str):
+            total += len(v)
+        elif isinstance(v, list | tuple):
+            total += len(v)
+            todo += [x for x in v if type(x) not in _SCALARS]
+        elif isinstance(v, Mapping):
+            total += len(v)
+            todo += [x for x in (*v.keys(), *v.values()) if type(x) not in _SCALARS]
+    return total
+
+
+def _check_size(*parts: Any, times: int = 1) -> None:
+    if sum(_size(p) for p in parts) * times > _MAX_VALUE_SIZE:
+        raise _Limit(f"result holds more than {_MAX_VALUE_SIZE} items and characters")
+
+
 def _add(a: Any, b: Any) -> Any:
     if _is_num(a) and _is_num(b):
         return _check_num(a + b)
@@ -200,6 +240,7 @@ def _add(a: Any, b: Any) -> Any:
         return a + b
     if isinstance(a, list) and isinstance(b, list):
         _check_len(len(a) + len(b))
+        _check_size(a, b)
         return a + b
     raise EvaluationError("", f"cannot add {_kind(a)} and {_kind(b)}")
 
@@ -216,6 +257,8 @@ def _mul(a: Any, b: Any) -> Any:
     for seq, times in ((a, b), (b, a)):
         if isinstance(seq, str | list) and isinstance(times, int) and not isinstance(times, bool):
             _check_len(len(seq) * max(times, 0))
+            if isinstance(seq, list):
+                _check_size(seq, times=max(times, 0))
             return seq * times
     raise EvaluationError("", f"cannot multiply {_kind(a)} and {_kind(b)}")
 
@@ -497,6 +540,8 @@ class _Parser:
             raise ExpressionError(self.source, str(exc)) from None
         except EvaluationError:
             return node  # e.g. 1/0: reported when evaluated, like any other run-time error
+        if _size(value) > _MAX_FOLDED_SIZE:
+            return node  # kept lazily: a template of many big constants must not fill memory
         return _constant(value, node.text)
 
     # grammar
@@ -655,9 +700,7 @@ class _Parser:
                 node = self.lookup(node, _constant(key_tok.text, repr(key_tok.text)), key_tok)
             elif t.kind == "op" and t.text == "[":
                 self.i += 1
-                self.nest()
                 index = self.conditional()
-                self.depth -= 1
                 self.expect("]")
                 node = self.lookup(node, index, t)
             elif t.kind == "op" and t.text == "(":
@@ -739,9 +782,7 @@ class _Parser:
             return self.name(t)
         if t.kind == "op" and t.text == "(":
             self.i += 1
-            self.nest()
-            node = self.conditional()
-            self.depth -= 1
+            node = self.conditional()  # conditional() counts the nesting level
             self.expect(")")
             return node
         if t.kind == "op" and t.text == "[":
@@ -788,7 +829,6 @@ class _Parser:
             raise self.error(f"unknown function {name!r}; available: {allowed}", t)
         fn, least, most = _FUNCTIONS[name]
         self.expect("(")
-        self.nest()
         args: list[_Node] = []
         if not self.take(")"):
             while True:
@@ -796,7 +836,6 @@ class _Parser:
                 if self.take(")"):
                     break
                 self.expect(",")
-        self.depth -= 1
         if not least <= len(args) <= most:
             raise self.error(
                 f"{name}() takes {least}"
@@ -810,7 +849,6 @@ class _Parser:
 
     def list_literal(self) -> _Node:
         self.expect("[")
-        self.nest()
         items: list[_Node] = []
         if not self.take("]"):
             while True:
@@ -818,13 +856,17 @@ class _Parser:
                 if self.take("]"):
                     break
                 self.expect(",")
-        self.depth -= 1
         fns = [n.fn for n in items]
-        return _Node(lambda s: [f(s) for f in fns], "[...]")
+
+        def build_list(s: Mapping[str, Any]) -> list[Any]:
+            value = [f(s) for f in fns]
+            _check_size(value)
+            return value
+
+        return _Node(build_list, "[...]")
 
     def dict_literal(self) -> _Node:
         self.expect("{")
-        self.nest()
         pairs: list[tuple[str, Fn]] = []
         if not self.take("}"):
             while True:
@@ -837,8 +879,13 @@ class _Parser:
                 if self.take("}"):
                     break
                 self.expect(",")
-        self.depth -= 1
-        return _Node(lambda s: {k: f(s) for k, f in pairs}, "{...}")
+
+        def build_dict(s: Mapping[str, Any]) -> dict[str, Any]:
+            value = {k: f(s) for k, f in pairs}
+            _check_size(value)
+            return value
+
+        return _Node(build_dict, "{...}")
 
 
 def _parse(
@@ -943,12 +990,14 @@ class Template:
         if self._single is not None:
             return self._single.evaluate(scope)
         out = []
+        length = 0
         for part in self._parts:
-            out.append(part if isinstance(part, str) else _to_text(part.evaluate(scope)))
-        text = "".join(out)
-        if len(text) > MAX_SEQUENCE_LENGTH * 10:
-            raise EvaluationError(self.source, "rendered text is too long")
-        return text
+            text = part if isinstance(part, str) else _to_text(part.evaluate(scope))
+            length += len(text)
+            if length > _MAX_VALUE_SIZE:
+                raise EvaluationError(self.source, "rendered text is too long")
+            out.append(text)
+        return "".join(out)
 
 
 def compile_template(source: str, *, names: Collection[str] | None = None) -> Template:

@@ -6,6 +6,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any, Final
 
 from openrooms.errors import Problem, SchemaValidationError
@@ -43,6 +44,7 @@ _KNOWN: Final = frozenset(
     }
 )
 MAX_PATTERN_LENGTH: Final = 1_000
+MAX_SCHEMA_DEPTH: Final = 64
 
 
 def _show(value: object) -> str:
@@ -73,10 +75,12 @@ def _is_type(value: object, name: str) -> bool:
     return actual == name or (name == "number" and actual == "integer")
 
 
-def check_schema(schema: object, path: str = "schema") -> list[Problem]:
+def check_schema(schema: object, path: str = "schema", _depth: int = 0) -> list[Problem]:
     """Problems with *schema* itself: unsupported keywords, wrong keyword values."""
     if isinstance(schema, bool):
         return []
+    if _depth > MAX_SCHEMA_DEPTH:
+        return [Problem(path, f"schema nested more than {MAX_SCHEMA_DEPTH} levels deep")]
     if not isinstance(schema, Mapping):
         return [Problem(path, f"a schema must be a mapping, got {_type_name(schema)}")]
     problems: list[Problem] = []
@@ -98,15 +102,15 @@ def check_schema(schema: object, path: str = "schema") -> list[Problem]:
                 problems.append(Problem(where, "expected a mapping of property schemas"))
             else:
                 for name, sub in value.items():
-                    problems.extend(check_schema(sub, f"{where}.{name}"))
+                    problems.extend(check_schema(sub, f"{where}.{name}", _depth + 1))
         elif key in ("items", "additionalProperties", "not"):
-            problems.extend(check_schema(value, where))
+            problems.extend(check_schema(value, where, _depth + 1))
         elif key in ("anyOf", "oneOf", "allOf"):
             if not isinstance(value, list) or not value:
                 problems.append(Problem(where, "expected a non-empty list of schemas"))
             else:
                 for i, sub in enumerate(value):
-                    problems.extend(check_schema(sub, f"{where}[{i}]"))
+                    problems.extend(check_schema(sub, f"{where}[{i}]", _depth + 1))
         elif key == "required":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 problems.append(Problem(where, "expected a list of property names"))
@@ -189,13 +193,13 @@ def schema_problems(
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             add(Problem(path, f"expected at most {schema['maxItems']} items, got {len(value)}"))
         if schema.get("uniqueItems"):
-            seen: list[str] = []
+            seen: set[str] = set()
             for item in value:
-                key = json.dumps(item, sort_keys=True, default=repr)
+                key = json.dumps(_canonical(item), sort_keys=True, default=repr)
                 if key in seen:
                     add(Problem(path, f"items must be unique; {_show(item)} repeats"))
                     break
-                seen.append(key)
+                seen.add(key)
         items = schema.get("items")
         if items is not None:
             for i, item in enumerate(value):
@@ -217,10 +221,8 @@ def schema_problems(
         ):
             if key in schema and not _within(value, key, schema[key]):
                 add(Problem(path, f"expected a number {word} {schema[key]}, got {value}"))
-        if "multipleOf" in schema:
-            ratio = value / schema["multipleOf"]
-            if not math.isclose(ratio, round(ratio), rel_tol=1e-9, abs_tol=1e-9):
-                add(Problem(path, f"expected a multiple of {schema['multipleOf']}, got {value}"))
+        if "multipleOf" in schema and not _is_multiple(value, schema["multipleOf"]):
+            add(Problem(path, f"expected a multiple of {schema['multipleOf']}, got {value}"))
     for sub in schema.get("allOf", ()):
         problems.extend(schema_problems(value, sub, path))
     if "anyOf" in schema and not any(not schema_problems(value, s, path) for s in schema["anyOf"]):
@@ -248,11 +250,45 @@ def _within(value: float, key: str, bound: float) -> bool:
     return value < bound
 
 
+def _is_multiple(value: float, step: float) -> bool:
+    if isinstance(value, int) and isinstance(step, int):
+        return value % step == 0
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    try:
+        ratio = value / step
+    except OverflowError:
+        ratio = math.inf
+    if math.isfinite(ratio):
+        return math.isclose(ratio, round(ratio), rel_tol=1e-9, abs_tol=1e-9)
+    # the ratio is too large for a float: compare exactly, floats read as the decimals they print
+    return (_exact(value) / _exact(step)).denominator == 1
+
+
+def _exact(x: float) -> Fraction:
+    return Fraction(repr(x)) if isinstance(x, float) else Fraction(x)
+
+
 def _equal(a: object, b: object) -> bool:
-    """JSON equality: 1 == 1.0, but true is not 1."""
+    """JSON equality: 1 == 1.0, but true is not 1, at any depth."""
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
     return a == b
+
+
+def _canonical(value: object) -> object:
+    """A form whose JSON is equal for JSON-equal values (whole floats written as integers)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    return value
 
 
 def validate(value: object, schema: Mapping[str, Any], *, what: str = "value") -> None:

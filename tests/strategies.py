@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import re
+import string
 from typing import Any
 
+import attrs
 from hypothesis import strategies as st
 
 from openrooms import Outcome, Workflow, WorkflowBuilder
@@ -74,3 +78,130 @@ outcomes = st.builds(
     retryable=st.booleans(),
 )
 """Arbitrary node outcomes, failures included."""
+
+
+@attrs.frozen
+class Broken:
+    """An invalid definition and the problem it must be refused with.
+
+    Attributes:
+        definition: the file format (as from YAML) of a valid workflow with one thing broken.
+        original: the valid definition it was made from.
+        kind: which breakage (for reading failures).
+        path: the path the problem is reported at (``transitions[3].to``).
+        message: text the problem's message contains.
+        hinted: whether the problem carries a fix hint.
+    """
+
+    definition: dict[str, Any]
+    original: dict[str, Any]
+    kind: str
+    path: str
+    message: str
+    hinted: bool
+
+
+GHOST = "nowhere"
+BAD_GUARDS = ["vars.i >", "(vars.i", "vars.__class__", "nope.x > 1", "9**9**9", "'open", "1 +* 2"]
+BAD_WORKFLOW_IDS = st.text(alphabet=string.printable + "éÅß", max_size=120).filter(
+    lambda s: re.fullmatch(r"[a-z0-9_-]{1,100}", s) is None
+)
+BAD_NODE_IDS = st.sampled_from(["9lives", "has space", "dot.ted", "-dash", "x" * 101, "é"])
+
+
+@st.composite
+def broken_workflows(draw: st.DrawFn) -> Broken:
+    """Valid workflows from :func:`workflows` with exactly one thing broken."""
+    original = draw(workflows()).to_dict()
+    d = copy.deepcopy(original)
+    nodes: dict[str, Any] = d["nodes"]
+    transitions: list[dict[str, Any]] = d["transitions"]
+    inner = [n for n, v in nodes.items() if v["type"] != "end"]  # n0, n1, ...
+    kind = draw(
+        st.sampled_from(
+            [
+                "unknown target",
+                "unknown source",
+                "unknown node type",
+                "unknown tool",
+                "unreachable node",
+                "dead end",
+                "unparsable guard",
+                "decision without default",
+                "duplicate default",
+                "bad workflow id",
+                "bad node id",
+                "bad outcome label",
+                "bad retry",
+                "bad max_steps",
+                "unknown initial node",
+                "transition out of an end node",
+                "unknown node setting",
+            ]
+        )
+    )
+
+    def broken(path: str, message: str, hinted: bool = True) -> Broken:
+        return Broken(d, original, kind, path, message, hinted)
+
+    i = draw(st.integers(0, len(transitions) - 1))
+    node_id = draw(st.sampled_from(inner))
+    if kind == "unknown target":
+        transitions[i]["to"] = GHOST
+        return broken(f"transitions[{i}].to", f"unknown node {GHOST!r}")
+    if kind == "unknown source":
+        transitions[i]["from"] = GHOST
+        return broken(f"transitions[{i}].from", f"unknown node {GHOST!r}")
+    if kind == "unknown node type":
+        victim = draw(st.sampled_from(list(nodes)))
+        nodes[victim]["type"] = "teleport"
+        return broken(f"nodes.{victim}.type", "unknown node type 'teleport'")
+    if kind == "unknown tool":
+        nodes[node_id] = {"type": "tool", "tool": "no_such_tool", "args": {}}
+        return broken(f"nodes.{node_id}.tool", "unknown tool 'no_such_tool'")
+    if kind == "unreachable node":
+        nodes["island"] = {"type": "end"}
+        return broken("nodes.island", "unreachable")
+    if kind == "dead end":
+        d["transitions"] = [t for t in transitions if t["from"] != node_id]
+        return broken(f"nodes.{node_id}", "has no way out")
+    if kind == "unparsable guard":
+        transitions[i]["when"] = draw(st.sampled_from(BAD_GUARDS))
+        return broken(f"transitions[{i}].when", "in expression", hinted=False)
+    if kind == "decision without default":
+        nodes["choose"] = {"type": "decision"}
+        transitions.append({"from": inner[0], "to": "choose", "when": "vars.i > 1000"})
+        transitions.append({"from": "choose", "to": "done", "when": "vars.i > 5"})
+        return broken("nodes.choose", "has no default transition")
+    if kind == "duplicate default":
+        defaults = [t for t in transitions if "when" not in t]
+        copied = dict(draw(st.sampled_from(defaults)))
+        copied["to"] = draw(st.sampled_from([n for n in nodes if n != copied["to"]]))
+        transitions.append(copied)
+        return broken(f"transitions[{len(transitions) - 1}]", "already has a default transition")
+    if kind == "bad workflow id":
+        d["id"] = draw(BAD_WORKFLOW_IDS)
+        return broken("id", "is not a valid workflow id")
+    if kind == "bad node id":
+        bad = draw(BAD_NODE_IDS)
+        nodes[bad] = {"type": "end"}
+        return broken(f"nodes.{bad}", "is not a valid node id")
+    if kind == "bad outcome label":
+        transitions[i]["on"] = draw(st.sampled_from(["not ok!", "", "9", "a.b"]))
+        return broken(f"transitions[{i}].on", "is not a valid outcome label")
+    if kind == "bad retry":
+        nodes[node_id]["retry"] = {"max_attempts": draw(st.sampled_from([0, -1, 101]))}
+        return broken(f"nodes.{node_id}.retry.max_attempts", "expected 1 to", hinted=False)
+    if kind == "bad max_steps":
+        d["max_steps"] = draw(st.sampled_from([0, -5, 10_000_001]))
+        return broken("max_steps", "expected a whole number from 1", hinted=False)
+    if kind == "unknown initial node":
+        d["initial"] = GHOST
+        return broken("initial", f"unknown node {GHOST!r}")
+    if kind == "transition out of an end node":
+        transitions.append({"from": "done", "to": inner[0]})
+        return broken(f"transitions[{len(transitions) - 1}].from", "is an 'end' node")
+    assert kind == "unknown node setting"
+    victim = draw(st.sampled_from(list(nodes)))
+    nodes[victim]["colour"] = "blue"
+    return broken(f"nodes.{victim}.colour", "unknown setting")
