@@ -23,6 +23,7 @@ from openrooms.errors import OpenRoomsError, WorkflowValidationError
 from openrooms.events import Event, EventType, Level
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runtime import Runtime, open_runtime
+from openrooms.tools import default_tools, http_tool
 from openrooms.workflow import Workflow, load_workflow
 
 __all__ = ["cli", "main"]
@@ -50,7 +51,6 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--db",
-    envvar="OPENROOMS_DB",
     metavar="URL",
     help="Backend URL for state and log [env OPENROOMS_DB; default "
     "sqlite:///./.openrooms/openrooms.db].",
@@ -63,9 +63,32 @@ class _Group(click.Group):
     help="Import a module that registers tools or node types (repeatable) "
     "[env OPENROOMS_PLUGINS, comma-separated].",
 )
+@click.option(
+    "--script",
+    envvar="OPENROOMS_SCRIPT",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Run offline: agents answer from this script and the tools it names return its "
+    "canned results [env OPENROOMS_SCRIPT].",
+)
+@click.option(
+    "--config",
+    "config_file",
+    envvar="OPENROOMS_CONFIG",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Trusted runtime settings: the http tool's allow-list, agents' endpoints "
+    "[env OPENROOMS_CONFIG].",
+)
 @click.version_option(package_name="openrooms")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None, plugins: tuple[str, ...]) -> None:
+def cli(
+    ctx: click.Context,
+    db: str | None,
+    plugins: tuple[str, ...],
+    script: str | None,
+    config_file: str | None,
+) -> None:
     """OpenRooms: run LLM agent workflows as durable, inspectable state machines.
 
     Example:
@@ -78,12 +101,28 @@ def cli(ctx: click.Context, db: str | None, plugins: tuple[str, ...]) -> None:
             importlib.import_module(module.strip())
         except ImportError as exc:
             raise click.ClickException(f"cannot import plugin {module!r}: {exc}") from exc
-    ctx.obj = {"db": db}
+    ctx.obj = {"db": db, "script": script, "config": config_file}
 
 
 @contextmanager
 def _runtime(ctx: click.Context) -> Iterator[Runtime]:
-    rt = open_runtime(ctx.obj["db"])
+    config = None
+    if ctx.obj["config"]:
+        from openrooms.config import load_config
+
+        config = load_config(ctx.obj["config"])
+    script = ctx.obj["script"]
+    if script:
+        from openrooms.offline import load_script
+
+        base = default_tools
+        if config is not None:
+            base = base.copy()
+            base.register(http_tool(config.http), replace=True)
+        models, tools = load_script(script, base)
+        rt = open_runtime(ctx.obj["db"], models=models, tools=tools, config=config)
+    else:
+        rt = open_runtime(ctx.obj["db"], config=config)
     try:
         yield rt
     finally:
@@ -144,8 +183,21 @@ class _Progress:
             return f"  room failed: {d.get('reason')}"
         if t is EventType.ROOM_CANCELLED:
             return f"  room cancelled: {d.get('reason')}"
-        if t is EventType.TOOL_CALLED and self.verbose:
-            return f"       tool {d['tool']}({_short(d.get('args'), 40)}){ms}"
+        if t is EventType.TOOL_CALLED and (self.verbose or d.get("refused")):
+            refused = " REFUSED (not in the agent's tools)" if d.get("refused") else ""
+            return f"       tool {d['tool']}({_short(d.get('args'), 40)}){refused}{ms}"
+        if t is EventType.LLM_CALLED:
+            if e.error is not None:
+                return f"       model {d.get('model')} failed: {e.error.message}"
+            if not self.verbose:
+                return None
+            u = d.get("usage") or {}
+            tokens = u.get("prompt_tokens", 0) + u.get("completion_tokens", 0)
+            return f"       model {d.get('model')} turn {d.get('turn')}: {tokens} tokens{ms}"
+        if t is EventType.BRANCH_COMPLETED and self.verbose:
+            return f"       branch {d['branch']} {'ok' if d.get('ok') else 'FAILED'}"
+        if t is EventType.BUDGET_EXCEEDED:
+            return f"  budget exceeded: {d['budget']} {d['used']:g} > {d['limit']:g}"
         return None
 
 
@@ -405,9 +457,46 @@ def show(ctx: click.Context, room_id: str, as_json: bool) -> None:
     click.echo(f"steps:     {state.steps}")
     if state.reason:
         click.echo(f"reason:    {state.reason}")
+    u = state.usage
+    if u:
+        cost = f", ${u['cost_usd']:.6f}" if u.get("cost_usd") is not None else ""
+        click.echo(
+            f"usage:     {u.get('model_calls', 0)} model calls, {u.get('tool_calls', 0)} tool "
+            f"calls, {u.get('prompt_tokens', 0)} + {u.get('completion_tokens', 0)} tokens{cost}"
+        )
+    if state.memory:
+        click.echo(f"memory:    {_short(dict(state.memory), 80)}")
     click.echo("variables:")
     for line in json.dumps(dict(state.variables), indent=2, ensure_ascii=False).splitlines():
         click.echo(f"  {line}")
+
+
+@cli.command()
+@click.argument("room_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def replay(ctx: click.Context, room_id: str, as_json: bool) -> None:
+    """Re-run a room offline from its log and report whether it diverges.
+
+    Every model and tool call is answered from the log (no provider, no network), input
+    is delivered where it was, and the new log is compared with the stored one. Exit 0:
+    identical; 1: diverged (the report names the first differing event).
+
+    Example:
+
+        openrooms replay 0193ab12cd34ef5678
+    """
+    with _runtime(ctx) as rt:
+        report = rt.rerun(room_id)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    elif report.identical:
+        click.echo(f"identical: {report.events} events re-ran the same way ({report.status})")
+    else:
+        click.echo(f"diverged at event {report.diverged_at}:")
+        click.echo(f"  recorded: {_short(report.expected, 200)}")
+        click.echo(f"  re-run:   {_short(report.got, 200)}")
+    sys.exit(0 if report.identical else 1)
 
 
 def _event_json(e: Event) -> str:

@@ -30,7 +30,7 @@ from openrooms.errors import (
 )
 from openrooms.events import ErrorInfo, Event, EventType, Level
 from openrooms.expressions import is_truthy
-from openrooms.nodes import FAILURE_LABELS, Outcome
+from openrooms.nodes import FAILURE_LABELS, LogRecord, Outcome
 from openrooms.nodes.builtin import PreparedEnd, PreparedWait
 from openrooms.plan import NodePlan
 from openrooms.room import RoomState, RoomStatus
@@ -52,6 +52,7 @@ __all__ = [
     "next_action",
     "queue",
     "receive_input",
+    "record",
     "replay",
     "resumed",
     "start",
@@ -108,6 +109,7 @@ def _apply_into(d: dict[str, Any], e: Event) -> None:
         d["steps"] += 1
         d["wake_at"] = None
         d["status"] = RoomStatus.RUNNING
+        d["node_seq"] = e.seq
     elif t is _E.NODE_COMPLETED:
         assign = data.get("assign")
         target = data.get("output_to")
@@ -122,6 +124,19 @@ def _apply_into(d: dict[str, Any], e: Event) -> None:
         d["current_node"] = data["to"]
     elif t is _E.RETRY_SCHEDULED:
         d["wake_at"] = data["due_at"]
+    elif t is _E.LLM_CALLED or t is _E.TOOL_CALLED:
+        d["usage"] = _add_usage(d["usage"], t, data.get("usage"))
+    elif t is _E.BUDGET_EXCEEDED:
+        usage = dict(d["usage"])
+        usage["exceeded"] = [*usage.get("exceeded", ()), data["budget"]]
+        d["usage"] = usage
+    elif t is _E.MEMORY_SET:
+        memory = dict(d["memory"])
+        if data.get("deleted"):
+            memory.pop(data["key"], None)
+        else:
+            memory[data["key"]] = data["value"]
+        d["memory"] = memory
     elif t is _E.ROOM_WAITING:
         d["status"] = RoomStatus.WAITING
         d["wake_at"] = data.get("timeout_at")
@@ -151,9 +166,26 @@ def _apply_into(d: dict[str, Any], e: Event) -> None:
             wake_at=None,
             reason=None,
             created_at=e.timestamp,
+            memory=dict(data.get("memory") or {}),
+            usage={},
+            node_seq=0,
         )
     d["version"] = e.seq
     d["updated_at"] = e.timestamp
+
+
+def _add_usage(totals: Mapping[str, Any], t: EventType, usage: Any) -> dict[str, Any]:
+    """Running totals after one model or tool call."""
+    out = dict(totals)
+    counter = "model_calls" if t is _E.LLM_CALLED else "tool_calls"
+    out[counter] = out.get(counter, 0) + 1
+    if isinstance(usage, Mapping):
+        for key in ("prompt_tokens", "completion_tokens"):
+            out[key] = out.get(key, 0) + int(usage.get(key) or 0)
+        cost = usage.get("cost_usd")
+        if cost is not None:
+            out["cost_usd"] = round(out.get("cost_usd", 0.0) + float(cost), 10)
+    return out
 
 
 _TERMINAL_STATUS: Final = {
@@ -289,6 +321,12 @@ def _enter(em: _Emitter, wf: Workflow, node_id: str) -> None:
             f"the workflow's max_steps or check it for a loop that never ends",
         )
         return
+    budget = wf.budget
+    if budget is not None and node_id != budget.on_exceeded:
+        breach = budget.breach(d["usage"], em.now - d["created_at"])
+        if breach is not None:
+            _exceeded(em, wf, node_id, breach)
+            return
     visit = d["visits"].get(node_id, 0) + 1
     em.emit(_E.NODE_STARTED, Level.INFO, node_id, {"attempt": 1, "visit": visit})
     np = wf.plan.nodes[node_id]
@@ -298,7 +336,7 @@ def _enter(em: _Emitter, wf: Workflow, node_id: str) -> None:
         if prepared.prompt is not None:
             try:
                 data["prompt"] = prepared.prompt.render(
-                    {"vars": d["variables"], "room": RoomView(d)}
+                    {"vars": d["variables"], "memory": d["memory"], "room": RoomView(d)}
                 )
             except EvaluationError as exc:
                 em.fail(node_id, f"nodes.{node_id}.prompt: {exc}", ErrorInfo.from_exception(exc))
@@ -312,7 +350,9 @@ def _enter(em: _Emitter, wf: Workflow, node_id: str) -> None:
         reason = None
         if prepared.reason is not None:
             try:
-                reason = prepared.reason.render({"vars": d["variables"], "room": RoomView(d)})
+                reason = prepared.reason.render(
+                    {"vars": d["variables"], "memory": d["memory"], "room": RoomView(d)}
+                )
             except EvaluationError as exc:
                 em.fail(node_id, f"nodes.{node_id}.reason: {exc}", ErrorInfo.from_exception(exc))
                 return
@@ -325,6 +365,26 @@ def _enter(em: _Emitter, wf: Workflow, node_id: str) -> None:
                 node_id,
                 {"reason": reason} if reason is not None else {},
             )
+
+
+def _exceeded(em: _Emitter, wf: Workflow, node_id: str, breach: tuple[str, float, float]) -> None:
+    """A budget ran out at *node_id*: log it, then wait at ``on_exceeded`` or fail the room."""
+    name, limit, used = breach
+    em.emit(_E.BUDGET_EXCEEDED, Level.WARN, node_id, {"budget": name, "limit": limit, "used": used})
+    assert wf.budget is not None
+    target = wf.budget.on_exceeded
+    if target is None:
+        em.fail(
+            node_id, f"budget exceeded: {name} {used:g} > {limit:g} (workflow budget.max_{name})"
+        )
+        return
+    em.emit(
+        _E.TRANSITION,
+        Level.DEBUG,
+        node_id,
+        {"from": node_id, "to": target, "on": "budget_exceeded", "index": -1},
+    )
+    _enter(em, wf, target)
 
 
 def _spread(room_id: str, node: str, visit: int, attempt: int) -> float:
@@ -374,6 +434,8 @@ def _finish(
             delay_ms = round(
                 retry.delay_s(attempt, _spread(d["room_id"], node_id, visit, attempt)) * 1000
             )
+            if outcome.retry_after_s is not None:  # the provider said when (Retry-After)
+                delay_ms = max(delay_ms, round(outcome.retry_after_s * 1000))
             em.emit(
                 _E.RETRY_SCHEDULED,
                 Level.WARN,
@@ -401,6 +463,7 @@ def _finish(
                 if scope is None:
                     scope = {
                         "vars": d["variables"],
+                        "memory": d["memory"],
                         "output": outcome.output,
                         "input": input,
                         "error": error_scope,
@@ -507,6 +570,35 @@ def decide(
     assert state.current_node is not None
     em = _Emitter(state, now)
     _finish(em, wf, wf.plan.nodes[state.current_node], outcome, duration_ms=duration_ms)
+    return em.step()
+
+
+def record(wf: Workflow, state: RoomState, records: Iterable[LogRecord], *, now: int) -> Step:
+    """A running node made calls (model, tool, branch, memory): log them before it ends.
+
+    The journal (:mod:`openrooms.journal`) commits these as they happen, so a crash
+    mid-node loses none and a re-execution can reuse them.
+
+    Raises:
+        RoomStatusError: the room is not running a node.
+    """
+    if state.status is not RoomStatus.RUNNING or state.wake_at is not None:
+        _require(state, "record a node's calls", RoomStatus.RUNNING)
+        raise RoomStatusError(
+            state.room_id, "sleeping until a retry", "record a node's calls", "call wake() first"
+        )
+    em = _Emitter(state, now)
+    node = state.current_node
+    assert node is not None
+    called = False
+    for r in records:
+        em.emit(r.type, r.level, node, r.data, r.error, r.duration_ms)
+        called = called or r.type is _E.LLM_CALLED
+    budget = wf.budget
+    if called and budget is not None:
+        breach = budget.breach(em.d["usage"], now - state.created_at)
+        if breach is not None:
+            _exceeded(em, wf, node, breach)  # the node stops; the runner sees it is not running
     return em.step()
 
 

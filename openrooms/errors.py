@@ -311,11 +311,27 @@ class ToolError(OpenRoomsError):
 
 
 class CompletionError(OpenRoomsError):
-    """The model provider failed or replied with something unusable."""
+    """The model provider failed or replied with something unusable.
 
-    def __init__(self, model: str, message: str) -> None:
+    Attributes:
+        retryable: whether trying again may help (429, 5xx, timeouts, malformed tool-call
+            JSON); a node's retry policy retries only these.
+        retry_after_s: the provider's ``Retry-After``, when it sent one.
+        status: the HTTP status, when there was one.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after_s: float | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(model, message)
         self.model, self.message = model, message
+        self.retryable, self.retry_after_s, self.status = retryable, retry_after_s, status
 
     def __str__(self) -> str:
         return f"model {self.model!r}: {self.message}"

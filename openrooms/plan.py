@@ -76,9 +76,9 @@ class Plan:
     nodes: Mapping[str, NodePlan]
 
 
-def _suggest(name: str, options: list[str]) -> str:
+def _suggest(name: str, options: list[str], kind: str = "nodes") -> str:
     close = difflib.get_close_matches(name, options, n=1)
-    return f"did you mean {close[0]!r}?" if close else f"known nodes: {', '.join(options[:20])}"
+    return f"did you mean {close[0]!r}?" if close else f"known {kind}: {', '.join(options[:20])}"
 
 
 def _is_json(value: object) -> bool:
@@ -136,6 +136,31 @@ class _Checker:
         elif wf.initial is not None and wf.initial not in wf.nodes:
             self.add("initial", f"unknown node {wf.initial!r}", _suggest(wf.initial, self.node_ids))
         self.agents()
+        self.budget()
+
+    def budget(self) -> None:
+        b = self.wf.budget
+        if b is None:
+            return
+        for name in ("max_tokens", "max_cost_usd", "max_wall_s"):
+            value = getattr(b, name)
+            if value is not None and (isinstance(value, bool) or not value > 0):
+                self.add(f"budget.{name}", f"expected a positive number, got {value!r}")
+        target = b.on_exceeded
+        if target is not None:
+            node = self.wf.nodes.get(target)
+            if node is None:
+                self.add(
+                    "budget.on_exceeded",
+                    f"unknown node {target!r}",
+                    _suggest(target, self.node_ids),
+                )
+            elif node.type != "wait":
+                self.add(
+                    "budget.on_exceeded",
+                    f"{target!r} is a {node.type!r} node",
+                    "name a 'wait' node, where a person decides what happens next",
+                )
 
     def agents(self) -> None:
         for name, agent in self.wf.agents.items():
@@ -150,6 +175,15 @@ class _Checker:
                 self.add(
                     f"{path}.max_tokens", f"expected a positive number, got {agent.max_tokens!r}"
                 )
+            from openrooms.tools import default_tools
+
+            for i, tool in enumerate(agent.tools):
+                if tool not in default_tools:
+                    self.add(
+                        f"{path}.tools[{i}]",
+                        f"unknown tool {tool!r}",
+                        _suggest(tool, default_tools.names(), "tools"),
+                    )
 
     def node(self, node_id: str, node: Node) -> NodeExecutor | None:
         path = f"nodes.{node_id}"
@@ -187,6 +221,8 @@ class _Checker:
         if node.type == "end" and (node.retry is not None or node.output is not None):
             self.add(path, "an 'end' node takes no 'retry' or 'output'")
         found = executor.validate(node, path)
+        if not found:
+            found = executor.validate_in(self.wf, node, path)
         self.problems.extend(found)
         return None if found else executor
 
@@ -296,7 +332,10 @@ class _Checker:
 
     def reachable(self, table: Mapping[str, Mapping[str, list[Route]]], start: str) -> None:
         seen = {start}
-        todo = [start]
+        budget = self.wf.budget
+        if budget is not None and budget.on_exceeded is not None and budget.on_exceeded in table:
+            seen.add(budget.on_exceeded)  # entered when a budget is exceeded
+        todo = list(seen)
         while todo:
             for routes in table[todo.pop()].values():
                 for r in routes:

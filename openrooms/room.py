@@ -51,6 +51,12 @@ class RoomState:
         reason: why the room failed or was cancelled.
         created_at, updated_at: ms timestamps of the first and the last event.
         version: the sequence number of the last event folded in; saves compare-and-set on it.
+        memory: the room's key/value memory (``memory.x`` in expressions); conversations
+            live in the log (see :mod:`openrooms.memory`).
+        usage: running totals: ``model_calls``, ``tool_calls``, ``prompt_tokens``,
+            ``completion_tokens``, ``cost_usd``.
+        node_seq: the sequence number of the current attempt's ``NODE_STARTED``; the
+            calls recorded after it are the attempt's journal.
     """
 
     room_id: RoomId
@@ -68,6 +74,9 @@ class RoomState:
     created_at: int
     updated_at: int
     version: int
+    memory: Mapping[str, Any] = attrs.field(factory=dict)
+    usage: Mapping[str, Any] = attrs.field(factory=dict)
+    node_seq: int = 0
 
     @property
     def id(self) -> RoomId:

@@ -17,10 +17,17 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from openrooms import engine
 from openrooms.backends.base import EventLog, Lease, StateStore
-from openrooms.errors import EvaluationError, RoomLeasedError, SchemaValidationError, StaleRoomError
-from openrooms.events import ErrorInfo, Event
-from openrooms.nodes import NodeContext, Outcome
-from openrooms.room import RoomState
+from openrooms.errors import (
+    CompletionError,
+    EvaluationError,
+    RoomLeasedError,
+    SchemaValidationError,
+    StaleRoomError,
+)
+from openrooms.events import ErrorInfo, Event, EventType
+from openrooms.journal import JOURNALED, Journal, RoomStoppedError
+from openrooms.nodes import LogRecord, NodeContext, Outcome
+from openrooms.room import RoomState, RoomStatus
 from openrooms.types import RoomId
 
 if TYPE_CHECKING:
@@ -75,8 +82,8 @@ def _is_zombie(pid: int) -> bool:
 
 
 def room_scope(state: RoomState) -> dict[str, Any]:
-    """The expression scope a node's templates see: ``vars`` and ``room``."""
-    return {"vars": state.variables, "room": engine.RoomView(state)}
+    """The expression scope a node's templates see: ``vars``, ``memory`` and ``room``."""
+    return {"vars": state.variables, "memory": state.memory, "room": engine.RoomView(state)}
 
 
 class _Save(Protocol):
@@ -131,6 +138,8 @@ class Runner:
         self.rt = runtime
         self.lease_ttl_ms = lease_ttl_ms
         self._save = committer(runtime.states, runtime.log)
+        # room -> (last seq read, conversation threads before it): see _journal
+        self._threads: dict[RoomId, tuple[int, dict[str, list[dict[str, Any]]]]] = {}
 
     async def run(
         self,
@@ -188,6 +197,7 @@ class Runner:
                 )
             return await self._loop(wf, state, holder, on_event)
         finally:
+            self._threads.pop(room_id, None)
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -202,7 +212,9 @@ class Runner:
             action = engine.next_action(state)
             if action == "run":
                 started = time.perf_counter()
-                outcome = await self._execute(wf, state)
+                state, outcome = await self._execute(wf, state, holder, on_event)
+                if outcome is None:
+                    return state  # stopped from outside (cancelled) while the node ran
                 duration = (time.perf_counter() - started) * 1000
                 step = engine.decide(wf, state, outcome, now=now(), duration_ms=duration)
             elif action == "start":
@@ -211,7 +223,7 @@ class Runner:
                 assert state.wake_at is not None
                 delay_ms = state.wake_at - now()
                 if delay_ms > 0:
-                    await asyncio.sleep(delay_ms / 1000)
+                    await self.rt.sleep(delay_ms / 1000)
                 step = engine.wake(wf, state, now=max(now(), state.wake_at))
             elif action == "wait" and state.wake_at is not None and state.wake_at <= now():
                 step = engine.wake(wf, state, now=now())
@@ -238,11 +250,75 @@ class Runner:
                 on_event(e)
         return step.state
 
-    async def _execute(self, wf: Workflow, state: RoomState) -> Outcome:
-        """Run one attempt of the current node; every failure becomes an ``error`` outcome."""
+    def _journal(
+        self,
+        wf: Workflow,
+        state: RoomState,
+        holder: _LeaseHolder,
+        on_event: EventCallback | None,
+    ) -> Journal:
+        """The attempt's journal: its recorded calls (if it ran before) and a committer."""
+        log = self.rt.log
+        room_id = state.room_id
+        recorded: list[Event] = []
+        if self.rt.recorded_calls is not None:  # a re-run: the original log answers
+            recorded = list(self.rt.recorded_calls.get(state.idempotency_key, ()))
+        elif state.version > state.node_seq:  # something was logged after NODE_STARTED
+            recorded = [e for e in log.read(room_id, after=state.node_seq) if e.type in JOURNALED]
+        node_seq = state.node_seq
+
+        def commit(records: Sequence[LogRecord]) -> tuple[RoomState, Sequence[Event]]:
+            current = journal.state
+            step = engine.record(wf, current, records, now=self.rt.now())
+            saved = self._commit(step, current, holder, on_event)
+            if saved is not step.state:  # cancelled or failed from outside meanwhile
+                raise RoomStoppedError(room_id, saved.status.value)
+            if saved.node_seq != current.node_seq or saved.status is not RoomStatus.RUNNING:
+                raise RoomStoppedError(room_id, saved.status.value)  # e.g. a budget ran out
+            return saved, step.events
+
+        def threads() -> dict[str, list[dict[str, Any]]]:
+            # read incrementally: a long room with many agent turns must not re-read its log
+            upto, found = self._threads.get(room_id, (0, {}))
+            if upto < node_seq - 1:
+                for e in log.read(room_id, after=upto, types=[EventType.MESSAGES_ADDED]):
+                    if e.seq >= node_seq:
+                        break
+                    found.setdefault(str(e.data.get("thread")), []).extend(
+                        e.data.get("messages") or ()
+                    )
+                self._threads[room_id] = (node_seq - 1, found)
+            return {name: list(messages) for name, messages in found.items()}
+
+        journal = Journal(state, recorded, commit, threads, echo=self.rt.recorded_calls is not None)
+        return journal
+
+    async def _execute(
+        self,
+        wf: Workflow,
+        state: RoomState,
+        holder: _LeaseHolder,
+        on_event: EventCallback | None,
+    ) -> tuple[RoomState, Outcome | None]:
+        """Run one attempt of the current node; every failure becomes an ``error`` outcome.
+
+        Returns the state after the calls the attempt recorded, and its outcome (None when
+        the room was stopped from outside meanwhile).
+        """
         assert state.current_node is not None
         np = wf.plan.nodes[state.current_node]
-        ctx = NodeContext(state, np.node, np.prepared, self.rt.tools, room_scope(state))
+        journal = self._journal(wf, state, holder, on_event)
+        ctx = NodeContext(
+            state,
+            np.node,
+            np.prepared,
+            self.rt.tools,
+            room_scope(state),
+            workflow=wf,
+            journal=journal,
+            models=self.rt.model_registry,
+            runtime=self.rt,
+        )
         timeout = np.node.timeout_s
         try:
             if timeout is None:
@@ -250,23 +326,30 @@ class Runner:
             else:
                 # a sync tool that ignores cancellation keeps its thread, but its result is dropped
                 outcome = await asyncio.wait_for(np.executor.execute(ctx), timeout)
+        except RoomStoppedError:
+            current = self.rt.states.find(state.room_id)
+            return (current if current is not None else journal.state), None
         except TimeoutError:
-            return Outcome.timed_out(timeout or 0.0)
+            return journal.state, Outcome.timed_out(timeout or 0.0)
         except (EvaluationError, SchemaValidationError) as exc:
             # the same input fails the same way again: do not retry
-            return Outcome.failed(
+            return journal.state, Outcome.failed(
                 ErrorInfo.from_exception(exc, with_traceback=False), retryable=False
             )
+        except CompletionError as exc:
+            return journal.state, Outcome.failed(
+                exc, retryable=exc.retryable, retry_after_s=exc.retry_after_s
+            )
         except Exception as exc:
-            return Outcome.failed(exc)
+            return journal.state, Outcome.failed(exc)
         if not isinstance(outcome, Outcome):
-            return Outcome.failed(
+            return journal.state, Outcome.failed(
                 TypeError(
                     f"node type {np.node.type!r} returned {type(outcome).__name__}, not an Outcome"
                 ),
                 retryable=False,
             )
-        return outcome
+        return journal.state, outcome
 
 
 class _LeaseHolder:

@@ -15,13 +15,15 @@ import hashlib
 import json
 import os
 import secrets
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Final, cast
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from openrooms import engine
 from openrooms.backends import DEFAULT_DB_URL, EventLog, StateStore, StoredWorkflow, open_backend
+from openrooms.config import RuntimeConfig
 from openrooms.errors import (
     Problem,
     RoomStatusError,
@@ -38,9 +40,14 @@ from openrooms.runner import (
     commit,
     make_owner,
 )
-from openrooms.tools import ToolRegistry, default_tools
+from openrooms.tools import HttpPolicy, ToolRegistry, default_tools, http_tool
 from openrooms.types import RoomId
 from openrooms.workflow import Workflow, WorkflowBuilder
+
+if TYPE_CHECKING:
+    from openrooms.journal import RecordedCalls
+    from openrooms.llm.registry import ModelRegistry
+    from openrooms.rerun import RerunReport
 
 __all__ = ["Runtime", "open_runtime", "workflow_digest"]
 
@@ -85,9 +92,14 @@ class Runtime:
     Args:
         states: where room states, leases and workflow definitions live.
         log: where events live (may be the same object as *states*).
-        tools: the tools ``tool`` nodes may call (default: :data:`default_tools`).
+        tools: the tools ``tool`` nodes may call (default: :data:`default_tools`, with
+            the ``http`` tool following *config*'s allow-list).
         clock: milliseconds since the epoch (default: the system clock).
         lease_ttl_ms: how long a runner's lease lasts between renewals.
+        config: trusted settings (the http allow-list, agents' endpoints); see
+            :mod:`openrooms.config`.
+        models: resolves agents' model strings (default: :data:`openrooms.llm.default_models`,
+            litellm for any model string no registered provider claims).
     """
 
     def __init__(
@@ -98,15 +110,36 @@ class Runtime:
         tools: ToolRegistry | None = None,
         clock: Callable[[], int] = _now_ms,
         lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
+        models: ModelRegistry | None = None,
+        config: RuntimeConfig | None = None,
     ) -> None:
+        self.config = config if config is not None else RuntimeConfig()
+        self.model_registry = models
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        """How the runner waits out a retry's backoff (a re-run fast-forwards instead)."""
+        self.recorded_calls: RecordedCalls | None = None
+        """For a re-run: each attempt's calls from the original log, by idempotency key."""
         self.states = states
         self.log = log
         self.tools = tools if tools is not None else default_tools
+        if tools is None and config is not None and config.http != HttpPolicy():
+            # the default tools, but an http tool with this config's allow-list
+            self.tools = default_tools.copy()
+            self.tools.register(http_tool(config.http), replace=True)
         self.now = clock
         self.owner = make_owner()
         self._runner = Runner(self, lease_ttl_ms=lease_ttl_ms)
         self._workflows: dict[tuple[str, int], Workflow] = {}
         self._lock = threading.Lock()
+
+    @property
+    def models(self) -> ModelRegistry:
+        """The model registry agents resolve their model strings with (imported on first use)."""
+        if self.model_registry is None:
+            from openrooms.llm.registry import default_models
+
+            return default_models
+        return self.model_registry
 
     # --- workflows --------------------------------------------------------------------------
 
@@ -269,7 +302,22 @@ class Runtime:
         """Rebuild the room's state by folding its whole log (it equals the stored state)."""
         return engine.fold(self.log.read(RoomId(room_id)))
 
+    def rerun(self, room_id: str) -> RerunReport:
+        """Execute the room again in memory, answering every model and tool call from its
+        log, and report whether the new log matches (see :mod:`openrooms.rerun`)."""
+        from openrooms.rerun import rerun
+
+        return rerun(self, room_id)
+
     # --- running ----------------------------------------------------------------------------
+
+    async def _closing(self, work: Awaitable[RoomState]) -> RoomState:
+        """Run *work*, then let model clients close what they opened on this event loop."""
+        try:
+            return await work
+        finally:
+            if self.model_registry is not None or "openrooms.llm.registry" in sys.modules:
+                await self.models.aclose()
 
     async def arun(
         self, room_id: str, *, force: bool = False, on_event: EventCallback | None = None
@@ -289,7 +337,7 @@ class Runtime:
         Raises:
             RoomNotFoundError, RoomLeasedError (another live runner has it), StaleRoomError.
         """
-        return asyncio.run(self.arun(room_id, force=force, on_event=on_event))
+        return asyncio.run(self._closing(self.arun(room_id, force=force, on_event=on_event)))
 
     resume = run
 
@@ -311,7 +359,7 @@ class Runtime:
             SchemaValidationError: *data* breaks the wait node's schema; nothing is recorded.
             RoomNotFoundError / RoomLeasedError.
         """
-        return asyncio.run(self.asend_input(room_id, data, on_event=on_event))
+        return asyncio.run(self._closing(self.asend_input(room_id, data, on_event=on_event)))
 
     def cancel(self, room_id: str, *, reason: str = "cancelled") -> RoomState:
         """Cancel an unfinished room; a runner working on it stops at its next commit.
@@ -357,18 +405,26 @@ def open_runtime(
     tools: ToolRegistry | None = None,
     clock: Callable[[], int] = _now_ms,
     lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
+    models: ModelRegistry | None = None,
+    config: RuntimeConfig | None = None,
 ) -> Runtime:
     """Open a runtime from backend URLs.
 
-    Precedence: explicit arguments, then ``OPENROOMS_STATE_URL`` / ``OPENROOMS_LOG_URL``,
-    then *db* / ``OPENROOMS_DB`` for both, then ``sqlite:///./.openrooms/openrooms.db``.
+    Precedence: explicit arguments (*state_url* / *log_url*, then *db* for both), then
+    ``OPENROOMS_STATE_URL`` / ``OPENROOMS_LOG_URL``, then ``OPENROOMS_DB`` for both, then
+    ``sqlite:///./.openrooms/openrooms.db``.
 
     Raises:
         BackendConfigError: a URL that cannot be opened.
     """
-    one = db or os.environ.get("OPENROOMS_DB") or DEFAULT_DB_URL
-    s_url = state_url or os.environ.get("OPENROOMS_STATE_URL") or one
-    l_url = log_url or os.environ.get("OPENROOMS_LOG_URL") or s_url
+    env = os.environ.get
+    if db is not None:  # an explicit URL beats every environment variable
+        s_url = state_url or db
+        l_url = log_url or db
+    else:
+        one = env("OPENROOMS_DB") or DEFAULT_DB_URL
+        s_url = state_url or env("OPENROOMS_STATE_URL") or one
+        l_url = log_url or env("OPENROOMS_LOG_URL") or one
     states = open_backend(s_url)
     log = states if l_url == s_url else open_backend(l_url)
-    return Runtime(states, log, tools=tools, clock=clock, lease_ttl_ms=lease_ttl_ms)
+    return Runtime(states, log, tools=tools, clock=clock, lease_ttl_ms=lease_ttl_ms, models=models)

@@ -22,6 +22,7 @@ from openrooms.types import RoomId
 from openrooms.workflow import (
     DEFAULT_MAX_STEPS,
     AgentConfig,
+    Budget,
     Node,
     RetryPolicy,
     Transition,
@@ -67,6 +68,9 @@ def state_to_dict(s: RoomState) -> dict[str, Any]:
         "created_at": s.created_at,
         "updated_at": s.updated_at,
         "version": s.version,
+        "memory": s.memory,
+        "usage": s.usage,
+        "node_seq": s.node_seq,
     }
 
 
@@ -88,6 +92,9 @@ def state_from_dict(d: Mapping[str, Any]) -> RoomState:
         created_at=d["created_at"],
         updated_at=d["updated_at"],
         version=d["version"],
+        memory=d.get("memory") or {},
+        usage=d.get("usage") or {},
+        node_seq=d.get("node_seq", 0),
     )
 
 
@@ -135,12 +142,15 @@ _TOP: Final = (
     "variables",
     "max_steps",
     "agents",
+    "budget",
     "nodes",
     "transitions",
 )
 _NODE_COMMON: Final = ("type", "output", "retry", "timeout_s", "description")
 _RETRY: Final = ("max_attempts", "backoff_s", "multiplier", "max_delay_s", "jitter", "retry_on")
 _TRANSITION: Final = ("from", "to", "on", "when")
+_BUDGET: Final = ("max_tokens", "max_cost_usd", "max_wall_s", "on_exceeded")
+
 _AGENT: Final = (
     "model",
     "system_prompt",
@@ -268,6 +278,21 @@ class _Reader:
             when=_expr_text(when) if when is not None else None,
         )
 
+    def budget(self, value: Any) -> Budget | None:
+        if value is None:
+            return None
+        d = self.mapping(value, "budget")
+        if d is None:
+            return None
+        self.keys(d, _BUDGET, "budget")
+        number = (int, float)
+        return Budget(
+            max_tokens=self.typed(d, "max_tokens", "budget", (int,), None, "a whole number"),
+            max_cost_usd=self.typed(d, "max_cost_usd", "budget", number, None, "a number"),
+            max_wall_s=self.typed(d, "max_wall_s", "budget", number, None, "a number"),
+            on_exceeded=self.typed(d, "on_exceeded", "budget", (str,), None, "a node id"),
+        )
+
     def agent(self, name: str, value: Any) -> AgentConfig | None:
         path = f"agents.{name}"
         d = self.mapping(value, path)
@@ -344,6 +369,7 @@ def workflow_from_dict(data: Any) -> Workflow:
         if (a := r.agent(str(name), value)) is not None
     }
     variables = r.mapping(top.get("variables"), "variables") or {}
+    budget = r.budget(top.get("budget"))
     fields: dict[str, Any] = {
         "id": top.get("id") if isinstance(top.get("id"), str) else wf_id,
         "version": r.typed(top, "version", "", (int,), 1, "a whole number"),
@@ -357,6 +383,7 @@ def workflow_from_dict(data: Any) -> Workflow:
             transitions=tuple(transitions),
             variables=dict(variables),
             agents=agents,
+            budget=budget,
             **fields,
         )
     except WorkflowValidationError as exc:
@@ -384,6 +411,9 @@ def workflow_to_dict(wf: Workflow) -> dict[str, Any]:
         out["max_steps"] = wf.max_steps
     if wf.agents:
         out["agents"] = {name: _agent_to_dict(a) for name, a in wf.agents.items()}
+    if wf.budget is not None:
+        budget = converter.unstructure(wf.budget)
+        out["budget"] = {k: v for k, v in budget.items() if v is not None}
     out["nodes"] = {node_id: _node_to_dict(n) for node_id, n in wf.nodes.items()}
     out["transitions"] = [_transition_to_dict(t) for t in wf.transitions]
     return out

@@ -139,6 +139,40 @@ class AgentConfig:
 
 
 @attrs.frozen(slots=True)
+class Budget:
+    """Per-room limits beyond ``max_steps``; a breach fails the room, or sends it to a
+    ``wait`` node when ``on_exceeded`` names one (a person decides what happens next).
+
+    Attributes:
+        max_tokens: prompt plus completion tokens over all model calls.
+        max_cost_usd: model cost, where the provider's price is known.
+        max_wall_s: seconds since the room was created, checked before each node.
+        on_exceeded: a ``wait`` node to go to instead of failing.
+    """
+
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+    max_wall_s: float | None = None
+    on_exceeded: str | None = None
+
+    def breach(self, usage: Mapping[str, Any], elapsed_ms: int) -> tuple[str, float, float] | None:
+        """The first limit *usage* (and *elapsed_ms* since creation) is newly over, if any:
+        ``(name, limit, used)``. A limit already reported (``usage["exceeded"]``) is not
+        reported again: whoever answered the ``on_exceeded`` wait chose to go on."""
+        done = usage.get("exceeded", ())
+        tokens = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+        if self.max_tokens is not None and tokens > self.max_tokens and "tokens" not in done:
+            return ("tokens", self.max_tokens, tokens)
+        cost = usage.get("cost_usd", 0.0)
+        if self.max_cost_usd is not None and cost > self.max_cost_usd and "cost_usd" not in done:
+            return ("cost_usd", self.max_cost_usd, cost)
+        wall = self.max_wall_s
+        if wall is not None and elapsed_ms > wall * 1000 and "wall_s" not in done:
+            return ("wall_s", wall, elapsed_ms / 1000)
+        return None
+
+
+@attrs.frozen(slots=True)
 class Workflow:
     """An immutable, versioned, validated workflow definition.
 
@@ -155,6 +189,7 @@ class Workflow:
         variables: default variables, overridden by a room's own.
         max_steps: node executions a room may make before it fails as a runaway loop.
         agents: named agent configurations.
+        budget: per-room token, cost and time limits, if any.
     """
 
     id: str
@@ -166,6 +201,7 @@ class Workflow:
     variables: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_dict)
     max_steps: int = DEFAULT_MAX_STEPS
     agents: Mapping[str, AgentConfig] = attrs.field(factory=dict, converter=_frozen_dict)
+    budget: Budget | None = None
     plan: Plan = attrs.field(init=False, eq=False, repr=False, hash=False)
 
     def __attrs_post_init__(self) -> None:

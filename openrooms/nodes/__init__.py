@@ -1,5 +1,6 @@
 """Node types: the executor base class, the registry and the built-in types."""
 
+from openrooms.nodes.agent import AgentExecutor
 from openrooms.nodes.base import (
     CONFIG_NAMES,
     FAILURE_LABELS,
@@ -16,6 +17,7 @@ from openrooms.nodes.builtin import (
     ToolExecutor,
     WaitExecutor,
 )
+from openrooms.nodes.fanout import MapExecutor, ParallelExecutor, SubworkflowExecutor
 from openrooms.nodes.registry import NodeRegistry, node_types, register_node_type
 
 __all__ = [
@@ -37,5 +39,9 @@ for _name, _executor in (
     ("tool", ToolExecutor()),
     ("wait", WaitExecutor()),
     ("end", EndExecutor()),
+    ("agent", AgentExecutor()),
+    ("parallel", ParallelExecutor()),
+    ("map", MapExecutor()),
+    ("subworkflow", SubworkflowExecutor()),
 ):
     node_types.register(_name, _executor)

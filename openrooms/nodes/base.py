@@ -22,9 +22,12 @@ from openrooms.errors import Problem
 from openrooms.events import ErrorInfo, EventType, Level
 
 if TYPE_CHECKING:
+    from openrooms.journal import Journal
+    from openrooms.llm.registry import ModelRegistry
     from openrooms.room import RoomState
+    from openrooms.runtime import Runtime
     from openrooms.tools.registry import ToolRegistry
-    from openrooms.workflow import Node
+    from openrooms.workflow import Node, Workflow
 
 __all__ = [
     "CONFIG_NAMES",
@@ -40,10 +43,12 @@ __all__ = [
 FAILURE_LABELS: Final = frozenset({"error", "timeout"})
 """Outcome labels that count as failures: they are retried and routed by ``on: error|timeout``."""
 
-CONFIG_NAMES: Final = frozenset({"vars", "room", "memory", "item"})
+CONFIG_NAMES: Final = frozenset({"vars", "room", "memory", "item", "index"})
 """Names a node's ``{{ }}`` templates may use."""
 
-GUARD_NAMES: Final = frozenset({"vars", "room", "memory", "item", "output", "input", "error"})
+GUARD_NAMES: Final = frozenset(
+    {"vars", "room", "memory", "item", "index", "output", "input", "error"}
+)
 """Names a transition's ``when`` guard may use."""
 
 
@@ -89,6 +94,7 @@ class Outcome:
         retryable: False stops the retry policy for this failure.
         records: extra log lines (tool and model calls) made during the attempt.
         duration_ms: how long the attempt took; the runner fills it in.
+        retry_after_s: the least delay before a retry (a provider's ``Retry-After``).
     """
 
     label: str = "ok"
@@ -98,6 +104,7 @@ class Outcome:
     retryable: bool = True
     records: tuple[LogRecord, ...] = ()
     duration_ms: float | None = None
+    retry_after_s: float | None = None
 
     @property
     def is_failure(self) -> bool:
@@ -134,15 +141,43 @@ class NodeContext:
         node: the node's definition.
         prepared: what the executor's :meth:`NodeExecutor.prepare` returned for this node.
         tools: the runtime's tool registry.
+        workflow: the workflow the room runs (its ``agents``, say).
+        journal: records the attempt's calls durably and replays them on re-execution;
+            None when the node runs outside a runner.
+        models: resolves agent model strings to :class:`~openrooms.llm.ChatModel` objects;
+            None means the process-wide :data:`openrooms.llm.default_models`.
+        runtime: the runtime running the room (``subworkflow`` starts child rooms on it).
     """
 
-    __slots__ = ("_scope", "node", "prepared", "room", "tools")
+    __slots__ = (
+        "_scope",
+        "journal",
+        "models",
+        "node",
+        "prepared",
+        "room",
+        "runtime",
+        "tools",
+        "workflow",
+    )
 
     def __init__(
-        self, room: RoomState, node: Node, prepared: Any, tools: ToolRegistry, scope: dict[str, Any]
+        self,
+        room: RoomState,
+        node: Node,
+        prepared: Any,
+        tools: ToolRegistry,
+        scope: dict[str, Any],
+        *,
+        workflow: Workflow | None = None,
+        journal: Journal | None = None,
+        models: ModelRegistry | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         self.room, self.node, self.prepared, self.tools = room, node, prepared, tools
         self._scope = scope
+        self.workflow, self.journal, self.models = workflow, journal, models
+        self.runtime = runtime
 
     @property
     def variables(self) -> Mapping[str, Any]:
@@ -164,6 +199,22 @@ class NodeContext:
         """The expression scope (``vars``, ``room``, ...) templates are rendered against."""
         return self._scope
 
+    def derive(
+        self, node: Node, prepared: Any, scope: dict[str, Any], journal: Journal | None
+    ) -> NodeContext:
+        """A context for an inline node (a branch of ``parallel`` or ``map``)."""
+        return NodeContext(
+            self.room,
+            node,
+            prepared,
+            self.tools,
+            scope,
+            workflow=self.workflow,
+            journal=journal,
+            models=self.models,
+            runtime=self.runtime,
+        )
+
 
 class NodeExecutor:
     """Base class of node types. Subclasses override :meth:`execute`, and optionally
@@ -178,6 +229,11 @@ class NodeExecutor:
 
     def validate(self, node: Node, path: str) -> list[Problem]:
         """Problems with *node*'s config; *path* locates the node (``nodes.review``)."""
+        return []
+
+    def validate_in(self, workflow: Workflow, node: Node, path: str) -> list[Problem]:
+        """Problems that need the whole workflow (an ``agent`` node's agent must exist);
+        called only when :meth:`validate` found none."""
         return []
 
     def prepare(self, node: Node) -> Any:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import attrs
 
-from openrooms.errors import ExpressionError, Problem
-from openrooms.events import ErrorInfo, EventType, Level
+from openrooms.errors import ExpressionError, Problem, SchemaValidationError
+from openrooms.events import ErrorInfo, Event, EventType, Level
 from openrooms.expressions import CompiledValue, Template, compile_template, compile_value
 from openrooms.nodes.base import (
     CONFIG_NAMES,
@@ -24,6 +25,7 @@ from openrooms.workflow import Node
 
 __all__ = [
     "DecisionExecutor",
+    "call_tool",
     "EndExecutor",
     "SetExecutor",
     "ToolExecutor",
@@ -58,50 +60,100 @@ def _template(value: object, path: str, problems: list[Problem]) -> Template | N
 
 class SetExecutor(NodeExecutor):
     """``set``: ``assign: {name: value}`` sets variables, in order; values may be templates,
-    and a later value sees the earlier ones (``{a: 1, b: "{{ vars.a + 1 }}"}`` sets b to 2)."""
+    and a later value sees the earlier ones (``{a: 1, b: "{{ vars.a + 1 }}"}`` sets b to 2).
+    ``memory: {key: value}`` saves entries in the room's memory (``memory.key`` afterwards);
+    a null value deletes the entry."""
 
-    _KEYS = frozenset({"assign"})
+    _KEYS = frozenset({"assign", "memory"})
 
     def validate(self, node: Node, path: str) -> list[Problem]:
         problems = unknown_keys(node, path, self._KEYS)
         assign = node.config.get("assign")
-        if not isinstance(assign, Mapping) or not assign:
+        memory = node.config.get("memory")
+        if assign is None and memory is None:
             problems.append(
                 Problem(
-                    f"{path}.assign", "a 'set' node needs 'assign': a mapping of names to values"
+                    f"{path}.assign",
+                    "a 'set' node needs 'assign' (variables) or 'memory' (memory entries)",
                 )
             )
             return problems
-        for name, value in assign.items():
-            if not _is_identifier(name):
-                problems.append(
-                    Problem(
-                        f"{path}.assign",
-                        f"{name!r} is not a valid variable name",
-                        "use letters, digits and underscores, not starting with a digit or _",
+        for key, mapping in (("assign", assign), ("memory", memory)):
+            if mapping is None:
+                continue
+            if not isinstance(mapping, Mapping) or not mapping:
+                problems.append(Problem(f"{path}.{key}", "expected a mapping of names to values"))
+                continue
+            for name, value in mapping.items():
+                if not _is_identifier(name):
+                    problems.append(
+                        Problem(
+                            f"{path}.{key}",
+                            f"{name!r} is not a valid name",
+                            "use letters, digits and underscores, not starting with a digit or _",
+                        )
                     )
-                )
-            _compile(value, f"{path}.assign.{name}", problems)
+                _compile(value, f"{path}.{key}.{name}", problems)
         return problems
 
-    def prepare(self, node: Node) -> tuple[tuple[str, CompiledValue], ...]:
-        return tuple(
-            (name, compile_value(value, names=CONFIG_NAMES))
-            for name, value in node.config["assign"].items()
-        )
+    def prepare(self, node: Node) -> PreparedSet:
+        def compiled(key: str) -> tuple[tuple[str, CompiledValue], ...]:
+            return tuple(
+                (name, compile_value(value, names=CONFIG_NAMES))
+                for name, value in (node.config.get(key) or {}).items()
+            )
+
+        return PreparedSet(compiled("assign"), compiled("memory"))
 
     async def execute(self, ctx: NodeContext) -> Outcome:
-        prepared: tuple[tuple[str, CompiledValue], ...] = ctx.prepared
-        if len(prepared) == 1:
-            name, value = prepared[0]
+        prepared: PreparedSet = ctx.prepared
+        if prepared.memory:
+            _remember(ctx, prepared.memory)
+        assign = prepared.assign
+        if not assign:
+            return Outcome()
+        if len(assign) == 1:
+            name, value = assign[0]
             return Outcome(assign={name: value.render(ctx.scope)})
         variables = dict(ctx.variables)
         scope = ctx.scope  # made for this attempt alone, and it keeps `room` lazily available
         scope["vars"] = variables
         assigned: dict[str, Any] = {}
-        for name, value in prepared:
+        for name, value in assign:
             assigned[name] = variables[name] = value.render(scope)
         return Outcome(assign=assigned)
+
+
+@attrs.frozen(slots=True)
+class PreparedSet:
+    """A ``set`` node's compiled config."""
+
+    assign: tuple[tuple[str, CompiledValue], ...]
+    memory: tuple[tuple[str, CompiledValue], ...]
+
+
+def _is_key(name: str, e: Event) -> bool:
+    return e.data.get("key") == name
+
+
+def _remember(ctx: NodeContext, entries: tuple[tuple[str, CompiledValue], ...]) -> None:
+    """Save memory entries through the journal (once per attempt, even if re-executed)."""
+    journal = ctx.journal
+    if journal is None:
+        raise RuntimeError("memory entries can only be saved in a room run by a runner")
+    records = []
+    for name, value in entries:
+        if journal.take(EventType.MEMORY_SET, partial(_is_key, name)) is not None:
+            continue
+        rendered = value.render(ctx.scope)
+        data = (
+            {"key": name, "value": rendered}
+            if rendered is not None
+            else {"key": name, "deleted": True}
+        )
+        records.append(LogRecord(EventType.MEMORY_SET, data, Level.INFO))
+    if records:
+        journal.commit(*records)
 
 
 class DecisionExecutor(NodeExecutor):
@@ -158,32 +210,70 @@ class ToolExecutor(NodeExecutor):
         return PreparedTool(tool=node.config["tool"], args=args)
 
     async def execute(self, ctx: NodeContext) -> Outcome:
-        from openrooms.tools.base import ToolContext
-
         prepared: PreparedTool = ctx.prepared
-        args = prepared.args.render(ctx.scope)
-        tool = ctx.tools.get(prepared.tool)
-        key = ctx.idempotency_key
-        data: dict[str, Any] = {"tool": prepared.tool, "args": args, "idempotency_key": key}
-        started = time.perf_counter()
-        try:
-            result = await tool.call(
-                args,
-                ToolContext(
-                    room_id=ctx.room.room_id,
-                    node=ctx.node.id,
-                    idempotency_key=key,
-                    attempt=ctx.attempt,
-                ),
-            )
-        except Exception as exc:  # a tool's failure is the node's error outcome
-            info = ErrorInfo.from_exception(exc)
-            elapsed = (time.perf_counter() - started) * 1000
-            record = LogRecord(EventType.TOOL_CALLED, data, Level.ERROR, elapsed, info)
-            return Outcome.failed(info, records=(record,))
+        return await call_tool(ctx, prepared.tool, prepared.args.render(ctx.scope))
+
+
+async def call_tool(
+    ctx: NodeContext, name: str, args: Any, *, call_id: str | None = None
+) -> Outcome:
+    """Call tool *name* once for this attempt, through the journal.
+
+    A call the attempt already recorded (it ran before a crash) is not made again: its
+    recorded result or error is the outcome. Otherwise the call runs and its
+    ``TOOL_CALLED`` event is committed at once.
+    """
+    from openrooms.tools.base import ToolContext
+
+    journal = ctx.journal
+    if journal is not None:
+        recorded = journal.take(
+            EventType.TOOL_CALLED,
+            None if call_id is None else (lambda e: e.data.get("call_id") == call_id),
+        )
+        if recorded is not None and not recorded.data.get("truncated"):
+            if recorded.error is not None:
+                return Outcome.failed(recorded.error)
+            return Outcome.ok(recorded.data.get("result"))
+    from openrooms.config import DEFAULT_MAX_LOGGED_BYTES
+    from openrooms.tools.redact import redact, truncate_json
+
+    tool = ctx.tools.get(name)
+    key = ctx.idempotency_key if call_id is None else f"{ctx.idempotency_key}:{call_id}"
+    data: dict[str, Any] = {"tool": name, "args": redact(args), "idempotency_key": key}
+    if call_id is not None:
+        data["call_id"] = call_id
+    started = time.perf_counter()
+    tool_ctx = ToolContext(
+        room_id=ctx.room.room_id,
+        node=ctx.node.id,
+        idempotency_key=key,
+        attempt=ctx.attempt,
+        memory=journal.memory() if journal is not None else None,
+    )
+    try:
+        result = await tool.call(args, tool_ctx)
+    except Exception as exc:  # a tool's failure is the node's error outcome
+        # arguments that break the tool's schema break it again: not worth a retry
+        retryable = not isinstance(exc, SchemaValidationError)
+        info = ErrorInfo.from_exception(exc, with_traceback=retryable)
         elapsed = (time.perf_counter() - started) * 1000
-        record = LogRecord(EventType.TOOL_CALLED, {**data, "result": result}, Level.INFO, elapsed)
+        record = LogRecord(EventType.TOOL_CALLED, data, Level.ERROR, elapsed, info)
+        if journal is None:
+            return Outcome.failed(info, retryable=retryable, records=(record,))
+        journal.commit(record)
+        return Outcome.failed(info, retryable=retryable)
+    elapsed = (time.perf_counter() - started) * 1000
+    limit = ctx.runtime.config.max_logged_bytes if ctx.runtime else DEFAULT_MAX_LOGGED_BYTES
+    logged, truncated = truncate_json(result, limit)
+    data["result"] = logged
+    if truncated:
+        data["truncated"] = True  # a resumed attempt calls the tool again rather than reuse it
+    record = LogRecord(EventType.TOOL_CALLED, data, Level.INFO, elapsed)
+    if journal is None:
         return Outcome.ok(result, records=(record,))
+    journal.commit(record)
+    return Outcome.ok(result)
 
 
 @attrs.frozen(slots=True)

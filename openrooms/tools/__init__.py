@@ -2,8 +2,23 @@
 
 from openrooms.tools.base import Tool, ToolContext, schema_from_signature
 from openrooms.tools.calculator import calculator_tool
+from openrooms.tools.destination import HttpPolicy
+from openrooms.tools.http import http_tool
+from openrooms.tools.memory_query import memory_query_tool
 from openrooms.tools.registry import ToolRegistry, default_tools, tool
 
-__all__ = ["Tool", "ToolContext", "ToolRegistry", "default_tools", "schema_from_signature", "tool"]
+__all__ = [
+    "HttpPolicy",
+    "Tool",
+    "ToolContext",
+    "ToolRegistry",
+    "default_tools",
+    "http_tool",
+    "schema_from_signature",
+    "tool",
+]
 
 default_tools.register(calculator_tool)
+default_tools.register(memory_query_tool)
+# Refuses every destination until the runtime config's ``http:`` section allows some.
+default_tools.register(http_tool(HttpPolicy()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextlib
 import inspect
 import json
@@ -15,6 +16,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import attrs
 
 from openrooms.errors import ToolError
+from openrooms.memory import RoomMemory
 from openrooms.schema import validate
 from openrooms.types import RoomId
 
@@ -30,12 +32,14 @@ class ToolContext:
         node: the calling node.
         idempotency_key: stable per attempt; send it to APIs that deduplicate.
         attempt: the attempt number, from 1.
+        memory: the room's memory (entries and conversations), when called from a room.
     """
 
     room_id: RoomId
     node: str
     idempotency_key: str
     attempt: int = 1
+    memory: RoomMemory | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen(slots=True)
@@ -134,10 +138,10 @@ def _schema_for(hint: Any, where: str) -> dict[str, Any]:
     if hint in _SIMPLE:
         return dict(_SIMPLE[hint])
     origin = get_origin(hint)
-    if origin in (list, tuple, typing.Sequence):
+    if origin in (list, tuple, typing.Sequence, collections.abc.Sequence):
         (item, *_rest) = get_args(hint) or (Any,)
         return {"type": "array", "items": _schema_for(item, where)}
-    if origin in (dict, typing.Mapping):
+    if origin in (dict, typing.Mapping, collections.abc.Mapping):
         return {"type": "object"}
     if origin is Literal:
         return {"enum": list(get_args(hint))}

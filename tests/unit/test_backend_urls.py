@@ -71,3 +71,22 @@ def test_require_returns_the_module_or_names_the_extra() -> None:
     assert require("json", feature="json", extra="none").__name__ == "json"
     with pytest.raises(MissingExtraError, match=r"openrooms\[llm\]"):
         require("openrooms_test_no_such_module", feature="agents", extra="llm")
+
+
+def test_an_explicit_db_beats_the_environment_and_split_urls_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from openrooms import open_runtime
+
+    monkeypatch.setenv("OPENROOMS_STATE_URL", "bogus://state")
+    monkeypatch.setenv("OPENROOMS_LOG_URL", "bogus://log")
+    rt = open_runtime(f"sqlite:///{tmp_path / 'explicit.db'}")
+    assert rt.states is rt.log
+    assert isinstance(rt.states, SQLiteStore)
+    rt.close()
+    monkeypatch.setenv("OPENROOMS_STATE_URL", f"sqlite:///{tmp_path / 'state.db'}")
+    monkeypatch.setenv("OPENROOMS_LOG_URL", "memory://split-log-test")
+    split = open_runtime()
+    assert isinstance(split.states, SQLiteStore)
+    assert split.log is open_backend("memory://split-log-test")
+    split.close()

@@ -34,9 +34,11 @@ def room_id_of(result) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_validate_accepts_the_examples(invoke) -> None:  # type: ignore[no-untyped-def]
-    result = invoke("validate", *map(str, sorted(EXAMPLES.glob("*.yaml"))))
+    files = sorted(EXAMPLES.glob("*.yaml"))
+    assert len(files) >= 5
+    result = invoke("validate", *map(str, files))
     assert result.exit_code == 0, result.output
-    assert result.output.count(": ok") == 3
+    assert result.output.count(": ok") == len(files)
 
 
 def test_validate_exits_2_listing_the_problems(invoke, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,129 @@
+"""Runtime configuration from a trusted file: what rooms may reach, never part of a room.
+
+Endpoints and allow-lists come only from here (and provider keys only from the
+environment), never from room variables or workflow input::
+
+    # openrooms.yaml — pass with `openrooms --config openrooms.yaml ...` or OPENROOMS_CONFIG
+    http:                                # the http tool's allow-list (default: nothing)
+      allow_hosts: [orders.example.com]
+      allow_networks: []                 # private ranges, e.g. 10.1.2.0/24
+    agents:                              # per agent name, overriding the workflow
+      triager: {api_base: "http://127.0.0.1:8000/v1"}
+    tool_results:
+      max_logged_bytes: 65536            # a bigger result is logged as a preview
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from openrooms.errors import Problem, SchemaValidationError
+from openrooms.tools.destination import HttpPolicy
+
+__all__ = ["DEFAULT_MAX_LOGGED_BYTES", "RuntimeConfig", "load_config"]
+
+DEFAULT_MAX_LOGGED_BYTES = 64 * 1024
+
+_TOP = ("http", "agents", "tool_results")
+_AGENT = ("api_base",)
+
+
+@attrs.frozen(slots=True)
+class RuntimeConfig:
+    """Settings a deployment trusts; see the module docstring for the file format.
+
+    Attributes:
+        http: the ``http`` tool's destination policy.
+        api_bases: agent name -> endpoint, overriding the workflow's ``api_base``.
+        max_logged_bytes: tool results above this are logged as a truncated preview
+            (and re-executed, not reused, if their attempt is resumed).
+    """
+
+    http: HttpPolicy = attrs.field(factory=HttpPolicy)
+    api_bases: Mapping[str, str] = attrs.field(factory=dict)
+    max_logged_bytes: int = DEFAULT_MAX_LOGGED_BYTES
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "config") -> RuntimeConfig:
+        """Build from a parsed file.
+
+        Raises:
+            SchemaValidationError: every problem, each with its path.
+        """
+        if data is None:
+            return cls()
+        problems: list[Problem] = []
+        if not isinstance(data, Mapping):
+            raise SchemaValidationError(source, [Problem("", "expected a mapping of sections")])
+        for key in data:
+            if key not in _TOP:
+                problems.append(Problem(str(key), "unknown section", f"known: {', '.join(_TOP)}"))
+        http = HttpPolicy()
+        try:
+            http = HttpPolicy.from_dict(data.get("http"))
+        except SchemaValidationError as exc:
+            problems.extend(exc.problems)
+        api_bases: dict[str, str] = {}
+        agents = data.get("agents") or {}
+        if not isinstance(agents, Mapping):
+            problems.append(Problem("agents", "expected agent name -> settings"))
+            agents = {}
+        for name, settings in agents.items():
+            if not isinstance(settings, Mapping):
+                problems.append(Problem(f"agents.{name}", "expected a mapping of settings"))
+                continue
+            for key, value in settings.items():
+                if key not in _AGENT:
+                    problems.append(
+                        Problem(f"agents.{name}.{key}", "unknown setting", "known: api_base")
+                    )
+                elif not isinstance(value, str) or not value.startswith(("http://", "https://")):
+                    problems.append(
+                        Problem(
+                            f"agents.{name}.api_base", f"expected an http(s) URL, got {value!r}"
+                        )
+                    )
+                else:
+                    api_bases[str(name)] = value
+        max_bytes = DEFAULT_MAX_LOGGED_BYTES
+        results = data.get("tool_results") or {}
+        if not isinstance(results, Mapping):
+            problems.append(Problem("tool_results", "expected a mapping of settings"))
+        else:
+            for key, value in results.items():
+                if key != "max_logged_bytes":
+                    problems.append(
+                        Problem(f"tool_results.{key}", "unknown setting", "known: max_logged_bytes")
+                    )
+                elif isinstance(value, bool) or not isinstance(value, int) or value < 256:
+                    problems.append(
+                        Problem(
+                            "tool_results.max_logged_bytes",
+                            f"expected a whole number from 256, got {value!r}",
+                        )
+                    )
+                else:
+                    max_bytes = value
+        if problems:
+            raise SchemaValidationError(source, problems)
+        return cls(http=http, api_bases=api_bases, max_logged_bytes=max_bytes)
+
+
+def load_config(path: str | Path) -> RuntimeConfig:
+    """Read a YAML (or JSON) runtime config file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        SchemaValidationError: it does not parse, or has bad settings (with their paths).
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SchemaValidationError(f"config {path}", [Problem("", str(exc))]) from None
+    return RuntimeConfig.from_dict(data, source=f"config {path}")

@@ -1,0 +1,407 @@
+"""``parallel``, ``map`` and ``subworkflow``: work fanned out inside one node, joined durably.
+
+::
+
+    research:
+      type: parallel
+      branches:                      # run concurrently; each result lands in its output
+        facts: {type: tool, tool: lookup, args: {q: "{{ vars.topic }}"}, output: facts}
+        draft: {type: agent, agent: writer, prompt: "Draft on {{ vars.topic }}", output: draft}
+    summarise:
+      type: map
+      items: "{{ vars.documents }}"  # a list; `item` and `index` in the inline node's templates
+      node: {type: agent, agent: summariser, prompt: "Summarise: {{ item }}"}
+      concurrency: 4
+      output: summaries              # results, in item order
+    checkout:
+      type: subworkflow
+      workflow: payment              # a registered workflow, run as a child room
+      input: {amount: "{{ vars.total }}"}
+      output: payment                # the child's final variables
+
+Each finished branch or item is committed as ``BRANCH_COMPLETED`` at once, so a crash
+re-runs only the ones that had not finished. A failing branch or item makes the
+node's outcome ``error`` (after the others finish), routed by ``on: error``.
+
+A ``subworkflow`` child is a room of its own (id: the parent attempt's idempotency key,
+plus the branch), with its own state and log: ``openrooms show`` and ``logs`` work on
+it, and a resumed parent picks up the same child instead of starting another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from openrooms.errors import ExpressionError, Problem
+from openrooms.events import ErrorInfo, EventType, Level
+from openrooms.expressions import CompiledValue, compile_value
+from openrooms.journal import RoomStoppedError
+from openrooms.nodes.base import (
+    CONFIG_NAMES,
+    LogRecord,
+    NodeContext,
+    NodeExecutor,
+    Outcome,
+    unknown_keys,
+)
+
+__all__ = ["MapExecutor", "ParallelExecutor", "SubworkflowExecutor"]
+
+MAX_BRANCHES = 32
+MAX_ITEMS = 10_000
+MAX_CONCURRENCY = 64
+_INLINE_KEYS = frozenset({"type", "output", "description"})
+
+
+@attrs.frozen(slots=True)
+class Inline:
+    """A node written inside a ``parallel`` or ``map`` node, compiled."""
+
+    node: Any  # openrooms.workflow.Node
+    executor: NodeExecutor
+    prepared: Any
+
+
+def _inline_node(spec: object, node_id: str, path: str, problems: list[Problem]) -> Any:
+    """The :class:`Node` an inline spec describes, or None (with problems) if it cannot be."""
+    from openrooms.nodes.registry import node_types
+    from openrooms.workflow import Node
+
+    if not isinstance(spec, Mapping):
+        problems.append(Problem(path, "expected a node: a mapping with 'type' and its settings"))
+        return None
+    kind = spec.get("type")
+    executor = node_types.find(kind) if isinstance(kind, str) else None
+    if executor is None:
+        problems.append(
+            Problem(
+                f"{path}.type",
+                f"unknown node type {kind!r}",
+                f"known: {', '.join(node_types.names())}",
+            )
+        )
+        return None
+    if executor.engine_handled:
+        problems.append(Problem(f"{path}.type", f"a {kind!r} node cannot run inside another node"))
+        return None
+    output = spec.get("output")
+    if output is not None and (not isinstance(output, str) or not output.isidentifier()):
+        problems.append(Problem(f"{path}.output", f"{output!r} is not a valid variable name"))
+    config = {k: v for k, v in spec.items() if k not in _INLINE_KEYS}
+    node = Node(id=node_id, type=str(kind), config=config, output=output)
+    problems.extend(executor.validate(node, path))
+    return node
+
+
+def _compile_inline(node: Any) -> Inline:
+    from openrooms.nodes.registry import node_types
+
+    executor = node_types.get(node.type)
+    return Inline(node, executor, executor.prepare(node))
+
+
+async def _run_inline(
+    ctx: NodeContext, inline: Inline, scope: dict[str, Any], branch: str
+) -> Outcome:
+    """Run one branch or item (reusing its recorded result), then commit that it finished."""
+    journal = ctx.journal
+    if journal is not None and not journal.echo:  # a re-run executes the branch again
+        recorded = journal.take(
+            EventType.BRANCH_COMPLETED, lambda e: e.data.get("branch") == branch
+        )
+        if recorded is not None:
+            if recorded.error is not None:
+                return Outcome.failed(recorded.error)
+            return Outcome(
+                output=recorded.data.get("output"), assign=recorded.data.get("assign") or None
+            )
+    sub = ctx.derive(
+        inline.node, inline.prepared, scope, journal.scoped(branch) if journal else None
+    )
+    try:
+        outcome = await inline.executor.execute(sub)
+    except RoomStoppedError:
+        raise
+    except Exception as exc:
+        outcome = Outcome.failed(exc)
+    if not isinstance(outcome, Outcome):
+        outcome = Outcome.failed(TypeError(f"branch {branch!r} returned {type(outcome).__name__}"))
+    data: dict[str, Any] = {"branch": branch}
+    if outcome.is_failure:
+        record = LogRecord(
+            EventType.BRANCH_COMPLETED, {**data, "ok": False}, Level.WARN, None, outcome.error
+        )
+    else:
+        data.update(ok=True, output=outcome.output)
+        if outcome.assign:
+            data["assign"] = dict(outcome.assign)
+        record = LogRecord(EventType.BRANCH_COMPLETED, data, Level.INFO)
+    if journal is not None:
+        journal.commit(record)
+    return outcome
+
+
+def _joined_failure(failures: Sequence[tuple[str, Outcome]]) -> Outcome:
+    """One ``error`` outcome for the failed branches; equal messages are said once."""
+    by_message: dict[str, list[str]] = {}
+    for name, outcome in failures:
+        err = outcome.error
+        text = f"{err.type}: {err.message}" if err else outcome.label
+        if len(text) > 300:
+            text = text[:297] + "..."
+        by_message.setdefault(text, []).append(name)
+    parts = [f"{', '.join(names)}: {text}" for text, names in by_message.items()]
+    return Outcome.failed(
+        ErrorInfo("BranchError", f"{len(failures)} failed — " + "; ".join(parts)),
+        retryable=all(o.retryable for _, o in failures),
+    )
+
+
+class ParallelExecutor(NodeExecutor):
+    """``parallel``: named ``branches`` (inline nodes) run concurrently and are joined."""
+
+    _KEYS = frozenset({"branches"})
+
+    def validate(self, node: Any, path: str) -> list[Problem]:
+        problems = unknown_keys(node, path, self._KEYS)
+        branches = node.config.get("branches")
+        if not isinstance(branches, Mapping) or not branches:
+            problems.append(
+                Problem(f"{path}.branches", "a 'parallel' node needs 'branches': name -> node")
+            )
+            return problems
+        if len(branches) > MAX_BRANCHES:
+            problems.append(
+                Problem(
+                    f"{path}.branches",
+                    f"{len(branches)} branches exceed the limit of {MAX_BRANCHES}",
+                )
+            )
+        for name, spec in branches.items():
+            where = f"{path}.branches.{name}"
+            if not isinstance(name, str) or not name.isidentifier():
+                problems.append(Problem(where, f"{name!r} is not a valid branch name"))
+                continue
+            inline = _inline_node(spec, f"{node.id}.{name}", where, problems)
+            if inline is not None and inline.output is None:
+                problems.append(
+                    Problem(
+                        f"{where}.output", "each branch needs 'output': the variable for its result"
+                    )
+                )
+        return problems
+
+    def validate_in(self, workflow: Any, node: Any, path: str) -> list[Problem]:
+        problems: list[Problem] = []
+        for name, inline in self.prepare(node):
+            problems.extend(
+                inline.executor.validate_in(workflow, inline.node, f"{path}.branches.{name}")
+            )
+        return problems
+
+    def prepare(self, node: Any) -> tuple[tuple[str, Inline], ...]:
+        problems: list[Problem] = []
+        return tuple(
+            (name, _compile_inline(_inline_node(spec, f"{node.id}.{name}", "", problems)))
+            for name, spec in node.config["branches"].items()
+        )
+
+    async def execute(self, ctx: NodeContext) -> Outcome:
+        branches: tuple[tuple[str, Inline], ...] = ctx.prepared
+        outcomes = await asyncio.gather(
+            *(_run_inline(ctx, inline, dict(ctx.scope), name) for name, inline in branches)
+        )
+        failures = [
+            (name, o) for (name, _), o in zip(branches, outcomes, strict=True) if o.is_failure
+        ]
+        if failures:
+            return _joined_failure(failures)
+        assign: dict[str, Any] = {}
+        for (_, inline), outcome in zip(branches, outcomes, strict=True):
+            if outcome.assign:
+                assign.update(outcome.assign)
+            assign[inline.node.output] = outcome.output
+        return Outcome(
+            output={name: o.output for (name, _), o in zip(branches, outcomes, strict=True)},
+            assign=assign,
+        )
+
+
+@attrs.frozen(slots=True)
+class PreparedMap:
+    items: CompiledValue
+    inline: Inline
+    concurrency: int
+
+
+class MapExecutor(NodeExecutor):
+    """``map``: one inline ``node`` per element of ``items``, ``concurrency`` at a time."""
+
+    _KEYS = frozenset({"items", "node", "concurrency"})
+
+    def validate(self, node: Any, path: str) -> list[Problem]:
+        problems = unknown_keys(node, path, self._KEYS)
+        if "items" not in node.config:
+            problems.append(
+                Problem(
+                    f"{path}.items", "a 'map' node needs 'items': a list or a template giving one"
+                )
+            )
+        else:
+            try:
+                compile_value(node.config["items"], names=CONFIG_NAMES)
+            except ExpressionError as exc:
+                problems.append(Problem(f"{path}.items", str(exc)))
+        if "node" not in node.config:
+            problems.append(
+                Problem(f"{path}.node", "a 'map' node needs 'node': the node to run per item")
+            )
+        else:
+            _inline_node(node.config["node"], f"{node.id}.item", f"{path}.node", problems)
+        concurrency = node.config.get("concurrency", 4)
+        if (
+            isinstance(concurrency, bool)
+            or not isinstance(concurrency, int)
+            or not 1 <= concurrency <= MAX_CONCURRENCY
+        ):
+            problems.append(
+                Problem(
+                    f"{path}.concurrency",
+                    f"expected a whole number from 1 to {MAX_CONCURRENCY}, got {concurrency!r}",
+                )
+            )
+        return problems
+
+    def validate_in(self, workflow: Any, node: Any, path: str) -> list[Problem]:
+        inline = self.prepare(node).inline
+        return inline.executor.validate_in(workflow, inline.node, f"{path}.node")
+
+    def prepare(self, node: Any) -> PreparedMap:
+        problems: list[Problem] = []
+        return PreparedMap(
+            items=compile_value(node.config["items"], names=CONFIG_NAMES),
+            inline=_compile_inline(
+                _inline_node(node.config["node"], f"{node.id}.item", "", problems)
+            ),
+            concurrency=node.config.get("concurrency", 4),
+        )
+
+    async def execute(self, ctx: NodeContext) -> Outcome:
+        from openrooms.errors import EvaluationError
+
+        prepared: PreparedMap = ctx.prepared
+        items = prepared.items.render(ctx.scope)
+        if not isinstance(items, list):
+            raise EvaluationError(
+                f"nodes.{ctx.node.id}.items", f"expected a list, got {type(items).__name__}"
+            )
+        if len(items) > MAX_ITEMS:
+            raise EvaluationError(
+                f"nodes.{ctx.node.id}.items", f"{len(items)} items exceed the limit of {MAX_ITEMS}"
+            )
+        gate = asyncio.Semaphore(prepared.concurrency)
+
+        async def one(index: int, item: Any) -> Outcome:
+            async with gate:
+                scope = {**ctx.scope, "item": item, "index": index}
+                return await _run_inline(ctx, prepared.inline, scope, f"items[{index}]")
+
+        outcomes = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+        failures = [(f"items[{i}]", o) for i, o in enumerate(outcomes) if o.is_failure]
+        if failures:
+            return _joined_failure(failures)
+        return Outcome.ok([o.output for o in outcomes])
+
+
+@attrs.frozen(slots=True)
+class PreparedSubworkflow:
+    workflow: str
+    version: int | None
+    input: CompiledValue
+
+
+class SubworkflowExecutor(NodeExecutor):
+    """``subworkflow``: run a registered workflow as a child room and wait for it to finish."""
+
+    _KEYS = frozenset({"workflow", "version", "input"})
+
+    def validate(self, node: Any, path: str) -> list[Problem]:
+        problems = unknown_keys(node, path, self._KEYS)
+        wf = node.config.get("workflow")
+        if not isinstance(wf, str) or not wf:
+            problems.append(
+                Problem(f"{path}.workflow", "a 'subworkflow' node needs 'workflow': a workflow id")
+            )
+        version = node.config.get("version")
+        if version is not None and (
+            isinstance(version, bool) or not isinstance(version, int) or version < 1
+        ):
+            problems.append(
+                Problem(f"{path}.version", f"expected a whole number from 1, got {version!r}")
+            )
+        given = node.config.get("input", {})
+        if not isinstance(given, Mapping):
+            problems.append(Problem(f"{path}.input", "expected a mapping of the child's variables"))
+        else:
+            try:
+                compile_value(dict(given), names=CONFIG_NAMES)
+            except ExpressionError as exc:
+                problems.append(Problem(f"{path}.input", str(exc)))
+        return problems
+
+    def prepare(self, node: Any) -> PreparedSubworkflow:
+        return PreparedSubworkflow(
+            workflow=node.config["workflow"],
+            version=node.config.get("version"),
+            input=compile_value(dict(node.config.get("input", {})), names=CONFIG_NAMES),
+        )
+
+    async def execute(self, ctx: NodeContext) -> Outcome:
+        from openrooms.errors import RoomNotFoundError
+        from openrooms.room import RoomStatus
+
+        prepared: PreparedSubworkflow = ctx.prepared
+        runtime = ctx.runtime
+        if runtime is None:
+            raise RuntimeError("a 'subworkflow' node runs only under a Runtime")
+        scope = ctx.journal.scope if ctx.journal is not None else ""
+        child_id = _child_id(ctx.idempotency_key, scope)
+        try:
+            child = runtime.get_room(child_id)
+        except RoomNotFoundError:
+            wf = runtime.get_workflow(prepared.workflow, prepared.version)
+            variables = prepared.input.render(ctx.scope)
+            child = runtime.create_room(
+                wf, variables, name=f"{ctx.room.room_id}/{ctx.node.id}", room_id=child_id
+            )
+        if not child.status.is_terminal:
+            child = await runtime.arun(child_id)
+        if child.status is RoomStatus.COMPLETED:
+            return Outcome.ok(dict(child.variables))
+        if child.status is RoomStatus.WAITING:
+            return Outcome.failed(
+                ErrorInfo(
+                    "SubworkflowWaitingError",
+                    f"child room {child_id!r} is waiting for input; sub-workflows that wait "
+                    f"are not supported yet — send it input, then resume this room",
+                ),
+                retryable=False,
+            )
+        return Outcome.failed(
+            ErrorInfo(
+                "SubworkflowError", f"child room {child_id!r} {child.status.value}: {child.reason}"
+            ),
+            retryable=True,
+        )
+
+
+def _child_id(key: str, scope: str) -> str:
+    base = key.replace(":", ".")
+    if scope:
+        base += "." + re.sub(r"[^A-Za-z0-9_-]+", "_", scope).strip("_")
+    return base

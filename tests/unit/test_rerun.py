@@ -1,0 +1,138 @@
+"""Re-running a room from its log: identical for deterministic rooms, and where not."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from openrooms import NodeContext, NodeExecutor, Outcome, Runtime, register_node_type, serde, tool
+from openrooms.backends import SQLiteStore
+from openrooms.cli import cli
+from openrooms.room import RoomStatus
+from tests.conftest import BACKENDS, make_store
+
+side_effects: Counter[str] = Counter()
+ticks = itertools.count()
+
+
+@tool(name="rerun_charge", replace=True)
+def rerun_charge(amount: int) -> dict[str, Any]:
+    """A side effect that must not happen again in a re-run."""
+    side_effects["charge"] += 1
+    if side_effects["charge"] == 1:
+        raise RuntimeError("card declined")  # the first attempt fails, then a retry works
+    return {"charged": amount}
+
+
+@register_node_type("rerun_tick", replace=True)
+class Tick(NodeExecutor):
+    """Not deterministic on purpose: a different number on every execution."""
+
+    async def execute(self, ctx: NodeContext) -> Outcome:
+        return Outcome.ok(next(ticks))
+
+
+@pytest.fixture(params=BACKENDS)
+def rt(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
+    store = make_store(request.param, tmp_path)
+    runtime = Runtime(store, store)
+    side_effects.clear()
+    yield runtime
+    runtime.close()
+
+
+CHARGE = serde.workflow_from_text(
+    """
+id: charge
+variables: {amount: 30}
+nodes:
+  approve: {type: wait, prompt: "charge {{ vars.amount }}?"}
+  charge:
+    type: tool
+    tool: rerun_charge
+    args: {amount: "{{ vars.amount }}"}
+    retry: {max_attempts: 2, backoff_s: 0.01}
+    output: receipt
+  each:
+    type: map
+    items: [1, 2]
+    node: {type: tool, tool: calculator, args: {expression: "{{ str(item) }} * 2"}}
+    output: doubled
+  done: {type: end}
+transitions:
+  - {from: approve, to: charge, when: "input.ok"}
+  - {from: approve, to: done}
+  - {from: charge, to: each}
+  - {from: each, to: done}
+"""
+)
+
+
+def test_a_deterministic_room_reruns_identically_without_repeating_side_effects(
+    rt: Runtime,
+) -> None:
+    room = rt.run(rt.create_room(CHARGE).id)
+    state = rt.send_input(room.id, {"ok": True})
+    assert state.status is RoomStatus.COMPLETED
+    assert state.variables["doubled"] == [2, 4]
+    assert side_effects["charge"] == 2
+    report = rt.rerun(room.id)
+    assert report.identical, report
+    assert report.status == "completed"
+    assert report.events == len(rt.events(room.id))
+    assert side_effects["charge"] == 2  # answered from the log, not charged again
+
+
+def test_a_nondeterministic_node_is_reported_where_it_diverges(rt: Runtime, tmp_path: Path) -> None:
+    wf = serde.workflow_from_text(
+        """
+id: ticking
+nodes:
+  tick: {type: rerun_tick, output: n}
+  done: {type: end}
+transitions:
+  - {from: tick, to: done}
+"""
+    )
+    room = rt.run(rt.create_room(wf).id)
+    report = rt.rerun(room.id)
+    assert not report.identical
+    completed = next(e for e in rt.events(room.id) if e.type.value == "NODE_COMPLETED")
+    assert report.diverged_at == completed.seq
+    assert report.expected is not None and report.got is not None
+    assert report.expected["data"]["output"] != report.got["data"]["output"]
+
+
+def test_the_cli_replay_command_exits_by_the_verdict(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    flow = tmp_path / "loop.yaml"
+    flow.write_text(
+        "id: loop\nvariables: {i: 0}\nnodes:\n  inc: {type: set, assign: {i: '{{ vars.i + 1 }}'}}\n"
+        "  done: {type: end}\ntransitions:\n  - {from: inc, to: inc, when: 'vars.i < 3'}\n"
+        "  - {from: inc, to: done}\n"
+    )
+    runner = CliRunner()
+    ran = runner.invoke(cli, ["--db", db, "run", str(flow), "--json"])
+    assert ran.exit_code == 0, ran.output
+    room_id = json.loads(ran.stdout.strip().splitlines()[-1])["id"]
+    same = runner.invoke(cli, ["--db", db, "replay", room_id])
+    assert same.exit_code == 0, same.output
+    assert same.stdout.startswith("identical:")
+    wf = serde.workflow_from_text(
+        "id: tick2\nnodes:\n  t: {type: rerun_tick, output: n}\n  done: {type: end}\n"
+        "transitions:\n  - {from: t, to: done}\n"
+    )
+    store = SQLiteStore(tmp_path / "cli.db")
+    other = Runtime(store, store)
+    ticking = other.run(other.create_room(wf).id)
+    other.close()
+    differs = runner.invoke(cli, ["--db", db, "replay", ticking.id, "--json"])
+    assert differs.exit_code == 1
+    assert '"identical": false' in differs.stdout
