@@ -26,7 +26,8 @@ from typing import Any, Protocol
 
 from openrooms.errors import OpenRoomsError
 from openrooms.events import Event, EventType
-from openrooms.memory import RoomMemory
+from openrooms.llm.base import Message
+from openrooms.memory import Conversations, RoomMemory
 from openrooms.nodes.base import LogRecord
 from openrooms.room import RoomState
 
@@ -62,7 +63,7 @@ class RecordedCalls(Protocol):
 
 
 Committer = Callable[[Sequence[LogRecord]], tuple[RoomState, Sequence[Event]]]
-ThreadReader = Callable[[], dict[str, list[dict[str, Any]]]]
+ThreadReader = Callable[[], Conversations]
 
 
 class Journal:
@@ -151,10 +152,17 @@ class Journal:
         return list(self.threads().get(name, ()))
 
     def threads(self) -> dict[str, list[dict[str, Any]]]:
-        """Every conversation thread as earlier nodes left it (read once per attempt)."""
+        """Every conversation thread as earlier nodes left it."""
+        return self._conversations().as_dicts()
+
+    def messages(self, name: str) -> tuple[Message, ...]:
+        """Thread *name* as messages, parsed once per room run (the agent node's view)."""
+        return self._conversations().messages(name)
+
+    def _conversations(self) -> Conversations:
         shared = self._shared
         if shared.thread_cache is None:
-            shared.thread_cache = shared.threads()
+            shared.thread_cache = shared.threads()  # read once per attempt
         return shared.thread_cache
 
     def memory(self) -> RoomMemory:
@@ -179,7 +187,7 @@ class _Shared:
         self.used = [False] * len(recorded)
         self.committer = committer
         self.threads = threads
-        self.thread_cache: dict[str, list[dict[str, Any]]] | None = None
+        self.thread_cache: Conversations | None = None
 
 
 def _scope_of(e: Event) -> str:

@@ -16,13 +16,42 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-__all__ = ["KeywordSearch", "MemorySearch", "RoomMemory"]
+from openrooms.llm.base import Message
+
+__all__ = ["Conversations", "KeywordSearch", "MemorySearch", "RoomMemory"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _PREVIEW = 500
+
+
+class Conversations:
+    """A room's conversation threads, as read from its ``MESSAGES_ADDED`` events.
+
+    Kept by the runner while a room runs and extended as events are read, so a long
+    room does not re-read its log or re-parse its history on every agent turn.
+    """
+
+    def __init__(self) -> None:
+        self._dicts: dict[str, list[dict[str, Any]]] = {}
+        self._parsed: dict[str, list[Message]] = {}
+
+    def extend(self, thread: str, messages: Iterable[Mapping[str, Any]]) -> None:
+        """Append *messages* (OpenAI-shaped dicts) to *thread*."""
+        self._dicts.setdefault(thread, []).extend(dict(m) for m in messages)
+
+    def as_dicts(self) -> dict[str, list[dict[str, Any]]]:
+        """Every thread's messages (copies of the lists)."""
+        return {name: list(messages) for name, messages in self._dicts.items()}
+
+    def messages(self, thread: str) -> tuple[Message, ...]:
+        """Thread *thread* as :class:`~openrooms.llm.Message` objects (parsed once each)."""
+        dicts = self._dicts.get(thread, [])
+        parsed = self._parsed.setdefault(thread, [])
+        parsed.extend(Message.from_dict(m) for m in dicts[len(parsed) :])
+        return tuple(parsed)
 
 
 class MemorySearch(Protocol):

@@ -26,6 +26,7 @@ from openrooms.errors import (
 )
 from openrooms.events import ErrorInfo, Event, EventType
 from openrooms.journal import JOURNALED, Journal, RoomStoppedError
+from openrooms.memory import Conversations
 from openrooms.nodes import LogRecord, NodeContext, Outcome
 from openrooms.room import RoomState, RoomStatus
 from openrooms.types import RoomId
@@ -139,7 +140,7 @@ class Runner:
         self.lease_ttl_ms = lease_ttl_ms
         self._save = committer(runtime.states, runtime.log)
         # room -> (last seq read, conversation threads before it): see _journal
-        self._threads: dict[RoomId, tuple[int, dict[str, list[dict[str, Any]]]]] = {}
+        self._threads: dict[RoomId, tuple[int, Conversations | None]] = {}
 
     async def run(
         self,
@@ -277,18 +278,19 @@ class Runner:
                 raise RoomStoppedError(room_id, saved.status.value)  # e.g. a budget ran out
             return saved, step.events
 
-        def threads() -> dict[str, list[dict[str, Any]]]:
+        def threads() -> Conversations:
             # read incrementally: a long room with many agent turns must not re-read its log
-            upto, found = self._threads.get(room_id, (0, {}))
+            upto, found = self._threads.get(room_id, (0, None))
+            if found is None:
+                found = Conversations()
             if upto < node_seq - 1:
                 for e in log.read(room_id, after=upto, types=[EventType.MESSAGES_ADDED]):
                     if e.seq >= node_seq:
                         break
-                    found.setdefault(str(e.data.get("thread")), []).extend(
-                        e.data.get("messages") or ()
-                    )
-                self._threads[room_id] = (node_seq - 1, found)
-            return {name: list(messages) for name, messages in found.items()}
+                    found.extend(str(e.data.get("thread")), e.data.get("messages") or ())
+                upto = node_seq - 1
+            self._threads[room_id] = (upto, found)
+            return found
 
         journal = Journal(state, recorded, commit, threads, echo=self.rt.recorded_calls is not None)
         return journal

@@ -122,17 +122,19 @@ class AgentExecutor(NodeExecutor):
         agent = ctx.workflow.agents[prepared.agent]
         prompt = None if prepared.prompt is None else str(prepared.prompt.render(ctx.scope))
         journal = ctx.journal
-        history = [Message.from_dict(m) for m in journal.thread(prepared.thread)] if journal else []
+        history = journal.messages(prepared.thread) if journal else ()
         added: list[Message] = []
         if prompt:
             added.append(Message("user", prompt))
         loop = _Loop(ctx, agent, prepared)
         corrected = False
         for turn in range(1, agent.max_turns + 1):
-            reply = await loop.model_turn(turn, [*history, *added])
+            reply, record = await loop.model_turn(turn, [*history, *added])
             message = reply.message
             added.append(message)
             if message.tool_calls:
+                # durable before any tool runs, so a resumed attempt matches results to calls
+                loop.commit(record)
                 for call in message.tool_calls:
                     added.append(await loop.tool_turn(call))
                 continue
@@ -141,13 +143,17 @@ class AgentExecutor(NodeExecutor):
                 try:
                     answer = _structured(answer, prepared.output_schema)
                 except SchemaValidationError as exc:
+                    loop.commit(record)
                     if corrected:
                         raise
                     corrected = True  # one corrective turn, then the answer stands or fails
                     added.append(Message("user", _correction(exc, prepared.output_schema)))
                     continue
-            loop.remember(added)
-            return Outcome.ok(answer)
+            # The final answer is logged with the node's completion, in the same commit: a
+            # crash before it costs one repeated model call, and every turn saves two
+            # durable writes.
+            records = tuple(r for r in (record, loop.remember(added)) if r is not None)
+            return Outcome.ok(answer, records=records)
         raise CompletionError(
             agent.model,
             f"agent {prepared.agent!r} used all {agent.max_turns} turns without a final answer",
@@ -178,7 +184,11 @@ class _Loop:
             )
         return tuple(schemas)
 
-    async def model_turn(self, turn: int, conversation: list[Message]) -> ChatResponse:
+    async def model_turn(
+        self, turn: int, conversation: list[Message]
+    ) -> tuple[ChatResponse, LogRecord | None]:
+        """The model's reply for this turn, and its ``LLM_CALLED`` record to log (None when
+        the reply was reused from the journal, which has it already)."""
         from openrooms.llm import ChatRequest, ChatResponse, Message, Usage
 
         ctx, agent = self.ctx, self.agent
@@ -187,12 +197,13 @@ class _Loop:
             recorded = journal.take(EventType.LLM_CALLED, lambda e: e.error is None)
             if recorded is not None:
                 data = recorded.data
-                return ChatResponse(
+                reused = ChatResponse(
                     Message.from_dict(data["response"]),
                     Usage(**data.get("usage", {})),
                     str(data.get("model", agent.model)),
                     data.get("finish_reason"),
                 )
+                return reused, None
         messages = [Message("system", agent.system_prompt)] if agent.system_prompt else []
         messages.extend(conversation)
         response_format = (
@@ -247,8 +258,12 @@ class _Loop:
             Level.INFO,
             elapsed,
         )
-        _commit(ctx, record)
-        return reply
+        return reply, record
+
+    def commit(self, record: LogRecord | None) -> None:
+        """Make a turn's record durable now (a tool round trip or a correction follows)."""
+        if record is not None:
+            _commit(self.ctx, record)
 
     async def tool_turn(self, call: Any) -> Message:
         """Run (or reuse) one tool call the model asked for; the tool message answering it."""
@@ -292,17 +307,16 @@ class _Loop:
             text = text[:MAX_TOOL_RESULT_CHARS] + " …[truncated]"
         return Message("tool", text, tool_call_id=call.id, name=call.name)
 
-    def remember(self, added: list[Message]) -> None:
-        """Append this node's messages to the agent's conversation thread (once)."""
+    def remember(self, added: list[Message]) -> LogRecord | None:
+        """The record appending this node's messages to the agent's conversation thread
+        (None if the journal has it already, or there is no journal)."""
         journal = self.ctx.journal
         if journal is None or journal.take(EventType.MESSAGES_ADDED) is not None:
-            return
-        journal.commit(
-            LogRecord(
-                EventType.MESSAGES_ADDED,
-                {"thread": self.prepared.thread, "messages": [m.to_dict() for m in added]},
-                Level.DEBUG,
-            )
+            return None
+        return LogRecord(
+            EventType.MESSAGES_ADDED,
+            {"thread": self.prepared.thread, "messages": [m.to_dict() for m in added]},
+            Level.DEBUG,
         )
 
 

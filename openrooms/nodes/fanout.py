@@ -141,8 +141,11 @@ async def _run_inline(
         if outcome.assign:
             data["assign"] = dict(outcome.assign)
         record = LogRecord(EventType.BRANCH_COMPLETED, data, Level.INFO)
-    if journal is not None:
+    if journal is not None and sub.journal is not None:
+        if outcome.records:  # what the branch logged on completing, in the branch's scope
+            sub.journal.commit(*outcome.records)
         journal.commit(record)
+        return attrs.evolve(outcome, records=())
     return outcome
 
 
