@@ -11,7 +11,7 @@ import threading
 import types
 import typing
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
 import attrs
 
@@ -20,7 +20,7 @@ from openrooms.memory import RoomMemory
 from openrooms.schema import validate
 from openrooms.types import RoomId
 
-__all__ = ["Tool", "ToolContext", "schema_from_signature"]
+__all__ = ["BaseTool", "Tool", "ToolContext", "schema_from_signature"]
 
 
 @attrs.frozen(slots=True)
@@ -88,6 +88,63 @@ class Tool:
                 self.name, f"returned a {type(result).__name__}, which is not a JSON value"
             ) from exc
         return result
+
+
+class BaseTool:
+    """A tool written as a class (the seed's ``BaseToolExecutor``), for tools with state
+    or a hand-written schema. Arguments are validated against ``parameters`` before
+    :meth:`run` sees them, so ``run`` can index them without checking::
+
+        class Refund(BaseTool):
+            name = "refund"
+            description = "Refund an order."
+            parameters = {
+                "type": "object",
+                "properties": {"order_id": {"type": "string"}, "amount": {"type": "number"}},
+                "required": ["order_id", "amount"],
+                "additionalProperties": False,
+            }
+
+            def __init__(self, client):
+                self.client = client
+
+            async def run(self, args, ctx):
+                return await self.client.refund(args["order_id"], args["amount"],
+                                                idempotency_key=ctx.idempotency_key)
+
+        default_tools.register(Refund(client))
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    parameters: ClassVar[Mapping[str, Any]] = {"type": "object", "properties": {}}
+
+    async def run(self, args: Mapping[str, Any], ctx: ToolContext) -> Any:
+        """Do the work; *args* already satisfy :attr:`parameters`. Return a JSON value."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement run()")
+
+    def as_tool(self) -> Tool:
+        """This object as a registrable :class:`Tool`."""
+        name = getattr(type(self), "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{type(self).__name__} needs a class attribute 'name'")
+        doc = inspect.getdoc(type(self)) or ""
+        run = self.run
+
+        async def call(**kwargs: Any) -> Any:
+            ctx = kwargs.pop(_CTX)
+            return await run(kwargs, ctx)
+
+        return Tool(
+            name=name,
+            description=self.description or doc.split("\n\n", 1)[0].strip(),
+            parameters=self.parameters,
+            fn=call,
+            context_param=_CTX,
+        )
+
+
+_CTX = "__openrooms_tool_context"
 
 
 async def _in_daemon_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:

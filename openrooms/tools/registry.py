@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar, overload
 
 from openrooms.errors import ToolNotFoundError
 from openrooms.schema import check_schema
-from openrooms.tools.base import Tool, schema_from_signature
+from openrooms.tools.base import BaseTool, Tool, schema_from_signature
 
 __all__ = ["ToolRegistry", "default_tools", "tool"]
 
@@ -21,12 +22,14 @@ class ToolRegistry:
     def __init__(self, tools: Mapping[str, Tool] | None = None) -> None:
         self._tools: dict[str, Tool] = dict(tools or {})
 
-    def register(self, tool: Tool, *, replace: bool = False) -> Tool:
-        """Add *tool*.
+    def register(self, tool: Tool | BaseTool, *, replace: bool = False) -> Tool:
+        """Add *tool* (a :class:`Tool`, or a :class:`BaseTool` instance).
 
         Raises:
             ValueError: the name is taken (and *replace* is false) or the schema is invalid.
         """
+        if isinstance(tool, BaseTool):
+            tool = tool.as_tool()
         if tool.name in self._tools and not replace:
             raise ValueError(
                 f"tool {tool.name!r} is already registered; pass replace=True to override"
@@ -55,6 +58,14 @@ class ToolRegistry:
     def list(self) -> list[Tool]:
         """Registered tools, sorted by name."""
         return [self._tools[n] for n in self.names()]
+
+    def describe(self) -> builtins.list[dict[str, Any]]:
+        """Every tool as ``{name, description, parameters}``, sorted by name (what
+        ``GET /api/tools`` and models are shown)."""
+        return [
+            {"name": t.name, "description": t.description, "parameters": dict(t.parameters)}
+            for t in self.list()
+        ]
 
     def copy(self) -> ToolRegistry:
         """An independent registry with the same tools."""

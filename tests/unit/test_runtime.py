@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -319,3 +320,51 @@ def test_templates_read_room_fields_in_every_kind_of_node(rt: Runtime) -> None:
     state = rt.run(room.id)
     assert state.variables == {"n": 2, "id": room.id, "where": "roomy:2"}
     assert state.reason == "my room ended after 3"
+
+
+def test_a_class_based_tool_validates_its_arguments_and_gets_the_context(rt: Runtime) -> None:
+    from openrooms.tools import BaseTool
+
+    calls: list[tuple[dict[str, object], str]] = []
+
+    class Refund(BaseTool):
+        """Refund an order.
+
+        More detail that is not part of the description."""
+
+        name = "refund_for_test"
+        parameters: ClassVar[dict[str, Any]] = {
+            "type": "object",
+            "properties": {"order_id": {"type": "string"}, "amount": {"type": "number"}},
+            "required": ["order_id", "amount"],
+            "additionalProperties": False,
+        }
+
+        async def run(self, args: Any, ctx: ToolContext) -> dict[str, object]:
+            calls.append((dict(args), ctx.idempotency_key))
+            return {"refunded": args["amount"]}
+
+    default_tools.register(Refund(), replace=True)
+    described = {d["name"]: d for d in default_tools.describe()}
+    assert described["refund_for_test"]["description"] == "Refund an order."
+    assert described["refund_for_test"]["parameters"]["required"] == ["order_id", "amount"]
+    wf = (
+        WorkflowBuilder("refunds", variables={"amount": 5})
+        .tool(
+            "pay", "refund_for_test", {"order_id": "A1", "amount": "{{ vars.amount }}"}, output="r"
+        )
+        .tool("bad", "refund_for_test", {"order_id": 7, "amount": 1})
+        .end("done")
+        .end("failed_end", status="failed", reason="refused")
+        .transition("pay", "bad")
+        .transition("bad", "done")
+        .transition("bad", "failed_end", on="error")
+        .build()
+    )
+    room = rt.create_room(wf)
+    state = rt.run(room.id)
+    assert state.variables["r"] == {"refunded": 5}
+    assert calls == [({"order_id": "A1", "amount": 5}, f"{room.id}:pay:1:1")]
+    assert state.current_node == "failed_end"  # bad arguments never reached run()
+    failed = rt.events(room.id, types=[EventType.NODE_FAILED])
+    assert "order_id" in failed[0].error.message  # type: ignore[union-attr]
