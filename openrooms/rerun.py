@@ -31,6 +31,7 @@ from openrooms.tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
     from openrooms.runtime import Runtime
+    from openrooms.workflow import Workflow
 
 __all__ = ["RerunReport", "rerun"]
 
@@ -127,6 +128,8 @@ def rerun(rt: Runtime, room_id: str) -> RerunReport:
     shadow.recorded_calls = recorded
     shadow.sleep = _fast_forward(clock)
     shadow.register_workflow(wf)
+    for child in _children(rt, wf):  # sub-workflows its nodes start, at their pinned versions
+        shadow.register_workflow(child)
     first = engine.apply(None, original[:1])
     store.commit(first, original[:1], expected_version=None)
     replayed = shadow.run(room_id)
@@ -153,6 +156,33 @@ def rerun(rt: Runtime, room_id: str) -> RerunReport:
             _describe(extra) if longer is new else None,
         )
     return RerunReport(room_id, True, len(old), replayed.status.value)
+
+
+def _children(
+    rt: Runtime, wf: Workflow, seen: set[tuple[str, int]] | None = None
+) -> list[Workflow]:
+    """Every workflow *wf*'s ``subworkflow`` nodes (inline ones included) may start."""
+    seen = set() if seen is None else seen
+    found: list[Workflow] = []
+
+    def visit(spec: Mapping[str, Any]) -> None:
+        kind = spec.get("type")
+        config = spec.get("config", spec)
+        if kind == "subworkflow" and isinstance(config.get("workflow"), str):
+            child = rt.get_workflow(config["workflow"], config.get("version"))
+            if (child.id, child.version) not in seen:
+                seen.add((child.id, child.version))
+                found.append(child)
+                found.extend(_children(rt, child, seen))
+        for branch in (config.get("branches") or {}).values():
+            if isinstance(branch, Mapping):
+                visit(branch)
+        if isinstance(config.get("node"), Mapping):
+            visit(config["node"])
+
+    for node in wf.nodes.values():
+        visit({"type": node.type, "config": node.config})
+    return found
 
 
 class _Recorded:

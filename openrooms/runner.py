@@ -309,7 +309,6 @@ class Runner:
         """
         assert state.current_node is not None
         np = wf.plan.nodes[state.current_node]
-        journal = self._journal(wf, state, holder, on_event)
         ctx = NodeContext(
             state,
             np.node,
@@ -317,9 +316,9 @@ class Runner:
             self.rt.tools,
             room_scope(state),
             workflow=wf,
-            journal=journal,
             models=self.rt.model_registry,
             runtime=self.rt,
+            journal_factory=partial(self._journal, wf, state, holder, on_event),
         )
         timeout = np.node.timeout_s
         try:
@@ -330,28 +329,34 @@ class Runner:
                 outcome = await asyncio.wait_for(np.executor.execute(ctx), timeout)
         except RoomStoppedError:
             current = self.rt.states.find(state.room_id)
-            return (current if current is not None else journal.state), None
+            return (current if current is not None else _after(ctx, state)), None
         except TimeoutError:
-            return journal.state, Outcome.timed_out(timeout or 0.0)
+            return _after(ctx, state), Outcome.timed_out(timeout or 0.0)
         except (EvaluationError, SchemaValidationError) as exc:
             # the same input fails the same way again: do not retry
-            return journal.state, Outcome.failed(
+            return _after(ctx, state), Outcome.failed(
                 ErrorInfo.from_exception(exc, with_traceback=False), retryable=False
             )
         except CompletionError as exc:
-            return journal.state, Outcome.failed(
+            return _after(ctx, state), Outcome.failed(
                 exc, retryable=exc.retryable, retry_after_s=exc.retry_after_s
             )
         except Exception as exc:
-            return journal.state, Outcome.failed(exc)
+            return _after(ctx, state), Outcome.failed(exc)
         if not isinstance(outcome, Outcome):
-            return journal.state, Outcome.failed(
+            return _after(ctx, state), Outcome.failed(
                 TypeError(
                     f"node type {np.node.type!r} returned {type(outcome).__name__}, not an Outcome"
                 ),
                 retryable=False,
             )
-        return journal.state, outcome
+        return _after(ctx, state), outcome
+
+
+def _after(ctx: NodeContext, state: RoomState) -> RoomState:
+    """The state after what the attempt recorded through its journal (if it made one)."""
+    journal = ctx.journal_if_used
+    return state if journal is None else journal.state
 
 
 class _LeaseHolder:

@@ -427,4 +427,12 @@ def open_runtime(
         l_url = log_url or env("OPENROOMS_LOG_URL") or one
     states = open_backend(s_url)
     log = states if l_url == s_url else open_backend(l_url)
-    return Runtime(states, log, tools=tools, clock=clock, lease_ttl_ms=lease_ttl_ms, models=models)
+    return Runtime(
+        states,
+        log,
+        tools=tools,
+        clock=clock,
+        lease_ttl_ms=lease_ttl_ms,
+        models=models,
+        config=config,
+    )

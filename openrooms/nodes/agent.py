@@ -53,7 +53,8 @@ if TYPE_CHECKING:
 __all__ = ["AgentExecutor", "PreparedAgent"]
 
 MAX_TOOL_RESULT_CHARS = 20_000
-"""A tool result longer than this (as JSON) is cut before the model sees it or the log keeps it."""
+"""A tool result longer than this (as JSON) is cut before the model sees it (the log's own
+limit is the runtime config's ``tool_results.max_logged_bytes``)."""
 
 
 @attrs.frozen(slots=True)

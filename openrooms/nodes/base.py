@@ -13,7 +13,7 @@ Adding a node type (the seed's "Adding New Node Types")::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import attrs
@@ -150,8 +150,10 @@ class NodeContext:
     """
 
     __slots__ = (
+        "_journal",
+        "_journal_factory",
+        "_key",
         "_scope",
-        "journal",
         "models",
         "node",
         "prepared",
@@ -173,11 +175,26 @@ class NodeContext:
         journal: Journal | None = None,
         models: ModelRegistry | None = None,
         runtime: Runtime | None = None,
+        journal_factory: Callable[[], Journal] | None = None,
     ) -> None:
         self.room, self.node, self.prepared, self.tools = room, node, prepared, tools
         self._scope = scope
-        self.workflow, self.journal, self.models = workflow, journal, models
+        self.workflow, self._journal, self.models = workflow, journal, models
+        self._journal_factory = journal_factory
+        self._key: str | None = None
         self.runtime = runtime
+
+    @property
+    def journal(self) -> Journal | None:
+        """The attempt's journal (made on first use: most nodes never need one)."""
+        if self._journal is None and self._journal_factory is not None:
+            self._journal = self._journal_factory()
+        return self._journal
+
+    @property
+    def journal_if_used(self) -> Journal | None:
+        """The journal if the attempt used it, without making one."""
+        return self._journal
 
     @property
     def variables(self) -> Mapping[str, Any]:
@@ -191,8 +208,9 @@ class NodeContext:
 
     @property
     def idempotency_key(self) -> str:
-        """Stable key for this attempt; the same when a crashed attempt is re-executed."""
-        return self.room.idempotency_key
+        """Stable key for this attempt (``room:node:visit:attempt``, plus ``/branch`` in a
+        branch of ``parallel`` or ``map``); the same when a crashed attempt is re-executed."""
+        return self._key if self._key is not None else self.room.idempotency_key
 
     @property
     def scope(self) -> dict[str, Any]:
@@ -200,10 +218,17 @@ class NodeContext:
         return self._scope
 
     def derive(
-        self, node: Node, prepared: Any, scope: dict[str, Any], journal: Journal | None
+        self,
+        node: Node,
+        prepared: Any,
+        scope: dict[str, Any],
+        journal: Journal | None,
+        branch: str,
     ) -> NodeContext:
-        """A context for an inline node (a branch of ``parallel`` or ``map``)."""
-        return NodeContext(
+        """A context for an inline node: branch *branch* of a ``parallel`` or ``map`` node.
+        Its idempotency key is the attempt's plus ``/branch``, so every branch's calls are
+        told apart by APIs that deduplicate."""
+        sub = NodeContext(
             self.room,
             node,
             prepared,
@@ -214,6 +239,8 @@ class NodeContext:
             models=self.models,
             runtime=self.runtime,
         )
+        sub._key = f"{self.idempotency_key}/{branch}"
+        return sub
 
 
 class NodeExecutor:

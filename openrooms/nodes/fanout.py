@@ -121,7 +121,7 @@ async def _run_inline(
                 output=recorded.data.get("output"), assign=recorded.data.get("assign") or None
             )
     sub = ctx.derive(
-        inline.node, inline.prepared, scope, journal.scoped(branch) if journal else None
+        inline.node, inline.prepared, scope, journal.scoped(branch) if journal else None, branch
     )
     try:
         outcome = await inline.executor.execute(sub)
@@ -265,7 +265,16 @@ class MapExecutor(NodeExecutor):
                 Problem(f"{path}.node", "a 'map' node needs 'node': the node to run per item")
             )
         else:
-            _inline_node(node.config["node"], f"{node.id}.item", f"{path}.node", problems)
+            spec = node.config["node"]
+            _inline_node(spec, f"{node.id}.item", f"{path}.node", problems)
+            if isinstance(spec, Mapping) and "output" in spec:
+                problems.append(
+                    Problem(
+                        f"{path}.node.output",
+                        "an item's result goes into the map node's own output list",
+                        "remove it, and set 'output' on the map node",
+                    )
+                )
         concurrency = node.config.get("concurrency", 4)
         if (
             isinstance(concurrency, bool)
@@ -373,7 +382,7 @@ class SubworkflowExecutor(NodeExecutor):
         if runtime is None:
             raise RuntimeError("a 'subworkflow' node runs only under a Runtime")
         scope = ctx.journal.scope if ctx.journal is not None else ""
-        child_id = _child_id(ctx.idempotency_key, scope)
+        child_id = _child_id(ctx.room.idempotency_key, scope)
         try:
             child = runtime.get_room(child_id)
         except RoomNotFoundError:
@@ -390,8 +399,9 @@ class SubworkflowExecutor(NodeExecutor):
             return Outcome.failed(
                 ErrorInfo(
                     "SubworkflowWaitingError",
-                    f"child room {child_id!r} is waiting for input; sub-workflows that wait "
-                    f"are not supported yet — send it input, then resume this room",
+                    f"child room {child_id!r} is waiting for input; a sub-workflow that waits "
+                    f"is not supported yet, so this node fails (the child stays waiting: "
+                    f"`openrooms input {child_id} --data ...` finishes it on its own)",
                 ),
                 retryable=False,
             )

@@ -33,6 +33,7 @@ from openrooms.tools.address import (
     normalize_hostname,
     parse_ipv4,
 )
+from openrooms.tools.redact import redact_text
 
 __all__ = [
     "Destination",
@@ -57,7 +58,7 @@ _ALLOW_NETWORKS_HINT: Final = "allow it with http.allow_networks in the runtime 
 
 
 def _refuse(message: str) -> NoReturn:
-    raise ToolError(TOOL_NAME, message)
+    raise ToolError(TOOL_NAME, redact_text(message))  # a URL's password stays out of logs
 
 
 # -- the policy ---------------------------------------------------------------------------

@@ -18,8 +18,9 @@ What a call does, in order:
 - reads at most ``max_response_bytes`` of the body and says when it cut it.
 
 Every request carries ``Idempotency-Key: <ToolContext.idempotency_key>``. Callers cannot
-set or override that header: the key is what lets an API drop the duplicate when a node
-is retried, and a key a model makes up would change between attempts. Nor may they set
+set or override that header: the key is what lets an API drop the duplicate when an
+interrupted attempt is executed again after a crash (a retry is a new attempt with a
+new key), and a key a model makes up would change between executions. Nor may they set
 ``Host``, ``Content-Length``, ``Transfer-Encoding``, ``Connection`` or other hop-by-hop
 headers, which would change where or how the request is framed. Credentials headers
 (``Authorization``, ``Cookie``, ``X-Api-Key``...) are dropped when a redirect leaves the
@@ -53,7 +54,7 @@ from openrooms.tools.destination import (
     check_addresses,
     check_url,
 )
-from openrooms.tools.redact import is_sensitive_key
+from openrooms.tools.redact import is_sensitive_key, redact_text
 
 if TYPE_CHECKING:
     import httpx
@@ -169,7 +170,7 @@ def http_tool(policy: HttpPolicy, *, resolver: Resolver | None = None) -> Tool:
 
 
 def _refuse(message: str) -> ToolError:
-    return ToolError(TOOL_NAME, message)
+    return ToolError(TOOL_NAME, redact_text(message))  # a URL's password stays out of logs
 
 
 def _caller_headers(headers: Mapping[str, str] | None) -> dict[str, str]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["REDACTED", "is_sensitive_key", "redact", "truncate_json"]
+__all__ = ["REDACTED", "is_sensitive_key", "redact", "redact_text", "truncate_json"]
 
 REDACTED: Final = "[redacted]"
 """What :func:`redact` puts in place of a secret."""
@@ -99,6 +99,15 @@ def _redact_url(url: str) -> str:
     if netloc == parts.netloc and query == parts.query:
         return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_URL_IN_TEXT: Final = re.compile(r"https?://[^\s'\"<>]+", re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    """*text* with every ``http(s)://`` URL in it redacted as :func:`redact` does (the
+    password and sensitive query parameters): for error messages that quote a URL."""
+    return _URL_IN_TEXT.sub(lambda m: _redact_url(m.group(0)), text)
 
 
 def truncate_json(value: Any, max_bytes: int) -> tuple[Any, bool]:

@@ -135,3 +135,31 @@ def test_truncate_json_output_fits_and_serializes(value: Any, max_bytes: int) ->
         assert result is value
         assert len(json.dumps(value, ensure_ascii=False).encode()) <= max_bytes
     json.dumps(result)
+
+
+def test_urls_in_error_text_lose_their_passwords_and_secret_parameters() -> None:
+    from openrooms.tools.redact import redact_text
+
+    text = "refused 'https://bob:hunter2@api.example.com/x?token=abc&q=1'; see http://ok.example/"
+    assert redact_text(text) == (
+        "refused 'https://bob:[redacted]@api.example.com/x?token=[redacted]&q=1'; "
+        "see http://ok.example/"
+    )
+
+
+def test_the_http_tools_refusals_never_quote_a_password() -> None:
+    import asyncio
+
+    import pytest
+
+    from openrooms.errors import ToolError
+    from openrooms.tools import HttpPolicy, ToolContext, http_tool
+    from openrooms.types import RoomId
+
+    tool = http_tool(HttpPolicy())
+    ctx = ToolContext(room_id=RoomId("r"), node="n", idempotency_key="r:n:1:1")
+    with pytest.raises(ToolError) as info:
+        asyncio.run(
+            tool.call({"method": "GET", "url": "https://bob:hunter2@api.example.com/"}, ctx)
+        )
+    assert "hunter2" not in str(info.value)

@@ -144,3 +144,20 @@ def test_an_agents_endpoint_comes_from_the_config_not_the_workflow(tmp_path: Pat
     plain.run(plain.create_room(wf).id)
     assert asked == ["http://127.0.0.1:9/v1", "http://workflow.example/v1"]
     rt.close()
+
+
+def test_the_cli_config_option_reaches_the_http_tool(server: str, tmp_path: Path) -> None:
+    config = tmp_path / "openrooms.yaml"
+    config.write_text("http:\n  allow_networks: [127.0.0.1/32]\n")
+    flow = tmp_path / "fetch.yaml"
+    flow.write_text(FETCH)
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["--db", db, "run", str(flow), "--var", f"base={server}"])
+    assert refused.exit_code == 1
+    assert seen_headers == []
+    allowed = runner.invoke(
+        cli, ["--db", db, "--config", str(config), "run", str(flow), "--var", f"base={server}"]
+    )
+    assert allowed.exit_code == 0, allowed.output
+    assert len(seen_headers) == 1

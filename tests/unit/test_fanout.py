@@ -15,6 +15,7 @@ from openrooms import (
     EventType,
     RoomStatus,
     Runtime,
+    ToolContext,
     WorkflowValidationError,
     default_tools,
     serde,
@@ -177,6 +178,43 @@ def test_map_runs_the_node_per_item_and_keeps_item_order(rt: Runtime) -> None:
     assert sorted(calls) == ["0", "1", "2"]
 
 
+def test_every_branch_and_item_gets_its_own_idempotency_key(rt: Runtime) -> None:
+    keys: list[str] = []
+
+    @tool(name="fanout_key", replace=True)
+    def key(n: int, ctx: ToolContext) -> int:
+        keys.append(ctx.idempotency_key)
+        return n
+
+    wf = wf_from(
+        """
+id: fan-keys
+nodes:
+  each:
+    type: map
+    items: [1, 2]
+    node: {type: tool, tool: fanout_key, args: {n: "{{ item }}"}}
+  both:
+    type: parallel
+    branches:
+      a: {type: tool, tool: fanout_key, args: {n: 1}, output: a}
+      b: {type: tool, tool: fanout_key, args: {n: 2}, output: b}
+  done: {type: end}
+transitions:
+  - {from: each, to: both}
+  - {from: both, to: done}
+"""
+    )
+    room = rt.create_room(wf)
+    rt.run(room.id)
+    assert sorted(keys) == [
+        f"{room.id}:both:1:1/a",
+        f"{room.id}:both:1:1/b",
+        f"{room.id}:each:1:1/items[0]",
+        f"{room.id}:each:1:1/items[1]",
+    ]
+
+
 def test_map_over_something_that_is_not_a_list_fails_with_the_path(rt: Runtime) -> None:
     state = rt.run(rt.create_room(wf_from(MAP), {"xs": 5}).id)
     assert state.status is RoomStatus.FAILED
@@ -272,6 +310,10 @@ transitions:
             "nodes.both.concurrency",
         ),
         ("both: {type: subworkflow}", "nodes.both.workflow"),
+        (
+            "both: {type: map, items: [1], node: {type: set, assign: {a: 1}, output: x}}",
+            "nodes.both.node.output",
+        ),
     ],
 )
 def test_bad_fanout_nodes_are_refused_with_their_path(text: str, path: str) -> None:

@@ -136,3 +136,35 @@ def test_the_cli_replay_command_exits_by_the_verdict(tmp_path: Path) -> None:
     differs = runner.invoke(cli, ["--db", db, "replay", ticking.id, "--json"])
     assert differs.exit_code == 1
     assert '"identical": false' in differs.stdout
+
+
+def test_a_room_with_sub_workflows_reruns_identically(rt: Runtime) -> None:
+    rt.register_workflow(
+        serde.workflow_from_text(
+            "id: rerun_child\nvariables: {n: 0}\nnodes:\n"
+            "  charge: {type: tool, tool: rerun_charge, args: {amount: '{{ vars.n }}'},"
+            " retry: {max_attempts: 2, backoff_s: 0}, output: r}\n"
+            "  done: {type: end}\ntransitions:\n  - {from: charge, to: done}\n"
+        )
+    )
+    parent = serde.workflow_from_text(
+        """
+id: rerun_parent
+nodes:
+  each:
+    type: map
+    items: [5]
+    node: {type: subworkflow, workflow: rerun_child, input: {n: "{{ item }}"}}
+    output: results
+  done: {type: end}
+transitions:
+  - {from: each, to: done}
+"""
+    )
+    room = rt.run(rt.create_room(parent).id)
+    assert room.status is RoomStatus.COMPLETED
+    assert room.variables["results"][0]["r"] == {"charged": 5}
+    charged = side_effects["charge"]
+    report = rt.rerun(room.id)
+    assert report.identical, report
+    assert side_effects["charge"] == charged
