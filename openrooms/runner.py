@@ -18,13 +18,10 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 from openrooms import engine
 from openrooms.backends.base import EventLog, Lease, StateStore
 from openrooms.errors import (
-    CompletionError,
-    EvaluationError,
     RoomLeasedError,
-    SchemaValidationError,
     StaleRoomError,
 )
-from openrooms.events import ErrorInfo, Event, EventType
+from openrooms.events import Event, EventType
 from openrooms.journal import JOURNALED, Journal, RoomStoppedError
 from openrooms.memory import Conversations
 from openrooms.nodes import LogRecord, NodeContext, Outcome
@@ -332,17 +329,8 @@ class Runner:
             return (current if current is not None else _after(ctx, state)), None
         except TimeoutError:
             return _after(ctx, state), Outcome.timed_out(timeout or 0.0)
-        except (EvaluationError, SchemaValidationError) as exc:
-            # the same input fails the same way again: do not retry
-            return _after(ctx, state), Outcome.failed(
-                ErrorInfo.from_exception(exc, with_traceback=False), retryable=False
-            )
-        except CompletionError as exc:
-            return _after(ctx, state), Outcome.failed(
-                exc, retryable=exc.retryable, retry_after_s=exc.retry_after_s
-            )
         except Exception as exc:
-            return _after(ctx, state), Outcome.failed(exc)
+            return _after(ctx, state), Outcome.from_exception(exc)
         if not isinstance(outcome, Outcome):
             return _after(ctx, state), Outcome.failed(
                 TypeError(

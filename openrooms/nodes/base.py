@@ -125,6 +125,23 @@ class Outcome:
         return cls(label="error", error=info, retryable=retryable, **kwargs)
 
     @classmethod
+    def from_exception(cls, exc: Exception) -> Outcome:
+        """The ``error`` outcome for an exception an attempt raised, retryable or not:
+        bad input, a missing extra and refused model calls fail the same way again."""
+        from openrooms.errors import (
+            CompletionError,
+            EvaluationError,
+            MissingExtraError,
+            SchemaValidationError,
+        )
+
+        if isinstance(exc, EvaluationError | SchemaValidationError | MissingExtraError):
+            return cls.failed(ErrorInfo.from_exception(exc, with_traceback=False), retryable=False)
+        if isinstance(exc, CompletionError):
+            return cls.failed(exc, retryable=exc.retryable, retry_after_s=exc.retry_after_s)
+        return cls.failed(exc)
+
+    @classmethod
     def timed_out(cls, timeout_s: float) -> Outcome:
         """A ``timeout`` outcome for an attempt that overran *timeout_s*."""
         info = ErrorInfo(

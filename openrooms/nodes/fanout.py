@@ -128,7 +128,7 @@ async def _run_inline(
     except RoomStoppedError:
         raise
     except Exception as exc:
-        outcome = Outcome.failed(exc)
+        outcome = Outcome.from_exception(exc)
     if not isinstance(outcome, Outcome):
         outcome = Outcome.failed(TypeError(f"branch {branch!r} returned {type(outcome).__name__}"))
     data: dict[str, Any] = {"branch": branch}

@@ -386,3 +386,32 @@ def test_requests_carry_the_idempotency_key_and_turn(store: Any) -> None:
     rt.run(room.id)
     request: ChatRequest = model.requests[0]
     assert request.idempotency_key == f"{room.id}:ask:1:1:1"
+
+
+def test_a_missing_extra_is_not_retried_even_in_a_branch(store: Any) -> None:
+    from openrooms.errors import MissingExtraError
+
+    class NotInstalled:
+        async def complete(self, request: ChatRequest) -> ChatResponse:
+            raise MissingExtraError("litellm models", "llm")
+
+    models = ModelRegistry()
+    models.register_provider("scripted", NotInstalled())
+    rt = Runtime(store, store, models=models)
+    flow = wf(
+        """
+nodes:
+  both:
+    type: parallel
+    retry: {max_attempts: 3, backoff_s: 0}
+    branches:
+      a: {type: agent, agent: helper, output: a}
+  done: {type: end}
+transitions:
+  - {from: both, to: done}
+"""
+    )
+    state = rt.run(rt.create_room(flow).id)
+    assert state.status is RoomStatus.FAILED
+    assert "pip install 'openrooms[llm]'" in (state.reason or "")
+    assert rt.events(state.id, types=[EventType.RETRY_SCHEDULED]) == []
