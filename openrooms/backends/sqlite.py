@@ -13,6 +13,7 @@ import contextlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -204,7 +205,7 @@ class SQLiteStore(AtomicStore):
             raise BackendConfigError("sqlite", f"cannot open {self.path}: {exc}") from exc
         with _driver_errors():
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            self._wal(busy_timeout_ms)
             self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             self._db.execute("PRAGMA foreign_keys = ON")
         with _driver_errors(), self._transaction():
@@ -219,6 +220,22 @@ class SQLiteStore(AtomicStore):
                 if statement.strip():
                     self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _wal(self, busy_timeout_ms: int) -> None:
+        """Switch to WAL. SQLite does not wait on the busy timeout for this one: when two
+        processes open a new file at once, the second is told 'locked' at once, so it
+        tries again (with a short pause) until the busy timeout has passed."""
+        deadline = time.monotonic() + busy_timeout_ms / 1000
+        pause = 0.002
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)  # lock backoff, not synchronisation: the other side holds it
+            pause = min(pause * 2, 0.1)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
