@@ -114,13 +114,19 @@ def finish(proc: subprocess.Popen[str]) -> str:
 
 def together(*procs: subprocess.Popen[str]) -> list[str]:
     """Start *procs* at the same moment (all ready first) and return their outputs."""
-    for p in procs:
-        read_line(p, "ready")
-    for p in procs:
-        assert p.stdin is not None
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    return [finish(p) for p in procs]
+    try:
+        for p in procs:
+            read_line(p, "ready")
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        return [finish(p) for p in procs]
+    finally:  # a failure above must not leave the other process (and its pipes) behind
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
 
 
 def savings(balance: float, rate: float, target: float, max_years: int) -> dict[str, Any]:
