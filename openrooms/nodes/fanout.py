@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -50,6 +50,9 @@ from openrooms.nodes.base import (
     unknown_keys,
 )
 
+if TYPE_CHECKING:
+    from openrooms.workflow import Node, Workflow
+
 __all__ = ["MapExecutor", "ParallelExecutor", "SubworkflowExecutor"]
 
 MAX_BRANCHES = 32
@@ -62,15 +65,15 @@ _INLINE_KEYS = frozenset({"type", "output", "description"})
 class Inline:
     """A node written inside a ``parallel`` or ``map`` node, compiled."""
 
-    node: Any  # openrooms.workflow.Node
+    node: Node
     executor: NodeExecutor
     prepared: Any
 
 
-def _inline_node(spec: object, node_id: str, path: str, problems: list[Problem]) -> Any:
+def _inline_node(spec: object, node_id: str, path: str, problems: list[Problem]) -> Node | None:
     """The :class:`Node` an inline spec describes, or None (with problems) if it cannot be."""
     from openrooms.nodes.registry import node_types
-    from openrooms.workflow import Node
+    from openrooms.workflow import Node as NodeClass
 
     if not isinstance(spec, Mapping):
         problems.append(Problem(path, "expected a node: a mapping with 'type' and its settings"))
@@ -93,14 +96,15 @@ def _inline_node(spec: object, node_id: str, path: str, problems: list[Problem])
     if output is not None and (not isinstance(output, str) or not output.isidentifier()):
         problems.append(Problem(f"{path}.output", f"{output!r} is not a valid variable name"))
     config = {k: v for k, v in spec.items() if k not in _INLINE_KEYS}
-    node = Node(id=node_id, type=str(kind), config=config, output=output)
+    node = NodeClass(id=node_id, type=str(kind), config=config, output=output)
     problems.extend(executor.validate(node, path))
     return node
 
 
-def _compile_inline(node: Any) -> Inline:
+def _compile_inline(node: Node | None) -> Inline:
     from openrooms.nodes.registry import node_types
 
+    assert node is not None, "prepare() runs only on a node that validated"
     executor = node_types.get(node.type)
     return Inline(node, executor, executor.prepare(node))
 
@@ -170,7 +174,7 @@ class ParallelExecutor(NodeExecutor):
 
     _KEYS = frozenset({"branches"})
 
-    def validate(self, node: Any, path: str) -> list[Problem]:
+    def validate(self, node: Node, path: str) -> list[Problem]:
         problems = unknown_keys(node, path, self._KEYS)
         branches = node.config.get("branches")
         if not isinstance(branches, Mapping) or not branches:
@@ -199,7 +203,7 @@ class ParallelExecutor(NodeExecutor):
                 )
         return problems
 
-    def validate_in(self, workflow: Any, node: Any, path: str) -> list[Problem]:
+    def validate_in(self, workflow: Workflow, node: Node, path: str) -> list[Problem]:
         problems: list[Problem] = []
         for name, inline in self.prepare(node):
             problems.extend(
@@ -207,7 +211,7 @@ class ParallelExecutor(NodeExecutor):
             )
         return problems
 
-    def prepare(self, node: Any) -> tuple[tuple[str, Inline], ...]:
+    def prepare(self, node: Node) -> tuple[tuple[str, Inline], ...]:
         problems: list[Problem] = []
         return tuple(
             (name, _compile_inline(_inline_node(spec, f"{node.id}.{name}", "", problems)))
@@ -228,7 +232,9 @@ class ParallelExecutor(NodeExecutor):
         for (_, inline), outcome in zip(branches, outcomes, strict=True):
             if outcome.assign:
                 assign.update(outcome.assign)
-            assign[inline.node.output] = outcome.output
+            output = inline.node.output
+            assert output is not None, "validation requires every branch's output"
+            assign[output] = outcome.output
         return Outcome(
             output={name: o.output for (name, _), o in zip(branches, outcomes, strict=True)},
             assign=assign,
@@ -247,7 +253,7 @@ class MapExecutor(NodeExecutor):
 
     _KEYS = frozenset({"items", "node", "concurrency"})
 
-    def validate(self, node: Any, path: str) -> list[Problem]:
+    def validate(self, node: Node, path: str) -> list[Problem]:
         problems = unknown_keys(node, path, self._KEYS)
         if "items" not in node.config:
             problems.append(
@@ -289,11 +295,11 @@ class MapExecutor(NodeExecutor):
             )
         return problems
 
-    def validate_in(self, workflow: Any, node: Any, path: str) -> list[Problem]:
+    def validate_in(self, workflow: Workflow, node: Node, path: str) -> list[Problem]:
         inline = self.prepare(node).inline
         return inline.executor.validate_in(workflow, inline.node, f"{path}.node")
 
-    def prepare(self, node: Any) -> PreparedMap:
+    def prepare(self, node: Node) -> PreparedMap:
         problems: list[Problem] = []
         return PreparedMap(
             items=compile_value(node.config["items"], names=CONFIG_NAMES),
@@ -342,7 +348,7 @@ class SubworkflowExecutor(NodeExecutor):
 
     _KEYS = frozenset({"workflow", "version", "input"})
 
-    def validate(self, node: Any, path: str) -> list[Problem]:
+    def validate(self, node: Node, path: str) -> list[Problem]:
         problems = unknown_keys(node, path, self._KEYS)
         wf = node.config.get("workflow")
         if not isinstance(wf, str) or not wf:
@@ -366,7 +372,7 @@ class SubworkflowExecutor(NodeExecutor):
                 problems.append(Problem(f"{path}.input", str(exc)))
         return problems
 
-    def prepare(self, node: Any) -> PreparedSubworkflow:
+    def prepare(self, node: Node) -> PreparedSubworkflow:
         return PreparedSubworkflow(
             workflow=node.config["workflow"],
             version=node.config.get("version"),
