@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from openrooms.errors import ExpressionError, Problem, SchemaValidationError
+from openrooms.errors import ExpressionError, Problem, SchemaValidationError, ToolError
 from openrooms.events import ErrorInfo, Event, EventType, Level
 from openrooms.expressions import CompiledValue, Template, compile_template, compile_value
 from openrooms.nodes.base import (
@@ -68,6 +68,10 @@ class SetExecutor(NodeExecutor):
 
     def validate(self, node: Node, path: str) -> list[Problem]:
         problems = unknown_keys(node, path, self._KEYS)
+        if node.output is not None:
+            problems.append(
+                Problem(f"{path}.output", "a 'set' node has no output", "'assign' sets variables")
+            )
         assign = node.config.get("assign")
         memory = node.config.get("memory")
         if assign is None and memory is None:
@@ -160,7 +164,12 @@ class DecisionExecutor(NodeExecutor):
     """``decision``: does nothing itself; its transitions' guards pick the way on."""
 
     def validate(self, node: Node, path: str) -> list[Problem]:
-        return unknown_keys(node, path, frozenset())
+        problems = unknown_keys(node, path, frozenset())
+        if node.output is not None:
+            problems.append(
+                Problem(f"{path}.output", "a 'decision' node has no output", "remove 'output'")
+            )
+        return problems
 
     async def execute(self, ctx: NodeContext) -> Outcome:
         return Outcome()
@@ -257,6 +266,9 @@ async def call_tool(
         # arguments that break the tool's schema break it again: not worth a retry
         retryable = not isinstance(exc, SchemaValidationError)
         info = ErrorInfo.from_exception(exc, with_traceback=retryable)
+        if isinstance(exc, ToolError) and exc.__cause__ is not None:
+            # name the tool's own exception, so `retry_on: [ConnectionError]` can match it
+            info = attrs.evolve(info, type=type(exc.__cause__).__name__)
         elapsed = (time.perf_counter() - started) * 1000
         record = LogRecord(EventType.TOOL_CALLED, data, Level.ERROR, elapsed, info)
         if journal is None:

@@ -195,10 +195,11 @@ class ParallelExecutor(NodeExecutor):
                 problems.append(Problem(where, f"{name!r} is not a valid branch name"))
                 continue
             inline = _inline_node(spec, f"{node.id}.{name}", where, problems)
-            if inline is not None and inline.output is None:
+            if inline is not None and inline.output is None and inline.type != "set":
                 problems.append(
                     Problem(
-                        f"{where}.output", "each branch needs 'output': the variable for its result"
+                        f"{where}.output",
+                        "each branch but a 'set' needs 'output': the variable for its result",
                     )
                 )
         return problems
@@ -232,9 +233,8 @@ class ParallelExecutor(NodeExecutor):
         for (_, inline), outcome in zip(branches, outcomes, strict=True):
             if outcome.assign:
                 assign.update(outcome.assign)
-            output = inline.node.output
-            assert output is not None, "validation requires every branch's output"
-            assign[output] = outcome.output
+            if inline.node.output is not None:  # a set branch assigns its variables itself
+                assign[inline.node.output] = outcome.output
         return Outcome(
             output={name: o.output for (name, _), o in zip(branches, outcomes, strict=True)},
             assign=assign,

@@ -61,7 +61,7 @@ nodes:
     branches:
       left:
         {type: tool, tool: fanout_echo, args: {value: "{{ vars.topic }}-L", label: left}, output: l}
-      right: {type: set, assign: {r: "{{ vars.topic }}-R"}, output: right_out}
+      right: {type: set, assign: {r: "{{ vars.topic }}-R"}}
     output: joined
   done: {type: end}
 transitions:
@@ -289,7 +289,7 @@ transitions:
     [
         ("both: {type: parallel, branches: {}}", "nodes.both.branches"),
         (
-            "both: {type: parallel, branches: {a: {type: set, assign: {x: 1}}}}",
+            "both: {type: parallel, branches: {a: {type: tool, tool: calculator}}}",
             "nodes.both.branches.a.output",
         ),
         (
