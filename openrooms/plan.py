@@ -175,14 +175,15 @@ class _Checker:
                 self.add(
                     f"{path}.max_tokens", f"expected a positive number, got {agent.max_tokens!r}"
                 )
-            from openrooms.tools import default_tools
+            from openrooms.tools.registry import validation_tools
 
+            known = validation_tools()
             for i, tool in enumerate(agent.tools):
-                if tool not in default_tools:
+                if tool not in known:
                     self.add(
                         f"{path}.tools[{i}]",
                         f"unknown tool {tool!r}",
-                        _suggest(tool, default_tools.names(), "tools"),
+                        _suggest(tool, known.names(), "tools"),
                     )
 
     def node(self, node_id: str, node: Node) -> NodeExecutor | None:

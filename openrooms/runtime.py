@@ -173,7 +173,7 @@ class Runtime:
         key = (stored.id, stored.version)
         wf = self._workflows.get(key)
         if wf is None:
-            wf = Workflow.from_dict(stored.definition)
+            wf = Workflow.from_dict(stored.definition, tools=self.tools)
             with self._lock:
                 self._workflows[key] = wf
         return wf

@@ -15,6 +15,7 @@ import attrs
 
 if TYPE_CHECKING:
     from openrooms.plan import Plan
+    from openrooms.tools.registry import ToolRegistry
 
 __all__ = [
     "DEFAULT_MAX_STEPS",
@@ -215,15 +216,18 @@ class Workflow:
         return self.initial if self.initial is not None else next(iter(self.nodes))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Workflow:
-        """Build from the file format (as parsed from YAML or JSON).
+    def from_dict(cls, data: Mapping[str, Any], *, tools: ToolRegistry | None = None) -> Workflow:
+        """Build from the file format (as parsed from YAML or JSON); tool names are checked
+        against *tools* (default: :data:`~openrooms.default_tools`).
 
         Raises:
             WorkflowValidationError: listing every problem with its path.
         """
         from openrooms import serde
+        from openrooms.tools.registry import validating_with
 
-        return serde.workflow_from_dict(data)
+        with validating_with(tools):
+            return serde.workflow_from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
         """The file format of this workflow; ``Workflow.from_dict`` of it is equal to it."""
@@ -232,28 +236,36 @@ class Workflow:
         return serde.workflow_to_dict(self)
 
     @classmethod
-    def from_yaml(cls, text: str, *, source: str = "<string>") -> Workflow:
-        """Parse YAML (or JSON, which is YAML) text.
+    def from_yaml(
+        cls, text: str, *, source: str = "<string>", tools: ToolRegistry | None = None
+    ) -> Workflow:
+        """Parse YAML (or JSON, which is YAML) text; tool names are checked against
+        *tools* (default: :data:`~openrooms.default_tools`).
 
         Raises:
             WorkflowValidationError: the text does not parse or the workflow is invalid.
         """
         from openrooms import serde
+        from openrooms.tools.registry import validating_with
 
-        return serde.workflow_from_text(text, source=source)
+        with validating_with(tools):
+            return serde.workflow_from_text(text, source=source)
 
 
-def load_workflow(path: str | Path) -> Workflow:
-    """Load a workflow from a ``.yaml``, ``.yml`` or ``.json`` file.
+def load_workflow(path: str | Path, *, tools: ToolRegistry | None = None) -> Workflow:
+    """Load a workflow from a ``.yaml``, ``.yml`` or ``.json`` file; tool names are checked
+    against *tools* (default: :data:`~openrooms.default_tools`).
 
     Raises:
         FileNotFoundError: there is no such file.
         WorkflowValidationError: the file does not parse or the workflow is invalid.
     """
     from openrooms import serde
+    from openrooms.tools.registry import validating_with
 
     p = Path(path)
-    return serde.workflow_from_text(p.read_text(encoding="utf-8"), source=str(p))
+    with validating_with(tools):
+        return serde.workflow_from_text(p.read_text(encoding="utf-8"), source=str(p))
 
 
 class WorkflowBuilder:
@@ -379,15 +391,19 @@ class WorkflowBuilder:
             self.transition(source, target)
         return self
 
-    def build(self) -> Workflow:
-        """Return the validated workflow.
+    def build(self, *, tools: ToolRegistry | None = None) -> Workflow:
+        """Return the validated workflow; tool names are checked against *tools*
+        (default: :data:`~openrooms.default_tools`).
 
         Raises:
             WorkflowValidationError: listing every problem at once.
         """
-        return Workflow(
-            nodes=dict(self._nodes),
-            transitions=tuple(self._transitions),
-            agents=dict(self._agents),
-            **self._fields,
-        )
+        from openrooms.tools.registry import validating_with
+
+        with validating_with(tools):
+            return Workflow(
+                nodes=dict(self._nodes),
+                transitions=tuple(self._transitions),
+                agents=dict(self._agents),
+                **self._fields,
+            )

@@ -189,20 +189,21 @@ class ToolExecutor(NodeExecutor):
     _KEYS = frozenset({"tool", "args"})
 
     def validate(self, node: Node, path: str) -> list[Problem]:
-        from openrooms.tools import default_tools
+        from openrooms.tools.registry import validation_tools
 
         problems = unknown_keys(node, path, self._KEYS)
         name = node.config.get("tool")
+        known = validation_tools()
         if not isinstance(name, str) or not name:
             problems.append(Problem(f"{path}.tool", "a 'tool' node needs 'tool': a tool name"))
-        elif name not in default_tools:
+        elif name not in known:
             import difflib
 
-            close = difflib.get_close_matches(name, default_tools.names(), n=1)
+            close = difflib.get_close_matches(name, known.names(), n=1)
             hint = (
                 f"did you mean {close[0]!r}?"
                 if close
-                else (f"registered tools: {', '.join(default_tools.names())}")
+                else (f"registered tools: {', '.join(known.names())}")
             )
             problems.append(Problem(f"{path}.tool", f"unknown tool {name!r}", hint))
         args = node.config.get("args", {})

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any, TypeVar, overload
 
 from openrooms.errors import ToolNotFoundError
 from openrooms.schema import check_schema
 from openrooms.tools.base import BaseTool, Tool, schema_from_signature
 
-__all__ = ["ToolRegistry", "default_tools", "tool"]
+__all__ = ["ToolRegistry", "default_tools", "tool", "validating_with", "validation_tools"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,6 +82,29 @@ class ToolRegistry:
 
 default_tools = ToolRegistry()
 """The process-wide registry: built-ins and everything ``@tool`` registers by default."""
+
+_validating: ContextVar[ToolRegistry | None] = ContextVar("openrooms_validating", default=None)
+
+
+def validation_tools() -> ToolRegistry:
+    """The registry workflows being built now check their tool names against:
+    :data:`default_tools`, unless :func:`validating_with` says otherwise."""
+    return _validating.get() or default_tools
+
+
+@contextlib.contextmanager
+def validating_with(tools: ToolRegistry | None) -> Iterator[None]:
+    """Check tool names against *tools* (None: :data:`default_tools`) in this block.
+
+    ``WorkflowBuilder.build(tools=...)``, ``load_workflow(path, tools=...)`` and a
+    :class:`~openrooms.Runtime` loading stored workflows use it, so a workflow can name
+    tools that live only in a runtime's own registry.
+    """
+    token = _validating.set(tools)
+    try:
+        yield
+    finally:
+        _validating.reset(token)
 
 
 @overload

@@ -368,3 +368,39 @@ def test_a_class_based_tool_validates_its_arguments_and_gets_the_context(rt: Run
     assert state.current_node == "failed_end"  # bad arguments never reached run()
     failed = rt.events(room.id, types=[EventType.NODE_FAILED])
     assert "order_id" in failed[0].error.message  # type: ignore[union-attr]
+
+
+def test_a_workflow_can_name_tools_that_live_only_in_the_runtimes_registry(
+    tmp_path: Path,
+) -> None:
+    from openrooms import WorkflowValidationError
+    from openrooms.backends import SQLiteStore
+
+    mine = ToolRegistry()
+
+    @tool(registry=mine)
+    def private_double(n: int) -> int:
+        """Only in this registry."""
+        return n * 2
+
+    def build(tools: ToolRegistry | None) -> Any:
+        return (
+            WorkflowBuilder("private-tools")
+            .tool("t", "private_double", {"n": 21}, output="x")
+            .end("done")
+            .transition("t", "done")
+            .build(tools=tools)
+        )
+
+    with pytest.raises(WorkflowValidationError) as info:
+        build(None)  # default_tools has no such tool
+    assert "nodes.t.tool" in [p.path for p in info.value.problems]
+    store = SQLiteStore(tmp_path / "private.db")
+    rt = Runtime(store, store, tools=mine)
+    room = rt.create_room(build(mine))
+    # a second runtime (another process, say) loads the stored definition with its tools
+    other = SQLiteStore(tmp_path / "private.db")
+    fresh = Runtime(other, other, tools=mine)
+    assert fresh.run(room.id).variables == {"x": 42}
+    fresh.close()
+    rt.close()
