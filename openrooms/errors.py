@@ -22,6 +22,7 @@ third-party tools (OpenRooms itself never pickles).
     ├── RoomLeasedError                        another runner holds the room's lease
     ├── TransitionNotAllowedError              no transition matches a node's outcome
     ├── StaleRoomError                         lost a compare-and-set; reload and retry
+    ├── RoomStoppedError                       the room was cancelled or stopped mid-node
     ├── BackendError
     │   ├── BackendUnavailableError            refused connection, locked database, timeout
     │   └── BackendConfigError (ValueError)    a backend URL that cannot be opened
@@ -53,6 +54,7 @@ __all__ = [
     "RoomLeasedError",
     "RoomNotFoundError",
     "RoomStatusError",
+    "RoomStoppedError",
     "SchemaValidationError",
     "StaleRoomError",
     "ToolError",
@@ -243,6 +245,17 @@ class StaleRoomError(OpenRoomsError):
             f"room {self.room_id!r} changed since version {self.expected_version}, "
             f"or its lease was lost; reload it and retry"
         )
+
+
+class RoomStoppedError(OpenRoomsError):
+    """The room was cancelled, failed or taken over while a node was running; stop it."""
+
+    def __init__(self, room_id: str, status: str) -> None:
+        super().__init__(room_id, status)
+        self.room_id, self.status = room_id, status
+
+    def __str__(self) -> str:
+        return f"room {self.room_id!r} is {self.status} now; the running node stops"
 
 
 class BackendError(OpenRoomsError):

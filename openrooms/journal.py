@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from openrooms.errors import OpenRoomsError
+from openrooms.errors import RoomStoppedError
 from openrooms.events import Event, EventType
 from openrooms.llm.base import Message
 from openrooms.memory import Conversations, RoomMemory
@@ -43,17 +43,6 @@ JOURNALED: frozenset[EventType] = frozenset(
     }
 )
 """Event types an attempt records while it runs; a re-execution reuses them."""
-
-
-class RoomStoppedError(OpenRoomsError):
-    """The room was cancelled, failed or taken over while a node was running; stop it."""
-
-    def __init__(self, room_id: str, status: str) -> None:
-        super().__init__(room_id, status)
-        self.room_id, self.status = room_id, status
-
-    def __str__(self) -> str:
-        return f"room {self.room_id!r} is {self.status} now; the running node stops"
 
 
 class RecordedCalls(Protocol):
@@ -102,14 +91,6 @@ class Journal:
         """Whether this is a re-run (reused events are written to a new log as they are taken)."""
         return self._shared.echo
 
-    @property
-    def replaying(self) -> bool:
-        """Whether recorded calls of this scope remain to be reused."""
-        return any(
-            not used and _scope_of(e) == self.scope
-            for e, used in zip(self._shared.recorded, self._shared.used, strict=True)
-        )
-
     def scoped(self, name: str) -> Journal:
         """The journal of branch *name* inside this one."""
         scope = f"{self.scope}/{name}" if self.scope else name
@@ -146,10 +127,6 @@ class Journal:
         state, events = self._shared.committer(records)
         self._shared.state = state
         return list(events)
-
-    def thread(self, name: str) -> list[dict[str, Any]]:
-        """Messages of conversation thread *name* added by earlier nodes, oldest first."""
-        return list(self.threads().get(name, ()))
 
     def threads(self) -> dict[str, list[dict[str, Any]]]:
         """Every conversation thread as earlier nodes left it."""

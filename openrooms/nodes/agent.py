@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from openrooms.errors import CompletionError, ExpressionError, Problem, SchemaValidationError
+from openrooms.errors import CompletionError, Problem, SchemaValidationError
 from openrooms.events import ErrorInfo, EventType, Level
 from openrooms.expressions import Template, compile_template
 from openrooms.nodes.base import (
@@ -43,6 +43,7 @@ from openrooms.nodes.base import (
     Outcome,
     unknown_keys,
 )
+from openrooms.nodes.builtin import _template, call_tool
 from openrooms.schema import check_schema, validate
 
 if TYPE_CHECKING:
@@ -79,15 +80,7 @@ class AgentExecutor(NodeExecutor):
             problems.append(
                 Problem(f"{path}.agent", "an 'agent' node needs 'agent': an agent name")
             )
-        prompt = node.config.get("prompt")
-        if prompt is not None:
-            if not isinstance(prompt, str):
-                problems.append(Problem(f"{path}.prompt", "expected a string"))
-            else:
-                try:
-                    compile_template(prompt, names=CONFIG_NAMES)
-                except ExpressionError as exc:
-                    problems.append(Problem(f"{path}.prompt", str(exc)))
+        _template(node.config.get("prompt"), f"{path}.prompt", problems)
         thread = node.config.get("thread")
         if thread is not None and (not isinstance(thread, str) or not thread):
             problems.append(Problem(f"{path}.thread", "expected a thread name"))
@@ -269,7 +262,6 @@ class _Loop:
     async def tool_turn(self, call: Any) -> Message:
         """Run (or reuse) one tool call the model asked for; the tool message answering it."""
         from openrooms.llm import Message
-        from openrooms.nodes.builtin import call_tool
 
         ctx = self.ctx
         if call.name not in self.agent.tools:

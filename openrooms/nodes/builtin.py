@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from openrooms.config import DEFAULT_MAX_LOGGED_BYTES
 from openrooms.errors import ExpressionError, Problem, SchemaValidationError, ToolError
 from openrooms.events import ErrorInfo, Event, EventType, Level
 from openrooms.expressions import CompiledValue, Template, compile_template, compile_value
@@ -21,6 +22,8 @@ from openrooms.nodes.base import (
     unknown_keys,
 )
 from openrooms.schema import check_schema
+from openrooms.tools.base import ToolContext
+from openrooms.tools.redact import redact, truncate_json
 from openrooms.workflow import Node
 
 __all__ = [
@@ -233,8 +236,6 @@ async def call_tool(
     recorded result or error is the outcome. Otherwise the call runs and its
     ``TOOL_CALLED`` event is committed at once.
     """
-    from openrooms.tools.base import ToolContext
-
     journal = ctx.journal
     if journal is not None:
         recorded = journal.take(
@@ -245,9 +246,6 @@ async def call_tool(
             if recorded.error is not None:
                 return Outcome.failed(recorded.error)
             return Outcome.ok(recorded.data.get("result"))
-    from openrooms.config import DEFAULT_MAX_LOGGED_BYTES
-    from openrooms.tools.redact import redact, truncate_json
-
     tool = ctx.tools.get(name)
     key = ctx.idempotency_key if call_id is None else f"{ctx.idempotency_key}:{call_id}"
     data: dict[str, Any] = {"tool": name, "args": redact(args), "idempotency_key": key}

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from openrooms.errors import ExpressionError, Problem
+from openrooms.errors import Problem
 from openrooms.events import ErrorInfo, EventType, Level
 from openrooms.expressions import CompiledValue, compile_value
 from openrooms.journal import RoomStoppedError
@@ -49,6 +49,7 @@ from openrooms.nodes.base import (
     Outcome,
     unknown_keys,
 )
+from openrooms.nodes.builtin import _compile
 
 if TYPE_CHECKING:
     from openrooms.workflow import Node, Workflow
@@ -262,10 +263,7 @@ class MapExecutor(NodeExecutor):
                 )
             )
         else:
-            try:
-                compile_value(node.config["items"], names=CONFIG_NAMES)
-            except ExpressionError as exc:
-                problems.append(Problem(f"{path}.items", str(exc)))
+            _compile(node.config["items"], f"{path}.items", problems)
         if "node" not in node.config:
             problems.append(
                 Problem(f"{path}.node", "a 'map' node needs 'node': the node to run per item")
@@ -366,10 +364,7 @@ class SubworkflowExecutor(NodeExecutor):
         if not isinstance(given, Mapping):
             problems.append(Problem(f"{path}.input", "expected a mapping of the child's variables"))
         else:
-            try:
-                compile_value(dict(given), names=CONFIG_NAMES)
-            except ExpressionError as exc:
-                problems.append(Problem(f"{path}.input", str(exc)))
+            _compile(dict(given), f"{path}.input", problems)
         return problems
 
     def prepare(self, node: Node) -> PreparedSubworkflow:
