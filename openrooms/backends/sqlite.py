@@ -724,7 +724,10 @@ class SQLiteStore(AtomicStore):
         Raises:
             BackendUnavailableError: the file cannot be read at all.
         """
-        integrity = self.integrity_check().splitlines()
+        try:
+            integrity = self.integrity_check().splitlines()
+        except BackendUnavailableError as exc:  # a page too damaged for the check itself
+            integrity = [f"the integrity check stopped: {exc.message}"]
         problems = [] if integrity == ["ok"] else [f"{self.where}: {p}" for p in integrity]
         with _driver_errors(), self._lock:
             self._db.execute("BEGIN")  # one snapshot for the whole pass
