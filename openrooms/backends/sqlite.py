@@ -298,7 +298,15 @@ class SQLiteStore(AtomicStore):
         except sqlite3.DatabaseError as exc:
             db.close()
             if not self._is_frozen():
-                raise BackendUnavailableError("sqlite", f"cannot read {self.where}: {exc}") from exc
+                hint = ""
+                if not os.access(os.path.dirname(self.where), os.W_OK):
+                    hint = (
+                        f"; its folder is read-only and a write-ahead log ({self.where}-wal) "
+                        "is beside it: open it once where the folder can be written"
+                    )
+                raise BackendUnavailableError(
+                    "sqlite", f"cannot read {self.where}: {exc}{hint}"
+                ) from exc
             # A WAL file in a folder we cannot write, with no -wal beside it: the reader
             # cannot create the -shm it would lock through, and no writer (which would have
             # to create the -wal) is at work, so the file is read as the snapshot it is.
