@@ -119,16 +119,22 @@ _LEVELS: Final = frozenset(lv.value for lv in Level)
 
 
 def _field_problem(d: Mapping[str, Any], fields: Any, *, required: bool) -> str | None:
-    """What is wrong with the first bad field of *d*, or None."""
+    """What is wrong with the first bad field of *d*, or None.
+
+    Exact types, as JSON decodes them (so ``true`` is not a whole number): this runs on
+    every stored state and event read back.
+    """
     for key, kinds, what in fields:
-        if key not in d:
+        value = d.get(key, _MISSING)
+        if value is _MISSING:
             if required:
                 return f"missing key {key!r}"
-            continue
-        value = d[key]
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        elif type(value) not in kinds:
             return f"{key!r} should be {what}, not {_kind(value)}"
     return None
+
+
+_MISSING: Final = object()
 
 
 def state_from_dict(d: Mapping[str, Any]) -> RoomState:

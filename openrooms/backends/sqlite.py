@@ -161,9 +161,45 @@ def _event_row(e: Event) -> list[Any]:
     ]
 
 
+_TYPES: Final = {t.value: t for t in EventType}
+_LEVELS: Final = {lv.value: lv for lv in Level}
+
+
 def _event_from_row(room_id: RoomId, row: Any) -> Event:
     """The inverse of :func:`_event_row`; CorruptRoomError (``where`` = ``event``) if *row*
-    is not one."""
+    is not one.
+
+    Rows as written take the fast path; anything else goes through serde's decoder, which
+    accepts what it can and names what is wrong.
+    """
+    if type(row) is list and len(row) == 8:
+        seq, type_, level, timestamp, node, data, err, duration_ms = row
+        if (
+            type(seq) is int
+            and type(timestamp) is int
+            and type(data) is dict
+            and (node is None or type(node) is str)
+            and (duration_ms is None or type(duration_ms) in (int, float))
+            and type(type_) is str
+            and type_ in _TYPES
+            and type(level) is str
+            and level in _LEVELS
+            and err is None
+        ):
+            return Event(
+                room_id=room_id,
+                seq=seq,
+                type=_TYPES[type_],
+                level=_LEVELS[level],
+                timestamp=timestamp,
+                node=node,
+                data=data,
+                duration_ms=duration_ms,
+            )
+    return _checked_event_from_row(room_id, row)
+
+
+def _checked_event_from_row(room_id: RoomId, row: Any) -> Event:
     if type(row) is not list or len(row) != 8:
         raise CorruptRoomError(room_id, "event", "expected an array of 8 values")
     seq, type_, level, timestamp, node, data, err, duration_ms = row

@@ -199,6 +199,7 @@ EVENT_DAMAGE = {
     "short-row": (lambda rows: json.dumps([rows[0][:5]]), "expected an array of 8 values"),
     "unknown-type": (_event(1, "ROOM_EXPLODED"), "event 1: unknown event type 'ROOM_EXPLODED'"),
     "unknown-level": (_event(2, "LOUD"), "event 1: unknown level 'LOUD'"),
+    "type-not-text": (_event(1, ["a"]), "event 1: 'type' should be an event type, not a list"),
     "data-not-object": (_event(5, [1]), "event 1: 'data' should be an object, not a list"),
     "bad-error": (_event(6, ["only", "two"]), "event 1: error: expected an array of 3"),
 }
