@@ -614,7 +614,7 @@ def db_check(ctx: click.Context) -> None:
             check = getattr(store, "check", None)
             if check is None:
                 _fail(f"{type(store).__name__} has no check; `db check` reads SQLite files")
-            problems += check()
+            problems += check(split=len(stores) > 1)
     if not problems:
         click.echo("ok")
         return

@@ -105,3 +105,21 @@ def test_db_check_prints_ok_or_every_problem(db: Path) -> None:
         "Expecting value: line 1 column 1 (char 0)",
     ]
     assert "2 problems found" in result.stderr
+
+
+def test_db_check_of_split_state_and_log_files_checks_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    states, log = tmp_path / "states.db", tmp_path / "log.db"
+    monkeypatch.setenv("OPENROOMS_STATE_URL", f"sqlite:///{states}")
+    monkeypatch.setenv("OPENROOMS_LOG_URL", f"sqlite:///{log}")
+    monkeypatch.delenv("OPENROOMS_DB", raising=False)
+    with open_runtime() as rt:
+        rt.create_room(WF, room_id="a")
+        rt.run("a")
+    sound = invoke("db", "check")
+    assert (sound.exit_code, sound.stdout) == (0, "ok\n")
+    damage(log, "UPDATE events SET body = '[]' WHERE room_id = 'a' AND first_seq = 1")
+    result = invoke("db", "check")
+    assert result.exit_code == 1
+    assert result.stdout.startswith(f"{log}, table events, row room_id='a' first_seq=1: ")
