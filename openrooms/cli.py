@@ -13,13 +13,13 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import click
 import yaml
 
 from openrooms import serde
-from openrooms.errors import OpenRoomsError, WorkflowValidationError
+from openrooms.errors import CorruptRoomError, OpenRoomsError, WorkflowValidationError
 from openrooms.events import Event, EventType, Level
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runtime import Runtime, open_runtime
@@ -105,7 +105,8 @@ def cli(
 
 
 @contextmanager
-def _runtime(ctx: click.Context) -> Iterator[Runtime]:
+def _runtime(ctx: click.Context, *, read_only: bool = False) -> Iterator[Runtime]:
+    """The runtime the global options describe; *read_only* for commands that only look."""
     config = None
     if ctx.obj["config"]:
         from openrooms.config import load_config
@@ -120,9 +121,11 @@ def _runtime(ctx: click.Context) -> Iterator[Runtime]:
             base = base.copy()
             base.register(http_tool(config.http), replace=True)
         models, tools = load_script(script, base)
-        rt = open_runtime(ctx.obj["db"], models=models, tools=tools, config=config)
+        rt = open_runtime(
+            ctx.obj["db"], models=models, tools=tools, config=config, read_only=read_only
+        )
     else:
-        rt = open_runtime(ctx.obj["db"], config=config)
+        rt = open_runtime(ctx.obj["db"], config=config, read_only=read_only)
     try:
         yield rt
     finally:
@@ -418,12 +421,19 @@ def rooms(
 
         openrooms rooms --status waiting
     """
-    with _runtime(ctx) as rt:
-        found = rt.list_rooms(status=status, workflow_id=workflow_id, limit=limit)
+    corrupt: list[CorruptRoomError] = []
+    with _runtime(ctx, read_only=True) as rt:
+        found = rt.list_rooms(
+            status=status, workflow_id=workflow_id, limit=limit, on_corrupt=corrupt.append
+        )
+    for exc in corrupt:  # listed with the others; what is wrong goes to stderr
+        click.echo(f"Warning: {exc}", err=True)
     if as_json:
-        click.echo(json.dumps([_room_json(s) for s in found], ensure_ascii=False))
+        listed = [_room_json(s) for s in found]
+        listed += [{"id": e.room_id, "status": "corrupt", "error": str(e)} for e in corrupt]
+        click.echo(json.dumps(listed, ensure_ascii=False))
         return
-    if not found:
+    if not found and not corrupt:
         click.echo("no rooms")
         return
     click.echo(f"{'ROOM':<22} {'STATUS':<10} {'WORKFLOW':<24} {'NODE':<20} STEPS")
@@ -432,6 +442,8 @@ def rooms(
         click.echo(
             f"{s.room_id:<22} {s.status.value:<10} {wf:<24} {s.current_node or '-':<20} {s.steps}"
         )
+    for e in corrupt:
+        click.echo(f"{e.room_id:<22} {'corrupt':<10} {'?':<24} {'?':<20} ?")
 
 
 @cli.command()
@@ -445,7 +457,7 @@ def show(ctx: click.Context, room_id: str, as_json: bool) -> None:
 
         openrooms show 0193ab12cd34ef5678 --json
     """
-    with _runtime(ctx) as rt:
+    with _runtime(ctx, read_only=True) as rt:
         state = rt.get_room(room_id)
     if as_json:
         click.echo(json.dumps(_room_json(state), ensure_ascii=False, indent=2))
@@ -486,7 +498,7 @@ def replay(ctx: click.Context, room_id: str, as_json: bool) -> None:
 
         openrooms replay 0193ab12cd34ef5678
     """
-    with _runtime(ctx) as rt:
+    with _runtime(ctx, read_only=True) as rt:
         report = rt.rerun(room_id)
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
@@ -558,7 +570,7 @@ def logs(
     min_level = Level(level.upper()) if level else None
     wanted = [EventType(t.upper()) for t in types] or None
     fmt = _event_json if as_json else _event_line
-    with _runtime(ctx) as rt:
+    with _runtime(ctx, read_only=True) as rt:
         rt.get_room(room_id)
         if follow:
             events: Any = rt.follow(
@@ -571,6 +583,46 @@ def logs(
                 click.echo(fmt(e))
         except KeyboardInterrupt:
             return
+
+
+@cli.group()
+def db() -> None:
+    """Look after the database: check it for damage.
+
+    Example:
+
+        openrooms db check
+    """
+
+
+@db.command("check")
+@click.pass_context
+def db_check(ctx: click.Context) -> None:
+    """Check the database: SQLite's integrity check, then a decode of every stored row.
+
+    Opens the file read-only. Prints `ok` and exits 0 when the file is sound; otherwise
+    prints one line per problem (the table, the row and what is wrong) and exits 1.
+
+    Example:
+
+        openrooms --db sqlite:///rooms.db db check
+    """
+    problems: list[str] = []
+    with _runtime(ctx, read_only=True) as rt:
+        stores = [rt.states] if rt.log is cast(object, rt.states) else [rt.states, rt.log]
+        for store in stores:
+            check = getattr(store, "check", None)
+            if check is None:
+                _fail(f"{type(store).__name__} has no check; `db check` reads SQLite files")
+            problems += check(split=len(stores) > 1)
+    if not problems:
+        click.echo("ok")
+        return
+    for line in problems:
+        click.echo(line)
+    n = len(problems)
+    click.echo(f"{n} problem{'s' if n != 1 else ''} found", err=True)
+    ctx.exit(1)
 
 
 def _mermaid_id(node_id: str) -> str:

@@ -25,7 +25,10 @@ third-party tools (OpenRooms itself never pickles).
     ├── RoomStoppedError                       the room was cancelled or stopped mid-node
     ├── BackendError
     │   ├── BackendUnavailableError            refused connection, locked database, timeout
-    │   └── BackendConfigError (ValueError)    a backend URL that cannot be opened
+    │   ├── BackendConfigError (ValueError)    a backend URL that cannot be opened
+    │   ├── DatabaseNotFoundError (LookupError)  a read-only command found no database file
+    │   └── CorruptDataError                   a stored row does not decode (bad JSON, ...)
+    │       └── CorruptRoomError               ... and it belongs to a room, named by id
     ├── MissingExtraError (ImportError)        an optional dependency is not installed
     ├── NodeTypeNotFoundError (LookupError)
     ├── ToolNotFoundError (LookupError)
@@ -44,6 +47,9 @@ __all__ = [
     "BackendError",
     "BackendUnavailableError",
     "CompletionError",
+    "CorruptDataError",
+    "CorruptRoomError",
+    "DatabaseNotFoundError",
     "EvaluationError",
     "ExpressionError",
     "MissingExtraError",
@@ -172,14 +178,14 @@ class WorkflowConflictError(OpenRoomsError):
 
 
 class RoomNotFoundError(OpenRoomsError, LookupError):
-    """No room has this id."""
+    """No room has this id (in the database *where*, when the store names one)."""
 
-    def __init__(self, room_id: str) -> None:
-        super().__init__(room_id)
-        self.room_id = room_id
+    def __init__(self, room_id: str, where: str | None = None) -> None:
+        super().__init__(room_id, where)
+        self.room_id, self.where = room_id, where
 
     def __str__(self) -> str:
-        return f"no room {self.room_id!r}"
+        return f"no room {self.room_id!r}" + (f" in {self.where}" if self.where else "")
 
 
 class RoomExistsError(OpenRoomsError):
@@ -275,6 +281,57 @@ class BackendUnavailableError(BackendError):
 
 class BackendConfigError(BackendError, ValueError):
     """A backend URL that names an unknown scheme or cannot be opened as given."""
+
+
+class DatabaseNotFoundError(BackendError, LookupError):
+    """A read-only opening found no database at *path* (read-only commands never create one)."""
+
+    def __init__(self, path: str, detail: str = "") -> None:
+        OpenRoomsError.__init__(self, path, detail)
+        self.backend, self.message = "sqlite", detail
+        self.path, self.detail = path, detail
+
+    def __str__(self) -> str:
+        what = (
+            f"no OpenRooms database at {self.path} ({self.detail})"
+            if self.detail
+            else (f"no database at {self.path}")
+        )
+        return (
+            f"{what}; nothing has been stored there. Run from the folder where you ran "
+            f"`openrooms run`, or pass --db URL (or set OPENROOMS_DB)"
+        )
+
+
+class CorruptDataError(BackendError):
+    """A stored row cannot be decoded: bad JSON, a missing field, an unknown event type.
+
+    Attributes:
+        where: the database, table and row, e.g. ``rooms.db, table workflows, row id='w'``.
+        problem: what is wrong with it.
+    """
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(where, problem)
+        self.where, self.problem = where, problem
+
+    def __str__(self) -> str:
+        return f"corrupt data in {self.where}: {self.problem} ({_CHECK_HINT})"
+
+
+class CorruptRoomError(CorruptDataError):
+    """A room's stored state or one of its events cannot be decoded; the room is named by id."""
+
+    def __init__(self, room_id: str, where: str, problem: str) -> None:
+        OpenRoomsError.__init__(self, room_id, where, problem)
+        self.backend, self.message = where, problem
+        self.room_id, self.where, self.problem = room_id, where, problem
+
+    def __str__(self) -> str:
+        return f"room {self.room_id!r} is corrupt: {self.where}: {self.problem} ({_CHECK_HINT})"
+
+
+_CHECK_HINT = "`openrooms db check` lists every damaged row"
 
 
 class MissingExtraError(OpenRoomsError, ImportError):
