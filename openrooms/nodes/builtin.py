@@ -6,13 +6,26 @@ import time
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 
 from openrooms.config import DEFAULT_MAX_LOGGED_BYTES
-from openrooms.errors import ExpressionError, Problem, SchemaValidationError, ToolError
+from openrooms.errors import (
+    ExpressionError,
+    Problem,
+    SchemaValidationError,
+    ToolError,
+    UnsafeTemplateError,
+)
 from openrooms.events import ErrorInfo, Event, EventType, Level
-from openrooms.expressions import CompiledValue, Template, compile_template, compile_value
+from openrooms.expressions import (
+    CompiledValue,
+    Expression,
+    Template,
+    compile_template,
+    compile_value,
+)
 from openrooms.nodes.base import (
     CONFIG_NAMES,
     LogRecord,
@@ -180,14 +193,51 @@ class DecisionExecutor(NodeExecutor):
 
 @attrs.frozen(slots=True)
 class PreparedTool:
-    """A ``tool`` node's compiled config."""
+    """A ``tool`` node's compiled config.
+
+    Attributes:
+        tool: the tool's name.
+        args: the arguments, compiled.
+        spliced: the top-level arguments whose templates splice values into text; the
+            tool's :attr:`~openrooms.tools.Tool.templating` decides at run time whether each
+            is refused (``code``), percent-encoded (``url``) or plain text.
+    """
 
     tool: str
     args: CompiledValue
+    spliced: Mapping[str, Template] = attrs.field(factory=dict)
+
+
+def _splices(template: Template) -> bool:
+    """Whether *template* splices values into text: two ``{{ }}`` or more, or one with
+    text beside it. A lone ``{{ expr }}`` (even with spaces around it) is the value itself."""
+    parts = template.parts
+    count = sum(isinstance(p, Expression) for p in parts)
+    return count > 1 or (count == 1 and any(isinstance(p, str) and p.strip() for p in parts))
+
+
+def _spliced_args(args: Mapping[str, Any]) -> dict[str, Template]:
+    found = {}
+    for name, value in args.items():
+        if isinstance(value, str) and "{{" in value:
+            template = compile_template(value, names=CONFIG_NAMES)
+            if _splices(template):
+                found[name] = template
+    return found
+
+
+_encode_url_value = partial(quote, safe="")
+"""A value spliced into a ``url`` argument stays one path segment or query value."""
 
 
 class ToolExecutor(NodeExecutor):
-    """``tool``: calls the registered tool ``tool`` with templated ``args``."""
+    """``tool``: calls the registered tool ``tool`` with templated ``args``.
+
+    A top-level argument the tool declares ``code`` may be one whole ``{{ }}`` template
+    but not text with values spliced into it (refused by validation, and again here if the
+    running tool declares what the validating one did not); values spliced into a ``url``
+    argument are percent-encoded.
+    """
 
     _KEYS = frozenset({"tool", "args"})
 
@@ -214,17 +264,37 @@ class ToolExecutor(NodeExecutor):
             problems.append(
                 Problem(f"{path}.args", "expected a mapping of argument names to values")
             )
-        else:
-            _compile(dict(args), f"{path}.args", problems)
+        elif _compile(dict(args), f"{path}.args", problems) is not None:
+            tool = known.find(name) if isinstance(name, str) else None
+            rules = tool.templating if tool is not None else {}
+            for arg in _spliced_args(args):
+                if rules.get(arg) == "code":
+                    assert isinstance(name, str)
+                    problems.append(UnsafeTemplateError(f"{path}.args.{arg}", name, arg).problem)
         return problems
 
     def prepare(self, node: Node) -> PreparedTool:
-        args = compile_value(dict(node.config.get("args", {})), names=CONFIG_NAMES)
-        return PreparedTool(tool=node.config["tool"], args=args)
+        given = dict(node.config.get("args", {}))
+        args = compile_value(given, names=CONFIG_NAMES)
+        return PreparedTool(tool=node.config["tool"], args=args, spliced=_spliced_args(given))
 
     async def execute(self, ctx: NodeContext) -> Outcome:
         prepared: PreparedTool = ctx.prepared
-        return await call_tool(ctx, prepared.tool, prepared.args.render(ctx.scope))
+        if not prepared.spliced:
+            return await call_tool(ctx, prepared.tool, prepared.args.render(ctx.scope))
+        # the running tool decides, whatever registry the workflow was validated against
+        tool = ctx.tools.find(prepared.tool)
+        rules = tool.templating if tool is not None else {}
+        for arg in prepared.spliced:
+            if rules.get(arg) == "code":
+                refused = UnsafeTemplateError(f"nodes.{ctx.node.id}.args.{arg}", prepared.tool, arg)
+                info = ErrorInfo.from_exception(refused, with_traceback=False)
+                return Outcome.failed(info, retryable=False)
+        args = prepared.args.render(ctx.scope)
+        for arg, template in prepared.spliced.items():
+            if rules.get(arg) == "url":
+                args[arg] = template.render(ctx.scope, encode=_encode_url_value)
+        return await call_tool(ctx, prepared.tool, args)
 
 
 async def call_tool(
