@@ -12,6 +12,7 @@ import attrs
 
 from openrooms.config import DEFAULT_MAX_LOGGED_BYTES
 from openrooms.errors import (
+    EvaluationError,
     ExpressionError,
     Problem,
     SchemaValidationError,
@@ -226,8 +227,15 @@ def _spliced_args(args: Mapping[str, Any]) -> dict[str, Template]:
     return found
 
 
-_encode_url_value = partial(quote, safe="")
-"""A value spliced into a ``url`` argument stays one path segment or query value."""
+def _encode_url_value(text: str) -> str:
+    """A value spliced into a ``url`` argument, percent-encoded to stay one path segment or
+    query value: every reserved character (``/ ? # & = %``...) is encoded."""
+    try:
+        return quote(text, safe="")
+    except UnicodeEncodeError:
+        raise EvaluationError(
+            text[:80], "a value spliced into a URL is not valid text (a lone surrogate?)"
+        ) from None
 
 
 class ToolExecutor(NodeExecutor):
