@@ -199,14 +199,17 @@ class PreparedTool:
     Attributes:
         tool: the tool's name.
         args: the arguments, compiled.
-        spliced: the top-level arguments whose templates splice values into text; the
-            tool's :attr:`~openrooms.tools.Tool.templating` decides at run time whether each
-            is refused (``code``), percent-encoded (``url``) or plain text.
+        splicing: top-level argument -> where inside it (``""``: the argument itself) the
+            first text is whose template splices values into it. The running tool's
+            :attr:`~openrooms.tools.Tool.templating` decides whether that is refused
+            (``code``), percent-encoded (``url``, for a top-level string) or plain text.
+        texts: the top-level string arguments that splice values, compiled.
     """
 
     tool: str
     args: CompiledValue
-    spliced: Mapping[str, Template] = attrs.field(factory=dict)
+    splicing: Mapping[str, str] = attrs.field(factory=dict)
+    texts: Mapping[str, Template] = attrs.field(factory=dict)
 
 
 def _splices(template: Template) -> bool:
@@ -217,14 +220,24 @@ def _splices(template: Template) -> bool:
     return count > 1 or (count == 1 and any(isinstance(p, str) and p.strip() for p in parts))
 
 
-def _spliced_args(args: Mapping[str, Any]) -> dict[str, Template]:
-    found = {}
-    for name, value in args.items():
-        if isinstance(value, str) and "{{" in value:
-            template = compile_template(value, names=CONFIG_NAMES)
-            if _splices(template):
-                found[name] = template
-    return found
+def _splicing(value: Any, where: str = "") -> str | None:
+    """Where in *value* (a validated argument) the first text that splices values is."""
+    if isinstance(value, str):
+        if "{{" in value and _splices(compile_template(value, names=CONFIG_NAMES)):
+            return where
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if (found := _splicing(item, f"{where}.{key}")) is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            if (found := _splicing(item, f"{where}[{i}]")) is not None:
+                return found
+    return None
+
+
+def _splicing_args(args: Mapping[str, Any]) -> dict[str, str]:
+    return {name: where for name, value in args.items() if (where := _splicing(value)) is not None}
 
 
 def _encode_url_value(text: str) -> str:
@@ -241,8 +254,8 @@ def _encode_url_value(text: str) -> str:
 class ToolExecutor(NodeExecutor):
     """``tool``: calls the registered tool ``tool`` with templated ``args``.
 
-    A top-level argument the tool declares ``code`` may be one whole ``{{ }}`` template
-    but not text with values spliced into it (refused by validation, and again here if the
+    An argument the tool declares ``code`` may hold whole ``{{ }}`` templates but no text
+    with values spliced into it, at any depth (refused by validation, and again here if the
     running tool declares what the validating one did not); values spliced into a ``url``
     argument are percent-encoded.
     """
@@ -275,31 +288,42 @@ class ToolExecutor(NodeExecutor):
         elif _compile(dict(args), f"{path}.args", problems) is not None:
             tool = known.find(name) if isinstance(name, str) else None
             rules = tool.templating if tool is not None else {}
-            for arg in _spliced_args(args):
+            for arg, where in _splicing_args(args).items():
                 if rules.get(arg) == "code":
                     assert isinstance(name, str)
-                    problems.append(UnsafeTemplateError(f"{path}.args.{arg}", name, arg).problem)
+                    refused = UnsafeTemplateError(f"{path}.args.{arg}{where}", name, arg)
+                    problems.append(refused.problem)
         return problems
 
     def prepare(self, node: Node) -> PreparedTool:
         given = dict(node.config.get("args", {}))
-        args = compile_value(given, names=CONFIG_NAMES)
-        return PreparedTool(tool=node.config["tool"], args=args, spliced=_spliced_args(given))
+        splicing = _splicing_args(given)
+        return PreparedTool(
+            tool=node.config["tool"],
+            args=compile_value(given, names=CONFIG_NAMES),
+            splicing=splicing,
+            texts={
+                arg: compile_template(given[arg], names=CONFIG_NAMES)
+                for arg, where in splicing.items()
+                if where == ""
+            },
+        )
 
     async def execute(self, ctx: NodeContext) -> Outcome:
         prepared: PreparedTool = ctx.prepared
-        if not prepared.spliced:
+        if not prepared.splicing:
             return await call_tool(ctx, prepared.tool, prepared.args.render(ctx.scope))
         # the running tool decides, whatever registry the workflow was validated against
         tool = ctx.tools.find(prepared.tool)
         rules = tool.templating if tool is not None else {}
-        for arg in prepared.spliced:
+        for arg, where in prepared.splicing.items():
             if rules.get(arg) == "code":
-                refused = UnsafeTemplateError(f"nodes.{ctx.node.id}.args.{arg}", prepared.tool, arg)
+                path = f"nodes.{ctx.node.id}.args.{arg}{where}"
+                refused = UnsafeTemplateError(path, prepared.tool, arg)
                 info = ErrorInfo.from_exception(refused, with_traceback=False)
                 return Outcome.failed(info, retryable=False)
         args = prepared.args.render(ctx.scope)
-        for arg, template in prepared.spliced.items():
+        for arg, template in prepared.texts.items():
             if rules.get(arg) == "url":
                 args[arg] = template.render(ctx.scope, encode=_encode_url_value)
         return await call_tool(ctx, prepared.tool, args)

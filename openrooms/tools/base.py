@@ -26,9 +26,10 @@ ArgKind = Literal["code", "url"]
 """What a tool does with an argument's text, so a workflow's templates fill it safely:
 
 - ``"code"``: it parses the text as code or a query (an expression, SQL, a search syntax).
-  A template may only be the whole value (``"{{ vars.formula }}"``: the value *is* the
-  code, explicitly); text with a ``{{ }}`` spliced into it is refused, at validation and
-  again at run time, because a value could change the code's structure.
+  A template may only be a whole value (``"{{ vars.formula }}"``: the value *is* the
+  code, explicitly); text with a ``{{ }}`` spliced into it, anywhere in the argument (in
+  a list or mapping too), is refused at validation and again at run time, because a value
+  could change the code's structure.
 - ``"url"``: it parses the text as a URL. A value spliced into text is percent-encoded
   (every reserved character: ``/ ? # & = %``...), so it stays one path segment or query
   value; a whole-value template is used as it is.
@@ -80,9 +81,9 @@ class Tool:
         parameters: a JSON schema (``type: object``) its arguments must satisfy.
         fn: the implementation, sync or async; sync ones run in a worker thread.
         context_param: the name of the parameter that receives the :class:`ToolContext`.
-        templating: argument name -> :data:`ArgKind`, for the top-level arguments the tool
-            parses (``{"expression": "code"}``, ``{"url": "url"}``); workflow templates fill
-            the others as plain data.
+        templating: argument name -> :data:`ArgKind`, for the arguments the tool parses
+            (``{"expression": "code"}``, ``{"url": "url"}``); workflow templates fill the
+            others as plain data.
     """
 
     name: str

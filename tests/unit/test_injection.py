@@ -636,6 +636,18 @@ def test_class_and_decorated_tools_declare_templating() -> None:
     assert found == ["nodes.t.args.query"]
 
 
+def test_code_nested_in_a_list_or_mapping_argument_is_refused_at_its_path() -> None:
+    schema = {"type": "object", "properties": {"queries": {}}, "additionalProperties": False}
+    registry = ToolRegistry()
+    registry.register(Tool("batch", "Run queries.", schema, list, templating={"queries": "code"}))
+    spliced = ["{{ vars.a }}", "id = {{ vars.id }}"]
+    assert problems_of_with(registry, "batch", {"queries": spliced}) == ["nodes.t.args.queries[1]"]
+    nested = {"first": "{{ vars.a }}", "rest": ["x", {"q": "{{ vars.a }} or 1"}]}
+    assert problems_of_with(registry, "batch", {"queries": nested}) == [
+        "nodes.t.args.queries.rest[1].q"
+    ]
+
+
 def problems_of_with(tools: ToolRegistry, name: str, args: dict[str, Any]) -> list[str]:
     builder = WorkflowBuilder("declared").tool("t", name, args).end("done").transition("t", "done")
     with pytest.raises(WorkflowValidationError) as caught:
