@@ -987,15 +987,8 @@ class Template:
         """Its literal text and embedded expressions, in order."""
         return tuple(self._parts)
 
-    def render(
-        self, scope: Mapping[str, Any], *, encode: Callable[[str], str] | None = None
-    ) -> Any:
+    def render(self, scope: Mapping[str, Any]) -> Any:
         """The rendered value.
-
-        Args:
-            scope: the names the embedded expressions read.
-            encode: when the result is text, applied to the text of each embedded value
-                (not to the literal text), e.g. percent-encoding for a URL.
 
         Raises:
             EvaluationError: an embedded expression failed.
@@ -1005,12 +998,7 @@ class Template:
         out = []
         length = 0
         for part in self._parts:
-            if isinstance(part, str):
-                text = part
-            else:
-                text = _to_text(part.evaluate(scope))
-                if encode is not None:
-                    text = encode(text)
+            text = part if isinstance(part, str) else _to_text(part.evaluate(scope))
             length += len(text)
             if length > _MAX_VALUE_SIZE:
                 raise EvaluationError(self.source, "rendered text is too long")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from functools import partial
@@ -240,15 +241,27 @@ def _splicing_args(args: Mapping[str, Any]) -> dict[str, str]:
     return {name: where for name, value in args.items() if (where := _splicing(value)) is not None}
 
 
-def _encode_url_value(text: str) -> str:
-    """A value spliced into a ``url`` argument, percent-encoded to stay one path segment or
-    query value: every reserved character (``/ ? # & = %``...) is encoded."""
-    try:
-        return quote(text, safe="")
-    except UnicodeEncodeError:
-        raise EvaluationError(
-            text[:80], "a value spliced into a URL is not valid text (a lone surrogate?)"
-        ) from None
+def _render_url(template: Template, scope: Mapping[str, Any]) -> str:
+    """A ``url`` argument: a value that begins it is its base (scheme, host, perhaps a path)
+    and is used as it is; a value after literal text is percent-encoded, every reserved
+    character (``/ ? # & = %``...) included, so it stays one path segment or query value."""
+    out = []
+    for i, part in enumerate(template.parts):
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        value = part.evaluate(scope)
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        if i > 0:
+            try:
+                text = quote(text, safe="")
+            except UnicodeEncodeError:
+                raise EvaluationError(
+                    template.source[:80],
+                    "a value spliced into the URL is not valid text (a lone surrogate?)",
+                ) from None
+        out.append(text)
+    return "".join(out)
 
 
 class ToolExecutor(NodeExecutor):
@@ -257,7 +270,7 @@ class ToolExecutor(NodeExecutor):
     An argument the tool declares ``code`` may hold whole ``{{ }}`` templates but no text
     with values spliced into it, at any depth (refused by validation, and again here if the
     running tool declares what the validating one did not); values spliced into a ``url``
-    argument are percent-encoded.
+    argument after literal text are percent-encoded.
     """
 
     _KEYS = frozenset({"tool", "args"})
@@ -325,7 +338,7 @@ class ToolExecutor(NodeExecutor):
         args = prepared.args.render(ctx.scope)
         for arg, template in prepared.texts.items():
             if rules.get(arg) == "url":
-                args[arg] = template.render(ctx.scope, encode=_encode_url_value)
+                args[arg] = _render_url(template, ctx.scope)
         return await call_tool(ctx, prepared.tool, args)
 
 

@@ -30,9 +30,10 @@ ArgKind = Literal["code", "url"]
   code, explicitly); text with a ``{{ }}`` spliced into it, anywhere in the argument (in
   a list or mapping too), is refused at validation and again at run time, because a value
   could change the code's structure.
-- ``"url"``: it parses the text as a URL. A value spliced into text is percent-encoded
-  (every reserved character: ``/ ? # & = %``...), so it stays one path segment or query
-  value; a whole-value template is used as it is.
+- ``"url"``: it parses the text as a URL. A value spliced after literal text is
+  percent-encoded (every reserved character: ``/ ? # & = %``...), so it stays one path
+  segment or query value. A value that begins the text is the URL's base and is used as
+  it is (``"{{ vars.api }}/orders/{{ vars.id }}"``), as is a whole-value template.
 """
 _ARG_KINDS: Final = ("code", "url")
 

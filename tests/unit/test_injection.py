@@ -694,6 +694,16 @@ def test_a_value_spliced_into_a_url_stays_one_path_segment(order_id: str) -> Non
     assert (parts.query, parts.fragment) == ("view=full", "")
 
 
+@given(hostile_strings)
+def test_a_base_that_begins_the_url_is_kept_and_the_rest_encoded(order_id: str) -> None:
+    seen: list[str] = []
+    tools = url_tools(seen)
+    wf = fetch_workflow("{{ vars.q }}/orders/{{ vars.id }}", tools)
+    rt = memory_runtime(tools=tools)
+    rt.run(rt.create_room(wf, {"q": "https://api.example.com/v2", "id": order_id}).id)
+    assert seen == ["https://api.example.com/v2/orders/" + quote(order_id, safe="")]
+
+
 def test_a_whole_value_url_template_is_used_as_it_is() -> None:
     seen: list[str] = []
     tools = url_tools(seen)
@@ -756,3 +766,40 @@ transitions:
     (called,) = rt.events(room.id, types=[EventType.TOOL_CALLED])
     assert called.error is not None
     assert "header 'Authorization' contains a line break" in called.error.message
+
+
+@pytest.mark.parametrize("order_id", HOSTILE, ids=repr)
+def test_an_id_a_model_replied_stays_one_path_segment(order_id: str) -> None:
+    """As in examples/support_triage.yaml: a base from the variables, an id from a model."""
+    seen: list[str] = []
+    tools = url_tools(seen)
+    models = ModelRegistry()
+    models.register_provider("scripted", ScriptedModel([json.dumps({"order_id": order_id})]))
+    store = MemoryStore()
+    rt = Runtime(store, store, models=models, tools=tools)
+    wf = Workflow.from_yaml(
+        """
+id: triage_fetch
+variables: {orders_api: "https://orders.example.com"}
+agents:
+  triager: {model: scripted/triager, system_prompt: Find the order id.}
+nodes:
+  triage:
+    type: agent
+    agent: triager
+    prompt: Which order?
+    output_schema: {type: object, required: [order_id]}
+    output: triage
+  get:
+    type: tool
+    tool: fetch
+    args: {url: "{{ vars.orders_api }}/orders/{{ vars.triage.order_id }}"}
+  done: {type: end}
+transitions:
+  - {from: triage, to: get}
+  - {from: get, to: done}
+""",
+        tools=tools,
+    )
+    rt.run(rt.create_room(wf).id)
+    assert seen == ["https://orders.example.com/orders/" + quote(order_id, safe="")]
