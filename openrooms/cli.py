@@ -23,6 +23,7 @@ from openrooms.errors import CorruptRoomError, OpenRoomsError, WorkflowValidatio
 from openrooms.events import Event, EventType, Level
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runtime import Runtime, open_runtime
+from openrooms.terminal import printable
 from openrooms.tools import default_tools, http_tool
 from openrooms.workflow import Workflow, load_workflow
 
@@ -153,7 +154,7 @@ class _Progress:
     def __call__(self, e: Event) -> None:
         line = self.line(e)
         if line:
-            click.echo(line, err=True)
+            click.echo(printable(line), err=True)
 
     def line(self, e: Event) -> str | None:
         t, d = e.type, e.data
@@ -214,7 +215,9 @@ def _finish(state: RoomState, as_json: bool) -> NoReturn:
         click.echo(f"  openrooms input {state.room_id} --data '<json>'")
     else:
         tail = f": {state.reason}" if state.reason else ""
-        click.echo(f"room {state.room_id} {state.status.value} at {state.current_node!r}{tail}")
+        click.echo(
+            printable(f"room {state.room_id} {state.status.value} at {state.current_node!r}{tail}")
+        )
     if state.status is RoomStatus.COMPLETED:
         ctx.exit(EXIT_COMPLETED)
     if state.status is RoomStatus.WAITING:
@@ -462,13 +465,13 @@ def show(ctx: click.Context, room_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(_room_json(state), ensure_ascii=False, indent=2))
         return
-    click.echo(f"room:      {state.room_id} ({state.name})")
+    click.echo(printable(f"room:      {state.room_id} ({state.name})"))
     click.echo(f"workflow:  {state.workflow_id} v{state.workflow_version}")
     click.echo(f"status:    {state.status.value}")
     click.echo(f"node:      {state.current_node} (attempt {state.attempt})")
     click.echo(f"steps:     {state.steps}")
     if state.reason:
-        click.echo(f"reason:    {state.reason}")
+        click.echo(printable(f"reason:    {state.reason}"))
     u = state.usage
     if u:
         cost = f", ${u['cost_usd']:.6f}" if u.get("cost_usd") is not None else ""
@@ -480,7 +483,7 @@ def show(ctx: click.Context, room_id: str, as_json: bool) -> None:
         click.echo(f"memory:    {_short(dict(state.memory), 80)}")
     click.echo("variables:")
     for line in json.dumps(dict(state.variables), indent=2, ensure_ascii=False).splitlines():
-        click.echo(f"  {line}")
+        click.echo(printable(f"  {line}"))
 
 
 @cli.command()
@@ -580,7 +583,7 @@ def logs(
             events = rt.events(room_id, after=after, min_level=min_level, types=wanted)
         try:
             for e in events:
-                click.echo(fmt(e))
+                click.echo(fmt(e) if as_json else printable(fmt(e)))
         except KeyboardInterrupt:
             return
 

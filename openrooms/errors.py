@@ -33,6 +33,8 @@ third-party tools (OpenRooms itself never pickles).
     ├── NodeTypeNotFoundError (LookupError)
     ├── ToolNotFoundError (LookupError)
     ├── ToolError                              a tool failed; its exception is the __cause__
+    ├── UnsafeTemplateError (ValueError)       a template splices a value into a tool
+    │                                          argument the tool parses as code
     └── CompletionError                        the model provider failed or replied unusably
 """
 
@@ -66,6 +68,7 @@ __all__ = [
     "ToolError",
     "ToolNotFoundError",
     "TransitionNotAllowedError",
+    "UnsafeTemplateError",
     "WorkflowConflictError",
     "WorkflowNotFoundError",
     "WorkflowValidationError",
@@ -378,6 +381,34 @@ class ToolError(OpenRoomsError):
 
     def __str__(self) -> str:
         return f"tool {self.tool!r} failed: {self.message}"
+
+
+class UnsafeTemplateError(OpenRoomsError, ValueError):
+    """A template splices a value into the text of a tool argument the tool parses as code.
+
+    Raised when a tool node runs with a tool that declares the argument ``code`` (see
+    :data:`~openrooms.tools.base.ArgKind`) but the workflow was validated without it;
+    validation refuses the same template up front.
+    """
+
+    def __init__(self, path: str, tool: str, argument: str) -> None:
+        super().__init__(path, tool, argument)
+        self.path, self.tool, self.argument = path, tool, argument
+
+    @property
+    def problem(self) -> Problem:
+        """What is wrong, where, and the fix."""
+        return Problem(
+            self.path,
+            f"tool {self.tool!r} parses {self.argument!r} as code, and this template splices "
+            f"a value into its text, where the value could change the code",
+            "pass values as data and name them in the code (for the calculator: "
+            "{expression: 'amount * 2', values: {amount: '{{ vars.amount }}'}}), "
+            "or make the whole argument one template",
+        )
+
+    def __str__(self) -> str:
+        return str(self.problem)
 
 
 class CompletionError(OpenRoomsError):
