@@ -13,7 +13,8 @@ third-party tools (OpenRooms itself never pickles).
     │                                          parse, or exceeds a static limit
     ├── EvaluationError (ValueError)           an expression failed at run time (missing name...)
     ├── SchemaValidationError (ValueError)     a value (input, variables, tool arguments) breaks
-    │                                          its schema
+    │   │                                      its schema
+    │   └── PatternTimeoutError                a schema's pattern ran out of its time budget
     ├── WorkflowNotFoundError (LookupError)
     ├── WorkflowConflictError                  other content under an existing id + version
     ├── RoomNotFoundError (LookupError)
@@ -49,6 +50,7 @@ __all__ = [
     "MissingExtraError",
     "NodeTypeNotFoundError",
     "OpenRoomsError",
+    "PatternTimeoutError",
     "Problem",
     "RoomExistsError",
     "RoomLeasedError",
@@ -142,6 +144,11 @@ class SchemaValidationError(OpenRoomsError, ValueError):
 
     def __str__(self) -> str:
         return f"{self.what} is invalid:\n{_render(self.problems)}"
+
+
+class PatternTimeoutError(SchemaValidationError):
+    """A schema's ``pattern`` took longer than its time budget on a value (it backtracks
+    without end, like ``^(a|a)*$``); the value is refused, and ``problems`` names the pattern."""
 
 
 class WorkflowNotFoundError(OpenRoomsError, LookupError):

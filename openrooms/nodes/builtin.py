@@ -21,7 +21,7 @@ from openrooms.nodes.base import (
     Outcome,
     unknown_keys,
 )
-from openrooms.schema import check_schema
+from openrooms.schema import Schema, check_schema, compile_schema
 from openrooms.tools.base import ToolContext
 from openrooms.tools.redact import redact, truncate_json
 from openrooms.workflow import Node
@@ -293,6 +293,7 @@ class PreparedWait:
 
     prompt: Template | None
     schema: Mapping[str, Any] | None
+    compiled: Schema | None = None
 
 
 class WaitExecutor(NodeExecutor):
@@ -315,9 +316,11 @@ class WaitExecutor(NodeExecutor):
 
     def prepare(self, node: Node) -> PreparedWait:
         prompt = node.config.get("prompt")
+        schema = node.config.get("schema")
         return PreparedWait(
             prompt=compile_template(prompt, names=CONFIG_NAMES) if prompt is not None else None,
-            schema=node.config.get("schema"),
+            schema=schema,
+            compiled=None if schema is None else compile_schema(schema),
         )
 
 
