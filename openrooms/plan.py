@@ -19,7 +19,7 @@ import attrs
 
 from openrooms.errors import ExpressionError, Problem, WorkflowValidationError
 from openrooms.expressions import Expression, compile_expression
-from openrooms.nodes import GUARD_NAMES, NodeExecutor, node_types
+from openrooms.nodes import FAILURE_LABELS, GUARD_NAMES, NodeExecutor, node_types
 
 if TYPE_CHECKING:
     from openrooms.workflow import Node, Workflow
@@ -43,6 +43,7 @@ MAX_RETRY_ATTEMPTS: Final = 100
 WORKFLOW_ID: Final = re.compile(r"[a-z0-9_-]{1,100}")
 NODE_ID: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
 LABEL: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
+_FIRST: Final = {"ok": 0, "error": 1, "timeout": 2}
 
 
 @attrs.frozen(slots=True)
@@ -287,6 +288,8 @@ class _Checker:
                     "point this transition from another node",
                 )
                 continue
+            if not self.label_ok(t.on, t.source, executors.get(t.source), path):
+                continue
             key = (t.source, t.on)
             if key in defaults:
                 j = defaults[key]
@@ -330,6 +333,22 @@ class _Checker:
                     "add a transition with on: timeout",
                 )
         return table
+
+    def label_ok(self, label: str, node_id: str, executor: NodeExecutor | None, path: str) -> bool:
+        """Whether a node of this type can end with *label*; if not, say so and return False."""
+        node = self.wf.nodes[node_id]
+        declared = executor.labels_for(node) if executor is not None else None
+        if declared is None:  # unknown or broken node, or an executor that declares nothing
+            return True
+        allowed = sorted(declared | FAILURE_LABELS, key=lambda x: (_FIRST.get(x, 3), x))
+        if label in allowed:
+            return True
+        self.add(
+            f"{path}.on",
+            f"a {node.type!r} node never ends with outcome {label!r}",
+            _suggest(label, allowed, "outcomes"),
+        )
+        return False
 
     def reachable(self, table: Mapping[str, Mapping[str, list[Route]]], start: str) -> None:
         seen = {start}

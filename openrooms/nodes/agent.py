@@ -72,6 +72,8 @@ class PreparedAgent:
 class AgentExecutor(NodeExecutor):
     """Runs an agent: model turns and tool calls until a final answer or ``max_turns``."""
 
+    labels = frozenset({"ok"})
+
     _KEYS = frozenset({"agent", "prompt", "thread", "output_schema"})
 
     def validate(self, node: Node, path: str) -> list[Problem]:

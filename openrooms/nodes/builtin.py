@@ -67,6 +67,8 @@ class SetExecutor(NodeExecutor):
     ``memory: {key: value}`` saves entries in the room's memory (``memory.key`` afterwards);
     a null value deletes the entry."""
 
+    labels = frozenset({"ok"})
+
     _KEYS = frozenset({"assign", "memory"})
 
     def validate(self, node: Node, path: str) -> list[Problem]:
@@ -166,6 +168,8 @@ def _remember(ctx: NodeContext, entries: tuple[tuple[str, CompiledValue], ...]) 
 class DecisionExecutor(NodeExecutor):
     """``decision``: does nothing itself; its transitions' guards pick the way on."""
 
+    labels = frozenset({"ok"})
+
     def validate(self, node: Node, path: str) -> list[Problem]:
         problems = unknown_keys(node, path, frozenset())
         if node.output is not None:
@@ -188,6 +192,8 @@ class PreparedTool:
 
 class ToolExecutor(NodeExecutor):
     """``tool``: calls the registered tool ``tool`` with templated ``args``."""
+
+    labels = frozenset({"ok"})
 
     _KEYS = frozenset({"tool", "args"})
 
@@ -303,6 +309,8 @@ class WaitExecutor(NodeExecutor):
     input as output (``input`` in the outgoing guards); ``timeout_s`` fires ``on: timeout``.
     """
 
+    labels = frozenset({"ok"})
+
     engine_handled = True
     _KEYS = frozenset({"prompt", "schema"})
 
@@ -335,6 +343,8 @@ class PreparedEnd:
 class EndExecutor(NodeExecutor):
     """``end``: finishes the room, ``status: completed`` (default) or ``status: failed``
     with a templated ``reason``."""
+
+    labels = frozenset()
 
     engine_handled = True
     _KEYS = frozenset({"status", "reason"})
