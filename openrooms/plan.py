@@ -22,6 +22,7 @@ from openrooms.expressions import Expression, compile_expression
 from openrooms.nodes import FAILURE_LABELS, GUARD_NAMES, NodeExecutor, node_types
 
 if TYPE_CHECKING:
+    from openrooms.schema import Schema
     from openrooms.workflow import Node, Workflow
 
 __all__ = [
@@ -72,9 +73,11 @@ class NodePlan:
 
 @attrs.frozen(slots=True)
 class Plan:
-    """The compiled workflow: node id -> :class:`NodePlan`."""
+    """The compiled workflow: node id -> :class:`NodePlan`, and the compiled ``inputs``
+    schema the variables a caller passes are checked against (None: any are taken)."""
 
     nodes: Mapping[str, NodePlan]
+    inputs: Schema | None = None
 
 
 def _suggest(name: str, options: list[str], kind: str = "nodes") -> str:
@@ -97,6 +100,7 @@ class _Checker:
         self.wf = wf
         self.problems: list[Problem] = []
         self.node_ids = list(wf.nodes)
+        self.inputs: Schema | None = None
 
     def add(self, path: str, message: str, hint: str = "") -> None:
         self.problems.append(Problem(path, message, hint))
@@ -138,6 +142,11 @@ class _Checker:
             self.add("initial", f"unknown node {wf.initial!r}", _suggest(wf.initial, self.node_ids))
         self.agents()
         self.budget()
+        if self.wf.inputs is not None:
+            from openrooms.inputs import inputs_problems
+
+            found, self.inputs = inputs_problems(self.wf)
+            self.problems.extend(found)
 
     def budget(self) -> None:
         b = self.wf.budget
@@ -399,4 +408,4 @@ def build_plan(wf: Workflow) -> Plan:
             prepared=executor.prepare(node),
             routes={label: tuple(routes) for label, routes in table[node_id].items()},
         )
-    return Plan(nodes=nodes)
+    return Plan(nodes=nodes, inputs=checker.inputs)

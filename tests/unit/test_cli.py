@@ -144,7 +144,7 @@ def test_unknown_room_and_bad_json_are_clear_errors(invoke) -> None:  # type: ig
     result = invoke("input", "missing", "--data", "{nope")
     assert result.exit_code == 2 and "not valid JSON" in result.output
     result = invoke("run", str(EXAMPLES / "savings_loop.yaml"), "--var", "novalue")
-    assert result.exit_code == 2 and "NAME=VALUE" in result.output
+    assert result.exit_code == 2 and "NAME=TEXT or NAME:=JSON" in result.output
 
 
 def test_graph_prints_mermaid_and_a_table(invoke) -> None:  # type: ignore[no-untyped-def]
