@@ -293,12 +293,9 @@ class _Walk:
 
 def _meta_problems(schema: object, path: str) -> list[Problem]:
     """Problems the Draft 2020-12 meta-schema finds, each at the keyword it is about."""
-    from jsonschema import Draft202012Validator
-
-    meta = Draft202012Validator(Draft202012Validator.META_SCHEMA)
     problems = []
     try:
-        errors = list(meta.iter_errors(schema))
+        errors = list(_meta_validator().iter_errors(schema))
     except RecursionError:
         return [Problem(path, "schema nested too deeply to check")]
     for error in errors:
@@ -307,6 +304,13 @@ def _meta_problems(schema: object, path: str) -> list[Problem]:
             Problem(_join(path, where), *_keyword_message(keyword, error.instance, error.message))
         )
     return problems
+
+
+@functools.cache
+def _meta_validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(Draft202012Validator.META_SCHEMA)
 
 
 def _locate(schema: object, parts: list[str | int]) -> tuple[list[str | int], str | None]:
