@@ -287,3 +287,22 @@ def test_the_readme_command_runs_in_a_real_process(tmp_path: Path) -> None:
     )
     assert out.returncode == 3, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1])["variables"]["amount"] == 250
+
+
+def test_a_subworkflow_input_is_checked_against_the_childs_inputs(rt: Runtime) -> None:
+    child = Workflow.from_yaml(
+        "id: typed_child\nvariables: {n: 0}\ninputs: {properties: {n: {type: integer}}}\n"
+        "nodes:\n  done: {type: end}\n"
+    )
+    parent = Workflow.from_yaml(
+        "id: typed_parent\nnodes:\n"
+        "  call: {type: subworkflow, workflow: typed_child, input: {m: 2}, output: out}\n"
+        "  done: {type: end}\n"
+        "transitions:\n  - {from: call, to: done}\n"
+    )
+    rt.register_workflow(child)
+    state = rt.run(rt.create_room(parent).room_id)
+    assert state.status.value == "failed"
+    failed = [e for e in rt.events(state.room_id) if e.type.value == "NODE_FAILED"]
+    assert failed and "unknown variable 'm'" in failed[0].error.message  # type: ignore[union-attr]
+    assert "allowed: n" in failed[0].error.message  # type: ignore[union-attr]

@@ -526,3 +526,39 @@ def test_importing_openrooms_loads_neither_jsonschema_nor_regex() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_schemas_a_workflow_declares_are_checked_when_it_is_built_and_compiled_once() -> None:
+    from openrooms import Workflow, WorkflowValidationError
+
+    def wf(schema: Any, output_schema: Any) -> dict[str, Any]:
+        return {
+            "id": "schemas",
+            "agents": {"a": {"model": "openai/gpt-4o-mini"}},
+            "nodes": {
+                "ask": {"type": "wait", "schema": schema},
+                "think": {"type": "agent", "agent": "a", "output_schema": output_schema},
+                "done": {"type": "end"},
+            },
+            "transitions": [{"from": "ask", "to": "think"}, {"from": "think", "to": "done"}],
+        }
+
+    with pytest.raises(WorkflowValidationError) as info:
+        Workflow.from_dict(
+            wf({"properties": {"a": {"minimum": "1"}}}, {"type": "object", "required": "x"})
+        )
+    assert sorted(p.path for p in info.value.problems) == [
+        "nodes.ask.schema.properties.a.minimum",
+        "nodes.think.output_schema.required",
+    ]
+    ok = Workflow.from_dict(wf({"type": "object"}, {"type": "object"}))
+    assert isinstance(ok.plan.nodes["ask"].prepared.compiled, Schema)
+    assert isinstance(ok.plan.nodes["think"].prepared.compiled_output, Schema)
+
+
+def test_a_tool_with_a_bad_parameter_schema_is_refused_at_registration() -> None:
+    from openrooms import Tool, ToolRegistry
+
+    bad = Tool("t", "", {"type": "object", "properties": {"x": {"type": "strnig"}}}, fn=print)
+    with pytest.raises(ValueError, match=r"tool 't' parameters\.properties\.x\.type"):
+        ToolRegistry().register(bad)
