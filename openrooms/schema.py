@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import difflib
 import functools
+import itertools
 import json
 import math
 import time
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 MAX_PATTERN_LENGTH: Final = 1_000
+MAX_PROBLEMS: Final = 50
+"""Problems reported for one value at most; the rest are counted, not listed."""
 MAX_SCHEMA_DEPTH: Final = 64
 PATTERN_BUDGET_S: Final = 0.5
 """Seconds all pattern matches of one validation may take together."""
@@ -138,7 +141,12 @@ _BOUNDS: Final = {
 
 
 def _show(value: object) -> str:
-    text = json.dumps(value, default=repr, ensure_ascii=False)
+    if isinstance(value, str) and len(value) > 40:
+        value = value[:40]  # the start is all a message shows
+    try:
+        text = json.dumps(value, default=repr, ensure_ascii=False)
+    except (RecursionError, ValueError):
+        return f"<{_type_name(value)}>"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -630,7 +638,8 @@ class Schema:
 
         token = _deadline.set(time.monotonic() + PATTERN_BUDGET_S)
         try:
-            errors = list(self._validator.iter_errors(value))
+            # a bounded number: a huge value breaking its schema everywhere stays cheap
+            errors = list(itertools.islice(self._validator.iter_errors(value), 2 * MAX_PROBLEMS))
         except RecursionError:
             return [Problem(path, "nested too deeply to check against its schema")], False
         except Unresolvable as exc:
@@ -651,6 +660,9 @@ class Schema:
             timed_out = timed_out or (detail is not None and detail.timed_out)
             message = _value_message(e)
             problems.append(Problem(_join(path, where), message, detail.hint if detail else ""))
+        if len(problems) > MAX_PROBLEMS or len(errors) == 2 * MAX_PROBLEMS:
+            del problems[MAX_PROBLEMS:]
+            problems.append(Problem(path, f"more problems than the {MAX_PROBLEMS} listed"))
         return problems, timed_out
 
 

@@ -562,3 +562,18 @@ def test_a_tool_with_a_bad_parameter_schema_is_refused_at_registration() -> None
     bad = Tool("t", "", {"type": "object", "properties": {"x": {"type": "strnig"}}}, fn=print)
     with pytest.raises(ValueError, match=r"tool 't' parameters\.properties\.x\.type"):
         ToolRegistry().register(bad)
+
+
+def test_a_value_broken_everywhere_lists_a_bounded_number_of_problems() -> None:
+    from openrooms.schema import MAX_PROBLEMS
+
+    problems = schema_problems(list(range(10_000)), {"items": {"type": "string"}}, "v")
+    assert len(problems) == MAX_PROBLEMS + 1
+    assert problems[0].path == "v[0]" and "more problems" in problems[-1].message
+    deep: Any = "x"
+    for _ in range(5_000):
+        deep = [deep]
+    (problem,) = schema_problems(
+        deep, {"$defs": {"n": {"items": {"$ref": "#"}}}, "$ref": "#/$defs/n"}, "v"
+    )
+    assert "too deeply" in problem.message  # a problem, not a RecursionError
