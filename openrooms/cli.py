@@ -10,7 +10,7 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar, cast
@@ -19,8 +19,14 @@ import click
 import yaml
 
 from openrooms import serde
-from openrooms.errors import CorruptRoomError, OpenRoomsError, WorkflowValidationError
+from openrooms.errors import (
+    CorruptRoomError,
+    OpenRoomsError,
+    VariableSyntaxError,
+    WorkflowValidationError,
+)
 from openrooms.events import Event, EventType, Level
+from openrooms.inputs import parse_var
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runtime import Runtime, open_runtime
 from openrooms.terminal import printable
@@ -262,7 +268,9 @@ def validate(files: tuple[str, ...]) -> None:
         click.get_current_context().exit(EXIT_INVALID)
 
 
-def _parse_vars(pairs: tuple[str, ...], vars_file: str | None) -> dict[str, Any]:
+def _parse_vars(
+    pairs: tuple[str, ...], vars_file: str | None, inputs: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     variables: dict[str, Any] = {}
     if vars_file:
         try:
@@ -276,14 +284,12 @@ def _parse_vars(pairs: tuple[str, ...], vars_file: str | None) -> dict[str, Any]
                 f"{vars_file} must hold a mapping of names to values", param_hint="--vars-file"
             )
         variables.update(loaded)
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--var")
+    for pair in pairs:  # NAME=TEXT is read by the declared type, NAME:=JSON as JSON
         try:
-            variables[name] = json.loads(text)
-        except json.JSONDecodeError:
-            variables[name] = text
+            name, value = parse_var(pair, inputs)
+        except VariableSyntaxError as exc:  # a usage error: exit status 2
+            raise click.BadParameter(str(exc).removeprefix("--var "), param_hint="--var") from exc
+        variables[name] = value
     return variables
 
 
@@ -293,8 +299,8 @@ def _parse_vars(pairs: tuple[str, ...], vars_file: str | None) -> dict[str, Any]
     "--var",
     "pairs",
     multiple=True,
-    metavar="NAME=VALUE",
-    help="Set a variable; VALUE is parsed as JSON when it parses, else kept as a string.",
+    metavar="NAME=TEXT",
+    help="Set a variable; NAME:=JSON for JSON (see 'Variables' above).",
 )
 @click.option(
     "--vars-file",
@@ -316,14 +322,21 @@ def run(
 ) -> None:
     """Create a room from a workflow file and run it, showing progress node by node.
 
+    Variables: --var NAME:=JSON is always JSON. --var NAME=TEXT is read by the type the
+    workflow's inputs declare for NAME: text for a string, else the JSON it spells
+    (amount=250 is the number 250; amount=abc is refused). Without a declaration a number,
+    true, false, null or JSON is read as such and other text is a string, but text that
+    starts like JSON ({, [ or ") and does not parse is refused. Names the inputs do not
+    declare are refused, with a "did you mean".
+
     Exit status: 0 completed, 1 failed or cancelled, 2 invalid workflow, 3 waiting for input.
 
     Example:
 
         openrooms run examples/order_approval.yaml --var amount=250
     """
-    variables = _parse_vars(pairs, vars_file)
     wf = load_workflow(file)
+    variables = _parse_vars(pairs, vars_file, wf.inputs)
     with _runtime(ctx) as rt:
         room = rt.create_room(wf, variables, name=name)
         click.echo(f"room {room.room_id} ({wf.id} v{wf.version})", err=True)

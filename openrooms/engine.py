@@ -34,7 +34,6 @@ from openrooms.nodes import FAILURE_LABELS, LogRecord, Outcome
 from openrooms.nodes.builtin import PreparedEnd, PreparedWait
 from openrooms.plan import NodePlan
 from openrooms.room import RoomState, RoomStatus
-from openrooms.schema import validate
 from openrooms.types import RoomId
 from openrooms.workflow import Workflow
 
@@ -646,8 +645,8 @@ def receive_input(wf: Workflow, state: RoomState, data: Any, *, now: int) -> Ste
     assert state.current_node is not None
     np = wf.plan.nodes[state.current_node]
     prepared = np.prepared
-    if isinstance(prepared, PreparedWait) and prepared.schema is not None:
-        validate(data, prepared.schema, what=f"input for wait node {state.current_node!r}")
+    if isinstance(prepared, PreparedWait) and prepared.compiled is not None:
+        prepared.compiled.validate(data, what=f"input for wait node {state.current_node!r}")
     em = _Emitter(state, now)
     em.emit(_E.INPUT_RECEIVED, Level.INFO, state.current_node, {"input": data})
     _finish(em, wf, np, Outcome(output=data), input=data)

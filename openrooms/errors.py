@@ -13,7 +13,9 @@ third-party tools (OpenRooms itself never pickles).
     │                                          parse, or exceeds a static limit
     ├── EvaluationError (ValueError)           an expression failed at run time (missing name...)
     ├── SchemaValidationError (ValueError)     a value (input, variables, tool arguments) breaks
-    │                                          its schema
+    │   │                                      its schema
+    │   └── PatternTimeoutError                a schema's pattern ran out of its time budget
+    ├── VariableSyntaxError (ValueError)       a ``--var`` that cannot be read
     ├── WorkflowNotFoundError (LookupError)
     ├── WorkflowConflictError                  other content under an existing id + version
     ├── RoomNotFoundError (LookupError)
@@ -57,6 +59,7 @@ __all__ = [
     "MissingExtraError",
     "NodeTypeNotFoundError",
     "OpenRoomsError",
+    "PatternTimeoutError",
     "Problem",
     "RoomExistsError",
     "RoomLeasedError",
@@ -69,6 +72,7 @@ __all__ = [
     "ToolNotFoundError",
     "TransitionNotAllowedError",
     "UnsafeTemplateError",
+    "VariableSyntaxError",
     "WorkflowConflictError",
     "WorkflowNotFoundError",
     "WorkflowValidationError",
@@ -151,6 +155,25 @@ class SchemaValidationError(OpenRoomsError, ValueError):
 
     def __str__(self) -> str:
         return f"{self.what} is invalid:\n{_render(self.problems)}"
+
+
+class PatternTimeoutError(SchemaValidationError):
+    """A schema's ``pattern`` took longer than its time budget on a value (it backtracks
+    without end, like ``^(a|a)*$``); the value is refused, and ``problems`` names the pattern."""
+
+
+class VariableSyntaxError(OpenRoomsError, ValueError):
+    """A ``--var`` that cannot be read: no ``=``, ``NAME:=JSON`` that is not JSON, or
+    ``NAME=TEXT`` that starts like JSON (``{``, ``[``, ``"``) and does not parse."""
+
+    def __init__(self, given: str, message: str, hint: str = "") -> None:
+        super().__init__(given, message, hint)
+        self.given, self.message, self.hint = given, message, hint
+
+    def __str__(self) -> str:
+        shown = self.given if len(self.given) <= 80 else self.given[:77] + "..."
+        tail = f" — {self.hint}" if self.hint else ""
+        return f"--var {shown!r}: {self.message}{tail}"
 
 
 class WorkflowNotFoundError(OpenRoomsError, LookupError):

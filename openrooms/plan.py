@@ -19,9 +19,10 @@ import attrs
 
 from openrooms.errors import ExpressionError, Problem, WorkflowValidationError
 from openrooms.expressions import Expression, compile_expression
-from openrooms.nodes import GUARD_NAMES, NodeExecutor, node_types
+from openrooms.nodes import FAILURE_LABELS, GUARD_NAMES, NodeExecutor, node_types
 
 if TYPE_CHECKING:
+    from openrooms.schema import Schema
     from openrooms.workflow import Node, Workflow
 
 __all__ = [
@@ -43,6 +44,7 @@ MAX_RETRY_ATTEMPTS: Final = 100
 WORKFLOW_ID: Final = re.compile(r"[a-z0-9_-]{1,100}")
 NODE_ID: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
 LABEL: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
+_FIRST: Final = {"ok": 0, "error": 1, "timeout": 2}
 
 
 @attrs.frozen(slots=True)
@@ -71,9 +73,11 @@ class NodePlan:
 
 @attrs.frozen(slots=True)
 class Plan:
-    """The compiled workflow: node id -> :class:`NodePlan`."""
+    """The compiled workflow: node id -> :class:`NodePlan`, and the compiled ``inputs``
+    schema the variables a caller passes are checked against (None: any are taken)."""
 
     nodes: Mapping[str, NodePlan]
+    inputs: Schema | None = None
 
 
 def _suggest(name: str, options: list[str], kind: str = "nodes") -> str:
@@ -96,6 +100,7 @@ class _Checker:
         self.wf = wf
         self.problems: list[Problem] = []
         self.node_ids = list(wf.nodes)
+        self.inputs: Schema | None = None
 
     def add(self, path: str, message: str, hint: str = "") -> None:
         self.problems.append(Problem(path, message, hint))
@@ -137,6 +142,11 @@ class _Checker:
             self.add("initial", f"unknown node {wf.initial!r}", _suggest(wf.initial, self.node_ids))
         self.agents()
         self.budget()
+        if self.wf.inputs is not None:
+            from openrooms.inputs import inputs_problems
+
+            found, self.inputs = inputs_problems(self.wf)
+            self.problems.extend(found)
 
     def budget(self) -> None:
         b = self.wf.budget
@@ -287,6 +297,8 @@ class _Checker:
                     "point this transition from another node",
                 )
                 continue
+            if not self.label_ok(t.on, t.source, executors.get(t.source), path):
+                continue
             key = (t.source, t.on)
             if key in defaults:
                 j = defaults[key]
@@ -330,6 +342,22 @@ class _Checker:
                     "add a transition with on: timeout",
                 )
         return table
+
+    def label_ok(self, label: str, node_id: str, executor: NodeExecutor | None, path: str) -> bool:
+        """Whether a node of this type can end with *label*; if not, say so and return False."""
+        node = self.wf.nodes[node_id]
+        declared = executor.labels_for(node) if executor is not None else None
+        if declared is None:  # unknown or broken node, or an executor that declares nothing
+            return True
+        allowed = sorted(declared | FAILURE_LABELS, key=lambda x: (_FIRST.get(x, 3), x))
+        if label in allowed:
+            return True
+        self.add(
+            f"{path}.on",
+            f"a {node.type!r} node never ends with outcome {label!r}",
+            _suggest(label, allowed, "outcomes"),
+        )
+        return False
 
     def reachable(self, table: Mapping[str, Mapping[str, list[Route]]], start: str) -> None:
         seen = {start}
@@ -380,4 +408,4 @@ def build_plan(wf: Workflow) -> Plan:
             prepared=executor.prepare(node),
             routes={label: tuple(routes) for label, routes in table[node_id].items()},
         )
-    return Plan(nodes=nodes)
+    return Plan(nodes=nodes, inputs=checker.inputs)

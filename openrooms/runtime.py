@@ -32,6 +32,7 @@ from openrooms.errors import (
     StaleRoomError,
 )
 from openrooms.events import Event, EventType, Level
+from openrooms.inputs import check_inputs
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runner import (
     DEFAULT_LEASE_TTL_MS,
@@ -206,7 +207,9 @@ class Runtime:
             room_id: an explicit id (default: a new time-ordered one).
 
         Raises:
-            SchemaValidationError: a variable name is invalid or a value is not JSON.
+            SchemaValidationError: a variable name is invalid or a value is not JSON, or
+                the variables break the workflow's ``inputs`` schema (an undeclared name,
+                a wrong type, a required input left out).
             WorkflowNotFoundError / WorkflowConflictError / RoomExistsError.
         """
         variables = dict(variables or {})
@@ -215,6 +218,7 @@ class Runtime:
             wf = self.get_workflow(workflow)
         else:
             wf = self.register_workflow(workflow)
+        check_inputs(wf, variables)
         now = self.now()
         rid = RoomId(room_id or f"{now:012x}{secrets.token_hex(5)}")
         step = engine.create_room(wf, rid, now=now, variables=variables, name=name)

@@ -242,6 +242,7 @@ _TOP: Final = (
     "description",
     "initial",
     "variables",
+    "inputs",
     "max_steps",
     "agents",
     "budget",
@@ -486,6 +487,7 @@ def workflow_from_dict(data: Any) -> Workflow:
             variables=dict(variables),
             agents=agents,
             budget=budget,
+            inputs=top.get("inputs"),
             **fields,
         )
     except WorkflowValidationError as exc:
@@ -509,6 +511,8 @@ def workflow_to_dict(wf: Workflow) -> dict[str, Any]:
         out["initial"] = wf.initial
     if wf.variables:
         out["variables"] = dict(wf.variables)
+    if wf.inputs is not None:
+        out["inputs"] = dict(wf.inputs) if isinstance(wf.inputs, Mapping) else wf.inputs
     if wf.max_steps != DEFAULT_MAX_STEPS:
         out["max_steps"] = wf.max_steps
     if wf.agents:

@@ -191,6 +191,8 @@ class Workflow:
         max_steps: node executions a room may make before it fails as a runaway loop.
         agents: named agent configurations.
         budget: per-room token, cost and time limits, if any.
+        inputs: a JSON schema for the variables a caller may pass (``type: object`` and
+            ``additionalProperties: false`` implied); None takes any variables.
     """
 
     id: str
@@ -203,6 +205,7 @@ class Workflow:
     max_steps: int = DEFAULT_MAX_STEPS
     agents: Mapping[str, AgentConfig] = attrs.field(factory=dict, converter=_frozen_dict)
     budget: Budget | None = None
+    inputs: Mapping[str, Any] | None = None
     plan: Plan = attrs.field(init=False, eq=False, repr=False, hash=False)
 
     def __attrs_post_init__(self) -> None:
@@ -279,6 +282,9 @@ class WorkflowBuilder:
               .transition("inc", "inc", when="vars.i < 3")
               .transition("inc", "done")
               .build())
+
+    ``inputs`` is a JSON schema for the variables a caller may pass (see
+    :attr:`Workflow.inputs`), e.g. ``inputs={"properties": {"n": {"type": "integer"}}}``.
     """
 
     def __init__(
@@ -290,6 +296,7 @@ class WorkflowBuilder:
         variables: Mapping[str, Any] | None = None,
         max_steps: int = DEFAULT_MAX_STEPS,
         initial: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
     ) -> None:
         self._fields: dict[str, Any] = {
             "id": id,
@@ -298,6 +305,7 @@ class WorkflowBuilder:
             "variables": dict(variables or {}),
             "max_steps": max_steps,
             "initial": initial,
+            "inputs": dict(inputs) if isinstance(inputs, Mapping) else inputs,
         }
         self._nodes: dict[str, Node] = {}
         self._transitions: list[Transition] = []

@@ -10,9 +10,35 @@ from typing import Any
 import attrs
 from hypothesis import strategies as st
 
-from openrooms import Outcome, Workflow, WorkflowBuilder
+from openrooms import (
+    Node,
+    NodeContext,
+    NodeExecutor,
+    Outcome,
+    Problem,
+    Workflow,
+    WorkflowBuilder,
+)
+from openrooms.nodes import node_types
+from openrooms.nodes.base import unknown_keys
 
 LABELS = ["ok", "error", "timeout", "approve", "reject"]
+CUSTOM = frozenset({"approve", "reject"})
+
+
+class Review(NodeExecutor):
+    """A node type that ends ``ok``, ``approve`` or ``reject`` (custom labels are declared)."""
+
+    labels = frozenset({"ok", *CUSTOM})
+
+    def validate(self, node: Node, path: str) -> list[Problem]:
+        return unknown_keys(node, path, frozenset())
+
+    async def execute(self, ctx: NodeContext) -> Outcome:
+        return Outcome.ok(label="approve")
+
+
+node_types.register("test_review", Review(), replace=True)
 
 
 @st.composite
@@ -25,7 +51,11 @@ def workflows(draw: st.DrawFn) -> Workflow:
     """
     n = draw(st.integers(min_value=1, max_value=7))
     kinds = draw(
-        st.lists(st.sampled_from(["set", "decision", "tool", "wait"]), min_size=n, max_size=n)
+        st.lists(
+            st.sampled_from(["set", "decision", "tool", "wait", "test_review"]),
+            min_size=n,
+            max_size=n,
+        )
     )
     b = WorkflowBuilder("gen", variables={"i": 0}, max_steps=draw(st.integers(5, 60)))
     names = [f"n{i}" for i in range(n)]
@@ -46,6 +76,8 @@ def workflows(draw: st.DrawFn) -> Workflow:
                 output="r",
                 **common,
             )
+        elif kind == "test_review":
+            b.node(name, "test_review", **common)
         else:
             b.wait(name, prompt="go?", timeout_s=draw(st.none() | st.just(5.0)))
     b.end("done")
@@ -65,15 +97,21 @@ def workflows(draw: st.DrawFn) -> Workflow:
         for label, target, when in extra:
             if when is None and label == "ok":
                 continue  # the default ok edge comes last
+            if label in CUSTOM and kinds[i] != "test_review":
+                continue  # only that type declares custom labels
             b.transition(name, target, on=label, when=when or "true")
         if kinds[i] == "wait":
             b.transition(name, "failed_end", on="timeout")
+        if i == n - 1:  # "done" stays reachable, however the default below loops
+            if kinds[i] == "test_review":
+                b.transition(name, "done", on="approve")
+            else:
+                b.transition(name, "done", when="vars.i > 1000")
         # the default: on to the next node, or sometimes back to the start (a loop)
         nxt = names[i + 1] if i + 1 < n else draw(st.sampled_from(["done", names[0]]))
         b.transition(name, nxt)
     # defaults last (a guarded edge after a default could never fire); both ends reachable
     b.transition(names[0], "failed_end", on="error")
-    b.transition(names[-1], "done", on="approve")
     return b.build()
 
 

@@ -44,7 +44,7 @@ from openrooms.nodes.base import (
     unknown_keys,
 )
 from openrooms.nodes.builtin import _template, call_tool
-from openrooms.schema import check_schema, validate
+from openrooms.schema import Schema, check_schema, compile_schema
 
 if TYPE_CHECKING:
     from openrooms.llm import ChatResponse, Message
@@ -66,10 +66,13 @@ class PreparedAgent:
     prompt: Template | None
     thread: str
     output_schema: Mapping[str, Any] | None
+    compiled_output: Schema | None = None
 
 
 class AgentExecutor(NodeExecutor):
     """Runs an agent: model turns and tool calls until a final answer or ``max_turns``."""
+
+    labels = frozenset({"ok"})
 
     _KEYS = frozenset({"agent", "prompt", "thread", "output_schema"})
 
@@ -106,6 +109,11 @@ class AgentExecutor(NodeExecutor):
             prompt=None if prompt is None else compile_template(prompt, names=CONFIG_NAMES),
             thread=node.config.get("thread") or node.config["agent"],
             output_schema=node.config.get("output_schema"),
+            compiled_output=(
+                None
+                if node.config.get("output_schema") is None
+                else compile_schema(node.config["output_schema"])
+            ),
         )
 
     async def execute(self, ctx: NodeContext) -> Outcome:
@@ -134,8 +142,9 @@ class AgentExecutor(NodeExecutor):
                 continue
             answer: Any = message.content or ""
             if prepared.output_schema is not None:
+                assert prepared.compiled_output is not None
                 try:
-                    answer = _structured(answer, prepared.output_schema)
+                    answer = _structured(answer, prepared.compiled_output)
                 except SchemaValidationError as exc:
                     loop.commit(record)
                     if corrected:
@@ -333,7 +342,7 @@ def _models(ctx: NodeContext) -> ModelRegistry:
     return default_models
 
 
-def _structured(text: str, schema: Mapping[str, Any]) -> Any:
+def _structured(text: str, schema: Schema) -> Any:
     """The final answer parsed as JSON and checked against the node's ``output_schema``."""
     try:
         value = json.loads(text)
@@ -341,7 +350,7 @@ def _structured(text: str, schema: Mapping[str, Any]) -> Any:
         raise SchemaValidationError(
             "the agent's answer", [Problem("$", f"not JSON ({exc.msg})")]
         ) from None
-    validate(value, schema, what="the agent's answer")
+    schema.validate(value, what="the agent's answer")
     return value
 
 

@@ -267,9 +267,20 @@ class NodeExecutor:
     Attributes:
         engine_handled: True for types the engine runs itself (``wait``, ``end``).
         references_nodes: config keys whose values name other nodes (for reachability).
+        labels: the outcome labels a successful attempt can have (``ok``, or custom ones
+            like ``approved``); ``error`` and ``timeout`` are always possible besides.
+            Transitions ``on:`` any other label are refused when the workflow is built.
+            None (the default, for executors written before labels were declared) allows
+            any label.
     """
 
     engine_handled: ClassVar[bool] = False
+    labels: ClassVar[frozenset[str] | None] = None
+
+    def labels_for(self, node: Node) -> frozenset[str] | None:
+        """The success labels *node* can produce (default: :attr:`labels`); override it
+        when they depend on the node's config. None allows any label."""
+        return self.labels
 
     def validate(self, node: Node, path: str) -> list[Problem]:
         """Problems with *node*'s config; *path* locates the node (``nodes.review``)."""

@@ -36,7 +36,7 @@ from openrooms.nodes.base import (
     Outcome,
     unknown_keys,
 )
-from openrooms.schema import check_schema
+from openrooms.schema import Schema, check_schema, compile_schema
 from openrooms.tools.base import ToolContext
 from openrooms.tools.redact import redact, truncate_json
 from openrooms.workflow import Node
@@ -81,6 +81,8 @@ class SetExecutor(NodeExecutor):
     and a later value sees the earlier ones (``{a: 1, b: "{{ vars.a + 1 }}"}`` sets b to 2).
     ``memory: {key: value}`` saves entries in the room's memory (``memory.key`` afterwards);
     a null value deletes the entry."""
+
+    labels = frozenset({"ok"})
 
     _KEYS = frozenset({"assign", "memory"})
 
@@ -181,6 +183,8 @@ def _remember(ctx: NodeContext, entries: tuple[tuple[str, CompiledValue], ...]) 
 class DecisionExecutor(NodeExecutor):
     """``decision``: does nothing itself; its transitions' guards pick the way on."""
 
+    labels = frozenset({"ok"})
+
     def validate(self, node: Node, path: str) -> list[Problem]:
         problems = unknown_keys(node, path, frozenset())
         if node.output is not None:
@@ -272,6 +276,8 @@ class ToolExecutor(NodeExecutor):
     running tool declares what the validating one did not); values spliced into a ``url``
     argument after literal text are percent-encoded.
     """
+
+    labels = frozenset({"ok"})
 
     _KEYS = frozenset({"tool", "args"})
 
@@ -408,6 +414,7 @@ class PreparedWait:
 
     prompt: Template | None
     schema: Mapping[str, Any] | None
+    compiled: Schema | None = None
 
 
 class WaitExecutor(NodeExecutor):
@@ -416,6 +423,8 @@ class WaitExecutor(NodeExecutor):
     The engine runs it: entering it makes the room ``waiting``; input completes it with the
     input as output (``input`` in the outgoing guards); ``timeout_s`` fires ``on: timeout``.
     """
+
+    labels = frozenset({"ok"})
 
     engine_handled = True
     _KEYS = frozenset({"prompt", "schema"})
@@ -430,9 +439,11 @@ class WaitExecutor(NodeExecutor):
 
     def prepare(self, node: Node) -> PreparedWait:
         prompt = node.config.get("prompt")
+        schema = node.config.get("schema")
         return PreparedWait(
             prompt=compile_template(prompt, names=CONFIG_NAMES) if prompt is not None else None,
-            schema=node.config.get("schema"),
+            schema=schema,
+            compiled=None if schema is None else compile_schema(schema),
         )
 
 
@@ -447,6 +458,8 @@ class PreparedEnd:
 class EndExecutor(NodeExecutor):
     """``end``: finishes the room, ``status: completed`` (default) or ``status: failed``
     with a templated ``reason``."""
+
+    labels = frozenset()
 
     engine_handled = True
     _KEYS = frozenset({"status", "reason"})

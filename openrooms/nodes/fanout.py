@@ -173,6 +173,8 @@ def _joined_failure(failures: Sequence[tuple[str, Outcome]]) -> Outcome:
 class ParallelExecutor(NodeExecutor):
     """``parallel``: named ``branches`` (inline nodes) run concurrently and are joined."""
 
+    labels = frozenset({"ok"})
+
     _KEYS = frozenset({"branches"})
 
     def validate(self, node: Node, path: str) -> list[Problem]:
@@ -251,6 +253,8 @@ class PreparedMap:
 
 class MapExecutor(NodeExecutor):
     """``map``: one inline ``node`` per element of ``items``, ``concurrency`` at a time."""
+
+    labels = frozenset({"ok"})
 
     _KEYS = frozenset({"items", "node", "concurrency"})
 
@@ -343,6 +347,8 @@ class PreparedSubworkflow:
 
 class SubworkflowExecutor(NodeExecutor):
     """``subworkflow``: run a registered workflow as a child room and wait for it to finish."""
+
+    labels = frozenset({"ok"})
 
     _KEYS = frozenset({"workflow", "version", "input"})
 

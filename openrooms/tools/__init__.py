@@ -20,7 +20,7 @@ __all__ = [
     "tool",
 ]
 
-default_tools.register(calculator_tool)
-default_tools.register(memory_query_tool)
+default_tools._register_builtin(calculator_tool)
+default_tools._register_builtin(memory_query_tool)
 # Refuses every destination until the runtime config's ``http:`` section allows some.
-default_tools.register(http_tool(HttpPolicy()))
+default_tools._register_builtin(http_tool(HttpPolicy()))

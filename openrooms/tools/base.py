@@ -17,7 +17,7 @@ import attrs
 
 from openrooms.errors import ToolError
 from openrooms.memory import RoomMemory
-from openrooms.schema import validate
+from openrooms.schema import Schema, compile_schema
 from openrooms.types import RoomId
 
 __all__ = ["ArgKind", "BaseTool", "Tool", "ToolContext", "schema_from_signature"]
@@ -93,6 +93,7 @@ class Tool:
     fn: Callable[..., Any] = attrs.field(eq=False, repr=False)
     context_param: str | None = None
     templating: Mapping[str, ArgKind] = attrs.field(factory=dict, validator=_check_templating)
+    _compiled: Schema | None = attrs.field(init=False, default=None, eq=False, repr=False)
 
     async def call(self, args: Mapping[str, Any], ctx: ToolContext) -> Any:
         """Validate *args* against the schema, run the tool, and check its result is JSON.
@@ -102,7 +103,11 @@ class Tool:
             ToolError: the tool raised (its exception is the ``__cause__``) or returned
                 something that is not JSON.
         """
-        validate(args, self.parameters, what=f"arguments of tool {self.name!r}")
+        compiled = self._compiled
+        if compiled is None:  # compiled once, on the first call
+            compiled = compile_schema(self.parameters)
+            object.__setattr__(self, "_compiled", compiled)
+        compiled.validate(args, what=f"arguments of tool {self.name!r}")
         kwargs = dict(args)
         if self.context_param is not None:
             kwargs[self.context_param] = ctx

@@ -62,7 +62,7 @@ def test_run_waits_then_input_completes(invoke) -> None:  # type: ignore[no-unty
     assert result.exit_code == 0, result.output
     shown = json.loads(invoke("show", room, "--json").output)
     assert shown["status"] == "completed"
-    assert shown["workflow"] == {"id": "order_approval", "version": 1}
+    assert shown["workflow"] == {"id": "order_approval", "version": 2}
     assert shown["variables"]["state"] == "fulfilled"
     assert shown["current_node"] == "done"
 
@@ -126,7 +126,7 @@ def test_rooms_lists_and_filters(invoke) -> None:  # type: ignore[no-untyped-def
     assert [r["status"] for r in listed] == ["waiting", "completed"]
     waiting = json.loads(invoke("rooms", "--status", "waiting", "--json").output)
     assert [r["workflow"]["id"] for r in waiting] == ["order_approval"]
-    assert "order_approval v1" in invoke("rooms").output
+    assert "order_approval v2" in invoke("rooms").output
 
 
 def test_cancel_then_input_is_a_one_line_error(invoke) -> None:  # type: ignore[no-untyped-def]
@@ -146,7 +146,7 @@ def test_unknown_room_and_bad_json_are_clear_errors(invoke) -> None:  # type: ig
     result = invoke("input", "missing", "--data", "{nope")
     assert result.exit_code == 2 and "not valid JSON" in result.output
     result = invoke("run", str(EXAMPLES / "savings_loop.yaml"), "--var", "novalue")
-    assert result.exit_code == 2 and "NAME=VALUE" in result.output
+    assert result.exit_code == 2 and "NAME=TEXT or NAME:=JSON" in result.output
 
 
 def test_graph_prints_mermaid_and_a_table(invoke) -> None:  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
+import attrs
 import pytest
 from click.testing import CliRunner
 from hypothesis import given
@@ -28,6 +29,7 @@ from openrooms import (
     EventType,
     RoomStatus,
     Runtime,
+    SchemaValidationError,
     Workflow,
     WorkflowBuilder,
     WorkflowValidationError,
@@ -212,8 +214,9 @@ def test_a_hostile_amount_is_refused_or_priced_as_data(invoke, amount: str) -> N
 
 
 @pytest.mark.slow
-def test_the_reported_injection_fails_the_room_through_the_real_command(tmp_path: Path) -> None:
-    """The issue's command, run as a user runs it: a process, the installed module."""
+def test_the_reported_injection_is_refused_through_the_real_command(tmp_path: Path) -> None:
+    """The issue's command, run as a user runs it: a process, the installed module. The
+    example declares ``amount`` a number, so the text is refused before a room exists."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENROOMS_DB": f"sqlite:///{tmp_path}/r.db"}
     proc = subprocess.run(
         [
@@ -232,25 +235,28 @@ def test_the_reported_injection_fails_the_room_through_the_real_command(tmp_path
         text=True,
         timeout=120,
     )
-    assert proc.returncode == EXIT_FAILED, proc.stderr
+    assert proc.returncode == EXIT_INVALID, proc.stderr
     assert "Traceback" not in proc.stderr
-    final = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert final["status"] == "failed" and final["current_node"] == "price"
-    assert "total" not in final["variables"] and "state" not in final["variables"]
-    assert "values.amount: expected number" in final["reason"]
+    assert "amount" in proc.stderr and "expected number" in proc.stderr
+    assert proc.stdout.strip() == ""  # no room was made, so none is reported
+
+
+ORDER_WF = load_workflow(ORDER)
+# The same workflow without its typed inputs: the calculator itself must hold the line.
+UNTYPED_ORDER_WF = attrs.evolve(ORDER_WF, id="order_untyped", inputs=None)
 
 
 @given(hostile_strings)
 def test_no_hostile_amount_changes_the_price(amount: str) -> None:
-    """Through the library: a string amount always fails the pricing, with a typed error."""
+    """Through the library: typed inputs refuse a string amount; without them, a string
+    amount always fails the pricing with a typed error."""
     rt = memory_runtime()
-    room = rt.run(rt.create_room(ORDER_WF, {"amount": amount}).id)
+    with pytest.raises(SchemaValidationError):
+        rt.create_room(ORDER_WF, {"amount": amount})
+    room = rt.run(rt.create_room(UNTYPED_ORDER_WF, {"amount": amount}).id)
     assert room.status is RoomStatus.FAILED and room.current_node == "price"
     assert "total" not in room.variables and "state" not in room.variables
     assert failure_of(rt, room) == "SchemaValidationError"
-
-
-ORDER_WF = load_workflow(ORDER)
 
 
 # --- wait input ------------------------------------------------------------------------------

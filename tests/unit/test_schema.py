@@ -1,4 +1,5 @@
-"""The JSON Schema subset: bad schemas and values are reported, each problem at its path."""
+"""JSON Schema (Draft 2020-12, through jsonschema): bad schemas and values are reported,
+each problem at its path."""
 
 from __future__ import annotations
 
@@ -10,8 +11,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openrooms.errors import OpenRoomsError, Problem, SchemaValidationError
-from openrooms.schema import MAX_PATTERN_LENGTH, check_schema, schema_problems, validate
+from openrooms.errors import OpenRoomsError, PatternTimeoutError, Problem, SchemaValidationError
+from openrooms.schema import (
+    DRAFT,
+    MAX_PATTERN_LENGTH,
+    Schema,
+    check_schema,
+    compile_schema,
+    schema_problems,
+    validate,
+)
 
 ORDER: dict[str, Any] = {
     "type": "object",
@@ -201,7 +210,8 @@ def test_an_unexpected_property_hints_at_the_allowed_ones() -> None:
     ("value", "schema", "ok"),
     [
         (1, {"type": "number"}, True),  # an integer is a number
-        (1.0, {"type": "integer"}, False),  # but a float is not an integer
+        (1.0, {"type": "integer"}, True),  # and, as Draft 2020-12 says, 1.0 is an integer
+        (1.5, {"type": "integer"}, False),  # but 1.5 is not
         (True, {"type": "number"}, False),  # and a boolean is neither
         (None, {"type": "null"}, True),
         ((1, 2), {"type": "array"}, True),
@@ -322,6 +332,8 @@ TYPES = ["object", "array", "string", "integer", "number", "boolean", "null"]
 @given(json_values, st.sampled_from(TYPES))
 def test_type_accepts_exactly_the_values_of_that_json_type(value: Any, name: str) -> None:
     actual = type_name(value)
+    if actual == "number" and value.is_integer():
+        actual = "integer"  # Draft 2020-12: a number with no fractional part is an integer
     expected_ok = actual == name or (name == "number" and actual == "integer")
     problems = schema_problems(value, {"type": name}, "v")
     assert (problems == []) is expected_ok
@@ -382,3 +394,186 @@ def test_problem_paths_always_lead_to_a_part_of_the_value(schema: Any, value: An
                         key, rest = key[:i], key[i:]
                         break
                 node = node[key]
+
+
+# --- Draft 2020-12 through jsonschema ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("schema", "path", "message"),
+    [
+        ({"minProperties": -1}, "schema.minProperties", "0 or more"),
+        ({"prefixItems": {}}, "schema.prefixItems", "non-empty list of schemas"),
+        ({"$defs": {"a": 3}}, "schema.$defs.a", "must be a mapping, got integer"),
+        ({"dependentRequired": {"a": "b"}}, "schema.dependentRequired", "lists of property"),
+        ({"if": [], "then": {}}, "schema.if", "must be a mapping, got array"),
+        ({"properties": {"type": 5}}, "schema.properties.type", "must be a mapping, got integer"),
+        ({"$ref": "https://example.com/s.json"}, "schema.$ref", "leaves this schema"),
+        ({"$ref": "#/$defs/missing"}, "schema.$ref", "points at nothing"),
+        ({"$schema": "http://json-schema.org/draft-07/schema#"}, "schema.$schema", "Draft 2020"),
+        ({"items": {"$schema": DRAFT}}, "schema.items.$schema", "inside a schema"),
+        ({"patternProperties": {"(": {}}}, "schema.patternProperties.(", "invalid pattern"),
+        (
+            {"patternProperties": {"^a": {}}, "unevaluatedProperties": False},
+            "schema.unevaluatedProperties",
+            "cannot be combined with patternProperties",
+        ),
+    ],
+)
+def test_a_draft_2020_12_schema_is_checked_against_the_meta_schema(
+    schema: Any, path: str, message: str
+) -> None:
+    problems = check_schema(schema)
+    assert [p.path for p in problems] == [path]
+    assert message in problems[0].message
+
+
+def test_an_unknown_keyword_gets_a_did_you_mean() -> None:
+    (problem,) = check_schema({"type": "object", "propertys": {}}, "inputs")
+    assert problem.path == "inputs.propertys"
+    assert "did you mean 'properties'?" in problem.hint
+
+
+def test_draft_2020_12_keywords_and_local_references_work() -> None:
+    schema = {
+        "$schema": DRAFT,
+        "$defs": {"sku": {"type": "string", "minLength": 2}},
+        "type": "object",
+        "properties": {
+            "lines": {"type": "array", "prefixItems": [{"$ref": "#/$defs/sku"}]},
+            "gift": {"type": "boolean"},
+        },
+        "dependentRequired": {"gift": ["note"]},
+        "propertyNames": {"pattern": "^[a-z]+$"},
+    }
+    assert check_schema(schema) == []
+    compiled = compile_schema(schema)
+    assert compiled.problems({"lines": ["p1"], "gift": False, "note": "x"}) == []
+    problems = compiled.problems({"lines": ["p"], "gift": True}, "input")
+    assert sorted(p.path for p in problems) == ["input", "input.lines[0]"]
+    assert any("at least 2 characters" in p.message for p in problems)
+
+
+def test_a_reference_is_never_fetched_from_the_network() -> None:
+    """A schema that skipped check_schema still cannot make jsonschema fetch a URL."""
+    problems = schema_problems(1, {"$ref": "http://127.0.0.1:9/s.json"}, "v")
+    assert len(problems) == 1 and "leads nowhere" in problems[0].message
+
+
+def test_a_self_referring_schema_is_a_problem_not_a_crash() -> None:
+    schema = {"$ref": "#"}
+    assert check_schema(schema) == []
+    (problem,) = schema_problems(1, schema, "v")
+    assert "too deeply" in problem.message
+
+
+def test_compiled_schemas_check_many_values_and_keep_the_schema_as_written() -> None:
+    compiled = compile_schema(ORDER)
+    assert isinstance(compiled, Schema) and compiled.raw is ORDER
+    for _ in range(3):
+        compiled.validate(GOOD_ORDER, what="input")
+        with pytest.raises(SchemaValidationError, match=r"input\.qty"):
+            compiled.validate({**GOOD_ORDER, "qty": 0}, what="input")
+
+
+# --- patterns run with a time budget ---------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_a_nested_repetition_pattern_is_refused_quickly_on_a_long_value() -> None:
+    """``^(a+)+$`` took 10.6 s on 28 characters with ``re``; the regex engine settles it."""
+    (problem,) = schema_problems("a" * 40 + "!", {"type": "string", "pattern": "^(a+)+$"}, "in")
+    assert problem.path == "in" and "does not match" in problem.message
+
+
+@pytest.mark.timeout(30)
+def test_a_pattern_that_backtracks_without_end_stops_with_a_typed_error() -> None:
+    schema = {"type": "object", "properties": {"code": {"pattern": "^(a|a)*$"}}}
+    with pytest.raises(PatternTimeoutError) as info:
+        validate({"code": "a" * 60 + "!"}, schema, what="input")
+    (problem,) = info.value.problems
+    assert problem.path == "input.code"
+    assert "took too long" in problem.message and "simplify" in problem.hint
+    assert isinstance(info.value, SchemaValidationError)  # refused like any other bad value
+
+
+@pytest.mark.timeout(30)
+def test_pattern_properties_and_additional_properties_share_the_time_budget() -> None:
+    schema = {"patternProperties": {"^(a|a)*$": {}}, "additionalProperties": False}
+    value = {"a" * 60 + "!": 1, "b" * 60: 2}
+    with pytest.raises(PatternTimeoutError) as info:
+        validate(value, schema, what="v")
+    assert all("took too long" in p.message for p in info.value.problems)
+
+
+def test_every_built_in_tool_schema_passes_the_meta_schema() -> None:
+    from openrooms import default_tools
+
+    for t in default_tools:
+        assert check_schema(t.parameters, t.name) == [], t.name
+
+
+def test_importing_openrooms_loads_neither_jsonschema_nor_regex() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, openrooms\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('jsonschema', 'regex', 'referencing')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_schemas_a_workflow_declares_are_checked_when_it_is_built_and_compiled_once() -> None:
+    from openrooms import Workflow, WorkflowValidationError
+
+    def wf(schema: Any, output_schema: Any) -> dict[str, Any]:
+        return {
+            "id": "schemas",
+            "agents": {"a": {"model": "openai/gpt-4o-mini"}},
+            "nodes": {
+                "ask": {"type": "wait", "schema": schema},
+                "think": {"type": "agent", "agent": "a", "output_schema": output_schema},
+                "done": {"type": "end"},
+            },
+            "transitions": [{"from": "ask", "to": "think"}, {"from": "think", "to": "done"}],
+        }
+
+    with pytest.raises(WorkflowValidationError) as info:
+        Workflow.from_dict(
+            wf({"properties": {"a": {"minimum": "1"}}}, {"type": "object", "required": "x"})
+        )
+    assert sorted(p.path for p in info.value.problems) == [
+        "nodes.ask.schema.properties.a.minimum",
+        "nodes.think.output_schema.required",
+    ]
+    ok = Workflow.from_dict(wf({"type": "object"}, {"type": "object"}))
+    assert isinstance(ok.plan.nodes["ask"].prepared.compiled, Schema)
+    assert isinstance(ok.plan.nodes["think"].prepared.compiled_output, Schema)
+
+
+def test_a_tool_with_a_bad_parameter_schema_is_refused_at_registration() -> None:
+    from openrooms import Tool, ToolRegistry
+
+    bad = Tool("t", "", {"type": "object", "properties": {"x": {"type": "strnig"}}}, fn=print)
+    with pytest.raises(ValueError, match=r"tool 't' parameters\.properties\.x\.type"):
+        ToolRegistry().register(bad)
+
+
+def test_a_value_broken_everywhere_lists_a_bounded_number_of_problems() -> None:
+    from openrooms.schema import MAX_PROBLEMS
+
+    problems = schema_problems(list(range(10_000)), {"items": {"type": "string"}}, "v")
+    assert len(problems) == MAX_PROBLEMS + 1
+    assert problems[0].path == "v[0]" and "more problems" in problems[-1].message
+    deep: Any = "x"
+    for _ in range(5_000):
+        deep = [deep]
+    (problem,) = schema_problems(
+        deep, {"$defs": {"n": {"items": {"$ref": "#"}}}, "$ref": "#/$defs/n"}, "v"
+    )
+    assert "too deeply" in problem.message  # a problem, not a RecursionError
