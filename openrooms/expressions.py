@@ -536,8 +536,10 @@ class _Parser:
         """Evaluate a subtree of constants now; a limit hit here is a static error."""
         try:
             value = node.fn({})
-        except _Limit as exc:
-            raise ExpressionError(self.source, str(exc)) from None
+        except _Limit as exc:  # at the last token read: the end of the folded subtree
+            raise ExpressionError(
+                self.source, str(exc), self.toks[max(self.i - 1, 0)].pos
+            ) from None
         except EvaluationError:
             return node  # e.g. 1/0: reported when evaluated, like any other run-time error
         if _size(value) > _MAX_FOLDED_SIZE:

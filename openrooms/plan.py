@@ -232,7 +232,7 @@ class _Checker:
             )
         bad = find_unstorable(node.config, path)
         if bad is not None:
-            self.add(bad[0], bad[1], "a workflow holds only JSON values")
+            self.add(bad[0], f"the value {bad[1]}", "a workflow holds only JSON values")
         if node.retry is not None:
             self.retry(path, node)
         executor = node_types.find(node.type)
