@@ -395,7 +395,11 @@ def build_plan(wf: Workflow) -> Plan:
     if wf.nodes and (wf.initial is None or wf.initial in wf.nodes):
         checker.reachable(table, wf.start)
     if not checker.problems:
-        size = len(json.dumps(wf.to_dict(), default=str))
+        definition = wf.to_dict()
+        bad = find_unstorable(definition, "")  # text anywhere: descriptions, labels, prompts
+        if bad is not None:
+            checker.add(bad[0].lstrip("."), f"the value {bad[1]}", "a workflow holds only JSON")
+        size = len(json.dumps(definition, default=str))
         if size > MAX_DEFINITION_BYTES:
             checker.add("", f"the definition is {size} bytes; the limit is {MAX_DEFINITION_BYTES}")
     if checker.problems:

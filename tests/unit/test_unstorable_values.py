@@ -34,6 +34,7 @@ from openrooms.tools import HttpPolicy, ToolRegistry
 
 pytestmark = pytest.mark.timeout(60)
 
+HOSTILE_IDS = ["inf", "-inf", "nan", "surrogate", "huge-int", "int-key", "surrogate-key", "set"]
 HOSTILE: list[tuple[Any, str]] = [
     (float("inf"), "is inf"),
     (float("-inf"), "is -inf"),
@@ -82,7 +83,7 @@ transitions:
 # --- the check itself ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "problem"), HOSTILE)
+@pytest.mark.parametrize(("value", "problem"), HOSTILE, ids=HOSTILE_IDS)
 def test_each_unstorable_value_is_named_with_its_path(value: Any, problem: str) -> None:
     found = find_unstorable({"items": [{}, {"price": value}]})
     assert found is not None
@@ -118,7 +119,7 @@ def test_odd_keys_are_quoted_in_the_path() -> None:
 # --- tool results ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "problem"), HOSTILE[:5])
+@pytest.mark.parametrize(("value", "problem"), HOSTILE[:5], ids=HOSTILE_IDS[:5])
 def test_a_tool_result_that_cannot_be_stored_fails_the_node_and_routes_on_error(
     db: str, value: Any, problem: str
 ) -> None:
@@ -281,7 +282,9 @@ transitions:
 """
 
 
-@pytest.mark.parametrize("value", [float("inf"), float("nan"), "\ud800", 10**2000])
+@pytest.mark.parametrize(
+    "value", [float("inf"), float("nan"), "\ud800", 10**2000], ids=["inf", "nan", "sur", "int"]
+)
 def test_input_that_cannot_be_stored_is_refused_and_the_room_keeps_waiting(
     db: str, value: Any
 ) -> None:
@@ -311,7 +314,11 @@ def test_cli_input_with_infinity_is_refused_without_traceback(tmp_path: Path) ->
         assert rt.get_room(room.room_id).status is RoomStatus.WAITING
 
 
-@pytest.mark.parametrize("value", [float("inf"), "\ud800", {"a": float("nan")}, 10**1001])
+@pytest.mark.parametrize(
+    "value",
+    [float("inf"), "\ud800", {"a": float("nan")}, 10**1001],
+    ids=["inf", "sur", "nan", "int"],
+)
 def test_variables_that_cannot_be_stored_are_refused_at_create_room(db: str, value: Any) -> None:
     with open_runtime(db) as rt, pytest.raises(SchemaValidationError, match=r"variables\.x"):
         rt.create_room(Workflow.from_yaml(WAITS), variables={"x": value})
@@ -457,3 +464,25 @@ def test_stored_rooms_stay_loadable_as_json(tmp_path: Path) -> None:
     with sqlite3.connect(path) as con:
         for (body,) in con.execute("SELECT body FROM rooms UNION ALL SELECT body FROM events"):
             json.loads(body, parse_constant=lambda c: pytest.fail(f"stored {c}"))
+
+
+@pytest.mark.parametrize(
+    ("where", "path"),
+    [
+        ('description: "\\ud800"\n', "description: the value is a string with a lone surrogate"),
+        (
+            'agents:\n  a: {model: x/y, system_prompt: "\\udfff"}\n',
+            "agents.a.system_prompt: the value is a string",
+        ),
+    ],
+)
+def test_text_anywhere_in_a_workflow_must_be_valid_unicode(where: str, path: str) -> None:
+    with pytest.raises(WorkflowValidationError, match=path):
+        Workflow.from_yaml(node_flow("{type: set, assign: {x: 1}}", where))
+
+
+def test_a_retry_label_with_a_lone_surrogate_is_refused() -> None:
+    """Found by tests/property/test_hostile.py: the digest of the definition raised."""
+    flow = node_flow('{type: set, assign: {x: 1}, retry: {retry_on: ["\\ud800"]}}')
+    with pytest.raises(WorkflowValidationError, match=r"nodes\.n\.retry\.retry_on\[0\]"):
+        Workflow.from_yaml(flow)
