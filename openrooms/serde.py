@@ -206,6 +206,9 @@ class _Reader:
         if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
             self.add(f"{path}.{key}" if path else key, f"expected {what}, got {_kind(value)}")
             return default
+        if float in kinds and isinstance(value, int) and not -(2**1023) < value < 2**1023:
+            self.add(f"{path}.{key}" if path else key, f"expected {what}, got one too large")
+            return default  # float() of it would overflow
         return value
 
     def retry(self, value: Any, path: str) -> RetryPolicy | None:

@@ -118,8 +118,11 @@ wrong_types = st.sampled_from([None, True, False, 0, -1, 1.5, "", "x", [], {}, [
 
 
 def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path to a value inside nested dicts and lists (the root excluded)."""
+    """Every path to a value inside nested dicts and lists (the root excluded), at most
+    eight levels deep (deeper ones are inside hostile values already)."""
     found: list[tuple[Any, ...]] = []
+    if len(prefix) >= 8:
+        return found
     if isinstance(value, dict):
         for k, v in value.items():
             found.append((*prefix, k))
@@ -181,7 +184,7 @@ def mutated_examples(draw: st.DrawFn, values: st.SearchStrategy[Any]) -> tuple[s
             break
         path = draw(st.sampled_from(where))
         kind = draw(st.sampled_from(sorted(MUTATIONS)))
-        MUTATIONS[kind](doc, path, draw(values))
+        MUTATIONS[kind](doc, path, copy.deepcopy(draw(values)))  # never mutate a shared one
     return name, doc
 
 
@@ -315,7 +318,7 @@ def test_a_wrong_type_in_any_field_is_a_typed_error_or_runs(data: st.DataObject)
     name = data.draw(st.sampled_from(sorted(EXAMPLES)))
     doc = copy.deepcopy(EXAMPLES[name])
     path = data.draw(st.sampled_from(paths(doc)))
-    _replace(doc, path, data.draw(wrong_types))
+    _replace(doc, path, copy.deepcopy(data.draw(wrong_types)))
     exercise(doc, "memory", [{"approved": False}], ["ok"])
 
 
@@ -325,7 +328,7 @@ def test_a_hostile_value_in_any_field_is_a_typed_error_or_runs(data: st.DataObje
     name = data.draw(st.sampled_from(sorted(EXAMPLES)))
     doc = copy.deepcopy(EXAMPLES[name])
     path = data.draw(st.sampled_from(paths(doc)))
-    _replace(doc, path, data.draw(hostile_values))
+    _replace(doc, path, copy.deepcopy(data.draw(hostile_values)))
     exercise(doc, data.draw(backends), [data.draw(hostile_values)], ["ok"])
 
 

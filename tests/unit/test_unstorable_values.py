@@ -486,3 +486,12 @@ def test_a_retry_label_with_a_lone_surrogate_is_refused() -> None:
     flow = node_flow('{type: set, assign: {x: 1}, retry: {retry_on: ["\\ud800"]}}')
     with pytest.raises(WorkflowValidationError, match=r"nodes\.n\.retry\.retry_on\[0\]"):
         Workflow.from_yaml(flow)
+
+
+@pytest.mark.parametrize("field", ["timeout_s: ", "retry: {backoff_s: ", "retry: {jitter: "])
+def test_an_integer_too_large_for_a_float_is_a_typed_problem(field: str) -> None:
+    """Found by tests/property/test_hostile.py: reading it raised OverflowError."""
+    close = "}" if field.startswith("retry") else ""
+    node = "{type: set, assign: {x: 1}, " + field + "1" + "0" * 400 + close + "}"
+    with pytest.raises(WorkflowValidationError, match="got one too large"):
+        Workflow.from_yaml(node_flow(node))
