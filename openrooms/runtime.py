@@ -191,8 +191,8 @@ class Runtime:
                 seen.add((wf_id, ver))
                 try:
                     called = self.get_workflow(wf_id, ver)
-                except WorkflowNotFoundError:
-                    continue  # not registered yet: the run-time depth limit still holds
+                except (WorkflowNotFoundError, WorkflowValidationError):
+                    continue  # not registered (or no longer valid): the run-time limits hold
                 for _, nxt, nxt_ver in subworkflow_calls(called):
                     todo.append((nxt, nxt_ver, [*chain, nxt]))
 

@@ -495,3 +495,15 @@ def test_an_integer_too_large_for_a_float_is_a_typed_problem(field: str) -> None
     node = "{type: set, assign: {x: 1}, " + field + "1" + "0" * 400 + close + "}"
     with pytest.raises(WorkflowValidationError, match="got one too large"):
         Workflow.from_yaml(node_flow(node))
+
+
+def test_a_var_from_undecodable_argv_bytes_is_refused_without_traceback(tmp_path: Path) -> None:
+    """Invalid UTF-8 on the command line reaches Python as a lone surrogate ("\\udcff")."""
+    flow = tmp_path / "w.yaml"
+    flow.write_text(WAITS)
+    db = f"sqlite:///{tmp_path / 'v.db'}"
+    result = CliRunner().invoke(cli, ["--db", db, "run", str(flow), "--var", "x=\udcff"])
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    assert "variables.x" in result.output
+    assert "lone surrogate" in result.output
