@@ -277,8 +277,10 @@ class Runner:
 
         def commit(records: Sequence[LogRecord]) -> tuple[RoomState, Sequence[Event]]:
             current = journal.state
+            # raises into the node, before the usage in them is added up: the node fails,
+            # the room stays sound
+            check_events(records, current.current_node)
             step = engine.record(wf, current, records, now=self.rt.now())
-            check_events(step.events)  # raises into the node: it fails, the room stays sound
             saved = self._commit(step, current, holder, on_event)
             if saved is not step.state:  # cancelled or failed from outside meanwhile
                 raise RoomStoppedError(room_id, saved.status.value)

@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from openrooms.errors import UnstorableValueError
-from openrooms.events import Event, EventType
+from openrooms.events import ErrorInfo, EventType
 
 __all__ = [
     "MAX_DEPTH",
@@ -127,14 +127,30 @@ def check_storable(value: Any, where: str) -> None:
         raise UnstorableValueError(where, *found)
 
 
-def check_events(events: Iterable[Event]) -> None:
-    """Raise unless every event's data and error text can be stored.
+class _Logged(Protocol):
+    """An :class:`~openrooms.events.Event`, or a record an executor asks to log."""
+
+    @property
+    def type(self) -> EventType: ...
+    @property
+    def data(self) -> Mapping[str, Any]: ...
+    @property
+    def error(self) -> ErrorInfo | None: ...
+
+
+def check_events(events: Iterable[_Logged], node: str | None = None) -> None:
+    """Raise unless every event's (or log record's) data and error text can be stored.
+
+    Args:
+        events: events, or records of the node *node* about to become events.
+        node: the node records belong to (events name their own).
 
     Raises:
         UnstorableValueError: naming the node, the event's field and the JSON path.
     """
     for e in events:
-        prefix = f"nodes.{e.node}" if e.node else "room"
+        at = getattr(e, "node", node)
+        prefix = f"nodes.{at}" if at else "room"
         for key, value in e.data.items():  # keys are ours; values may come from outside
             found = _find(value, "$", 1)
             if found is not None:

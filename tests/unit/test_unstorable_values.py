@@ -507,3 +507,28 @@ def test_a_var_from_undecodable_argv_bytes_is_refused_without_traceback(tmp_path
     assert "Traceback" not in result.output
     assert "variables.x" in result.output
     assert "lone surrogate" in result.output
+
+
+@pytest.mark.parametrize("usage", [(float("inf"), 1), (None, 10**1200)], ids=["cost", "tokens"])
+def test_a_model_usage_that_cannot_be_stored_fails_the_agent_node(
+    db: str, usage: tuple[Any, int]
+) -> None:
+    """Checked before the usage is added up (int(inf) would raise inside the engine)."""
+    from openrooms.llm import ModelRegistry, Usage
+    from openrooms.testing import ScriptedModel
+
+    cost, tokens = usage
+    reply = ScriptedModel.text("fine", usage=Usage(tokens, 0, cost))
+    models = ModelRegistry()
+    models.register_provider("scripted", ScriptedModel([reply]))
+    wf = Workflow.from_yaml(
+        "id: ag\nagents:\n  a: {model: scripted/x}\nnodes:\n"
+        "  talk: {type: agent, agent: a, prompt: hi, output: said}\n"
+        "  done: {type: end}\ntransitions:\n  - {from: talk, to: done}\n"
+    )
+    with open_runtime(db, models=models) as rt:
+        room = rt.create_room(wf)
+        done = rt.run(room.room_id)
+        assert done.status is RoomStatus.FAILED
+        assert "UnstorableValueError" in (done.reason or "")
+        assert rt.replay(room.room_id) == rt.get_room(room.room_id)
