@@ -90,12 +90,10 @@ def _suggest(name: str, options: list[str], kind: str = "nodes") -> str:
     return f"did you mean {close[0]!r}?" if close else f"known {kind}: {', '.join(options[:20])}"
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _is_finite(value: object) -> bool:
-    return _is_number(value) and math.isfinite(value)  # type: ignore[arg-type]
+    if isinstance(value, int):  # math.isfinite() of a huge int overflows
+        return not isinstance(value, bool)
+    return isinstance(value, float) and math.isfinite(value)
 
 
 class _Checker:

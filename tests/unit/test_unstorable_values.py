@@ -532,3 +532,20 @@ def test_a_model_usage_that_cannot_be_stored_fails_the_agent_node(
         assert done.status is RoomStatus.FAILED
         assert "UnstorableValueError" in (done.reason or "")
         assert rt.replay(room.room_id) == rt.get_room(room.room_id)
+
+
+@pytest.mark.parametrize(
+    "budget", ["{max_tokens: 1" + "0" * 1200 + "}", "{max_cost_usd: 1" + "0" * 1200 + "}"]
+)
+def test_a_huge_integer_in_a_budget_is_a_typed_problem(budget: str) -> None:
+    """Found by tests/property/test_hostile.py: math.isfinite() of it raised OverflowError."""
+    with pytest.raises(WorkflowValidationError, match=r"budget\.max_"):
+        Workflow.from_yaml(node_flow("{type: set, assign: {x: 1}}", f"budget: {budget}\n"))
+
+
+def test_a_huge_integer_retry_delay_from_python_is_a_typed_problem() -> None:
+    from openrooms import RetryPolicy, WorkflowBuilder
+
+    builder = WorkflowBuilder("w").set("n", {"x": 1}, retry=RetryPolicy(backoff_s=10**400))
+    with pytest.raises(WorkflowValidationError, match=r"nodes\.n\.retry\.backoff_s"):
+        builder.end("done").transition("n", "done").build()
