@@ -1,7 +1,9 @@
-"""Sessions: ``nox -s lint tests`` is what CI runs; ``typecheck`` and ``docs`` too."""
+"""Sessions: ``nox -s lint tests`` is what CI runs; ``typecheck`` and ``docs`` too;
+``hostile`` runs the hostile-input generators with a large budget."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import nox
@@ -45,3 +47,20 @@ def hermetic(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Regenerate docs/cli.md from the commands' --help."""
     session.run(sys.executable, "docs/gen_cli.py")
+
+
+@nox.session(python=False)
+def hostile(session: nox.Session) -> None:
+    """The hostile-input generators with a large budget (OPENROOMS_HOSTILE_EXAMPLES, 2000)."""
+    examples = os.environ.get("OPENROOMS_HOSTILE_EXAMPLES", "2000")
+    session.run(
+        *PY,
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "timeout=3600",
+        "tests/property/test_hostile.py",
+        *session.posargs,
+        env={"OPENROOMS_HOSTILE_EXAMPLES": examples},
+    )

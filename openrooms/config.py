@@ -11,6 +11,9 @@ environment), never from room variables or workflow input::
       triager: {api_base: "http://127.0.0.1:8000/v1"}
     tool_results:
       max_logged_bytes: 65536            # a bigger result is logged as a preview
+    rooms:                               # sub-workflow trees, unless a workflow's budget says
+      max_depth: 8                       # how deep child rooms may nest under a root room
+      max_rooms: 1000                    # how many child rooms one root room may create
 """
 
 from __future__ import annotations
@@ -24,12 +27,18 @@ import yaml
 
 from openrooms.errors import Problem, SchemaValidationError
 from openrooms.tools.destination import HttpPolicy
+from openrooms.workflow import (
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_ROOMS,
+    MAX_ROOM_DEPTH,
+    MAX_ROOMS_PER_ROOT,
+)
 
 __all__ = ["DEFAULT_MAX_LOGGED_BYTES", "RuntimeConfig", "load_config"]
 
 DEFAULT_MAX_LOGGED_BYTES = 64 * 1024
 
-_TOP = ("http", "agents", "tool_results")
+_TOP = ("http", "agents", "tool_results", "rooms")
 _AGENT = ("api_base",)
 
 
@@ -42,11 +51,16 @@ class RuntimeConfig:
         api_bases: agent name -> endpoint, overriding the workflow's ``api_base``.
         max_logged_bytes: tool results above this are logged as a truncated preview
             (and re-executed, not reused, if their attempt is resumed).
+        max_depth: how deep sub-workflow rooms may nest under a root room whose workflow's
+            ``budget`` does not say.
+        max_rooms: how many sub-workflow rooms such a root room may create in all.
     """
 
     http: HttpPolicy = attrs.field(factory=HttpPolicy)
     api_bases: Mapping[str, str] = attrs.field(factory=dict)
     max_logged_bytes: int = DEFAULT_MAX_LOGGED_BYTES
+    max_depth: int = DEFAULT_MAX_DEPTH
+    max_rooms: int = DEFAULT_MAX_ROOMS
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "config") -> RuntimeConfig:
@@ -109,9 +123,34 @@ class RuntimeConfig:
                     )
                 else:
                     max_bytes = value
+        limits = _room_limits(data.get("rooms"), problems)
         if problems:
             raise SchemaValidationError(source, problems)
-        return cls(http=http, api_bases=api_bases, max_logged_bytes=max_bytes)
+        return cls(http=http, api_bases=api_bases, max_logged_bytes=max_bytes, **limits)
+
+
+def _room_limits(section: Any, problems: list[Problem]) -> dict[str, int]:
+    """The ``rooms:`` section: limits on trees of sub-workflow rooms."""
+    limits: dict[str, int] = {}
+    if section is None:
+        return limits
+    if not isinstance(section, Mapping):
+        problems.append(Problem("rooms", "expected a mapping of settings"))
+        return limits
+    tops = {"max_depth": MAX_ROOM_DEPTH, "max_rooms": MAX_ROOMS_PER_ROOT}
+    for key, value in section.items():
+        top = tops.get(key)
+        if top is None:
+            problems.append(
+                Problem(f"rooms.{key}", "unknown setting", "known: max_depth, max_rooms")
+            )
+        elif isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+            problems.append(
+                Problem(f"rooms.{key}", f"expected a whole number from 0 to {top}, got {value!r}")
+            )
+        else:
+            limits[key] = value
+    return limits
 
 
 def load_config(path: str | Path) -> RuntimeConfig:

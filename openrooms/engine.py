@@ -34,6 +34,7 @@ from openrooms.nodes import FAILURE_LABELS, LogRecord, Outcome
 from openrooms.nodes.builtin import PreparedEnd, PreparedWait
 from openrooms.plan import NodePlan
 from openrooms.room import RoomState, RoomStatus
+from openrooms.storable import check_storable
 from openrooms.types import RoomId
 from openrooms.workflow import Workflow
 
@@ -334,7 +335,7 @@ def _enter(em: _Emitter, wf: Workflow, node_id: str) -> None:
         data: dict[str, Any] = {}
         if prepared.prompt is not None:
             try:
-                data["prompt"] = prepared.prompt.render(
+                data["prompt"] = prepared.prompt.render_text(
                     {"vars": d["variables"], "memory": d["memory"], "room": RoomView(d)}
                 )
             except EvaluationError as exc:
@@ -349,7 +350,7 @@ def _enter(em: _Emitter, wf: Workflow, node_id: str) -> None:
         reason = None
         if prepared.reason is not None:
             try:
-                reason = prepared.reason.render(
+                reason = prepared.reason.render_text(
                     {"vars": d["variables"], "memory": d["memory"], "room": RoomView(d)}
                 )
             except EvaluationError as exc:
@@ -507,21 +508,22 @@ def create_room(
     now: int,
     variables: Mapping[str, Any] | None = None,
     name: str | None = None,
+    lineage: Mapping[str, Any] | None = None,
 ) -> Step:
-    """The first event of a room: ``ROOM_CREATED`` with the workflow's defaults and *variables*."""
+    """The first event of a room: ``ROOM_CREATED`` with the workflow's defaults and *variables*
+    (and, for a sub-workflow's room, its *lineage*: root, parent, depth and the tree's limits).
+    """
     em = _Emitter(None, now, room_id)
-    em.emit(
-        _E.ROOM_CREATED,
-        Level.INFO,
-        None,
-        {
-            "name": name or wf.id,
-            "workflow_id": wf.id,
-            "workflow_version": wf.version,
-            "initial": wf.start,
-            "variables": {**wf.variables, **(variables or {})},
-        },
-    )
+    data: dict[str, Any] = {
+        "name": name or wf.id,
+        "workflow_id": wf.id,
+        "workflow_version": wf.version,
+        "initial": wf.start,
+        "variables": {**wf.variables, **(variables or {})},
+    }
+    if lineage is not None:
+        data["lineage"] = dict(lineage)
+    em.emit(_E.ROOM_CREATED, Level.INFO, None, data)
     return em.step()
 
 
@@ -640,11 +642,13 @@ def receive_input(wf: Workflow, state: RoomState, data: Any, *, now: int) -> Ste
     Raises:
         RoomStatusError: the room is not waiting.
         SchemaValidationError: *data* breaks the wait node's schema (nothing is recorded).
+        UnstorableValueError: *data* holds a value no store can keep (inf, a lone surrogate).
     """
     _require(state, "send it input", RoomStatus.WAITING)
     assert state.current_node is not None
     np = wf.plan.nodes[state.current_node]
     prepared = np.prepared
+    check_storable(data, f"input for wait node {state.current_node!r}")
     if isinstance(prepared, PreparedWait) and prepared.compiled is not None:
         prepared.compiled.validate(data, what=f"input for wait node {state.current_node!r}")
     em = _Emitter(state, now)

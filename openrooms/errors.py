@@ -38,6 +38,9 @@ third-party tools (OpenRooms itself never pickles).
     ├── UnsafeTemplateError (ValueError)       a template splices a value into a tool
     │                                          argument the tool parses as code
     └── CompletionError                        the model provider failed or replied unusably
+    ├── CompletionError                        the model provider failed or replied unusably
+    ├── UnstorableValueError (ValueError)      a value no store can keep (inf, lone surrogate...)
+    └── RoomLimitError                         a sub-workflow tree went past its depth or rooms
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ __all__ = [
     "Problem",
     "RoomExistsError",
     "RoomLeasedError",
+    "RoomLimitError",
     "RoomNotFoundError",
     "RoomStatusError",
     "RoomStoppedError",
@@ -72,6 +76,7 @@ __all__ = [
     "ToolNotFoundError",
     "TransitionNotAllowedError",
     "UnsafeTemplateError",
+    "UnstorableValueError",
     "VariableSyntaxError",
     "WorkflowConflictError",
     "WorkflowNotFoundError",
@@ -459,3 +464,51 @@ class CompletionError(OpenRoomsError):
 
     def __str__(self) -> str:
         return f"model {self.model!r}: {self.message}"
+
+
+class UnstorableValueError(OpenRoomsError, ValueError):
+    """A value from outside (a tool result, a model reply, input, variables) that no store
+    can keep: a non-finite number, a string that is not valid Unicode, an integer past the
+    digit limit, nesting past the depth limit, or something that is not JSON at all.
+
+    Attributes:
+        where: what held the value, e.g. ``nodes.fetch output``.
+        path: where inside it, as a JSON path (``$.items[3].price``).
+        problem: what is wrong with it (``is inf``).
+    """
+
+    def __init__(self, where: str, path: str, problem: str) -> None:
+        super().__init__(where, path, problem)
+        self.where, self.path, self.problem = where, path, problem
+
+    def __str__(self) -> str:
+        return (
+            f"{self.where}: {self.path} {self.problem}; only JSON values can be stored "
+            f"(finite numbers, valid Unicode text, limited integer size and nesting)"
+        )
+
+
+class RoomLimitError(OpenRoomsError):
+    """A tree of sub-workflow rooms went past a limit: its depth, or the rooms one root room
+    may create. The node that would have created the room fails; nothing is retried.
+
+    Attributes:
+        room_id: the room whose node would have created another room.
+        limit: ``max_depth`` or ``max_rooms``.
+        value: the limit in force.
+    """
+
+    def __init__(self, room_id: str, limit: str, value: int) -> None:
+        super().__init__(room_id, limit, value)
+        self.room_id, self.limit, self.value = room_id, limit, value
+
+    def __str__(self) -> str:
+        if self.limit == "max_depth":
+            what = f"sub-workflow rooms nest at most {self.value} deep"
+        else:
+            what = f"one root room may create at most {self.value} sub-workflow rooms"
+        return (
+            f"room {self.room_id!r} cannot start another sub-workflow: {what}; raise "
+            f"'budget.{self.limit}' in the root room's workflow (or 'rooms.{self.limit}' in "
+            f"the runtime config), or check for a sub-workflow that calls itself"
+        )

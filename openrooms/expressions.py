@@ -537,8 +537,10 @@ class _Parser:
         """Evaluate a subtree of constants now; a limit hit here is a static error."""
         try:
             value = node.fn({})
-        except _Limit as exc:
-            raise ExpressionError(self.source, str(exc)) from None
+        except _Limit as exc:  # at the last token read: the end of the folded subtree
+            raise ExpressionError(
+                self.source, str(exc), self.toks[max(self.i - 1, 0)].pos
+            ) from None
         except EvaluationError:
             return node  # e.g. 1/0: reported when evaluated, like any other run-time error
         if _size(value) > _MAX_FOLDED_SIZE:
@@ -1004,6 +1006,15 @@ class Template:
                 raise EvaluationError(self.source, "rendered text is too long")
             out.append(text)
         return "".join(out)
+
+    def render_text(self, scope: Mapping[str, Any]) -> str:
+        """The rendered value as text: a non-string value (``"{{ vars.order }}"`` alone)
+        is written as JSON, so a reason or prompt is always a string.
+
+        Raises:
+            EvaluationError: an embedded expression failed.
+        """
+        return _to_text(self.render(scope))
 
 
 def compile_template(source: str, *, names: Collection[str] | None = None) -> Template:

@@ -20,6 +20,8 @@ import attrs
 from openrooms.errors import ExpressionError, Problem, WorkflowValidationError
 from openrooms.expressions import Expression, compile_expression
 from openrooms.nodes import FAILURE_LABELS, GUARD_NAMES, NodeExecutor, node_types
+from openrooms.storable import find_unstorable
+from openrooms.workflow import MAX_ROOM_DEPTH, MAX_ROOMS_PER_ROOT
 
 if TYPE_CHECKING:
     from openrooms.schema import Schema
@@ -40,6 +42,13 @@ MAX_TRANSITIONS: Final = 5_000
 MAX_MAX_STEPS: Final = 10_000_000
 MAX_DEFINITION_BYTES: Final = 2_000_000
 MAX_RETRY_ATTEMPTS: Final = 100
+MAX_INT64: Final = 2**63 - 1
+"""Versions and other counts are stored as 64-bit integers."""
+MAX_NODE_TIMEOUT_S: Final = 366 * 86_400
+"""A node attempt's ``timeout_s``, and any retry delay, is at most 366 days."""
+MAX_WAIT_TIMEOUT_S: Final = 3_660 * 86_400
+"""A ``wait`` node's ``timeout_s`` is at most ten years (3,660 days)."""
+MAX_RETRY_MULTIPLIER: Final = 100
 
 WORKFLOW_ID: Final = re.compile(r"[a-z0-9_-]{1,100}")
 NODE_ID: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
@@ -85,12 +94,10 @@ def _suggest(name: str, options: list[str], kind: str = "nodes") -> str:
     return f"did you mean {close[0]!r}?" if close else f"known {kind}: {', '.join(options[:20])}"
 
 
-def _is_json(value: object) -> bool:
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        return False
-    return True
+def _is_finite(value: object) -> bool:
+    if isinstance(value, int):  # math.isfinite() of a huge int overflows
+        return not isinstance(value, bool)
+    return isinstance(value, float) and math.isfinite(value)
 
 
 class _Checker:
@@ -113,8 +120,9 @@ class _Checker:
                 f"{wf.id!r} is not a valid workflow id",
                 "use 1-100 lowercase letters, digits, '_' or '-'",
             )
-        if isinstance(wf.version, bool) or not isinstance(wf.version, int) or wf.version < 1:
-            self.add("version", f"expected a whole number from 1, got {wf.version!r}")
+        v = wf.version
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_INT64:
+            self.add("version", f"expected a whole number from 1 to 2**63 - 1, got {v!r}")
         ms = wf.max_steps
         if isinstance(ms, bool) or not isinstance(ms, int) or not 1 <= ms <= MAX_MAX_STEPS:
             self.add("max_steps", f"expected a whole number from 1 to {MAX_MAX_STEPS}, got {ms!r}")
@@ -127,8 +135,8 @@ class _Checker:
                     f"{name!r} is not a valid variable name",
                     "use letters, digits and underscores, not starting with a digit or _",
                 )
-            elif not _is_json(value):
-                self.add(f"variables.{name}", f"default is not a JSON value: {value!r}")
+            elif (found := find_unstorable(value, f"variables.{name}")) is not None:
+                self.add(found[0], f"default {found[1]}", "only JSON values can be stored")
         if len(wf.nodes) > MAX_NODES:
             self.add("nodes", f"{len(wf.nodes)} nodes exceed the limit of {MAX_NODES}")
         if len(wf.transitions) > MAX_TRANSITIONS:
@@ -145,8 +153,8 @@ class _Checker:
         if self.wf.inputs is not None:
             from openrooms.inputs import inputs_problems
 
-            found, self.inputs = inputs_problems(self.wf)
-            self.problems.extend(found)
+            problems, self.inputs = inputs_problems(self.wf)
+            self.problems.extend(problems)
 
     def budget(self) -> None:
         b = self.wf.budget
@@ -154,8 +162,19 @@ class _Checker:
             return
         for name in ("max_tokens", "max_cost_usd", "max_wall_s"):
             value = getattr(b, name)
-            if value is not None and (isinstance(value, bool) or not value > 0):
-                self.add(f"budget.{name}", f"expected a positive number, got {value!r}")
+            if value is not None and (
+                not _is_finite(value) or not 0 < value <= MAX_INT64 or isinstance(value, bool)
+            ):
+                self.add(f"budget.{name}", f"expected a positive, finite number, got {value!r}")
+        for name in ("max_depth", "max_rooms"):
+            value = getattr(b, name)
+            top = MAX_ROOM_DEPTH if name == "max_depth" else MAX_ROOMS_PER_ROOT
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top
+            ):
+                self.add(
+                    f"budget.{name}", f"expected a whole number from 0 to {top}, got {value!r}"
+                )
         target = b.on_exceeded
         if target is not None:
             node = self.wf.nodes.get(target)
@@ -181,7 +200,7 @@ class _Checker:
                 self.add(f"{path}.temperature", f"expected 0 to 2, got {agent.temperature!r}")
             if not 1 <= agent.max_turns <= 100:
                 self.add(f"{path}.max_turns", f"expected 1 to 100, got {agent.max_turns!r}")
-            if agent.max_tokens is not None and agent.max_tokens < 1:
+            if agent.max_tokens is not None and not 1 <= agent.max_tokens <= MAX_INT64:
                 self.add(
                     f"{path}.max_tokens", f"expected a positive number, got {agent.max_tokens!r}"
                 )
@@ -210,15 +229,18 @@ class _Checker:
             not node.output.isidentifier() or node.output.startswith("_")
         ):
             self.add(f"{path}.output", f"{node.output!r} is not a valid variable name")
+        top = MAX_WAIT_TIMEOUT_S if node.type == "wait" else MAX_NODE_TIMEOUT_S
         if node.timeout_s is not None and not (
-            isinstance(node.timeout_s, int | float)
-            and math.isfinite(node.timeout_s)
-            and node.timeout_s > 0
+            _is_finite(node.timeout_s) and 0 < node.timeout_s <= top
         ):
             self.add(
                 f"{path}.timeout_s",
-                f"expected a positive number of seconds, got {node.timeout_s!r}",
+                f"expected a positive number of seconds up to {top:,} "
+                f"({top // 86_400:,} days), got {node.timeout_s!r}",
             )
+        bad = find_unstorable(node.config, path)
+        if bad is not None:
+            self.add(bad[0], f"the value {bad[1]}", "a workflow holds only JSON values")
         if node.retry is not None:
             self.retry(path, node)
         executor = node_types.find(node.type)
@@ -246,13 +268,19 @@ class _Checker:
                 f"{path}.max_attempts",
                 f"expected 1 to {MAX_RETRY_ATTEMPTS}, got {r.max_attempts!r}",
             )
-        if r.backoff_s < 0:
-            self.add(f"{path}.backoff_s", f"expected 0 or more seconds, got {r.backoff_s!r}")
-        if r.multiplier < 1:
-            self.add(f"{path}.multiplier", f"expected 1 or more, got {r.multiplier!r}")
-        if r.max_delay_s < 0:
-            self.add(f"{path}.max_delay_s", f"expected 0 or more seconds, got {r.max_delay_s!r}")
-        if not 0 <= r.jitter <= 1:
+        for name in ("backoff_s", "max_delay_s"):
+            value = getattr(r, name)
+            if not (_is_finite(value) and 0 <= value <= MAX_NODE_TIMEOUT_S):
+                self.add(
+                    f"{path}.{name}",
+                    f"expected 0 to {MAX_NODE_TIMEOUT_S:,} seconds (366 days), got {value!r}",
+                )
+        if not (_is_finite(r.multiplier) and 1 <= r.multiplier <= MAX_RETRY_MULTIPLIER):
+            self.add(
+                f"{path}.multiplier",
+                f"expected 1 to {MAX_RETRY_MULTIPLIER}, got {r.multiplier!r}",
+            )
+        if not (_is_finite(r.jitter) and 0 <= r.jitter <= 1):
             self.add(f"{path}.jitter", f"expected a fraction from 0 to 1, got {r.jitter!r}")
         if not r.retry_on:
             self.add(f"{path}.retry_on", "name at least one outcome or error type to retry")
@@ -393,7 +421,11 @@ def build_plan(wf: Workflow) -> Plan:
     if wf.nodes and (wf.initial is None or wf.initial in wf.nodes):
         checker.reachable(table, wf.start)
     if not checker.problems:
-        size = len(json.dumps(wf.to_dict(), default=str))
+        definition = wf.to_dict()
+        bad = find_unstorable(definition, "")  # text anywhere: descriptions, labels, prompts
+        if bad is not None:
+            checker.add(bad[0].lstrip("."), f"the value {bad[1]}", "a workflow holds only JSON")
+        size = len(json.dumps(definition, default=str))
         if size > MAX_DEFINITION_BYTES:
             checker.add("", f"the definition is {size} bytes; the limit is {MAX_DEFINITION_BYTES}")
     if checker.problems:

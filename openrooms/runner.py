@@ -20,12 +20,14 @@ from openrooms.backends.base import EventLog, Lease, StateStore
 from openrooms.errors import (
     RoomLeasedError,
     StaleRoomError,
+    UnstorableValueError,
 )
-from openrooms.events import Event, EventType
+from openrooms.events import ErrorInfo, Event, EventType
 from openrooms.journal import JOURNALED, Journal, RoomStoppedError
 from openrooms.memory import Conversations
 from openrooms.nodes import LogRecord, NodeContext, Outcome
 from openrooms.room import RoomState, RoomStatus
+from openrooms.storable import check_events
 from openrooms.types import RoomId
 
 if TYPE_CHECKING:
@@ -215,6 +217,12 @@ class Runner:
                     return state  # stopped from outside (cancelled) while the node ran
                 duration = (time.perf_counter() - started) * 1000
                 step = engine.decide(wf, state, outcome, now=now(), duration_ms=duration)
+                step = _storable(
+                    step,
+                    state,
+                    partial(engine.decide, wf, state, now=now(), duration_ms=duration),
+                    now(),
+                )
             elif action == "start":
                 step = engine.start(wf, state, now=now())
             elif action == "sleep":
@@ -227,6 +235,8 @@ class Runner:
                 step = engine.wake(wf, state, now=now())
             else:
                 return state
+            if action != "run":
+                step = _storable(step, state, None, now())
             state = self._commit(step, state, holder, on_event)
 
     def _commit(
@@ -267,6 +277,9 @@ class Runner:
 
         def commit(records: Sequence[LogRecord]) -> tuple[RoomState, Sequence[Event]]:
             current = journal.state
+            # raises into the node, before the usage in them is added up: the node fails,
+            # the room stays sound
+            check_events(records, current.current_node)
             step = engine.record(wf, current, records, now=self.rt.now())
             saved = self._commit(step, current, holder, on_event)
             if saved is not step.state:  # cancelled or failed from outside meanwhile
@@ -339,6 +352,31 @@ class Runner:
                 retryable=False,
             )
         return _after(ctx, state), outcome
+
+
+def _storable(
+    step: engine.Step,
+    before: RoomState,
+    redo: Callable[[Outcome], engine.Step] | None,
+    now: int,
+) -> engine.Step:
+    """*step*, or, when a value in it cannot be stored, the node failing with
+    :class:`UnstorableValueError` instead (routed by ``on: error``, never retried), or,
+    when that cannot be stored either, the room failing: a step never crashes the runner."""
+    try:
+        check_events(step.events)
+        return step
+    except UnstorableValueError as exc:
+        error = exc
+    info = ErrorInfo.from_exception(error, with_traceback=False)
+    if redo is not None:
+        step = redo(Outcome.failed(info, retryable=False))
+        try:
+            check_events(step.events)
+            return step
+        except UnstorableValueError as exc:
+            info = ErrorInfo.from_exception(exc, with_traceback=False)
+    return engine.fail(before, now=now, reason=info.message, error=info)
 
 
 def _after(ctx: NodeContext, state: RoomState) -> RoomState:

@@ -30,6 +30,8 @@ from openrooms.errors import (
     RoomStatusError,
     SchemaValidationError,
     StaleRoomError,
+    WorkflowNotFoundError,
+    WorkflowValidationError,
 )
 from openrooms.events import Event, EventType, Level
 from openrooms.inputs import check_inputs
@@ -42,6 +44,7 @@ from openrooms.runner import (
     commit,
     make_owner,
 )
+from openrooms.storable import check_storable, find_unstorable
 from openrooms.tools import HttpPolicy, ToolRegistry, default_tools, http_tool
 from openrooms.types import RoomId
 from openrooms.workflow import Workflow, WorkflowBuilder
@@ -78,12 +81,9 @@ def _check_variables(variables: Mapping[str, Any]) -> None:
                 )
             )
             continue
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError):
-            problems.append(
-                Problem(f"variables.{name}", f"{type(value).__name__} is not a JSON value")
-            )
+        found = find_unstorable(value)
+        if found is not None:
+            problems.append(Problem(f"variables.{name}", f"{found[0]} {found[1]}"))
     if problems:
         raise SchemaValidationError("variables", problems)
 
@@ -153,6 +153,8 @@ class Runtime:
             WorkflowValidationError: a builder whose workflow is invalid.
         """
         wf = workflow.build() if isinstance(workflow, WorkflowBuilder) else workflow
+        if (wf.id, wf.version) not in self._workflows:
+            self._refuse_cycles(wf)
         definition = wf.to_dict()
         self.states.put_workflow(
             StoredWorkflow(wf.id, wf.version, workflow_digest(definition), definition, self.now())
@@ -160,6 +162,41 @@ class Runtime:
         with self._lock:
             self._workflows[(wf.id, wf.version)] = wf
         return wf
+
+    def _refuse_cycles(self, wf: Workflow) -> None:
+        """Refuse *wf* if its sub-workflows, as registered, lead back to it (A -> B -> A).
+
+        Raises:
+            WorkflowValidationError: naming the cycle and the node that starts it.
+        """
+        from openrooms.nodes.fanout import subworkflow_calls
+
+        seen: set[tuple[str, int | None]] = set()
+        for path, target, version in subworkflow_calls(wf):
+            todo = [(target, version, [wf.id, target])]
+            while todo:
+                wf_id, ver, chain = todo.pop()
+                if wf_id == wf.id:
+                    raise WorkflowValidationError(
+                        wf.id,
+                        [
+                            Problem(
+                                f"{path}.workflow",
+                                f"sub-workflow cycle: {' -> '.join(chain)}; every room of it "
+                                f"would start another, without end",
+                                "break the cycle, or loop with a transition back to a node",
+                            )
+                        ],
+                    )
+                if (wf_id, ver) in seen:
+                    continue
+                seen.add((wf_id, ver))
+                try:
+                    called = self.get_workflow(wf_id, ver)
+                except (WorkflowNotFoundError, WorkflowValidationError):
+                    continue  # not registered (or no longer valid): the run-time limits hold
+                for _, nxt, nxt_ver in subworkflow_calls(called):
+                    todo.append((nxt, nxt_ver, [*chain, nxt]))
 
     def get_workflow(self, workflow_id: str, version: int | None = None) -> Workflow:
         """A registered workflow (the latest version when *version* is None).
@@ -197,6 +234,7 @@ class Runtime:
         *,
         name: str | None = None,
         room_id: str | None = None,
+        lineage: Mapping[str, Any] | None = None,
     ) -> RoomState:
         """Create a room (status ``created``); it pins the workflow's current version.
 
@@ -205,15 +243,19 @@ class Runtime:
             variables: overrides of the workflow's default variables.
             name: a label for people (default: the workflow id).
             room_id: an explicit id (default: a new time-ordered one).
+            lineage: set by ``subworkflow`` nodes: where the room sits in its tree of rooms.
 
         Raises:
             SchemaValidationError: a variable name is invalid or a value is not JSON, or
                 the variables break the workflow's ``inputs`` schema (an undeclared name,
                 a wrong type, a required input left out).
+            UnstorableValueError: *name* cannot be stored (a lone surrogate, say).
             WorkflowNotFoundError / WorkflowConflictError / RoomExistsError.
         """
         variables = dict(variables or {})
         _check_variables(variables)
+        if name is not None:
+            check_storable(name, "the room's name")
         if isinstance(workflow, str):
             wf = self.get_workflow(workflow)
         else:
@@ -221,7 +263,7 @@ class Runtime:
         check_inputs(wf, variables)
         now = self.now()
         rid = RoomId(room_id or f"{now:012x}{secrets.token_hex(5)}")
-        step = engine.create_room(wf, rid, now=now, variables=variables, name=name)
+        step = engine.create_room(wf, rid, now=now, variables=variables, name=name, lineage=lineage)
         commit(self.states, self.log, step.state, step.events, expected_version=None)
         return step.state
 

@@ -252,7 +252,14 @@ _TOP: Final = (
 _NODE_COMMON: Final = ("type", "output", "retry", "timeout_s", "description")
 _RETRY: Final = ("max_attempts", "backoff_s", "multiplier", "max_delay_s", "jitter", "retry_on")
 _TRANSITION: Final = ("from", "to", "on", "when")
-_BUDGET: Final = ("max_tokens", "max_cost_usd", "max_wall_s", "on_exceeded")
+_BUDGET: Final = (
+    "max_tokens",
+    "max_cost_usd",
+    "max_wall_s",
+    "on_exceeded",
+    "max_depth",
+    "max_rooms",
+)
 
 _AGENT: Final = (
     "model",
@@ -302,6 +309,9 @@ class _Reader:
         if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
             self.add(f"{path}.{key}" if path else key, f"expected {what}, got {_kind(value)}")
             return default
+        if float in kinds and isinstance(value, int) and not -(2**1023) < value < 2**1023:
+            self.add(f"{path}.{key}" if path else key, f"expected {what}, got one too large")
+            return default  # float() of it would overflow
         return value
 
     def retry(self, value: Any, path: str) -> RetryPolicy | None:
@@ -394,6 +404,8 @@ class _Reader:
             max_cost_usd=self.typed(d, "max_cost_usd", "budget", number, None, "a number"),
             max_wall_s=self.typed(d, "max_wall_s", "budget", number, None, "a number"),
             on_exceeded=self.typed(d, "on_exceeded", "budget", (str,), None, "a node id"),
+            max_depth=self.typed(d, "max_depth", "budget", (int,), None, "a whole number"),
+            max_rooms=self.typed(d, "max_rooms", "budget", (int,), None, "a whole number"),
         )
 
     def agent(self, name: str, value: Any) -> AgentConfig | None:

@@ -18,7 +18,11 @@ if TYPE_CHECKING:
     from openrooms.tools.registry import ToolRegistry
 
 __all__ = [
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_ROOMS",
     "DEFAULT_MAX_STEPS",
+    "MAX_ROOMS_PER_ROOT",
+    "MAX_ROOM_DEPTH",
     "AgentConfig",
     "Node",
     "RetryPolicy",
@@ -29,6 +33,14 @@ __all__ = [
 ]
 
 DEFAULT_MAX_STEPS: Final = 10_000
+DEFAULT_MAX_DEPTH: Final = 8
+"""How deep sub-workflow rooms may nest under a root room, unless configured."""
+DEFAULT_MAX_ROOMS: Final = 1_000
+"""How many sub-workflow rooms one root room may create in all, unless configured."""
+MAX_ROOM_DEPTH: Final = 32
+"""The highest ``max_depth`` anything may set (each level is a nested run)."""
+MAX_ROOMS_PER_ROOT: Final = 1_000_000
+"""The highest ``max_rooms`` anything may set."""
 
 
 def _frozen_dict(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -67,7 +79,10 @@ class RetryPolicy:
         Returns:
             seconds to wait before the next attempt.
         """
-        base = min(self.backoff_s * self.multiplier ** (attempt - 1), self.max_delay_s)
+        try:
+            base = min(self.backoff_s * self.multiplier ** (attempt - 1), self.max_delay_s)
+        except OverflowError:  # the multiplier's power is past any float: the cap applies
+            base = self.max_delay_s
         return max(0.0, base * (1.0 + self.jitter * spread))
 
     def retries(self, label: str, error_type: str | None) -> bool:
@@ -149,12 +164,20 @@ class Budget:
         max_cost_usd: model cost, where the provider's price is known.
         max_wall_s: seconds since the room was created, checked before each node.
         on_exceeded: a ``wait`` node to go to instead of failing.
+        max_depth: how deep ``subworkflow`` rooms may nest below a root room of this
+            workflow (default: the runtime's ``rooms.max_depth``, 8). Sub-workflows inherit
+            it; their own can only lower it. Exceeding it fails the node that would nest.
+        max_rooms: how many ``subworkflow`` rooms a root room of this workflow may create
+            in all, at any depth (default: the runtime's ``rooms.max_rooms``, 1,000);
+            inherited like ``max_depth``.
     """
 
     max_tokens: int | None = None
     max_cost_usd: float | None = None
     max_wall_s: float | None = None
     on_exceeded: str | None = None
+    max_depth: int | None = None
+    max_rooms: int | None = None
 
     def breach(self, usage: Mapping[str, Any], elapsed_ms: int) -> tuple[str, float, float] | None:
         """The first limit *usage* (and *elapsed_ms* since creation) is newly over, if any:

@@ -18,6 +18,17 @@ settings.register_profile(
 settings.load_profile(
     os.environ.get("OPENROOMS_HYPOTHESIS", "ci" if os.environ.get("CI") else "dev")
 )
+# tests/property/test_hostile.py: a fixed, small budget in every run; `nox -s hostile` raises it
+settings.register_profile(
+    "hostile",
+    max_examples=int(os.environ.get("OPENROOMS_HOSTILE_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
 
 REDIS_URL = os.environ.get("OPENROOMS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get(

@@ -132,10 +132,19 @@ class Outcome:
             CompletionError,
             EvaluationError,
             MissingExtraError,
+            RoomLimitError,
             SchemaValidationError,
+            UnstorableValueError,
         )
 
-        if isinstance(exc, EvaluationError | SchemaValidationError | MissingExtraError):
+        if isinstance(
+            exc,
+            EvaluationError
+            | SchemaValidationError
+            | MissingExtraError
+            | UnstorableValueError
+            | RoomLimitError,
+        ):
             return cls.failed(ErrorInfo.from_exception(exc, with_traceback=False), retryable=False)
         if isinstance(exc, CompletionError):
             return cls.failed(exc, retryable=exc.retryable, retry_after_s=exc.retry_after_s)

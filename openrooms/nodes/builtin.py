@@ -19,6 +19,7 @@ from openrooms.errors import (
     SchemaValidationError,
     ToolError,
     UnsafeTemplateError,
+    UnstorableValueError,
 )
 from openrooms.events import ErrorInfo, Event, EventType, Level
 from openrooms.expressions import (
@@ -37,6 +38,7 @@ from openrooms.nodes.base import (
     unknown_keys,
 )
 from openrooms.schema import Schema, check_schema, compile_schema
+from openrooms.storable import check_storable
 from openrooms.tools.base import ToolContext
 from openrooms.tools.redact import redact, truncate_json
 from openrooms.workflow import Node
@@ -365,7 +367,8 @@ async def call_tool(
         )
         if recorded is not None and not recorded.data.get("truncated"):
             if recorded.error is not None:
-                return Outcome.failed(recorded.error)
+                unstorable = recorded.error.type == UnstorableValueError.__name__
+                return Outcome.failed(recorded.error, retryable=not unstorable)
             return Outcome.ok(recorded.data.get("result"))
     tool = ctx.tools.get(name)
     key = ctx.idempotency_key if call_id is None else f"{ctx.idempotency_key}:{call_id}"
@@ -396,6 +399,16 @@ async def call_tool(
         journal.commit(record)
         return Outcome.failed(info, retryable=retryable)
     elapsed = (time.perf_counter() - started) * 1000
+    try:
+        check_storable(result, f"nodes.{ctx.node.id} tool {name!r} result")
+    except UnstorableValueError as exc:
+        # logged as the call's error, so a resumed attempt reuses it rather than call again
+        info = ErrorInfo.from_exception(exc, with_traceback=False)
+        record = LogRecord(EventType.TOOL_CALLED, data, Level.ERROR, elapsed, info)
+        if journal is None:
+            return Outcome.failed(info, retryable=False, records=(record,))
+        journal.commit(record)
+        return Outcome.failed(info, retryable=False)
     limit = ctx.runtime.config.max_logged_bytes if ctx.runtime else DEFAULT_MAX_LOGGED_BYTES
     logged, truncated = truncate_json(result, limit)
     data["result"] = logged

@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from openrooms.errors import Problem
+from openrooms.errors import Problem, RoomLimitError
 from openrooms.events import ErrorInfo, EventType, Level
 from openrooms.expressions import CompiledValue, compile_value
 from openrooms.journal import RoomStoppedError
@@ -52,9 +53,16 @@ from openrooms.nodes.base import (
 from openrooms.nodes.builtin import _compile
 
 if TYPE_CHECKING:
+    from openrooms.runtime import Runtime
     from openrooms.workflow import Node, Workflow
 
-__all__ = ["MapExecutor", "ParallelExecutor", "SubworkflowExecutor"]
+__all__ = [
+    "MapExecutor",
+    "ParallelExecutor",
+    "SubworkflowExecutor",
+    "lineage_of",
+    "subworkflow_calls",
+]
 
 MAX_BRANCHES = 32
 MAX_ITEMS = 10_000
@@ -361,10 +369,13 @@ class SubworkflowExecutor(NodeExecutor):
             )
         version = node.config.get("version")
         if version is not None and (
-            isinstance(version, bool) or not isinstance(version, int) or version < 1
+            isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 2**63
         ):
             problems.append(
-                Problem(f"{path}.version", f"expected a whole number from 1, got {version!r}")
+                Problem(
+                    f"{path}.version",
+                    f"expected a whole number from 1 to 2**63 - 1, got {version!r}",
+                )
             )
         given = node.config.get("input", {})
         if not isinstance(given, Mapping):
@@ -372,6 +383,18 @@ class SubworkflowExecutor(NodeExecutor):
         else:
             _compile(dict(given), f"{path}.input", problems)
         return problems
+
+    def validate_in(self, workflow: Workflow, node: Node, path: str) -> list[Problem]:
+        if node.config.get("workflow") == workflow.id:
+            return [
+                Problem(
+                    f"{path}.workflow",
+                    f"workflow {workflow.id!r} runs itself as a sub-workflow: every room of it "
+                    f"would start another, without end",
+                    "call a different workflow, or loop with a transition back to a node",
+                )
+            ]
+        return []
 
     def prepare(self, node: Node) -> PreparedSubworkflow:
         return PreparedSubworkflow(
@@ -395,9 +418,21 @@ class SubworkflowExecutor(NodeExecutor):
         except RoomNotFoundError:
             wf = runtime.get_workflow(prepared.workflow, prepared.version)
             variables = prepared.input.render(ctx.scope)
+            try:
+                lineage = _child_lineage(runtime, ctx, wf)
+            except RoomLimitError as exc:
+                return Outcome.failed(
+                    ErrorInfo.from_exception(exc, with_traceback=False), retryable=False
+                )
             child = runtime.create_room(
-                wf, variables, name=f"{ctx.room.room_id}/{ctx.node.id}", room_id=child_id
+                wf,
+                variables,
+                name=f"{ctx.room.room_id}/{ctx.node.id}",
+                room_id=child_id,
+                lineage=lineage,
             )
+        else:
+            _seen_child(runtime, child_id)
         if not child.status.is_terminal:
             child = await runtime.arun(child_id)
         if child.status is RoomStatus.COMPLETED:
@@ -412,11 +447,13 @@ class SubworkflowExecutor(NodeExecutor):
                 ),
                 retryable=False,
             )
+        limited = RoomLimitError.__name__ in (child.reason or "")
         return Outcome.failed(
             ErrorInfo(
-                "SubworkflowError", f"child room {child_id!r} {child.status.value}: {child.reason}"
+                RoomLimitError.__name__ if limited else "SubworkflowError",
+                f"child room {child_id!r} {child.status.value}: {child.reason}",
             ),
-            retryable=True,
+            retryable=not limited,  # a limit is hit again on every retry
         )
 
 
@@ -425,3 +462,92 @@ def _child_id(key: str, scope: str) -> str:
     if scope:
         base += "." + re.sub(r"[^A-Za-z0-9_-]+", "_", scope).strip("_")
     return base
+
+
+# --- limits on trees of sub-workflow rooms ----------------------------------------------------
+
+# rooms created under each root room by a runtime (in this process), seeded on resume from
+# the children it finds again: see _child_lineage
+_created: weakref.WeakKeyDictionary[Runtime, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
+def lineage_of(runtime: Runtime, room_id: str) -> Mapping[str, Any] | None:
+    """Where a room sits in a tree of sub-workflow rooms (from its ``ROOM_CREATED`` event):
+    ``root``, ``parent``, ``depth``, the tree's ``max_depth`` and ``max_rooms``, and its
+    ``number`` among the rooms its root created; None for a root room."""
+    first = runtime.events(room_id, limit=1)
+    if not first or first[0].type is not EventType.ROOM_CREATED:
+        return None
+    lineage = first[0].data.get("lineage")
+    return lineage if isinstance(lineage, Mapping) else None
+
+
+def _child_lineage(runtime: Runtime, ctx: NodeContext, child_wf: Workflow) -> dict[str, Any]:
+    """The lineage of a child room about to be created under ``ctx.room``.
+
+    Raises:
+        RoomLimitError: the child would nest deeper, or be one more room, than its tree allows.
+    """
+    parent_id = ctx.room.room_id
+    parent = lineage_of(runtime, parent_id)
+    if parent is None:  # the parent is a root: its workflow's budget, else the runtime's
+        budget = ctx.workflow.budget if ctx.workflow is not None else None
+        max_depth = runtime.config.max_depth
+        max_rooms = runtime.config.max_rooms
+        if budget is not None:
+            max_depth = budget.max_depth if budget.max_depth is not None else max_depth
+            max_rooms = budget.max_rooms if budget.max_rooms is not None else max_rooms
+        root, depth = str(parent_id), 0
+    else:
+        max_depth, max_rooms = int(parent["max_depth"]), int(parent["max_rooms"])
+        root, depth = str(parent["root"]), int(parent["depth"])
+    own = child_wf.budget  # a sub-workflow's own budget may only tighten its tree's limits
+    if own is not None:
+        max_depth = min(max_depth, own.max_depth if own.max_depth is not None else max_depth)
+        max_rooms = min(max_rooms, own.max_rooms if own.max_rooms is not None else max_rooms)
+    if depth + 1 > max_depth:
+        raise RoomLimitError(parent_id, "max_depth", max_depth)
+    counts = _created.setdefault(runtime, {})
+    number = counts.get(root, 0) + 1
+    if number > max_rooms:
+        raise RoomLimitError(parent_id, "max_rooms", max_rooms)
+    counts[root] = number
+    return {
+        "root": root,
+        "parent": parent_id,
+        "depth": depth + 1,
+        "max_depth": max_depth,
+        "max_rooms": max_rooms,
+        "number": number,
+    }
+
+
+def _seen_child(runtime: Runtime, child_id: str) -> None:
+    """A child found again (a resumed parent): count its tree's rooms from its number on."""
+    lineage = lineage_of(runtime, child_id)
+    if lineage is not None:
+        counts = _created.setdefault(runtime, {})
+        root = str(lineage["root"])
+        counts[root] = max(counts.get(root, 0), int(lineage["number"]))
+
+
+def subworkflow_calls(workflow: Workflow) -> list[tuple[str, str, int | None]]:
+    """Every ``subworkflow`` node of *workflow*, also inside ``parallel`` and ``map`` nodes:
+    ``(path, workflow id, version or None)``."""
+    calls: list[tuple[str, str, int | None]] = []
+
+    def visit(kind: object, config: Mapping[str, Any], path: str) -> None:
+        if kind == "subworkflow" and isinstance(config.get("workflow"), str):
+            version = config.get("version")
+            calls.append((path, config["workflow"], version if isinstance(version, int) else None))
+        elif kind == "map" and isinstance(config.get("node"), Mapping):
+            spec = config["node"]
+            visit(spec.get("type"), spec, f"{path}.node")
+        elif kind == "parallel" and isinstance(config.get("branches"), Mapping):
+            for name, spec in config["branches"].items():
+                if isinstance(spec, Mapping):
+                    visit(spec.get("type"), spec, f"{path}.branches.{name}")
+
+    for node_id, node in workflow.nodes.items():
+        visit(node.type, node.config, f"nodes.{node_id}")
+    return calls

@@ -30,6 +30,7 @@ from openrooms import (
     RoomStatus,
     Runtime,
     SchemaValidationError,
+    UnstorableValueError,
     Workflow,
     WorkflowBuilder,
     WorkflowValidationError,
@@ -295,6 +296,12 @@ def input_room(rt: Runtime, amount: Any, by: str = "sam") -> RoomState:
 @pytest.mark.parametrize("amount", [*HOSTILE, *map(cli_var, HOSTILE)], ids=repr)
 def test_hostile_input_is_refused_or_priced_as_data(amount: Any) -> None:
     rt = memory_runtime()
+    if isinstance(amount, float) and not math.isfinite(amount):
+        waiting = rt.run(rt.create_room(PRICED_BY_INPUT).id)
+        with pytest.raises(UnstorableValueError):  # no store can keep it: refused at the door
+            rt.send_input(waiting.id, {"amount": amount, "by": "sam"})
+        assert rt.get_room(waiting.id).status is RoomStatus.WAITING
+        return
     room = input_room(rt, amount)
     if is_data_number(amount):
         assert room.status is RoomStatus.COMPLETED
@@ -733,9 +740,9 @@ def test_a_lone_surrogate_in_a_url_value_is_a_typed_failure() -> None:
     tools = url_tools(seen)
     wf = fetch_workflow("https://h.example/{{ vars.id }}", tools)
     rt = memory_runtime(tools=tools)
-    room = rt.run(rt.create_room(wf, {"id": "\ud800"}).id)
-    assert seen == [] and room.status is RoomStatus.FAILED
-    assert failure_of(rt, room) == "EvaluationError"
+    with pytest.raises(SchemaValidationError, match="lone surrogate"):
+        rt.create_room(wf, {"id": "\ud800"})  # refused where it enters: no room, no request
+    assert seen == [] and rt.list_rooms() == []
 
 
 def test_the_http_tool_encodes_spliced_values_and_refuses_header_line_breaks() -> None:
