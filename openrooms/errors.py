@@ -30,7 +30,9 @@ third-party tools (OpenRooms itself never pickles).
     ├── NodeTypeNotFoundError (LookupError)
     ├── ToolNotFoundError (LookupError)
     ├── ToolError                              a tool failed; its exception is the __cause__
-    └── CompletionError                        the model provider failed or replied unusably
+    ├── CompletionError                        the model provider failed or replied unusably
+    └── InputError (ValueError)                a file or text from outside that cannot be read:
+                                               not UTF-8, too big, duplicate keys, too deep
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ __all__ = [
     "CompletionError",
     "EvaluationError",
     "ExpressionError",
+    "InputError",
     "MissingExtraError",
     "NodeTypeNotFoundError",
     "OpenRoomsError",
@@ -348,3 +351,25 @@ class CompletionError(OpenRoomsError):
 
     def __str__(self) -> str:
         return f"model {self.model!r}: {self.message}"
+
+
+class InputError(OpenRoomsError, ValueError):
+    """A file or text from outside (a workflow file, ``--data``, ``--vars-file``, ...) that
+    cannot be read: not UTF-8, too big, not valid YAML or JSON, duplicate keys, nested too
+    deeply.
+
+    Attributes:
+        source: what was read: a file name, ``--data``, ``--var NAME``.
+        message: what is wrong.
+        where: the place in it, e.g. ``line 12``, ``byte 57 (line 3)`` or ``$.items[2]``.
+        hint: how to fix it, when there is something to say.
+    """
+
+    def __init__(self, source: str, message: str, where: str = "", hint: str = "") -> None:
+        super().__init__(source, message, where, hint)
+        self.source, self.message, self.where, self.hint = source, message, where, hint
+
+    def __str__(self) -> str:
+        at = f", {self.where}" if self.where else ""
+        tail = f" — {self.hint}" if self.hint else ""
+        return f"{self.source}{at}: {self.message}{tail}"
