@@ -221,9 +221,9 @@ class _StrictLoader(yaml.SafeLoader):
             return super().construct_object(node, deep=deep)
         except (ValueError, OverflowError) as exc:  # PyYAML's, for values like `2001-13-01`
             raise _Refused(node.start_mark, f"cannot read this value: {exc}") from None
-        except (TypeError, AttributeError):  # PyYAML's, for values like `!!timestamp abc`
+        except (TypeError, AttributeError, LookupError):  # PyYAML's, for `!!timestamp abc`
             kind = str(node.tag).rpartition(":")[2]
-            raise _Refused(node.start_mark, f"cannot read this value as a {kind}") from None
+            raise _Refused(node.start_mark, f"cannot read this value as !!{kind}") from None
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         if isinstance(node, yaml.MappingNode):
