@@ -28,8 +28,18 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from openrooms.errors import InputError
+
+try:
+    from yaml._yaml import CParser
+
+    _LIBYAML = True
+except ImportError:  # PyYAML without libyaml: the pure-Python parser, slower
+    _LIBYAML = False
 
 __all__ = [
     "MAX_INPUT_BYTES",
@@ -142,11 +152,20 @@ def _byte_where(data: bytes, offset: int) -> str:
     return f"byte {offset} (line {line})"
 
 
-def _check_length(text: str, source: str, limit: int) -> None:
+def _check_text(text: str, source: str, limit: int) -> None:
     if len(text) > limit:
         raise InputError(
             source, f"is {len(text):,} characters; the limit is {limit:,}", hint="pass less data"
         )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: the command line was not UTF-8
+        raise InputError(
+            source,
+            f"must be UTF-8 text; it holds a lone surrogate {text[exc.start]!r} (from bytes "
+            "that are not UTF-8)",
+            f"character {exc.start} (line {text.count(chr(10), 0, exc.start) + 1})",
+        ) from None
 
 
 def load_file(path: str | os.PathLike[str], *, limit: int = MAX_INPUT_BYTES) -> Any:
@@ -181,24 +200,14 @@ class _Refused(Exception):
         self.mark, self.message, self.hint = mark, message, hint
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing anchors, aliases, duplicate keys and deep nesting.
+class _Checks(Composer, SafeConstructor):
+    """The checks, in the composer and the constructor: no anchors, aliases, duplicate keys
+    or deep nesting. Mixed into a loader that brings a parser and a resolver."""
 
-    The pure-Python loader on purpose: the checks live in its composer and constructor.
-    """
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def fetch_flow_collection_start(self, token_class: Any) -> None:
-        # checked here too, as the scanner reads far ahead of the composer inside `[[[[...`
-        if self.flow_level >= MAX_INPUT_NESTING:
-            raise _Refused(self.get_mark(), f"nested deeper than {MAX_INPUT_NESTING} levels")
-        super().fetch_flow_collection_start(token_class)
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
+        event = self.peek_event()  # type: ignore[attr-defined]
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
             raise _Refused(
@@ -241,6 +250,33 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+class _PureLoader(_Checks, yaml.SafeLoader):
+    """The checks over PyYAML's pure-Python parser, when libyaml is not installed."""
+
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        # checked here too, as the scanner reads far ahead of the composer inside `[[[[...`
+        if self.flow_level >= MAX_INPUT_NESTING:
+            raise _Refused(self.get_mark(), f"nested deeper than {MAX_INPUT_NESTING} levels")
+        super().fetch_flow_collection_start(token_class)
+
+
+_LOADERS: list[type[_Checks]] = [_PureLoader]
+
+if _LIBYAML:
+
+    class _FastLoader(_Checks, CParser, Resolver):
+        """The checks over libyaml's parser: events come from C (several times faster),
+        nodes are composed and checked in Python."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            Composer.__init__(self)
+
+    _LOADERS.insert(0, _FastLoader)
+
+
 def _duplicate(first: Any, again: Any) -> str:
     line, before = again.start_mark.line + 1, first.start_mark.line + 1
     name, old = _key_text(again), _key_text(first)
@@ -262,7 +298,8 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
     return loader.construct_yaml_int(node)
 
 
-_StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+for _loader in _LOADERS:
+    _loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def parse_yaml(text: str, *, source: str = "<string>", limit: int = MAX_INPUT_BYTES) -> Any:
@@ -279,20 +316,29 @@ def parse_yaml(text: str, *, source: str = "<string>", limit: int = MAX_INPUT_BY
     Raises:
         InputError: it does not parse, or breaks a rule; the message names *source* and a line.
     """
-    _check_length(text, source, limit)
+    _check_text(text, source, limit)
+    return _parse_yaml_with(_LOADERS[0], text, source)
+
+
+def _parse_yaml_with(loader_class: Any, text: str, source: str) -> Any:
     loader = None
     try:
-        loader = _StrictLoader(text)
+        loader = loader_class(text)
         return loader.get_single_data()
     except _Refused as exc:
         raise InputError(source, exc.message, _mark_where(exc.mark), exc.hint) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "unreadable"
+        if "maximum nesting depth" in problem:  # libyaml's own limit, met while reading ahead
+            message = f"nested deeper than {MAX_INPUT_NESTING} levels"
+            raise InputError(source, message, _mark_where(mark)) from None
         raise InputError(source, f"not valid YAML: {problem}", _mark_where(mark)) from None
-    except yaml.reader.ReaderError as exc:
-        where = f"line {text.count(chr(10), 0, exc.position) + 1}"
-        message = f"character {chr(exc.character)!r} is not allowed in YAML"
+    except yaml.reader.ReaderError:
+        found = yaml.reader.Reader.NON_PRINTABLE.search(text)
+        at = found.start() if found else 0
+        where = f"line {text.count(chr(10), 0, at) + 1}"
+        message = f"character {text[at : at + 1]!r} is not allowed in YAML"
         raise InputError(source, message, where, "remove it") from None
     except yaml.YAMLError as exc:
         raise InputError(source, f"not valid YAML: {exc}") from None
@@ -365,7 +411,7 @@ def parse_json(text: str, *, source: str = "<string>", limit: int = MAX_INPUT_BY
         InputError: it does not parse, or breaks a rule; the message names *source* and a
             line or JSON path.
     """
-    _check_length(text, source, limit)
+    _check_text(text, source, limit)
     try:
         value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
