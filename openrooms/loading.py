@@ -6,7 +6,8 @@ Workflow files, ``--vars-file``, ``--data`` (inline, ``@file`` or ``-``), ``--sc
 - at most :data:`MAX_INPUT_BYTES`, checked on the file's size before it is read, and again
   while reading, for pipes and devices;
 - strict UTF-8 (a leading UTF-8 byte order mark is allowed); anything else is refused with
-  the offset of the first bad byte;
+  the offset of the first bad byte, and text holding lone surrogates (what Python makes of
+  command-line bytes that are not UTF-8) is refused too;
 - YAML without anchors, aliases or duplicate keys; JSON without duplicate keys, ``NaN`` or
   ``Infinity``;
 - at most :data:`MAX_INPUT_NESTING` levels of lists and mappings, and integers of at most
@@ -14,7 +15,8 @@ Workflow files, ``--vars-file``, ``--data`` (inline, ``@file`` or ``-``), ``--sc
 
 Anything else is an :class:`~openrooms.errors.InputError` that names the source and the
 place: a line, a byte offset or a JSON path. A file whose name ends in ``.json`` is read
-as JSON; any other as YAML (which also reads most JSON).
+as JSON; any other as YAML (which also reads most JSON). YAML is parsed by libyaml when
+PyYAML has it, else by PyYAML's pure-Python parser; the checks are the same.
 """
 
 from __future__ import annotations
@@ -409,7 +411,8 @@ def parse_json(text: str, *, source: str = "<string>", limit: int = MAX_INPUT_BY
 
     Raises:
         InputError: it does not parse, or breaks a rule; the message names *source* and a
-            line or JSON path.
+            line or JSON path. When the text is not JSON at all (a syntax error, ``NaN``),
+            the error's ``__cause__`` is a :class:`json.JSONDecodeError`.
     """
     _check_text(text, source, limit)
     try:
