@@ -430,10 +430,10 @@ def parse_json(text: str, *, source: str = "<string>", limit: int = MAX_INPUT_BY
         raise InputError(source, exc.message, where) from None
     except RecursionError:
         raise InputError(source, f"nested deeper than {MAX_INPUT_NESTING} levels") from None
-    return _finish(value, source)
+    return _finish(value, source, text)
 
 
-def _finish(value: Any, source: str) -> Any:
+def _finish(value: Any, source: str, text: str) -> Any:
     """Turn every ``_Pairs`` into a dict, refusing duplicate keys and deep nesting."""
     if not isinstance(value, list):
         return value
@@ -451,9 +451,11 @@ def _finish(value: Any, source: str) -> Any:
             members: dict[str, Any] = {}
             for key, member in item:
                 if key in members:
-                    raise InputError(
-                        source, f"key {key!r} is defined twice", _json_path(path), "keep one"
-                    )
+                    where, message = _json_path(path), f"key {key!r} is defined twice"
+                    found = _first_duplicate(text)
+                    if found is not None:
+                        where, message = found
+                    raise InputError(source, message, where, "keep one")
                 members[key] = member
             holder[slot] = members
             todo.extend(
@@ -466,6 +468,41 @@ def _finish(value: Any, source: str) -> Any:
                 (item, i, depth + 1, (path, i)) for i, v in enumerate(item) if isinstance(v, list)
             )
     return root[0]
+
+
+_JSON_TOKEN: Final = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],:]|[^{}\[\],:"\s]+')
+
+
+def _first_duplicate(text: str) -> tuple[str, str] | None:
+    """Where the first key given twice in one object is, and a message naming both lines.
+
+    Only called once a duplicate is known: *text* is valid JSON, so tokens are enough.
+    """
+    frames: list[list[Any]] = []  # [keys seen -> offset (None in an array), key or index, path]
+    expect_key = False
+    for m in _JSON_TOKEN.finditer(text):
+        piece = m.group()
+        top = frames[-1] if frames else None
+        if piece in ("{", "["):
+            path = None if top is None else (top[2], top[1])
+            frames.append([{} if piece == "{" else None, 0, path])
+            expect_key = piece == "{"
+        elif piece in ("}", "]"):
+            frames.pop()
+        elif piece == "," and top is not None:
+            if top[0] is None:
+                top[1] += 1
+            expect_key = top[0] is not None
+        elif piece == ":":
+            expect_key = False
+        elif expect_key and top is not None and top[0] is not None:
+            key, seen = json.loads(piece), top[0]
+            if key in seen:
+                line, before = (text.count("\n", 0, at) + 1 for at in (m.start(), seen[key]))
+                message = f"key {key!r} at line {line} is already defined at line {before}"
+                return _json_path(top[2]), message
+            seen[key], top[1] = m.start(), key
+    return None
 
 
 _NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")

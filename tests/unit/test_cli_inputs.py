@@ -101,7 +101,11 @@ def test_validate_refuses_a_huge_file_and_goes_on_to_the_next(
     ("name", "data", "message"),
     [
         ("vars.yaml", b"rate: 0.1\nrate: 0.2\n", "key 'rate' at line 2 is already defined"),
-        ("vars.json", b'{"rate": 0.1, "rate": 0.2}', "vars.json, $: key 'rate' is defined twice"),
+        (
+            "vars.json",
+            b'{"rate": 0.1,\n "rate": 0.2}',
+            "vars.json, $: key 'rate' at line 2 is already defined at line 1",
+        ),
         ("vars.yaml", "label: café\n".encode("latin-1"), "must be UTF-8 text; byte 0xe9"),
         ("vars.json", '{"label": "x"}'.encode("utf-16"), "it starts with a UTF-16 byte order"),
         ("vars.json", b'{"n": ' + b"[" * 100_000, "nested deeper than 100 levels"),
@@ -157,7 +161,7 @@ def test_script_and_config_files_must_be_utf8(
 @pytest.mark.parametrize(
     ("data", "stdin", "message"),
     [
-        ('{"ok": true, "ok": false}', None, "--data, $: key 'ok' is defined twice"),
+        ('{"ok": true, "ok": false}', None, "--data, $: key 'ok' at line 1 is already defined"),
         ("[" * 100_000, None, "--data: nested deeper than 100 levels"),
         ('{"n": ' + "1" * 5000 + "}", None, "--data, line 1: an integer of 5,000 digits"),
         ('{"n": NaN}', None, "--data, line 1: not valid JSON: NaN is not a JSON value"),

@@ -228,9 +228,23 @@ def test_unreadable_yaml_values_are_typed_errors(
 # --- JSON -------------------------------------------------------------------------------------
 
 
-def test_json_duplicate_keys_name_the_object_by_path() -> None:
-    err = refused(loading.parse_json, '{"a": {"b": [1, {"c": 1, "c": 2}]}}', source="--data")
-    assert str(err) == "--data, $.a.b[1]: key 'c' is defined twice — keep one"
+def test_json_duplicate_keys_name_the_object_by_path_and_both_lines() -> None:
+    text = '{"a": {"b": [1, {"c": 1,\n "c\\u0022": 0, "c": 2}]}}'
+    err = refused(loading.parse_json, text, source="--data")
+    assert str(err) == "--data, $.a.b[1]: key 'c' at line 2 is already defined at line 1 — keep one"
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('[[1, 2], [3, {"k": 1, "k": 2}]]', "$[1][1]"),
+        ('{"x": [{}, {"a\\"b": {"k": 1}}], "y": {"k": 1, "k": 2}}', "$.y"),
+        ('{"a b": {"k": [1, "k"], "k": 3}}', '$["a b"]'),
+    ],
+)
+def test_json_duplicate_keys_are_found_in_nested_objects(text: str, where: str) -> None:
+    err = refused(loading.parse_json, text)
+    assert err.where == where and err.message.startswith("key 'k' at line 1 is already defined")
 
 
 @pytest.mark.timeout(10)
@@ -281,7 +295,8 @@ def test_a_json_workflow_file_with_a_duplicate_node_is_invalid(tmp_path: Path) -
     with pytest.raises(WorkflowValidationError) as caught:
         load_workflow(path)
     (problem,) = caught.value.problems
-    assert problem.path == "$.nodes" and problem.message == "key 'a' is defined twice"
+    assert problem.path == "$.nodes"
+    assert problem.message == "key 'a' at line 1 is already defined at line 1"
 
 
 # --- templates --------------------------------------------------------------------------------
@@ -357,3 +372,57 @@ def test_any_bytes_as_data_give_a_value_or_an_input_error(data: bytes) -> None:
 def test_any_text_as_yaml_gives_a_value_or_an_input_error(loader: Any, text: str) -> None:
     with contextlib.suppress(InputError):
         loading._parse_yaml_with(loader, text, "<text>")
+
+
+class _Obj(list[tuple[str, Any]]):
+    """A JSON object written as its members, so a test can repeat a key."""
+
+
+_TREES = st.recursive(
+    st.one_of(st.integers(-5, 5), st.sampled_from(["k", "a b", 'q"'])),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(st.tuples(st.sampled_from(["k", "a b", 'q"', "z"]), inner), max_size=4).map(_Obj),
+    ),
+    max_leaves=20,
+)
+
+
+def _write(tree: Any) -> str:
+    if isinstance(tree, _Obj):
+        return "{" + ",\n".join(f"{json.dumps(k)}: {_write(v)}" for k, v in tree) + "}"
+    if isinstance(tree, list):
+        return "[" + ", ".join(_write(v) for v in tree) + "]"
+    return json.dumps(tree)
+
+
+def _first_repeat(tree: Any, path: Any = None) -> Any:
+    """The path (as nested (parent, key) pairs) to the object holding the first repeated key,
+    in the order the text reads; False if there is none."""
+    if isinstance(tree, _Obj):
+        seen = set()
+        for k, v in tree:
+            if k in seen:
+                return path
+            seen.add(k)
+            found = _first_repeat(v, (path, k))
+            if found is not False:
+                return found
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            found = _first_repeat(v, (path, i))
+            if found is not False:
+                return found
+    return False
+
+
+@given(tree=_TREES)
+def test_json_duplicates_are_refused_exactly_where_they_are(tree: Any) -> None:
+    text = _write(tree)
+    expected = _first_repeat(tree)
+    if expected is False:
+        assert loading.parse_json(text) == json.loads(text)
+        return
+    err = refused(loading.parse_json, text)
+    assert "is already defined at line" in err.message
+    assert err.where == loading._json_path(expected)
