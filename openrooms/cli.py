@@ -12,15 +12,14 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, NoReturn, TypeVar, cast
 
 import click
-import yaml
 
-from openrooms import serde
+from openrooms import loading, serde
 from openrooms.errors import (
     CorruptRoomError,
+    InputError,
     OpenRoomsError,
     VariableSyntaxError,
     WorkflowValidationError,
@@ -46,7 +45,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except WorkflowValidationError as exc:
+        except (WorkflowValidationError, InputError) as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(EXIT_INVALID)
         except OpenRoomsError as exc:
@@ -273,12 +272,7 @@ def _parse_vars(
 ) -> dict[str, Any]:
     variables: dict[str, Any] = {}
     if vars_file:
-        try:
-            loaded = yaml.safe_load(Path(vars_file).read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise click.BadParameter(
-                f"{vars_file} is not valid JSON/YAML: {exc}", param_hint="--vars-file"
-            ) from exc
+        loaded = loading.load_file(vars_file)
         if not isinstance(loaded, dict):
             raise click.BadParameter(
                 f"{vars_file} must hold a mapping of names to values", param_hint="--vars-file"
@@ -365,15 +359,12 @@ def input_(ctx: click.Context, room_id: str, data: str, as_json: bool, verbose: 
         openrooms input 0193ab12cd34ef5678 --data '{"approved": true}'
     """
     if data == "-":
-        text = sys.stdin.read()
+        text = loading.read_stream(sys.stdin.buffer, source="--data -")
+        value = loading.parse_json(text, source="--data -")
     elif data.startswith("@"):
-        text = Path(data[1:]).read_text(encoding="utf-8")
+        value = loading.parse_json(loading.read_text(data[1:]), source=data[1:])
     else:
-        text = data
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from exc
+        value = loading.parse_json(data, source="--data")
     with _runtime(ctx) as rt:
         state = rt.send_input(room_id, value, on_event=_Progress(verbose))
     _finish(state, as_json)

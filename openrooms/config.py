@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
 
+from openrooms import loading
 from openrooms.errors import Problem, SchemaValidationError
 from openrooms.tools.destination import HttpPolicy
 from openrooms.workflow import (
@@ -158,11 +158,8 @@ def load_config(path: str | Path) -> RuntimeConfig:
 
     Raises:
         FileNotFoundError: no such file.
-        SchemaValidationError: it does not parse, or has bad settings (with their paths).
+        InputError: it cannot be read or does not parse (see :mod:`openrooms.loading`).
+        SchemaValidationError: it has bad settings (with their paths).
     """
-    text = Path(path).read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SchemaValidationError(f"config {path}", [Problem("", str(exc))]) from None
+    data = loading.load_file(path)
     return RuntimeConfig.from_dict(data, source=f"config {path}")

@@ -37,10 +37,11 @@ third-party tools (OpenRooms itself never pickles).
     ├── ToolError                              a tool failed; its exception is the __cause__
     ├── UnsafeTemplateError (ValueError)       a template splices a value into a tool
     │                                          argument the tool parses as code
-    └── CompletionError                        the model provider failed or replied unusably
     ├── CompletionError                        the model provider failed or replied unusably
     ├── UnstorableValueError (ValueError)      a value no store can keep (inf, lone surrogate...)
-    └── RoomLimitError                         a sub-workflow tree went past its depth or rooms
+    ├── RoomLimitError                         a sub-workflow tree went past its depth or rooms
+    └── InputError (ValueError)                a file or text from outside that cannot be read:
+                                               not UTF-8, too big, duplicate keys, too deep
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ __all__ = [
     "DatabaseNotFoundError",
     "EvaluationError",
     "ExpressionError",
+    "InputError",
     "MissingExtraError",
     "NodeTypeNotFoundError",
     "OpenRoomsError",
@@ -512,3 +514,25 @@ class RoomLimitError(OpenRoomsError):
             f"'budget.{self.limit}' in the root room's workflow (or 'rooms.{self.limit}' in "
             f"the runtime config), or check for a sub-workflow that calls itself"
         )
+
+
+class InputError(OpenRoomsError, ValueError):
+    """A file or text from outside (a workflow file, ``--data``, ``--vars-file``, ...) that
+    cannot be read: not UTF-8, too big, not valid YAML or JSON, duplicate keys, nested too
+    deeply.
+
+    Attributes:
+        source: what was read: a file name, ``--data``, ``--var NAME``.
+        message: what is wrong.
+        where: the place in it, e.g. ``line 12``, ``byte 57 (line 3)`` or ``$.items[2]``.
+        hint: how to fix it, when there is something to say.
+    """
+
+    def __init__(self, source: str, message: str, where: str = "", hint: str = "") -> None:
+        super().__init__(source, message, where, hint)
+        self.source, self.message, self.where, self.hint = source, message, where, hint
+
+    def __str__(self) -> str:
+        at = f", {self.where}" if self.where else ""
+        tail = f" — {self.hint}" if self.hint else ""
+        return f"{self.source}{at}: {self.message}{tail}"

@@ -965,9 +965,6 @@ def compile_expression(source: str, *, names: Collection[str] | None = None) -> 
     return Expression(source, node.fn, used)
 
 
-_PART: Final = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-
-
 class Template:
     """A string with ``{{ expr }}`` parts. Create with :func:`compile_template`.
 
@@ -1031,19 +1028,23 @@ def compile_template(source: str, *, names: Collection[str] | None = None) -> Te
     parts: list[str | Expression] = []
     pos = 0
     stripped = source.strip()
-    for m in _PART.finditer(source):
-        if m.start() > pos:
-            parts.append(source[pos : m.start()])
+    # one scan for the next "{{" and the "}}" after it: linear, where a regex retrying
+    # from every "{{" of an unclosed run is quadratic
+    while (start := source.find("{{", pos)) != -1:
+        end = source.find("}}", start + 2)
+        if end == -1:
+            raise ExpressionError(source, "unclosed '{{'", start)
+        if start > pos:
+            parts.append(source[pos:start])
+        body = source[start + 2 : end]
         try:
-            parts.append(compile_expression(m.group(1).strip(), names=names))
+            parts.append(compile_expression(body.strip(), names=names))
         except ExpressionError as exc:
-            offset = m.start(1) + (len(m.group(1)) - len(m.group(1).lstrip()))
+            offset = start + 2 + (len(body) - len(body.lstrip()))
             where = None if exc.position is None else exc.position + offset
             raise ExpressionError(source, exc.message, where) from None
-        pos = m.end()
+        pos = end + 2
     rest = source[pos:]
-    if "{{" in rest:
-        raise ExpressionError(source, "unclosed '{{'", pos + rest.index("{{"))
     if rest:
         parts.append(rest)
     if len(parts) == 1 and isinstance(parts[0], Expression) and stripped != source:

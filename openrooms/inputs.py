@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from openrooms.errors import Problem, SchemaValidationError, VariableSyntaxError
+from openrooms.errors import InputError, Problem, SchemaValidationError, VariableSyntaxError
 
 if TYPE_CHECKING:
     from openrooms.schema import Schema
@@ -128,13 +128,22 @@ def check_inputs(wf: Workflow, variables: Mapping[str, Any]) -> None:
 # --- --var NAME=TEXT and NAME:=JSON -----------------------------------------------------------
 
 
-def _strict_json(text: str) -> Any:
-    """JSON as the standard has it: NaN and Infinity are not JSON."""
+def _strict_json(text: str, name: str) -> Any:
+    """JSON as the standard has it, read by the one strict loader (no NaN or Infinity,
+    no duplicate keys, bounded nesting and integer size).
 
-    def refuse(name: str) -> Any:
-        raise json.JSONDecodeError(f"{name} is not JSON", text, text.find(name))
+    Raises:
+        json.JSONDecodeError: the text is not JSON at all.
+        InputError: it is JSON but breaks a rule (too deep, a huge integer, a lone surrogate).
+    """
+    from openrooms.loading import parse_json
 
-    return json.loads(text, parse_constant=refuse)
+    try:
+        return parse_json(text, source=f"--var {name}")
+    except InputError as exc:
+        if isinstance(exc.__cause__, json.JSONDecodeError):
+            raise exc.__cause__ from None
+        raise
 
 
 def _types_of(schema: object) -> set[str]:
@@ -179,15 +188,15 @@ def parse_var(pair: str, inputs: Mapping[str, Any] | None = None) -> tuple[str, 
         raise VariableSyntaxError(pair, "expected NAME=TEXT or NAME:=JSON")
     if as_json:
         try:
-            return name, _strict_json(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+            return name, _strict_json(text, name)
+        except json.JSONDecodeError as exc:
             raise VariableSyntaxError(pair, _json_problem(exc)) from None
     types = _types_of(_declared(inputs).get(name)) if isinstance(inputs, Mapping) else set()
     if "string" in types:
         return name, text
     try:
-        return name, _strict_json(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+        return name, _strict_json(text, name)
+    except json.JSONDecodeError as exc:
         if text.lstrip().startswith(_JSON_START):
             raise VariableSyntaxError(
                 pair,
@@ -208,7 +217,5 @@ def parse_var(pair: str, inputs: Mapping[str, Any] | None = None) -> tuple[str, 
         return name, text
 
 
-def _json_problem(exc: Exception) -> str:
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at character {exc.pos + 1} of the value"
-    return "nested too deeply"
+def _json_problem(exc: json.JSONDecodeError) -> str:
+    return f"{exc.msg} at character {exc.pos + 1} of the value"

@@ -28,8 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from openrooms import loading
 from openrooms.errors import CompletionError, Problem, SchemaValidationError
 from openrooms.llm.base import ChatRequest, ChatResponse, Message, ToolCall, Usage
 from openrooms.llm.registry import ModelRegistry
@@ -114,13 +113,10 @@ def load_script(path: str | Path, tools: ToolRegistry) -> tuple[ModelRegistry, T
 
     Raises:
         FileNotFoundError: no such file.
+        InputError: it cannot be read or does not parse (see :mod:`openrooms.loading`).
         SchemaValidationError: the script is not shaped as the module docstring shows.
     """
-    text = Path(path).read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise SchemaValidationError(f"script {path}", [Problem("", str(exc))]) from None
+    data = loading.load_file(path) or {}
     problems: list[Problem] = []
     if not isinstance(data, Mapping):
         raise SchemaValidationError(f"script {path}", [Problem("", "expected a mapping")])

@@ -10,12 +10,13 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import cattrs
-import yaml
 
-from openrooms.errors import CorruptRoomError, Problem, WorkflowValidationError
+from openrooms import loading
+from openrooms.errors import CorruptRoomError, InputError, Problem, WorkflowValidationError
 from openrooms.events import ErrorInfo, Event, EventType, Level
 from openrooms.room import RoomState, RoomStatus
 from openrooms.types import RoomId
@@ -38,6 +39,7 @@ __all__ = [
     "state_from_dict",
     "state_to_dict",
     "workflow_from_dict",
+    "workflow_from_file",
     "workflow_from_text",
     "workflow_to_dict",
 ]
@@ -570,18 +572,34 @@ def workflow_from_text(text: str, *, source: str = "<string>") -> Workflow:
     """Parse YAML or JSON *text* into a workflow.
 
     Raises:
-        WorkflowValidationError: the text does not parse, or the workflow is invalid.
+        WorkflowValidationError: the text does not parse (or breaks a rule of
+            :mod:`openrooms.loading`: duplicate keys, anchors, nesting), or the workflow is
+            invalid.
     """
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise WorkflowValidationError(
-            source, [Problem(where, f"not valid YAML/JSON: {problem}")]
-        ) from None
+        data = loading.parse_yaml(text, source=source)
+    except InputError as exc:
+        raise _unreadable(exc) from exc
     return workflow_from_dict(data)
+
+
+def workflow_from_file(path: str | Path) -> Workflow:
+    """Read a workflow file: JSON if its name ends in ``.json``, else YAML.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        WorkflowValidationError: the file cannot be read as UTF-8 text within the size
+            limit, does not parse, or the workflow is invalid.
+    """
+    try:
+        data = loading.load_file(path)
+    except InputError as exc:
+        raise _unreadable(exc) from exc
+    return workflow_from_dict(data)
+
+
+def _unreadable(exc: InputError) -> WorkflowValidationError:
+    return WorkflowValidationError(exc.source, [Problem(exc.where, exc.message, exc.hint)])
 
 
 # --- the converter ----------------------------------------------------------------------------

@@ -284,14 +284,14 @@ def load_workflow(path: str | Path, *, tools: ToolRegistry | None = None) -> Wor
 
     Raises:
         FileNotFoundError: there is no such file.
-        WorkflowValidationError: the file does not parse or the workflow is invalid.
+        WorkflowValidationError: the file is not UTF-8, is over the size limit, does not
+            parse, or the workflow is invalid (see :mod:`openrooms.loading`).
     """
     from openrooms import serde
     from openrooms.tools.registry import validating_with
 
-    p = Path(path)
     with validating_with(tools):
-        return serde.workflow_from_text(p.read_text(encoding="utf-8"), source=str(p))
+        return serde.workflow_from_file(path)
 
 
 class WorkflowBuilder:

@@ -208,7 +208,7 @@ def test_var_values_are_read_by_the_documented_rule(
         ("a=[1, 2", "looks like JSON but is not"),
         ('a="open', "looks like JSON but is not"),
         ("a:={nope", "Expecting property name enclosed in double quotes at character 2"),
-        ("a:=NaN", "NaN is not JSON"),
+        ("a:=NaN", "NaN is not a JSON value"),
         ("a:=", "Expecting value at character 1"),
         ("novalue", "expected NAME=TEXT or NAME:=JSON"),
         ("=5", "expected NAME=TEXT or NAME:=JSON"),
