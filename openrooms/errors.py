@@ -31,6 +31,7 @@ third-party tools (OpenRooms itself never pickles).
     ├── ToolNotFoundError (LookupError)
     ├── ToolError                              a tool failed; its exception is the __cause__
     └── CompletionError                        the model provider failed or replied unusably
+        └── MissingAPIKeyError                 the provider's API key is not in the environment
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "CompletionError",
     "EvaluationError",
     "ExpressionError",
+    "MissingAPIKeyError",
     "MissingExtraError",
     "NodeTypeNotFoundError",
     "OpenRoomsError",
@@ -348,3 +350,29 @@ class CompletionError(OpenRoomsError):
 
     def __str__(self) -> str:
         return f"model {self.model!r}: {self.message}"
+
+
+class MissingAPIKeyError(CompletionError):
+    """A model's provider needs an API key that is not set in the environment.
+
+    Raised before any request is made (and before litellm is imported), never retried.
+
+    Attributes:
+        key: the environment variable to set (``OPENAI_API_KEY``, ...).
+        agents: the agents that use the model, when known (a workflow check names them).
+    """
+
+    def __init__(self, model: str, key: str, agents: Sequence[str] = ()) -> None:
+        super().__init__(
+            model,
+            f"no API key: set {key} in the environment, or run offline with a script "
+            f"(openrooms --script FILE ...; see docs/agents.md)",
+            retryable=False,
+        )
+        self.args = (model, key, list(agents))
+        self.key, self.agents = key, list(agents)
+
+    def __str__(self) -> str:
+        names = ", ".join(repr(a) for a in self.agents)
+        who = f" (agent{'s' if len(self.agents) > 1 else ''} {names})" if self.agents else ""
+        return f"model {self.model!r}{who}: {self.message}"

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
-from openrooms import engine
+from openrooms import deadline, engine
 from openrooms.backends.base import EventLog, Lease, StateStore
 from openrooms.errors import (
     RoomLeasedError,
@@ -318,12 +318,19 @@ class Runner:
             journal_factory=partial(self._journal, wf, state, holder, on_event),
         )
         timeout = np.node.timeout_s
+        warm_up = getattr(np.executor, "warm_up", None)
+        if timeout is not None and warm_up is not None:
+            # outside the deadline: loading a model client (litellm's import) is not the node's
+            # slowness; a failure here is left for the attempt itself to meet and report
+            with contextlib.suppress(Exception):
+                await warm_up(ctx)
         try:
             if timeout is None:
                 outcome = await np.executor.execute(ctx)
             else:
                 # a sync tool that ignores cancellation keeps its thread, but its result is dropped
-                outcome = await asyncio.wait_for(np.executor.execute(ctx), timeout)
+                with deadline.within(timeout):
+                    outcome = await asyncio.wait_for(np.executor.execute(ctx), timeout)
         except RoomStoppedError:
             current = self.rt.states.find(state.room_id)
             return (current if current is not None else _after(ctx, state)), None
