@@ -26,6 +26,7 @@ from openrooms.journal import JOURNALED, Journal, RoomStoppedError
 from openrooms.memory import Conversations
 from openrooms.nodes import LogRecord, NodeContext, Outcome
 from openrooms.room import RoomState, RoomStatus
+from openrooms.scrub import Scrubber
 from openrooms.types import RoomId
 
 if TYPE_CHECKING:
@@ -264,9 +265,11 @@ class Runner:
         elif state.version > state.node_seq:  # something was logged after NODE_STARTED
             recorded = [e for e in log.read(room_id, after=state.node_seq) if e.type in JOURNALED]
         node_seq = state.node_seq
+        scrubber = Scrubber.from_environment()
 
         def commit(records: Sequence[LogRecord]) -> tuple[RoomState, Sequence[Event]]:
             current = journal.state
+            records = [scrubber.record(r) for r in records]  # no known secret is stored
             step = engine.record(wf, current, records, now=self.rt.now())
             saved = self._commit(step, current, holder, on_event)
             if saved is not step.state:  # cancelled or failed from outside meanwhile
@@ -302,8 +305,22 @@ class Runner:
         """Run one attempt of the current node; every failure becomes an ``error`` outcome.
 
         Returns the state after the calls the attempt recorded, and its outcome (None when
-        the room was stopped from outside meanwhile).
+        the room was stopped from outside meanwhile), with every known secret value
+        scrubbed from it (:mod:`openrooms.scrub`): this is where what a node did becomes
+        what the room stores.
         """
+        after, outcome = await self._attempt(wf, state, holder, on_event)
+        if outcome is None:
+            return after, None
+        return after, Scrubber.from_environment().outcome(outcome)
+
+    async def _attempt(
+        self,
+        wf: Workflow,
+        state: RoomState,
+        holder: _LeaseHolder,
+        on_event: EventCallback | None,
+    ) -> tuple[RoomState, Outcome | None]:
         assert state.current_node is not None
         np = wf.plan.nodes[state.current_node]
         ctx = NodeContext(

@@ -54,7 +54,7 @@ from openrooms.tools.destination import (
     check_addresses,
     check_url,
 )
-from openrooms.tools.redact import is_sensitive_key, redact_text
+from openrooms.tools.redact import is_sensitive_key, redact, redact_text
 
 if TYPE_CHECKING:
     import httpx
@@ -389,7 +389,7 @@ class _Call:
             "status": response.status_code,
             "headers": _headers(response),
             "truncated": False,
-            "url": destination.url,
+            "url": redact(destination.url),  # as in TOOL_CALLED's args: no ?token= value
         }
         location = response.headers.get("location")
         if response.status_code in _REDIRECTS and location:
