@@ -28,7 +28,7 @@ origin. There is no cookie jar: cookies a response sets are returned, not sent b
 
 The size cap applies to the decoded body: a compressed response is decompressed one
 network chunk at a time, and reading stops at the cap. httpx is imported only when the
-tool is called (the ``server`` extra).
+tool is called (the ``http`` extra: ``pip install 'openrooms[http]'``; ``server`` brings it too).
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ class _Call:
         body: Any,
         params: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
-        self.httpx = require("httpx", feature="the http tool", extra="server")
+        self.httpx = require("httpx", feature="the http tool", extra="http")
         sent = _caller_headers(headers)
         content: bytes | None = None
         if body is not _NO_BODY:

@@ -747,3 +747,20 @@ transitions:
     # the variables the room was created with hold them, as given; nothing the call returned
     stored_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("rooms.db*"))
     assert stored_bytes.count(SECRET_BEARER.encode()) <= 2  # ROOM_CREATED event + the state
+
+
+def test_without_httpx_the_tool_names_its_own_extra() -> None:
+    code = (
+        "import sys, asyncio; sys.modules['httpx'] = None\n"
+        "from openrooms.tools import HttpPolicy, ToolContext, http_tool\n"
+        "tool = http_tool(HttpPolicy(allow_hosts=('api.example.com',)))\n"
+        "ctx = ToolContext(room_id='r', node='n', idempotency_key='k')\n"
+        "asyncio.run(tool.call({'url': 'https://api.example.com/'}, ctx))\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert ran.returncode == 1
+    last = ran.stderr.strip().splitlines()[-1]
+    assert "MissingExtraError" in last
+    assert "the http tool needs the 'http' extra: pip install 'openrooms[http]'" in last
