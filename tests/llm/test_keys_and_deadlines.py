@@ -195,3 +195,44 @@ transitions:
     assert failed[0].data["outcome"] == "timeout"
     assert rt.get_room(room_id).usage["model_calls"] == 1
     rt.close()
+
+
+def test_input_to_a_room_whose_agents_lack_their_key_is_refused_and_it_keeps_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from openrooms.cli import cli
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    flow = tmp_path / "ask_then_write.yaml"
+    flow.write_text(
+        """
+id: ask-then-write
+agents:
+  writer: {model: openai/gpt-4o-mini}
+nodes:
+  ask: {type: wait, prompt: "Topic?", output: asked}
+  write: {type: agent, agent: writer, prompt: "Write on {{ vars.asked.topic }}"}
+  done: {type: end}
+transitions:
+  - {from: ask, to: write}
+  - {from: write, to: done}
+"""
+    )
+    db = f"sqlite:///{tmp_path / 'rooms.db'}"
+    runner = CliRunner()
+    ran = runner.invoke(cli, ["--db", db, "run", str(flow)])
+    assert ran.exit_code != 0  # refused at once: the agent needs OPENAI_API_KEY
+    assert ran.output.count("no API key: set OPENAI_API_KEY") == 1
+    # a room created anyway (by the library) waits; `input` refuses it without recording
+    store = SQLiteStore(tmp_path / "rooms.db")
+    rt = Runtime(store, store)
+    room = rt.run(rt.create_room(serde.workflow_from_text(flow.read_text())).id)
+    assert room.status is RoomStatus.WAITING
+    sent = runner.invoke(cli, ["--db", db, "input", room.id, "--data", '{"topic": "bees"}'])
+    assert sent.exit_code != 0
+    assert "agent 'writer'" in sent.output and "OPENAI_API_KEY" in sent.output
+    assert rt.get_room(room.id).status is RoomStatus.WAITING
+    assert rt.events(room.id, types=[EventType.INPUT_RECEIVED]) == []
+    rt.close()
