@@ -74,6 +74,16 @@ def render() -> str:
             assert command is not None
             sections.append(f"## openrooms {name}")
             sections.append(f"```text\n{_help(command, name, root)}\n```")
+            if isinstance(command, click.Group):  # e.g. `db`: each subcommand gets a section
+                sub_root = _fresh(command).make_context(
+                    name, [], parent=root, resilient_parsing=True, terminal_width=WIDTH
+                )
+                with sub_root:
+                    for sub in command.list_commands(sub_root):
+                        subcommand = command.get_command(sub_root, sub)
+                        assert subcommand is not None
+                        sections.append(f"## openrooms {name} {sub}")
+                        sections.append(f"```text\n{_help(subcommand, sub, sub_root)}\n```")
     return "\n\n".join(sections) + "\n"
 
 

@@ -13,16 +13,17 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import click
 import yaml
 
 from openrooms import serde
-from openrooms.errors import OpenRoomsError, WorkflowValidationError
+from openrooms.errors import CorruptRoomError, OpenRoomsError, WorkflowValidationError
 from openrooms.events import Event, EventType, Level
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runtime import Runtime, open_runtime
+from openrooms.terminal import printable
 from openrooms.tools import default_tools, http_tool
 from openrooms.workflow import Workflow, load_workflow
 
@@ -105,7 +106,8 @@ def cli(
 
 
 @contextmanager
-def _runtime(ctx: click.Context) -> Iterator[Runtime]:
+def _runtime(ctx: click.Context, *, read_only: bool = False) -> Iterator[Runtime]:
+    """The runtime the global options describe; *read_only* for commands that only look."""
     config = None
     if ctx.obj["config"]:
         from openrooms.config import load_config
@@ -120,9 +122,11 @@ def _runtime(ctx: click.Context) -> Iterator[Runtime]:
             base = base.copy()
             base.register(http_tool(config.http), replace=True)
         models, tools = load_script(script, base)
-        rt = open_runtime(ctx.obj["db"], models=models, tools=tools, config=config)
+        rt = open_runtime(
+            ctx.obj["db"], models=models, tools=tools, config=config, read_only=read_only
+        )
     else:
-        rt = open_runtime(ctx.obj["db"], config=config)
+        rt = open_runtime(ctx.obj["db"], config=config, read_only=read_only)
     try:
         yield rt
     finally:
@@ -167,7 +171,7 @@ class _Progress:
     def __call__(self, e: Event) -> None:
         line = self.line(e)
         if line:
-            click.echo(line, err=True)
+            click.echo(printable(line), err=True)
 
     def line(self, e: Event) -> str | None:
         t, d = e.type, e.data
@@ -228,7 +232,9 @@ def _finish(state: RoomState, as_json: bool) -> NoReturn:
         click.echo(f"  openrooms input {state.room_id} --data '<json>'")
     else:
         tail = f": {state.reason}" if state.reason else ""
-        click.echo(f"room {state.room_id} {state.status.value} at {state.current_node!r}{tail}")
+        click.echo(
+            printable(f"room {state.room_id} {state.status.value} at {state.current_node!r}{tail}")
+        )
     if state.status is RoomStatus.COMPLETED:
         ctx.exit(EXIT_COMPLETED)
     if state.status is RoomStatus.WAITING:
@@ -438,12 +444,19 @@ def rooms(
 
         openrooms rooms --status waiting
     """
-    with _runtime(ctx) as rt:
-        found = rt.list_rooms(status=status, workflow_id=workflow_id, limit=limit)
+    corrupt: list[CorruptRoomError] = []
+    with _runtime(ctx, read_only=True) as rt:
+        found = rt.list_rooms(
+            status=status, workflow_id=workflow_id, limit=limit, on_corrupt=corrupt.append
+        )
+    for exc in corrupt:  # listed with the others; what is wrong goes to stderr
+        click.echo(f"Warning: {exc}", err=True)
     if as_json:
-        click.echo(json.dumps([_room_json(s) for s in found], ensure_ascii=False))
+        listed = [_room_json(s) for s in found]
+        listed += [{"id": e.room_id, "status": "corrupt", "error": str(e)} for e in corrupt]
+        click.echo(json.dumps(listed, ensure_ascii=False))
         return
-    if not found:
+    if not found and not corrupt:
         click.echo("no rooms")
         return
     click.echo(f"{'ROOM':<22} {'STATUS':<10} {'WORKFLOW':<24} {'NODE':<20} STEPS")
@@ -452,6 +465,8 @@ def rooms(
         click.echo(
             f"{s.room_id:<22} {s.status.value:<10} {wf:<24} {s.current_node or '-':<20} {s.steps}"
         )
+    for e in corrupt:
+        click.echo(f"{e.room_id:<22} {'corrupt':<10} {'?':<24} {'?':<20} ?")
 
 
 @cli.command()
@@ -465,18 +480,18 @@ def show(ctx: click.Context, room_id: str, as_json: bool) -> None:
 
         openrooms show 0193ab12cd34ef5678 --json
     """
-    with _runtime(ctx) as rt:
+    with _runtime(ctx, read_only=True) as rt:
         state = rt.get_room(room_id)
     if as_json:
         click.echo(json.dumps(_room_json(state), ensure_ascii=False, indent=2))
         return
-    click.echo(f"room:      {state.room_id} ({state.name})")
+    click.echo(printable(f"room:      {state.room_id} ({state.name})"))
     click.echo(f"workflow:  {state.workflow_id} v{state.workflow_version}")
     click.echo(f"status:    {state.status.value}")
     click.echo(f"node:      {state.current_node} (attempt {state.attempt})")
     click.echo(f"steps:     {state.steps}")
     if state.reason:
-        click.echo(f"reason:    {state.reason}")
+        click.echo(printable(f"reason:    {state.reason}"))
     u = state.usage
     if u:
         cost = f", ${u['cost_usd']:.6f}" if u.get("cost_usd") is not None else ""
@@ -488,7 +503,7 @@ def show(ctx: click.Context, room_id: str, as_json: bool) -> None:
         click.echo(f"memory:    {_short(dict(state.memory), 80)}")
     click.echo("variables:")
     for line in json.dumps(dict(state.variables), indent=2, ensure_ascii=False).splitlines():
-        click.echo(f"  {line}")
+        click.echo(printable(f"  {line}"))
 
 
 @cli.command()
@@ -506,7 +521,7 @@ def replay(ctx: click.Context, room_id: str, as_json: bool) -> None:
 
         openrooms replay 0193ab12cd34ef5678
     """
-    with _runtime(ctx) as rt:
+    with _runtime(ctx, read_only=True) as rt:
         report = rt.rerun(room_id)
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
@@ -578,7 +593,7 @@ def logs(
     min_level = Level(level.upper()) if level else None
     wanted = [EventType(t.upper()) for t in types] or None
     fmt = _event_json if as_json else _event_line
-    with _runtime(ctx) as rt:
+    with _runtime(ctx, read_only=True) as rt:
         rt.get_room(room_id)
         if follow:
             events: Any = rt.follow(
@@ -588,9 +603,49 @@ def logs(
             events = rt.events(room_id, after=after, min_level=min_level, types=wanted)
         try:
             for e in events:
-                click.echo(fmt(e))
+                click.echo(fmt(e) if as_json else printable(fmt(e)))
         except KeyboardInterrupt:
             return
+
+
+@cli.group()
+def db() -> None:
+    """Look after the database: check it for damage.
+
+    Example:
+
+        openrooms db check
+    """
+
+
+@db.command("check")
+@click.pass_context
+def db_check(ctx: click.Context) -> None:
+    """Check the database: SQLite's integrity check, then a decode of every stored row.
+
+    Opens the file read-only. Prints `ok` and exits 0 when the file is sound; otherwise
+    prints one line per problem (the table, the row and what is wrong) and exits 1.
+
+    Example:
+
+        openrooms --db sqlite:///rooms.db db check
+    """
+    problems: list[str] = []
+    with _runtime(ctx, read_only=True) as rt:
+        stores = [rt.states] if rt.log is cast(object, rt.states) else [rt.states, rt.log]
+        for store in stores:
+            check = getattr(store, "check", None)
+            if check is None:
+                _fail(f"{type(store).__name__} has no check; `db check` reads SQLite files")
+            problems += check(split=len(stores) > 1)
+    if not problems:
+        click.echo("ok")
+        return
+    for line in problems:
+        click.echo(line)
+    n = len(problems)
+    click.echo(f"{n} problem{'s' if n != 1 else ''} found", err=True)
+    ctx.exit(1)
 
 
 def _mermaid_id(node_id: str) -> str:

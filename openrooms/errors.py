@@ -25,11 +25,16 @@ third-party tools (OpenRooms itself never pickles).
     ├── RoomStoppedError                       the room was cancelled or stopped mid-node
     ├── BackendError
     │   ├── BackendUnavailableError            refused connection, locked database, timeout
-    │   └── BackendConfigError (ValueError)    a backend URL that cannot be opened
+    │   ├── BackendConfigError (ValueError)    a backend URL that cannot be opened
+    │   ├── DatabaseNotFoundError (LookupError)  a read-only command found no database file
+    │   └── CorruptDataError                   a stored row does not decode (bad JSON, ...)
+    │       └── CorruptRoomError               ... and it belongs to a room, named by id
     ├── MissingExtraError (ImportError)        an optional dependency is not installed
     ├── NodeTypeNotFoundError (LookupError)
     ├── ToolNotFoundError (LookupError)
     ├── ToolError                              a tool failed; its exception is the __cause__
+    ├── UnsafeTemplateError (ValueError)       a template splices a value into a tool
+    │                                          argument the tool parses as code
     └── CompletionError                        the model provider failed or replied unusably
         └── MissingAPIKeyError                 the provider's API key is not in the environment
 """
@@ -45,6 +50,9 @@ __all__ = [
     "BackendError",
     "BackendUnavailableError",
     "CompletionError",
+    "CorruptDataError",
+    "CorruptRoomError",
+    "DatabaseNotFoundError",
     "EvaluationError",
     "ExpressionError",
     "MissingAPIKeyError",
@@ -62,6 +70,7 @@ __all__ = [
     "ToolError",
     "ToolNotFoundError",
     "TransitionNotAllowedError",
+    "UnsafeTemplateError",
     "WorkflowConflictError",
     "WorkflowNotFoundError",
     "WorkflowValidationError",
@@ -174,14 +183,14 @@ class WorkflowConflictError(OpenRoomsError):
 
 
 class RoomNotFoundError(OpenRoomsError, LookupError):
-    """No room has this id."""
+    """No room has this id (in the database *where*, when the store names one)."""
 
-    def __init__(self, room_id: str) -> None:
-        super().__init__(room_id)
-        self.room_id = room_id
+    def __init__(self, room_id: str, where: str | None = None) -> None:
+        super().__init__(room_id, where)
+        self.room_id, self.where = room_id, where
 
     def __str__(self) -> str:
-        return f"no room {self.room_id!r}"
+        return f"no room {self.room_id!r}" + (f" in {self.where}" if self.where else "")
 
 
 class RoomExistsError(OpenRoomsError):
@@ -279,6 +288,57 @@ class BackendConfigError(BackendError, ValueError):
     """A backend URL that names an unknown scheme or cannot be opened as given."""
 
 
+class DatabaseNotFoundError(BackendError, LookupError):
+    """A read-only opening found no database at *path* (read-only commands never create one)."""
+
+    def __init__(self, path: str, detail: str = "") -> None:
+        OpenRoomsError.__init__(self, path, detail)
+        self.backend, self.message = "sqlite", detail
+        self.path, self.detail = path, detail
+
+    def __str__(self) -> str:
+        what = (
+            f"no OpenRooms database at {self.path} ({self.detail})"
+            if self.detail
+            else (f"no database at {self.path}")
+        )
+        return (
+            f"{what}; nothing has been stored there. Run from the folder where you ran "
+            f"`openrooms run`, or pass --db URL (or set OPENROOMS_DB)"
+        )
+
+
+class CorruptDataError(BackendError):
+    """A stored row cannot be decoded: bad JSON, a missing field, an unknown event type.
+
+    Attributes:
+        where: the database, table and row, e.g. ``rooms.db, table workflows, row id='w'``.
+        problem: what is wrong with it.
+    """
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(where, problem)
+        self.where, self.problem = where, problem
+
+    def __str__(self) -> str:
+        return f"corrupt data in {self.where}: {self.problem} ({_CHECK_HINT})"
+
+
+class CorruptRoomError(CorruptDataError):
+    """A room's stored state or one of its events cannot be decoded; the room is named by id."""
+
+    def __init__(self, room_id: str, where: str, problem: str) -> None:
+        OpenRoomsError.__init__(self, room_id, where, problem)
+        self.backend, self.message = where, problem
+        self.room_id, self.where, self.problem = room_id, where, problem
+
+    def __str__(self) -> str:
+        return f"room {self.room_id!r} is corrupt: {self.where}: {self.problem} ({_CHECK_HINT})"
+
+
+_CHECK_HINT = "`openrooms db check` lists every damaged row"
+
+
 class MissingExtraError(OpenRoomsError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 
@@ -323,6 +383,34 @@ class ToolError(OpenRoomsError):
 
     def __str__(self) -> str:
         return f"tool {self.tool!r} failed: {self.message}"
+
+
+class UnsafeTemplateError(OpenRoomsError, ValueError):
+    """A template splices a value into the text of a tool argument the tool parses as code.
+
+    Raised when a tool node runs with a tool that declares the argument ``code`` (see
+    :data:`~openrooms.tools.base.ArgKind`) but the workflow was validated without it;
+    validation refuses the same template up front.
+    """
+
+    def __init__(self, path: str, tool: str, argument: str) -> None:
+        super().__init__(path, tool, argument)
+        self.path, self.tool, self.argument = path, tool, argument
+
+    @property
+    def problem(self) -> Problem:
+        """What is wrong, where, and the fix."""
+        return Problem(
+            self.path,
+            f"tool {self.tool!r} parses {self.argument!r} as code, and this template splices "
+            f"a value into its text, where the value could change the code",
+            "pass values as data and name them in the code (for the calculator: "
+            "{expression: 'amount * 2', values: {amount: '{{ vars.amount }}'}}), "
+            "or make the whole argument one template",
+        )
+
+    def __str__(self) -> str:
+        return str(self.problem)
 
 
 class CompletionError(OpenRoomsError):

@@ -25,6 +25,7 @@ from openrooms import engine
 from openrooms.backends import DEFAULT_DB_URL, EventLog, StateStore, StoredWorkflow, open_backend
 from openrooms.config import RuntimeConfig
 from openrooms.errors import (
+    CorruptRoomError,
     Problem,
     RoomStatusError,
     SchemaValidationError,
@@ -240,12 +241,25 @@ class Runtime:
         status: RoomStatus | str | None = None,
         workflow_id: str | None = None,
         limit: int = 100,
+        on_corrupt: Callable[[CorruptRoomError], None] | None = None,
     ) -> list[RoomState]:
-        """Rooms, newest first."""
+        """Rooms, newest first.
+
+        Raises:
+            CorruptRoomError: a stored room does not decode, and *on_corrupt* is None; when
+                it is given, each such room is passed to it and the others are listed.
+        """
+        if on_corrupt is None:
+            return self.states.list_rooms(
+                status=RoomStatus(status) if status is not None else None,
+                workflow_id=workflow_id,
+                limit=limit,
+            )
         return self.states.list_rooms(
             status=RoomStatus(status) if status is not None else None,
             workflow_id=workflow_id,
             limit=limit,
+            on_corrupt=on_corrupt,
         )
 
     def events(
@@ -407,6 +421,7 @@ def open_runtime(
     lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
     models: ModelRegistry | None = None,
     config: RuntimeConfig | None = None,
+    read_only: bool = False,
 ) -> Runtime:
     """Open a runtime from backend URLs.
 
@@ -414,8 +429,13 @@ def open_runtime(
     ``OPENROOMS_STATE_URL`` / ``OPENROOMS_LOG_URL``, then ``OPENROOMS_DB`` for both, then
     ``sqlite:///./.openrooms/openrooms.db``.
 
+    With *read_only*, the backends are opened for reading (see :func:`open_backend`):
+    inspecting rooms then never creates a database, never waits for a writer's lock, and
+    works on a file it may not write; operations that write raise BackendError.
+
     Raises:
         BackendConfigError: a URL that cannot be opened.
+        DatabaseNotFoundError: *read_only* and a SQLite file that does not exist.
     """
     env = os.environ.get
     if db is not None:  # an explicit URL beats every environment variable
@@ -425,8 +445,12 @@ def open_runtime(
         one = env("OPENROOMS_DB") or DEFAULT_DB_URL
         s_url = state_url or env("OPENROOMS_STATE_URL") or one
         l_url = log_url or env("OPENROOMS_LOG_URL") or one
-    states = open_backend(s_url)
-    log = states if l_url == s_url else open_backend(l_url)
+    states = open_backend(s_url, read_only=read_only)
+    try:
+        log = states if l_url == s_url else open_backend(l_url, read_only=read_only)
+    except BaseException:
+        states.close()
+        raise
     return Runtime(
         states,
         log,

@@ -15,7 +15,7 @@ from typing import Any, Final, TypeVar
 import cattrs
 import yaml
 
-from openrooms.errors import Problem, WorkflowValidationError
+from openrooms.errors import CorruptRoomError, Problem, WorkflowValidationError
 from openrooms.events import ErrorInfo, Event, EventType, Level
 from openrooms.room import RoomState, RoomStatus
 from openrooms.types import RoomId
@@ -74,8 +74,86 @@ def state_to_dict(s: RoomState) -> dict[str, Any]:
     }
 
 
+_NONE = type(None)
+# (key, accepted types, what to call them); a stored row is checked before it is trusted
+_STATE_FIELDS: Final = (
+    ("room_id", (str,), "a string"),
+    ("name", (str,), "a string"),
+    ("workflow_id", (str,), "a string"),
+    ("workflow_version", (int,), "a whole number"),
+    ("status", (str,), "a string"),
+    ("current_node", (str, _NONE), "a node id or null"),
+    ("variables", (dict,), "an object"),
+    ("attempt", (int,), "a whole number"),
+    ("visits", (dict,), "an object"),
+    ("steps", (int,), "a whole number"),
+    ("wake_at", (int, _NONE), "a whole number or null"),
+    ("reason", (str, _NONE), "a string or null"),
+    ("created_at", (int,), "a whole number"),
+    ("updated_at", (int,), "a whole number"),
+    ("version", (int,), "a whole number"),
+)
+_STATE_OPTIONAL: Final = (
+    ("memory", (dict, _NONE), "an object"),
+    ("usage", (dict, _NONE), "an object"),
+    ("node_seq", (int,), "a whole number"),
+)
+_EVENT_FIELDS: Final = (
+    ("room_id", (str,), "a string"),
+    ("seq", (int,), "a whole number"),
+    ("type", (str,), "an event type"),
+    ("level", (str,), "a level"),
+    ("timestamp", (int,), "a whole number"),
+)
+_EVENT_OPTIONAL: Final = (
+    ("node", (str, _NONE), "a node id or null"),
+    ("data", (dict, _NONE), "an object"),
+    ("error", (dict, _NONE), "an object or null"),
+    ("duration_ms", (int, float, _NONE), "a number or null"),
+)
+_ERROR_FIELDS: Final = (("type", (str,), "a string"), ("message", (str,), "a string"))
+_ERROR_OPTIONAL: Final = (("traceback", (str, _NONE), "a string or null"),)
+_STATUSES: Final = frozenset(s.value for s in RoomStatus)
+_EVENT_TYPES: Final = frozenset(t.value for t in EventType)
+_LEVELS: Final = frozenset(lv.value for lv in Level)
+
+
+def _field_problem(d: Mapping[str, Any], fields: Any, *, required: bool) -> str | None:
+    """What is wrong with the first bad field of *d*, or None.
+
+    Exact types, as JSON decodes them (so ``true`` is not a whole number): this runs on
+    every stored state and event read back.
+    """
+    for key, kinds, what in fields:
+        value = d.get(key, _MISSING)
+        if value is _MISSING:
+            if required:
+                return f"missing key {key!r}"
+        elif type(value) not in kinds:
+            return f"{key!r} should be {what}, not {_kind(value)}"
+    return None
+
+
+_MISSING: Final = object()
+
+
 def state_from_dict(d: Mapping[str, Any]) -> RoomState:
-    """The inverse of :func:`state_to_dict`."""
+    """The inverse of :func:`state_to_dict`.
+
+    Raises:
+        CorruptRoomError: *d* is not a room state (a missing key, a wrong type, an unknown
+            status); ``where`` is ``room state``, stores replace it with the table and row.
+    """
+    if not isinstance(d, Mapping):
+        raise CorruptRoomError("?", "room state", f"expected an object, got {_kind(d)}")
+    problem = _field_problem(d, _STATE_FIELDS, required=True) or _field_problem(
+        d, _STATE_OPTIONAL, required=False
+    )
+    if problem is None and d["status"] not in _STATUSES:
+        problem = f"unknown status {d['status']!r}"
+    if problem is not None:
+        room_id = d.get("room_id")
+        raise CorruptRoomError(room_id if isinstance(room_id, str) else "?", "room state", problem)
     return RoomState(
         room_id=RoomId(d["room_id"]),
         name=d["name"],
@@ -117,8 +195,32 @@ def event_to_dict(e: Event) -> dict[str, Any]:
 
 
 def event_from_dict(d: Mapping[str, Any]) -> Event:
-    """The inverse of :func:`event_to_dict`."""
+    """The inverse of :func:`event_to_dict`.
+
+    Raises:
+        CorruptRoomError: *d* is not an event (a missing key, a wrong type, an unknown event
+            type or level); ``where`` is ``event N``, stores prefix it with the table and row.
+    """
+    if not isinstance(d, Mapping):
+        raise CorruptRoomError("?", "event", f"expected an object, got {_kind(d)}")
+    problem = _field_problem(d, _EVENT_FIELDS, required=True) or _field_problem(
+        d, _EVENT_OPTIONAL, required=False
+    )
     err = d.get("error")
+    if problem is None:
+        if d["type"] not in _EVENT_TYPES:
+            problem = f"unknown event type {d['type']!r}"
+        elif d["level"] not in _LEVELS:
+            problem = f"unknown level {d['level']!r}"
+        elif err is not None:
+            problem = _field_problem(err, _ERROR_FIELDS, required=True) or _field_problem(
+                err, _ERROR_OPTIONAL, required=False
+            )
+            problem = f"error: {problem}" if problem else None
+    if problem is not None:
+        room_id, seq = d.get("room_id"), d.get("seq")
+        where = f"event {seq}" if isinstance(seq, int) else "event"
+        raise CorruptRoomError(room_id if isinstance(room_id, str) else "?", where, problem)
     return Event(
         room_id=RoomId(d["room_id"]),
         seq=d["seq"],

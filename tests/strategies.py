@@ -39,7 +39,13 @@ def workflows(draw: st.DrawFn) -> Workflow:
         elif kind == "decision":
             b.decision(name)
         elif kind == "tool":
-            b.tool(name, "calculator", {"expression": "1 + {{ vars.i }}"}, output="r", **common)
+            b.tool(
+                name,
+                "calculator",
+                {"expression": "1 + i", "values": {"i": "{{ vars.i }}"}},
+                output="r",
+                **common,
+            )
         else:
             b.wait(name, prompt="go?", timeout_s=draw(st.none() | st.just(5.0)))
     b.end("done")

@@ -6,11 +6,12 @@ signatures; third-party backends only have to match the shape.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
 
+from openrooms.errors import CorruptRoomError
 from openrooms.events import Event, EventType, Level
 from openrooms.room import RoomState, RoomStatus
 from openrooms.types import RoomId
@@ -53,10 +54,15 @@ class StateStore(Protocol):
         """Store a new room. Raises RoomExistsError if the id is taken."""
 
     def get(self, room_id: RoomId) -> RoomState:
-        """Return the room's state. Raises RoomNotFoundError if there is none."""
+        """Return the room's state.
+
+        Raises:
+            RoomNotFoundError: there is none.
+            CorruptRoomError: the stored state does not decode.
+        """
 
     def find(self, room_id: RoomId) -> RoomState | None:
-        """Return the room's state, or None."""
+        """Return the room's state, or None. Raises CorruptRoomError as :meth:`get`."""
 
     def replace(
         self, state: RoomState, *, expected_version: int, lease: Lease | None = None
@@ -65,9 +71,19 @@ class StateStore(Protocol):
         the room's current lease token is still ``lease.token``; else raise StaleRoomError."""
 
     def list_rooms(
-        self, *, status: RoomStatus | None = None, workflow_id: str | None = None, limit: int = 100
+        self,
+        *,
+        status: RoomStatus | None = None,
+        workflow_id: str | None = None,
+        limit: int = 100,
+        on_corrupt: Callable[[CorruptRoomError], None] | None = None,
     ) -> list[RoomState]:
-        """Rooms, most recently created first, optionally filtered."""
+        """Rooms, most recently created first, optionally filtered.
+
+        Raises:
+            CorruptRoomError: a stored room does not decode, and *on_corrupt* is None; when
+                it is given, each such room is passed to it and left out of the list.
+        """
 
     def acquire_lease(
         self, room_id: RoomId, owner: str, *, ttl_ms: int, now: int, force: bool = False
@@ -128,7 +144,11 @@ class EventLog(Protocol):
         min_level: Level | None = None,
         types: Sequence[EventType] | None = None,
     ) -> list[Event]:
-        """Events with ``seq > after``, in order, optionally filtered."""
+        """Events with ``seq > after``, in order, optionally filtered.
+
+        Raises:
+            CorruptRoomError: a stored event of the room does not decode.
+        """
 
     def last_seq(self, room_id: RoomId) -> int:
         """The highest sequence number of the room's log (0 if empty)."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from openrooms.backends.base import AtomicStore, JobQueue, Lease, StoredWorkflow
 from openrooms.errors import (
+    CorruptRoomError,
     RoomExistsError,
     RoomLeasedError,
     RoomNotFoundError,
@@ -70,8 +71,14 @@ class MemoryStore(AtomicStore):
         self._states[state.room_id] = state
 
     def list_rooms(
-        self, *, status: RoomStatus | None = None, workflow_id: str | None = None, limit: int = 100
+        self,
+        *,
+        status: RoomStatus | None = None,
+        workflow_id: str | None = None,
+        limit: int = 100,
+        on_corrupt: Callable[[CorruptRoomError], None] | None = None,
     ) -> list[RoomState]:
+        # states are kept as objects, never encoded, so none is ever corrupt
         rooms = [
             s
             for s in self._states.values()

@@ -5,12 +5,19 @@ processes can share one file. A step's events and state commit in one transactio
 ``synchronous`` defaults to ``FULL`` (a committed step survives power loss); pass
 ``?synchronous=normal`` in the URL to trade that for speed (it still survives a crash
 of the process).
+
+``read_only=True`` opens an existing file with ``mode=ro``: no folder or file is created,
+no schema is written and no lock is taken, so a reader works beside a writer stopped in
+the middle of a transaction (WAL readers see the last commit) and on a file it may not
+write. Opening to write runs the schema set-up only when the file's ``user_version`` is
+behind, so it needs no write lock either when the schema is current.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -22,7 +29,11 @@ from openrooms import serde
 from openrooms.backends.base import AtomicStore, Lease, StoredWorkflow
 from openrooms.errors import (
     BackendConfigError,
+    BackendError,
     BackendUnavailableError,
+    CorruptDataError,
+    CorruptRoomError,
+    DatabaseNotFoundError,
     RoomExistsError,
     RoomLeasedError,
     RoomNotFoundError,
@@ -30,7 +41,7 @@ from openrooms.errors import (
     WorkflowConflictError,
     WorkflowNotFoundError,
 )
-from openrooms.events import ErrorInfo, Event, EventType, Level
+from openrooms.events import Event, EventType, Level
 from openrooms.room import RoomState, RoomStatus
 from openrooms.types import RoomId
 
@@ -150,19 +161,77 @@ def _event_row(e: Event) -> list[Any]:
     ]
 
 
-def _event_from_row(room_id: RoomId, row: list[Any]) -> Event:
+_TYPES: Final = {t.value: t for t in EventType}
+_LEVELS: Final = {lv.value: lv for lv in Level}
+
+
+def _event_from_row(room_id: RoomId, row: Any) -> Event:
+    """The inverse of :func:`_event_row`; CorruptRoomError (``where`` = ``event``) if *row*
+    is not one.
+
+    Rows as written take the fast path; anything else goes through serde's decoder, which
+    accepts what it can and names what is wrong.
+    """
+    if type(row) is list and len(row) == 8:
+        seq, type_, level, timestamp, node, data, err, duration_ms = row
+        if (
+            type(seq) is int
+            and type(timestamp) is int
+            and type(data) is dict
+            and (node is None or type(node) is str)
+            and (duration_ms is None or type(duration_ms) in (int, float))
+            and type(type_) is str
+            and type_ in _TYPES
+            and type(level) is str
+            and level in _LEVELS
+            and err is None
+        ):
+            return Event(
+                room_id=room_id,
+                seq=seq,
+                type=_TYPES[type_],
+                level=_LEVELS[level],
+                timestamp=timestamp,
+                node=node,
+                data=data,
+                duration_ms=duration_ms,
+            )
+    return _checked_event_from_row(room_id, row)
+
+
+def _checked_event_from_row(room_id: RoomId, row: Any) -> Event:
+    if type(row) is not list or len(row) != 8:
+        raise CorruptRoomError(room_id, "event", "expected an array of 8 values")
     seq, type_, level, timestamp, node, data, err, duration_ms = row
-    return Event(
-        room_id=room_id,
-        seq=seq,
-        type=EventType(type_),
-        level=Level(level),
-        timestamp=timestamp,
-        node=node,
-        data=data,
-        error=None if err is None else ErrorInfo(*err),
-        duration_ms=duration_ms,
+    if err is not None:
+        if type(err) is not list or len(err) != 3:
+            raise CorruptRoomError(room_id, f"event {seq}", "error: expected an array of 3")
+        err = {"type": err[0], "message": err[1], "traceback": err[2]}
+    return serde.event_from_dict(
+        {
+            "room_id": room_id,
+            "seq": seq,
+            "type": type_,
+            "level": level,
+            "timestamp": timestamp,
+            "node": node,
+            "data": data,
+            "error": err,
+            "duration_ms": duration_ms,
+        }
     )
+
+
+def _json(body: Any) -> Any:
+    """A stored JSON text, or ValueError saying where it breaks."""
+    if not isinstance(body, str | bytes):
+        raise ValueError(f"the body is {type(body).__name__}, not JSON text")
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("the body nests too deeply to decode") from None
 
 
 class SQLiteStore(AtomicStore):
@@ -172,19 +241,34 @@ class SQLiteStore(AtomicStore):
         path: the database file (its folder is created), or ``:memory:``.
         synchronous: ``full`` (default), ``normal``, ``off`` or ``extra``.
         busy_timeout_ms: how long a write waits for another process's transaction.
+        read_only: open an existing file for reading only; nothing is created or written
+            (every write raises BackendError).
 
     Raises:
-        BackendConfigError: a bad setting, or a path that cannot be opened.
+        BackendConfigError: a bad setting, a path that cannot be opened, or a file whose
+            schema is of another version.
+        DatabaseNotFoundError: *read_only* and there is no database file at *path*, or the
+            file holds no OpenRooms tables.
     """
 
     def __init__(
-        self, path: str | Path, *, synchronous: str = "full", busy_timeout_ms: int = 10_000
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "full",
+        busy_timeout_ms: int = 10_000,
+        read_only: bool = False,
     ) -> None:
         if synchronous.lower() not in _SYNC_MODES:
             raise BackendConfigError(
                 "sqlite", f"synchronous={synchronous!r}; use one of {', '.join(_SYNC_MODES)}"
             )
         self.path = str(path)
+        self.read_only = read_only
+        self._lock = threading.RLock()
+        if read_only:
+            self._db = self._open_read_only(busy_timeout_ms)
+            return
         if self.path != ":memory:":
             try:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -192,7 +276,6 @@ class SQLiteStore(AtomicStore):
                 raise BackendConfigError(
                     "sqlite", f"cannot create folder for {self.path}: {exc}"
                 ) from exc
-        self._lock = threading.RLock()
         try:
             # autocommit: transactions are explicit (BEGIN IMMEDIATE) below
             self._db = sqlite3.connect(
@@ -208,18 +291,93 @@ class SQLiteStore(AtomicStore):
             self._wal(busy_timeout_ms)
             self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             self._db.execute("PRAGMA foreign_keys = ON")
+            # a read, no lock: only a new (or older) file needs the write transaction below
+            current = self._schema_version() == SCHEMA_VERSION
+        if current:
+            return
         with _driver_errors(), self._transaction():
-            found = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if found not in (0, SCHEMA_VERSION):
-                raise BackendConfigError(
-                    "sqlite",
-                    f"{self.path} has schema version {found}; this OpenRooms reads version "
-                    f"{SCHEMA_VERSION}. Use a new file (rooms are not migrated before 1.0)",
-                )
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            found = self._schema_version()  # again: another process may have set it up
+            self._check_schema(found)
+            if found != SCHEMA_VERSION:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def where(self) -> str:
+        """The database file, as error messages name it (an absolute path)."""
+        return self.path if self.path == ":memory:" else os.path.abspath(self.path)
+
+    def _schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _check_schema(self, found: int) -> None:
+        if found not in (0, SCHEMA_VERSION):
+            raise BackendConfigError(
+                "sqlite",
+                f"{self.path} has schema version {found}; this OpenRooms reads version "
+                f"{SCHEMA_VERSION}. Use a new file (rooms are not migrated before 1.0)",
+            )
+
+    def _open_read_only(self, busy_timeout_ms: int) -> sqlite3.Connection:
+        """Connect with ``mode=ro``; no file, folder, schema, journal switch or lock."""
+        if self.path == ":memory:":
+            raise BackendConfigError("sqlite", "read_only needs a database file, not :memory:")
+        file = Path(self.path)
+        if not file.is_file():
+            raise DatabaseNotFoundError(self.where)
+        uri = f"{file.resolve().as_uri()}?mode=ro"
+        db = self._connect_uri(uri, busy_timeout_ms)
+        try:
+            found = int(db.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            if not self._is_frozen():
+                hint = ""
+                if not os.access(os.path.dirname(self.where), os.W_OK):
+                    hint = (
+                        f"; its folder is read-only and a write-ahead log ({self.where}-wal) "
+                        "is beside it: open it once where the folder can be written"
+                    )
+                raise BackendUnavailableError(
+                    "sqlite", f"cannot read {self.where}: {exc}{hint}"
+                ) from exc
+            # A WAL file in a folder we cannot write, with no -wal beside it: the reader
+            # cannot create the -shm it would lock through, and no writer (which would have
+            # to create the -wal) is at work, so the file is read as the snapshot it is.
+            db = self._connect_uri(f"{uri}&immutable=1", busy_timeout_ms)
+            with _driver_errors():
+                found = int(db.execute("PRAGMA user_version").fetchone()[0])
+        try:
+            if found == 0:
+                raise DatabaseNotFoundError(self.where, "the file holds no OpenRooms tables")
+            self._check_schema(found)
+        except BackendError:
+            db.close()
+            raise
+        return db
+
+    def _connect_uri(self, uri: str, busy_timeout_ms: int) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(
+                uri,
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=busy_timeout_ms / 1000,
+            )
+        except sqlite3.Error as exc:
+            raise BackendConfigError("sqlite", f"cannot open {self.where}: {exc}") from exc
+        with _driver_errors():
+            db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        return db
+
+    def _is_frozen(self) -> bool:
+        """True when nobody can be writing the file: its folder is not writable (by us) and
+        it has no write-ahead log."""
+        folder = os.path.dirname(self.where)
+        return not os.access(folder, os.W_OK) and not os.path.exists(self.where + "-wal")
 
     def _wal(self, busy_timeout_ms: int) -> None:
         """Switch to WAL. SQLite does not wait on the busy timeout for this one: when two
@@ -237,8 +395,15 @@ class SQLiteStore(AtomicStore):
             time.sleep(pause)  # lock backoff, not synchronisation: the other side holds it
             pause = min(pause * 2, 0.1)
 
+    def _refuse_write(self) -> BackendError:
+        return BackendError(
+            "sqlite", f"{self.where} was opened read-only; open it without read_only to write"
+        )
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise self._refuse_write()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -275,13 +440,26 @@ class SQLiteStore(AtomicStore):
     def get(self, room_id: RoomId) -> RoomState:
         state = self.find(room_id)
         if state is None:
-            raise RoomNotFoundError(room_id)
+            raise RoomNotFoundError(room_id, self.where)
         return state
 
     def find(self, room_id: RoomId) -> RoomState | None:
         with _driver_errors(), self._lock:
             row = self._db.execute("SELECT body FROM rooms WHERE id = ?", (room_id,)).fetchone()
-        return None if row is None else serde.state_from_dict(json.loads(row[0]))
+        return None if row is None else self._decode_state(room_id, row[0])
+
+    def _decode_state(self, room_id: str, body: Any) -> RoomState:
+        """A rooms row's body as a state, or CorruptRoomError naming the file and row."""
+        where = f"{self.where}, table rooms, row id={room_id!r}"
+        try:
+            state = serde.state_from_dict(_json(body))
+        except ValueError as exc:
+            raise CorruptRoomError(room_id, where, str(exc)) from None
+        except CorruptRoomError as exc:
+            raise CorruptRoomError(room_id, where, exc.problem) from None
+        if state.room_id != room_id:
+            raise CorruptRoomError(room_id, where, f"the body is room {state.room_id!r}")
+        return state
 
     def replace(
         self, state: RoomState, *, expected_version: int, lease: Lease | None = None
@@ -290,8 +468,8 @@ class SQLiteStore(AtomicStore):
         with _driver_errors(), self._transaction() as db:
             self._update_room(db, state, expected_version, lease, body)
 
-    @staticmethod
     def _update_room(
+        self,
         db: sqlite3.Connection,
         state: RoomState,
         expected_version: int,
@@ -319,11 +497,16 @@ class SQLiteStore(AtomicStore):
         if cursor.rowcount == 0:
             exists = db.execute("SELECT 1 FROM rooms WHERE id = ?", (state.room_id,)).fetchone()
             if exists is None:
-                raise RoomNotFoundError(state.room_id)
+                raise RoomNotFoundError(state.room_id, self.where)
             raise StaleRoomError(state.room_id, expected_version)
 
     def list_rooms(
-        self, *, status: RoomStatus | None = None, workflow_id: str | None = None, limit: int = 100
+        self,
+        *,
+        status: RoomStatus | None = None,
+        workflow_id: str | None = None,
+        limit: int = 100,
+        on_corrupt: Callable[[CorruptRoomError], None] | None = None,
     ) -> list[RoomState]:
         where, params = [], []
         if status is not None:
@@ -332,20 +515,28 @@ class SQLiteStore(AtomicStore):
         if workflow_id is not None:
             where.append("workflow_id = ?")
             params.append(workflow_id)
-        sql = "SELECT body FROM rooms"
+        sql = "SELECT id, body FROM rooms"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         with _driver_errors(), self._lock:
             rows = self._db.execute(sql, (*params, int(limit))).fetchall()
-        return [serde.state_from_dict(json.loads(r[0])) for r in rows]
+        out = []
+        for room_id, body in rows:
+            try:
+                out.append(self._decode_state(room_id, body))
+            except CorruptRoomError as exc:
+                if on_corrupt is None:
+                    raise
+                on_corrupt(exc)
+        return out
 
     def acquire_lease(
         self, room_id: RoomId, owner: str, *, ttl_ms: int, now: int, force: bool = False
     ) -> Lease:
         with _driver_errors(), self._transaction() as db:
             if db.execute("SELECT 1 FROM rooms WHERE id = ?", (room_id,)).fetchone() is None:
-                raise RoomNotFoundError(room_id)
+                raise RoomNotFoundError(room_id, self.where)
             row = db.execute(
                 "SELECT owner, token, expires_at FROM leases WHERE room_id = ?", (room_id,)
             ).fetchone()
@@ -427,7 +618,7 @@ class SQLiteStore(AtomicStore):
             row = self._db.execute(sql, params).fetchone()
         if row is None:
             raise WorkflowNotFoundError(workflow_id, version)
-        return StoredWorkflow(row[0], row[1], row[2], json.loads(row[3]), row[4])
+        return self._decode_workflow(row)
 
     def list_workflows(self) -> list[StoredWorkflow]:
         with _driver_errors(), self._lock:
@@ -436,7 +627,17 @@ class SQLiteStore(AtomicStore):
                 "JOIN (SELECT id, MAX(version) AS v FROM workflows GROUP BY id) m "
                 "ON w.id = m.id AND w.version = m.v ORDER BY w.id"
             ).fetchall()
-        return [StoredWorkflow(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+        return [self._decode_workflow(r) for r in rows]
+
+    def _decode_workflow(self, row: Sequence[Any]) -> StoredWorkflow:
+        try:
+            definition = _json(row[3])
+            if not isinstance(definition, dict):
+                raise ValueError(f"the body is a JSON {type(definition).__name__}, not an object")
+        except ValueError as exc:
+            where = f"{self.where}, table workflows, row id={row[0]!r} version={row[1]}"
+            raise CorruptDataError(where, str(exc)) from None
+        return StoredWorkflow(row[0], row[1], row[2], definition, row[4])
 
     # EventLog
 
@@ -470,12 +671,12 @@ class SQLiteStore(AtomicStore):
         out: list[Event] = []
         with _driver_errors(), self._lock:
             rows = self._db.execute(
-                "SELECT body FROM events WHERE room_id = ? AND last_seq > ? ORDER BY first_seq",
+                "SELECT first_seq, body FROM events "
+                "WHERE room_id = ? AND last_seq > ? ORDER BY first_seq",
                 (room_id, after),
             ).fetchall()
-        for (body,) in rows:
-            for item in json.loads(body):
-                event = _event_from_row(room_id, item)
+        for first_seq, body in rows:
+            for event in self._decode_events(room_id, first_seq, body):
                 if event.seq <= after or event.level.rank < floor:
                     continue
                 if wanted is not None and event.type not in wanted:
@@ -484,6 +685,19 @@ class SQLiteStore(AtomicStore):
                 if limit is not None and len(out) >= limit:
                     return out
         return out
+
+    def _decode_events(self, room_id: RoomId, first_seq: int, body: Any) -> list[Event]:
+        """An events row's batch, or CorruptRoomError naming the file and row."""
+        where = f"{self.where}, table events, row room_id={room_id!r} first_seq={first_seq}"
+        try:
+            items = _json(body)
+            if not isinstance(items, list):
+                raise ValueError(f"the body is a JSON {type(items).__name__}, not an array")
+            return [_event_from_row(room_id, item) for item in items]
+        except ValueError as exc:
+            raise CorruptRoomError(room_id, where, str(exc)) from None
+        except CorruptRoomError as exc:
+            raise CorruptRoomError(room_id, f"{where}, {exc.where}", exc.problem) from None
 
     def last_seq(self, room_id: RoomId) -> int:
         with _driver_errors(), self._lock:
@@ -507,6 +721,8 @@ class SQLiteStore(AtomicStore):
                 self._insert_room(db, state)
                 self._insert_events(db, events)
             return
+        if self.read_only:
+            raise self._refuse_write()
         # The hot path, one call per step: encode before taking the write lock, and no
         # generator context managers (they cost more than the UPDATE on a small row).
         body = _dumps(serde.state_to_dict(state))
@@ -534,9 +750,80 @@ class SQLiteStore(AtomicStore):
                 raise BackendUnavailableError("sqlite", f"{type(exc).__name__}: {exc}") from exc
 
     def integrity_check(self) -> str:
-        """``PRAGMA integrity_check``: ``ok`` for a sound file."""
+        """``PRAGMA integrity_check``: ``ok`` for a sound file, else one problem a line."""
         with _driver_errors(), self._lock:
-            return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+            rows = self._db.execute("PRAGMA integrity_check").fetchall()
+        return "\n".join(str(r[0]) for r in rows)
+
+    def check(self, *, split: bool = False) -> list[str]:
+        """Every problem in the file: SQLite's integrity check, then a decode of every row.
+
+        Each rooms row must decode to the room it is filed under, each events row to its
+        batch of events numbered ``first_seq..last_seq`` without gaps between rows, and each
+        workflows row to a JSON object; events of a room with no rooms row are reported too.
+
+        Args:
+            split: the file is only the state store or only the event log of a runtime
+                (``state_url`` and ``log_url`` differ), so events of a room with no rooms
+                row are expected.
+
+        Returns:
+            One line per problem (``where: what``); an empty list for a sound file.
+
+        Raises:
+            BackendUnavailableError: the file cannot be read at all.
+        """
+        try:
+            integrity = self.integrity_check().splitlines()
+        except BackendUnavailableError as exc:  # a page too damaged for the check itself
+            integrity = [f"the integrity check stopped: {exc.message}"]
+        problems = [] if integrity == ["ok"] else [f"{self.where}: {p}" for p in integrity]
+        with _driver_errors(), self._lock:
+            self._db.execute("BEGIN")  # one snapshot for the whole pass
+            try:
+                problems += self._check_rows(split)
+            except sqlite3.DatabaseError as exc:
+                problems.append(f"{self.where}: cannot read every row: {exc}")
+            finally:
+                self._db.execute("ROLLBACK")
+        return problems
+
+    def _check_rows(self, split: bool) -> list[str]:
+        problems = []
+        room_ids = set()
+        for room_id, body in self._db.execute("SELECT id, body FROM rooms ORDER BY id"):
+            room_ids.add(room_id)
+            try:
+                self._decode_state(room_id, body)
+            except CorruptRoomError as exc:
+                problems.append(f"{exc.where}: {exc.problem}")
+        expected: dict[str, int] = {}
+        rows = self._db.execute(
+            "SELECT room_id, first_seq, last_seq, body FROM events ORDER BY room_id, first_seq"
+        )
+        for room_id, first_seq, last_seq, body in rows:
+            where = f"{self.where}, table events, row room_id={room_id!r} first_seq={first_seq}"
+            if not split and room_id not in room_ids and room_id not in expected:
+                problems.append(f"{where}: events of a room that has no rooms row")
+            if first_seq != expected.get(room_id, 1):
+                problems.append(f"{where}: expected first_seq {expected.get(room_id, 1)}")
+            expected[room_id] = last_seq + 1
+            try:
+                events = self._decode_events(room_id, first_seq, body)
+            except CorruptRoomError as exc:
+                problems.append(f"{exc.where}: {exc.problem}")
+                continue
+            seqs = [e.seq for e in events]
+            if seqs != list(range(first_seq, last_seq + 1)):
+                problems.append(f"{where}: holds events {seqs}, not {first_seq}..{last_seq}")
+        for row in self._db.execute(
+            "SELECT id, version, digest, body, created_at FROM workflows ORDER BY id, version"
+        ):
+            try:
+                self._decode_workflow(row)
+            except CorruptDataError as exc:
+                problems.append(f"{exc.where}: {exc.problem}")
+        return problems
 
     def close(self) -> None:
         with self._lock:

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 
 from openrooms.config import DEFAULT_MAX_LOGGED_BYTES
-from openrooms.errors import ExpressionError, Problem, SchemaValidationError, ToolError
+from openrooms.errors import (
+    EvaluationError,
+    ExpressionError,
+    Problem,
+    SchemaValidationError,
+    ToolError,
+    UnsafeTemplateError,
+)
 from openrooms.events import ErrorInfo, Event, EventType, Level
-from openrooms.expressions import CompiledValue, Template, compile_template, compile_value
+from openrooms.expressions import (
+    CompiledValue,
+    Expression,
+    Template,
+    compile_template,
+    compile_value,
+)
 from openrooms.nodes.base import (
     CONFIG_NAMES,
     LogRecord,
@@ -180,14 +195,83 @@ class DecisionExecutor(NodeExecutor):
 
 @attrs.frozen(slots=True)
 class PreparedTool:
-    """A ``tool`` node's compiled config."""
+    """A ``tool`` node's compiled config.
+
+    Attributes:
+        tool: the tool's name.
+        args: the arguments, compiled.
+        splicing: top-level argument -> where inside it (``""``: the argument itself) the
+            first text is whose template splices values into it. The running tool's
+            :attr:`~openrooms.tools.Tool.templating` decides whether that is refused
+            (``code``), percent-encoded (``url``, for a top-level string) or plain text.
+        texts: the top-level string arguments that splice values, compiled.
+    """
 
     tool: str
     args: CompiledValue
+    splicing: Mapping[str, str] = attrs.field(factory=dict)
+    texts: Mapping[str, Template] = attrs.field(factory=dict)
+
+
+def _splices(template: Template) -> bool:
+    """Whether *template* splices values into text: two ``{{ }}`` or more, or one with
+    text beside it. A lone ``{{ expr }}`` (even with spaces around it) is the value itself."""
+    parts = template.parts
+    count = sum(isinstance(p, Expression) for p in parts)
+    return count > 1 or (count == 1 and any(isinstance(p, str) and p.strip() for p in parts))
+
+
+def _splicing(value: Any, where: str = "") -> str | None:
+    """Where in *value* (a validated argument) the first text that splices values is."""
+    if isinstance(value, str):
+        if "{{" in value and _splices(compile_template(value, names=CONFIG_NAMES)):
+            return where
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if (found := _splicing(item, f"{where}.{key}")) is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            if (found := _splicing(item, f"{where}[{i}]")) is not None:
+                return found
+    return None
+
+
+def _splicing_args(args: Mapping[str, Any]) -> dict[str, str]:
+    return {name: where for name, value in args.items() if (where := _splicing(value)) is not None}
+
+
+def _render_url(template: Template, scope: Mapping[str, Any]) -> str:
+    """A ``url`` argument: a value that begins it is its base (scheme, host, perhaps a path)
+    and is used as it is; a value after literal text is percent-encoded, every reserved
+    character (``/ ? # & = %``...) included, so it stays one path segment or query value."""
+    out = []
+    for i, part in enumerate(template.parts):
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        value = part.evaluate(scope)
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        if i > 0:
+            try:
+                text = quote(text, safe="")
+            except UnicodeEncodeError:
+                raise EvaluationError(
+                    template.source[:80],
+                    "a value spliced into the URL is not valid text (a lone surrogate?)",
+                ) from None
+        out.append(text)
+    return "".join(out)
 
 
 class ToolExecutor(NodeExecutor):
-    """``tool``: calls the registered tool ``tool`` with templated ``args``."""
+    """``tool``: calls the registered tool ``tool`` with templated ``args``.
+
+    An argument the tool declares ``code`` may hold whole ``{{ }}`` templates but no text
+    with values spliced into it, at any depth (refused by validation, and again here if the
+    running tool declares what the validating one did not); values spliced into a ``url``
+    argument after literal text are percent-encoded.
+    """
 
     _KEYS = frozenset({"tool", "args"})
 
@@ -214,17 +298,48 @@ class ToolExecutor(NodeExecutor):
             problems.append(
                 Problem(f"{path}.args", "expected a mapping of argument names to values")
             )
-        else:
-            _compile(dict(args), f"{path}.args", problems)
+        elif _compile(dict(args), f"{path}.args", problems) is not None:
+            tool = known.find(name) if isinstance(name, str) else None
+            rules = tool.templating if tool is not None else {}
+            for arg, where in _splicing_args(args).items():
+                if rules.get(arg) == "code":
+                    assert isinstance(name, str)
+                    refused = UnsafeTemplateError(f"{path}.args.{arg}{where}", name, arg)
+                    problems.append(refused.problem)
         return problems
 
     def prepare(self, node: Node) -> PreparedTool:
-        args = compile_value(dict(node.config.get("args", {})), names=CONFIG_NAMES)
-        return PreparedTool(tool=node.config["tool"], args=args)
+        given = dict(node.config.get("args", {}))
+        splicing = _splicing_args(given)
+        return PreparedTool(
+            tool=node.config["tool"],
+            args=compile_value(given, names=CONFIG_NAMES),
+            splicing=splicing,
+            texts={
+                arg: compile_template(given[arg], names=CONFIG_NAMES)
+                for arg, where in splicing.items()
+                if where == ""
+            },
+        )
 
     async def execute(self, ctx: NodeContext) -> Outcome:
         prepared: PreparedTool = ctx.prepared
-        return await call_tool(ctx, prepared.tool, prepared.args.render(ctx.scope))
+        if not prepared.splicing:
+            return await call_tool(ctx, prepared.tool, prepared.args.render(ctx.scope))
+        # the running tool decides, whatever registry the workflow was validated against
+        tool = ctx.tools.find(prepared.tool)
+        rules = tool.templating if tool is not None else {}
+        for arg, where in prepared.splicing.items():
+            if rules.get(arg) == "code":
+                path = f"nodes.{ctx.node.id}.args.{arg}{where}"
+                refused = UnsafeTemplateError(path, prepared.tool, arg)
+                info = ErrorInfo.from_exception(refused, with_traceback=False)
+                return Outcome.failed(info, retryable=False)
+        args = prepared.args.render(ctx.scope)
+        for arg, template in prepared.texts.items():
+            if rules.get(arg) == "url":
+                args[arg] = _render_url(template, ctx.scope)
+        return await call_tool(ctx, prepared.tool, args)
 
 
 async def call_tool(

@@ -1,6 +1,6 @@
 """Tools: the registry, the ``@tool`` decorator and the built-ins."""
 
-from openrooms.tools.base import BaseTool, Tool, ToolContext, schema_from_signature
+from openrooms.tools.base import ArgKind, BaseTool, Tool, ToolContext, schema_from_signature
 from openrooms.tools.calculator import calculator_tool
 from openrooms.tools.destination import HttpPolicy
 from openrooms.tools.http import http_tool
@@ -8,6 +8,7 @@ from openrooms.tools.memory_query import memory_query_tool
 from openrooms.tools.registry import ToolRegistry, default_tools, tool
 
 __all__ = [
+    "ArgKind",
     "BaseTool",
     "HttpPolicy",
     "Tool",

@@ -11,7 +11,7 @@ import threading
 import types
 import typing
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar, Literal, Union, get_args, get_origin
+from typing import Any, ClassVar, Final, Literal, Union, get_args, get_origin
 
 import attrs
 
@@ -20,7 +20,37 @@ from openrooms.memory import RoomMemory
 from openrooms.schema import validate
 from openrooms.types import RoomId
 
-__all__ = ["BaseTool", "Tool", "ToolContext", "schema_from_signature"]
+__all__ = ["ArgKind", "BaseTool", "Tool", "ToolContext", "schema_from_signature"]
+
+ArgKind = Literal["code", "url"]
+"""What a tool does with an argument's text, so a workflow's templates fill it safely:
+
+- ``"code"``: it parses the text as code or a query (an expression, SQL, a search syntax).
+  A template may only be a whole value (``"{{ vars.formula }}"``: the value *is* the
+  code, explicitly); text with a ``{{ }}`` spliced into it, anywhere in the argument (in
+  a list or mapping too), is refused at validation and again at run time, because a value
+  could change the code's structure.
+- ``"url"``: it parses the text as a URL. A value spliced after literal text is
+  percent-encoded (every reserved character: ``/ ? # & = %``...), so it stays one path
+  segment or query value. A value that begins the text is the URL's base and is used as
+  it is (``"{{ vars.api }}/orders/{{ vars.id }}"``), as is a whole-value template.
+"""
+_ARG_KINDS: Final = ("code", "url")
+
+
+def _check_templating(tool: Tool, _attr: object, value: Mapping[str, str]) -> None:
+    properties = tool.parameters.get("properties")
+    for name, kind in value.items():
+        if kind not in _ARG_KINDS:
+            raise ValueError(
+                f"tool {tool.name!r}: templating[{name!r}] is {kind!r}; use one of "
+                f"{', '.join(map(repr, _ARG_KINDS))}"
+            )
+        if isinstance(properties, Mapping) and name not in properties:
+            raise ValueError(
+                f"tool {tool.name!r}: templating names {name!r}, which is not one of its "
+                f"parameters ({', '.join(map(str, properties)) or 'none'})"
+            )
 
 
 @attrs.frozen(slots=True)
@@ -52,6 +82,9 @@ class Tool:
         parameters: a JSON schema (``type: object``) its arguments must satisfy.
         fn: the implementation, sync or async; sync ones run in a worker thread.
         context_param: the name of the parameter that receives the :class:`ToolContext`.
+        templating: argument name -> :data:`ArgKind`, for the arguments the tool parses
+            (``{"expression": "code"}``, ``{"url": "url"}``); workflow templates fill the
+            others as plain data.
     """
 
     name: str
@@ -59,6 +92,7 @@ class Tool:
     parameters: Mapping[str, Any]
     fn: Callable[..., Any] = attrs.field(eq=False, repr=False)
     context_param: str | None = None
+    templating: Mapping[str, ArgKind] = attrs.field(factory=dict, validator=_check_templating)
 
     async def call(self, args: Mapping[str, Any], ctx: ToolContext) -> Any:
         """Validate *args* against the schema, run the tool, and check its result is JSON.
@@ -113,11 +147,15 @@ class BaseTool:
                                                 idempotency_key=ctx.idempotency_key)
 
         default_tools.register(Refund(client))
+
+    A tool that parses an argument as code or a query declares it, so workflows cannot
+    splice values into it: ``templating = {"query": "code"}`` (see :data:`ArgKind`).
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     parameters: ClassVar[Mapping[str, Any]] = {"type": "object", "properties": {}}
+    templating: ClassVar[Mapping[str, ArgKind]] = {}
 
     async def run(self, args: Mapping[str, Any], ctx: ToolContext) -> Any:
         """Do the work; *args* already satisfy :attr:`parameters`. Return a JSON value."""
@@ -141,6 +179,7 @@ class BaseTool:
             parameters=self.parameters,
             fn=call,
             context_param=_CTX,
+            templating=dict(self.templating),
         )
 
 

@@ -166,6 +166,7 @@ def http_tool(policy: HttpPolicy, *, resolver: Resolver | None = None) -> Tool:
         parameters=PARAMETERS,
         fn=http,
         context_param="ctx",
+        templating={"url": "url"},  # values spliced into a url template are percent-encoded
     )
 
 

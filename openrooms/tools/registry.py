@@ -11,7 +11,7 @@ from typing import Any, TypeVar, overload
 
 from openrooms.errors import ToolNotFoundError
 from openrooms.schema import check_schema
-from openrooms.tools.base import BaseTool, Tool, schema_from_signature
+from openrooms.tools.base import ArgKind, BaseTool, Tool, schema_from_signature
 
 __all__ = ["ToolRegistry", "default_tools", "tool", "validating_with", "validation_tools"]
 
@@ -116,6 +116,7 @@ def tool(
     description: str | None = ...,
     registry: ToolRegistry | None = ...,
     replace: bool = ...,
+    templating: Mapping[str, ArgKind] | None = ...,
 ) -> Callable[[F], F]: ...
 def tool(
     fn: F | None = None,
@@ -125,6 +126,7 @@ def tool(
     description: str | None = None,
     registry: ToolRegistry | None = None,
     replace: bool = False,
+    templating: Mapping[str, ArgKind] | None = None,
 ) -> F | Callable[[F], F]:
     """Register a Python function as a tool; its argument schema comes from its type hints.
 
@@ -140,10 +142,13 @@ def tool(
         description: default: the first paragraph of the docstring.
         registry: where to register (default: :data:`default_tools`).
         replace: allow replacing a tool of the same name.
+        templating: the arguments it parses as code or a URL, e.g. ``{"query": "code"}``
+            (see :data:`~openrooms.tools.base.ArgKind`).
 
     Raises:
         TypeError: a parameter has no JSON-describable type hint.
-        ValueError: the name is taken and *replace* is false.
+        ValueError: the name is taken and *replace* is false, or *templating* names an
+            unknown parameter or kind.
     """
 
     def decorate(f: F) -> F:
@@ -157,6 +162,7 @@ def tool(
                 parameters=schema,
                 fn=f,
                 context_param=context_param,
+                templating=dict(templating or {}),
             ),
             replace=replace,
         )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import attrs
 import pytest
 
 from openrooms import engine
-from openrooms.backends import AtomicStore, StoredWorkflow
+from openrooms.backends import AtomicStore, StoredWorkflow, open_backend
 from openrooms.errors import (
+    CorruptRoomError,
     RoomExistsError,
     RoomLeasedError,
     RoomNotFoundError,
@@ -20,6 +23,7 @@ from openrooms.nodes import Outcome
 from openrooms.room import RoomState, RoomStatus
 from openrooms.types import RoomId
 from openrooms.workflow import WorkflowBuilder
+from tests.conftest import BACKENDS
 
 WF = (
     WorkflowBuilder("contract", variables={"i": 0})
@@ -234,3 +238,32 @@ def test_workflows_are_versioned_and_conflicts_refused(store: AtomicStore) -> No
         store.get_workflow("wf", 3)
     with pytest.raises(WorkflowNotFoundError):
         store.get_workflow("missing")
+
+
+def test_listing_with_on_corrupt_lists_every_sound_room(store: AtomicStore) -> None:
+    """Sound rooms never reach *on_corrupt* (test_sqlite_store.py damages rows on purpose)."""
+    make_room(store, "a", now=1000)
+    make_room(store, "b", now=2000)
+    seen: list[CorruptRoomError] = []
+    assert [s.room_id for s in store.list_rooms(on_corrupt=seen.append)] == ["b", "a"]
+    assert seen == []
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_read_only_opening_sees_what_a_writer_committed(kind: str, tmp_path: Path) -> None:
+    url = "memory://contract-read-only" if kind == "memory" else f"sqlite:///{tmp_path}/ro.db"
+    writer = open_backend(url)
+    state = make_room(writer)
+    writer.put_workflow(StoredWorkflow("wf", 1, "d1", {"id": "wf", "version": 1}, 10))
+    step = engine.start(WF, state, now=2000)
+    reader = open_backend(url, read_only=True)
+    try:
+        assert reader.get(state.room_id) == state
+        writer.commit(step.state, step.events, expected_version=state.version)
+        assert reader.get(state.room_id) == step.state  # a later commit is seen, too
+        assert reader.read(state.room_id) == writer.read(state.room_id)
+        assert reader.list_rooms() == [step.state]
+        assert reader.get_workflow("wf") == writer.get_workflow("wf")
+    finally:
+        reader.close()
+        writer.close()

@@ -139,8 +139,10 @@ def test_cancel_then_input_is_a_one_line_error(invoke) -> None:  # type: ignore[
 
 
 def test_unknown_room_and_bad_json_are_clear_errors(invoke) -> None:  # type: ignore[no-untyped-def]
+    invoke("run", str(EXAMPLES / "savings_loop.yaml"))  # the database exists
     result = invoke("show", "missing")
-    assert result.exit_code == 1 and "no room 'missing'" in result.output
+    assert result.exit_code == 1 and "no room 'missing' in " in result.output
+    assert "cli.db" in result.output
     result = invoke("input", "missing", "--data", "{nope")
     assert result.exit_code == 2 and "not valid JSON" in result.output
     result = invoke("run", str(EXAMPLES / "savings_loop.yaml"), "--var", "novalue")

@@ -63,7 +63,7 @@ nodes:
   each:
     type: map
     items: [1, 2]
-    node: {type: tool, tool: calculator, args: {expression: "{{ str(item) }} * 2"}}
+    node: {type: tool, tool: calculator, args: {expression: "x * 2", values: {x: "{{ item }}"}}}
     output: doubled
   done: {type: end}
 transitions:

@@ -1,0 +1,330 @@
+"""The SQLite store opened read-only, beside a writer, and over rows damaged in the file."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from openrooms import (
+    BackendConfigError,
+    BackendError,
+    CorruptDataError,
+    CorruptRoomError,
+    DatabaseNotFoundError,
+    RoomNotFoundError,
+    open_runtime,
+)
+from openrooms.backends import SQLiteStore, open_backend
+from openrooms.backends.sqlite import SCHEMA_VERSION
+from openrooms.types import RoomId
+from openrooms.workflow import WorkflowBuilder
+
+WF = (
+    WorkflowBuilder("loop", variables={"i": 0})
+    .set("inc", {"i": "{{ vars.i + 1 }}"})
+    .end("done")
+    .transition("inc", "inc", when="vars.i < 2")
+    .transition("inc", "done")
+    .build()
+)
+
+
+def rooms_in(path: Path, *ids: str) -> None:
+    """A database at *path* holding one completed room per id."""
+    with open_runtime(f"sqlite:///{path}") as rt:
+        for room_id in ids:
+            rt.create_room(WF, room_id=room_id)
+            rt.run(room_id)
+
+
+def sql(path: Path, statement: str, *params: object) -> None:
+    """Change the file behind the store's back, as damage would."""
+    with sqlite3.connect(path) as db:
+        db.execute(statement, params)
+    db.close()
+
+
+# --- read-only opening ------------------------------------------------------------------------
+
+
+def test_read_only_of_a_missing_file_raises_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "folder" / "rooms.db"
+    with pytest.raises(DatabaseNotFoundError) as info:
+        SQLiteStore(path, read_only=True)
+    assert str(path) in str(info.value) and "--db" in str(info.value)
+    assert isinstance(info.value, LookupError)
+    assert not (tmp_path / "folder").exists()
+    with pytest.raises(DatabaseNotFoundError):
+        open_runtime(f"sqlite:///{path}", read_only=True)
+    assert not (tmp_path / "folder").exists()
+
+
+def test_read_only_of_a_file_without_our_tables_says_so(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    with pytest.raises(DatabaseNotFoundError, match="holds no OpenRooms tables"):
+        SQLiteStore(empty, read_only=True)
+    assert empty.read_bytes() == b""
+
+
+def test_read_only_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "rooms.db"
+    rooms_in(path, "a")
+    sql(path, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(BackendConfigError, match=f"schema version {SCHEMA_VERSION + 1}"):
+        SQLiteStore(path, read_only=True)
+
+
+def test_read_only_reads_everything_and_refuses_every_write(tmp_path: Path) -> None:
+    path = tmp_path / "rooms.db"
+    rooms_in(path, "a")
+    before = path.read_bytes()
+    store = open_backend(f"sqlite:///{path}", read_only=True)
+    try:
+        state = store.get(RoomId("a"))
+        assert state.status.value == "completed"
+        assert [s.room_id for s in store.list_rooms()] == ["a"]
+        assert store.read(RoomId("a"))[-1].type.value == "ROOM_COMPLETED"
+        assert store.get_workflow("loop").version == 1
+        with pytest.raises(BackendError, match="opened read-only"):
+            store.replace(state, expected_version=state.version)
+        with pytest.raises(BackendError, match="opened read-only"):
+            store.commit(state, [], expected_version=state.version)
+        with pytest.raises(RoomNotFoundError) as info:
+            store.get(RoomId("b"))
+        assert str(info.value) == f"no room 'b' in {path}"
+    finally:
+        store.close()
+    assert path.read_bytes() == before
+
+
+def test_read_only_and_writer_openings_do_not_wait_for_a_held_write_lock(tmp_path: Path) -> None:
+    """Another connection in the middle of a write transaction: opening and reading go on."""
+    path = tmp_path / "rooms.db"
+    rooms_in(path, "a")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("UPDATE rooms SET status = 'running'")
+    try:
+        reader = SQLiteStore(path, read_only=True, busy_timeout_ms=50)
+        assert reader.get(RoomId("a")).status.value == "completed"
+        assert reader.check() == []
+        reader.close()
+        writer = SQLiteStore(path, busy_timeout_ms=50)  # the schema is current: no lock
+        assert writer.get(RoomId("a")).status.value == "completed"
+        writer.close()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+# --- corrupt rows -----------------------------------------------------------------------------
+
+
+def body_of(path: Path, table: str, where: str) -> object:
+    with sqlite3.connect(path) as db:
+        body = db.execute(f"SELECT body FROM {table} WHERE {where}").fetchone()[0]
+    db.close()
+    return json.loads(body)
+
+
+def _without(key: str):  # type: ignore[no-untyped-def]
+    def change(d: dict[str, object]) -> str:
+        del d[key]
+        return json.dumps(d)
+
+    return change
+
+
+def _with(key: str, value: object):  # type: ignore[no-untyped-def]
+    def change(d: dict[str, object]) -> str:
+        d[key] = value
+        return json.dumps(d)
+
+    return change
+
+
+STATE_DAMAGE = {
+    "bad-json": (lambda d: '{"room_id": "a", ', "the body is not valid JSON: Expecting"),
+    "not-an-object": (lambda d: "[1, 2]", "expected an object, got a list"),
+    "missing-key": (_without("status"), "missing key 'status'"),
+    "wrong-type": (_with("steps", "many"), "'steps' should be a whole number, not a string"),
+    "unknown-status": (_with("status", "zombie"), "unknown status 'zombie'"),
+    "another-room": (_with("room_id", "b"), "the body is room 'b'"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(STATE_DAMAGE))
+def test_a_corrupt_state_row_is_a_typed_error_and_the_other_rooms_stay_listable(
+    tmp_path: Path, damage: str
+) -> None:
+    change, problem = STATE_DAMAGE[damage]
+    path = tmp_path / "rooms.db"
+    rooms_in(path, "a", "b")
+    sql(path, "UPDATE rooms SET body = ? WHERE id = 'a'", change(body_of(path, "rooms", "id='a'")))
+    store = SQLiteStore(path, read_only=True)
+    try:
+        with pytest.raises(CorruptRoomError) as info:
+            store.get(RoomId("a"))
+        error = info.value
+        assert isinstance(error, BackendError)
+        assert error.room_id == "a"
+        assert f"{path}, table rooms, row id='a'" in str(error)
+        assert problem in str(error) and "openrooms db check" in str(error)
+        with pytest.raises(CorruptRoomError):
+            store.list_rooms()
+        seen: list[CorruptRoomError] = []
+        assert [s.room_id for s in store.list_rooms(on_corrupt=seen.append)] == ["b"]
+        assert [e.room_id for e in seen] == ["a"]
+        assert store.get(RoomId("b")).status.value == "completed"
+        assert [p for p in store.check() if problem in p and "row id='a'" in p]
+    finally:
+        store.close()
+
+
+def _event(index: int, value: object):  # type: ignore[no-untyped-def]
+    def change(rows: list[list[object]]) -> str:
+        rows[0][index] = value
+        return json.dumps(rows)
+
+    return change
+
+
+EVENT_DAMAGE = {
+    "bad-json": (lambda rows: "[[1, ", "the body is not valid JSON"),
+    "not-an-array": (lambda rows: "{}", "the body is a JSON dict, not an array"),
+    "short-row": (lambda rows: json.dumps([rows[0][:5]]), "expected an array of 8 values"),
+    "unknown-type": (_event(1, "ROOM_EXPLODED"), "event 1: unknown event type 'ROOM_EXPLODED'"),
+    "unknown-level": (_event(2, "LOUD"), "event 1: unknown level 'LOUD'"),
+    "type-not-text": (_event(1, ["a"]), "event 1: 'type' should be an event type, not a list"),
+    "data-not-object": (_event(5, [1]), "event 1: 'data' should be an object, not a list"),
+    "bad-error": (_event(6, ["only", "two"]), "event 1: error: expected an array of 3"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(EVENT_DAMAGE))
+def test_a_corrupt_events_row_is_a_typed_error_naming_room_and_row(
+    tmp_path: Path, damage: str
+) -> None:
+    change, problem = EVENT_DAMAGE[damage]
+    path = tmp_path / "rooms.db"
+    rooms_in(path, "a", "b")
+    first = "room_id='a' AND first_seq=1"
+    rows = body_of(path, "events", first)
+    sql(path, f"UPDATE events SET body = ? WHERE {first}", change(rows))
+    store = SQLiteStore(path, read_only=True)
+    try:
+        with pytest.raises(CorruptRoomError) as info:
+            store.read(RoomId("a"))
+        assert info.value.room_id == "a"
+        assert f"{path}, table events, row room_id='a' first_seq=1" in str(info.value)
+        assert problem in str(info.value)
+        assert store.get(RoomId("a")).status.value == "completed"  # the state is sound
+        assert store.read(RoomId("b"))  # and so is the other room's log
+        assert [p for p in store.check() if problem in p]
+    finally:
+        store.close()
+
+
+def test_a_corrupt_workflow_row_is_a_typed_error(tmp_path: Path) -> None:
+    path = tmp_path / "rooms.db"
+    rooms_in(path, "a")
+    sql(path, "UPDATE workflows SET body = '\"just a string\"'")
+    store = SQLiteStore(path, read_only=True)
+    try:
+        with pytest.raises(CorruptDataError, match="table workflows, row id='loop' version=1"):
+            store.get_workflow("loop")
+        with pytest.raises(CorruptDataError, match="the body is a JSON str, not an object"):
+            store.list_workflows()
+        assert store.check() == [
+            f"{path}, table workflows, row id='loop' version=1: "
+            "the body is a JSON str, not an object"
+        ]
+    finally:
+        store.close()
+
+
+# --- check ------------------------------------------------------------------------------------
+
+
+def test_check_of_a_sound_file_is_empty_and_finds_gaps_and_orphans(tmp_path: Path) -> None:
+    path = tmp_path / "rooms.db"
+    rooms_in(path, "a", "b")
+    store = SQLiteStore(path, read_only=True)
+    assert store.integrity_check() == "ok"
+    assert store.check() == []
+    store.close()
+    sql(path, "DELETE FROM events WHERE room_id = 'a' AND first_seq = 2")
+    sql(path, "DELETE FROM rooms WHERE id = 'b'")
+    store = SQLiteStore(path, read_only=True)
+    problems = store.check()
+    store.close()
+    assert any("row room_id='a'" in p and "expected first_seq 2" in p for p in problems)
+    assert any(
+        "row room_id='b' first_seq=1: events of a room that has no rooms row" in p for p in problems
+    )
+
+
+def test_check_reports_what_sqlites_integrity_check_finds(tmp_path: Path) -> None:
+    """An index whose definition no longer matches its entries, as a damaged file has."""
+    path = tmp_path / "rooms.db"
+    rooms_in(path, "a", "b")
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA writable_schema = ON")
+    db.execute(
+        "UPDATE sqlite_schema SET sql = replace(sql, '(created_at DESC, id DESC)', "
+        "'(id DESC, created_at DESC)') WHERE name = 'rooms_by_created'"
+    )
+    db.close()
+    store = SQLiteStore(path, read_only=True)
+    try:
+        assert "missing from index rooms_by_created" in store.integrity_check()
+        problems = store.check()
+    finally:
+        store.close()
+    assert f"{path}: row 1 missing from index rooms_by_created" in problems
+
+
+def test_check_reports_a_page_too_damaged_to_check_instead_of_raising(tmp_path: Path) -> None:
+    path = tmp_path / "rooms.db"
+    rooms_in(path, "a", "b")
+    with sqlite3.connect(path) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        (root,) = db.execute(
+            "SELECT rootpage FROM sqlite_schema WHERE name = 'rooms_by_created'"
+        ).fetchone()
+    db.close()
+    assert not Path(f"{path}-wal").exists()  # every page is in the main file
+    with path.open("r+b") as f:  # scribble over the index's root page
+        f.seek((root - 1) * page_size)
+        f.write(b"\xff" * page_size)
+    store = SQLiteStore(path, read_only=True)
+    try:
+        problems = store.check()
+    finally:
+        store.close()
+    assert (
+        f"{path}: the integrity check stopped: DatabaseError: database disk image is "
+        "malformed" in problems
+    )
+
+
+# --- serde's decoders -------------------------------------------------------------------------
+
+
+def test_state_and_event_decoders_raise_typed_errors() -> None:
+    from openrooms import serde
+
+    with pytest.raises(CorruptRoomError, match="room state: missing key 'name'"):
+        serde.state_from_dict({"room_id": "r"})
+    with pytest.raises(CorruptRoomError) as info:
+        serde.event_from_dict(
+            {"room_id": "r", "seq": 4, "type": "NOPE", "level": "INFO", "timestamp": 1}
+        )
+    assert info.value.room_id == "r"
+    assert "event 4: unknown event type 'NOPE'" in str(info.value)
+    with pytest.raises(CorruptRoomError, match="expected an object, got a string"):
+        serde.event_from_dict("nope")  # type: ignore[arg-type]
