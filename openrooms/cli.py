@@ -138,6 +138,23 @@ def _runtime(ctx: click.Context, *, read_only: bool = False) -> Iterator[Runtime
         rt.close()
 
 
+def _check_keys(rt: Runtime, wf: Workflow) -> None:
+    """Refuse, once and before litellm's slow import, a run whose agents lack their key."""
+    from openrooms.llm.keys import check_keys
+
+    check_keys(wf, rt.models, api_bases=rt.config.api_bases)
+
+
+def _check_room_keys(rt: Runtime, room_id: str) -> None:
+    try:
+        state = rt.get_room(room_id)
+        wf = rt.workflow_for(state)
+    except OpenRoomsError:
+        return  # the command itself reports it
+    if not state.status.is_terminal:
+        _check_keys(rt, wf)
+
+
 def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
@@ -332,6 +349,7 @@ def run(
     wf = load_workflow(file)
     variables = _parse_vars(pairs, vars_file, wf.inputs)
     with _runtime(ctx) as rt:
+        _check_keys(rt, wf)
         room = rt.create_room(wf, variables, name=name)
         click.echo(f"room {room.room_id} ({wf.id} v{wf.version})", err=True)
         state = rt.run(room.room_id, on_event=_Progress(verbose))
@@ -366,6 +384,7 @@ def input_(ctx: click.Context, room_id: str, data: str, as_json: bool, verbose: 
     else:
         value = loading.parse_json(data, source="--data")
     with _runtime(ctx) as rt:
+        _check_room_keys(rt, room_id)
         state = rt.send_input(room_id, value, on_event=_Progress(verbose))
     _finish(state, as_json)
 
@@ -389,6 +408,7 @@ def resume(ctx: click.Context, room_id: str, force: bool, as_json: bool, verbose
         openrooms resume 0193ab12cd34ef5678
     """
     with _runtime(ctx) as rt:
+        _check_room_keys(rt, room_id)
         state = rt.run(room_id, force=force, on_event=_Progress(verbose))
     _finish(state, as_json)
 

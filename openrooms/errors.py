@@ -38,6 +38,7 @@ third-party tools (OpenRooms itself never pickles).
     ├── UnsafeTemplateError (ValueError)       a template splices a value into a tool
     │                                          argument the tool parses as code
     ├── CompletionError                        the model provider failed or replied unusably
+    │   └── MissingAPIKeyError                 the provider's API key is not in the environment
     ├── UnstorableValueError (ValueError)      a value no store can keep (inf, lone surrogate...)
     ├── RoomLimitError                         a sub-workflow tree went past its depth or rooms
     └── InputError (ValueError)                a file or text from outside that cannot be read:
@@ -61,6 +62,7 @@ __all__ = [
     "EvaluationError",
     "ExpressionError",
     "InputError",
+    "MissingAPIKeyError",
     "MissingExtraError",
     "NodeTypeNotFoundError",
     "OpenRoomsError",
@@ -536,3 +538,29 @@ class InputError(OpenRoomsError, ValueError):
         at = f", {self.where}" if self.where else ""
         tail = f" — {self.hint}" if self.hint else ""
         return f"{self.source}{at}: {self.message}{tail}"
+
+
+class MissingAPIKeyError(CompletionError):
+    """A model's provider needs an API key that is not set in the environment.
+
+    Raised before any request is made (and before litellm is imported), never retried.
+
+    Attributes:
+        key: the environment variable to set (``OPENAI_API_KEY``, ...).
+        agents: the agents that use the model, when known (a workflow check names them).
+    """
+
+    def __init__(self, model: str, key: str, agents: Sequence[str] = ()) -> None:
+        super().__init__(
+            model,
+            f"no API key: set {key} in the environment, or run offline with a script "
+            f"(openrooms --script FILE ...; see docs/agents.md)",
+            retryable=False,
+        )
+        self.args = (model, key, list(agents))
+        self.key, self.agents = key, list(agents)
+
+    def __str__(self) -> str:
+        names = ", ".join(repr(a) for a in self.agents)
+        who = f" (agent{'s' if len(self.agents) > 1 else ''} {names})" if self.agents else ""
+        return f"model {self.model!r}{who}: {self.message}"

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
-from openrooms import engine
+from openrooms import deadline, engine
 from openrooms.backends.base import EventLog, Lease, StateStore
 from openrooms.errors import (
     RoomLeasedError,
@@ -27,6 +27,7 @@ from openrooms.journal import JOURNALED, Journal, RoomStoppedError
 from openrooms.memory import Conversations
 from openrooms.nodes import LogRecord, NodeContext, Outcome
 from openrooms.room import RoomState, RoomStatus
+from openrooms.scrub import Scrubber
 from openrooms.storable import check_events
 from openrooms.types import RoomId
 
@@ -274,9 +275,11 @@ class Runner:
         elif state.version > state.node_seq:  # something was logged after NODE_STARTED
             recorded = [e for e in log.read(room_id, after=state.node_seq) if e.type in JOURNALED]
         node_seq = state.node_seq
+        scrubber = Scrubber.from_environment()
 
         def commit(records: Sequence[LogRecord]) -> tuple[RoomState, Sequence[Event]]:
             current = journal.state
+            records = [scrubber.record(r) for r in records]  # no known secret is stored
             # raises into the node, before the usage in them is added up: the node fails,
             # the room stays sound
             check_events(records, current.current_node)
@@ -315,8 +318,22 @@ class Runner:
         """Run one attempt of the current node; every failure becomes an ``error`` outcome.
 
         Returns the state after the calls the attempt recorded, and its outcome (None when
-        the room was stopped from outside meanwhile).
+        the room was stopped from outside meanwhile), with every known secret value
+        scrubbed from it (:mod:`openrooms.scrub`): this is where what a node did becomes
+        what the room stores.
         """
+        after, outcome = await self._attempt(wf, state, holder, on_event)
+        if outcome is None:
+            return after, None
+        return after, Scrubber.from_environment().outcome(outcome)
+
+    async def _attempt(
+        self,
+        wf: Workflow,
+        state: RoomState,
+        holder: _LeaseHolder,
+        on_event: EventCallback | None,
+    ) -> tuple[RoomState, Outcome | None]:
         assert state.current_node is not None
         np = wf.plan.nodes[state.current_node]
         ctx = NodeContext(
@@ -331,12 +348,19 @@ class Runner:
             journal_factory=partial(self._journal, wf, state, holder, on_event),
         )
         timeout = np.node.timeout_s
+        warm_up = getattr(np.executor, "warm_up", None)
+        if timeout is not None and warm_up is not None:
+            # outside the deadline: loading a model client (litellm's import) is not the node's
+            # slowness; a failure here is left for the attempt itself to meet and report
+            with contextlib.suppress(Exception):
+                await warm_up(ctx)
         try:
             if timeout is None:
                 outcome = await np.executor.execute(ctx)
             else:
                 # a sync tool that ignores cancellation keeps its thread, but its result is dropped
-                outcome = await asyncio.wait_for(np.executor.execute(ctx), timeout)
+                with deadline.within(timeout):
+                    outcome = await asyncio.wait_for(np.executor.execute(ctx), timeout)
         except RoomStoppedError:
             current = self.rt.states.find(state.room_id)
             return (current if current is not None else _after(ctx, state)), None

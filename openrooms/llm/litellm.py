@@ -7,7 +7,11 @@ litellm then prices calls from the map bundled with it instead of fetching one f
 internet at import time, which keeps costs reproducible and offline installs quiet.
 
 API keys come only from the environment, where litellm looks for them
-(``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ...); a request never carries one.
+(``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ...); a request never carries one. For the
+providers :mod:`openrooms.llm.keys` lists, a missing key is refused before litellm is
+imported (:class:`~openrooms.errors.MissingAPIKeyError`, at once instead of after a 4 to 7 s
+import); :meth:`LiteLLMModel.warm_up` lets a runner import litellm before a node's
+deadline starts, so the import never counts against ``timeout_s``.
 
 Retries belong to the node's retry policy, so litellm's own are off (``num_retries=0``,
 ``max_retries=0``); failures come back as :class:`~openrooms.errors.CompletionError`
@@ -22,18 +26,21 @@ import inspect
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 from openrooms._extras import require
-from openrooms.errors import CompletionError
+from openrooms.errors import CompletionError, MissingAPIKeyError
 from openrooms.llm.base import ChatModel, ChatRequest, ChatResponse, Message, ToolCall, Usage
+from openrooms.llm.keys import is_known_provider, missing_key
 
 __all__ = ["LiteLLMModel"]
 
 _DETAIL_LIMIT: Final = 500
+_warmed_up = False  # set by LiteLLMModel.warm_up once litellm has made one (mock) call
 
 
 def _litellm() -> Any:
@@ -78,10 +85,15 @@ class LiteLLMModel(ChatModel):
                 the provider's ``Retry-After``), 5xx, timeouts, refused connections and
                 malformed replies are retryable; authentication and bad requests are not.
                 The litellm exception is the ``__cause__``.
+            MissingAPIKeyError: the provider's key is not in the environment (checked
+                before litellm is imported, for the providers it knows).
             MissingExtraError: litellm is not installed.
         """
+        checked = request.api_base is not None or request.model in self._keys_seen
+        if not checked and (key := missing_key(request.model)) is not None:
+            raise MissingAPIKeyError(request.model, key)
         litellm = _litellm()
-        if request.api_base is None and request.model not in self._keys_seen:
+        if not checked:
             self._check_keys(litellm, request.model)
         try:
             response = await litellm.acompletion(**self._arguments(request))
@@ -89,21 +101,42 @@ class LiteLLMModel(ChatModel):
             raise _completion_error(litellm, request.model, exc) from exc
         return _to_response(litellm, request.model, response)
 
+    async def warm_up(self, model: str) -> None:
+        """Load what the first call of *model* needs now, so that call does not pay for it.
+
+        litellm's import takes seconds (in a thread, so the loop keeps running), and its
+        first call imports more: one ``mock_response`` call, which never leaves the
+        process, loads that too. A runner calls this before a node's deadline starts.
+        Nothing happens when *model*'s key is missing (its call is refused without the
+        import). Never raises: a failure is met and reported by the call itself.
+        """
+        global _warmed_up
+        if _warmed_up or missing_key(model) is not None:
+            return
+        with contextlib.suppress(Exception):
+            litellm = await asyncio.to_thread(_litellm)
+            await litellm.acompletion(
+                model=model,
+                messages=[{"role": "user", "content": "warm-up"}],
+                mock_response="ok",
+                num_retries=0,
+                max_retries=0,
+            )
+        _warmed_up = True
+
     def _check_keys(self, litellm: Any, model: str) -> None:
         """Refuse at once, and not as a retryable 'server error', when the provider's key
         is missing from the environment (litellm would report a made-up HTTP 500)."""
+        if is_known_provider(model):  # checked before the import, in complete()
+            self._keys_seen.add(model)
+            return
         try:
             found = litellm.validate_environment(model=model)
         except Exception:  # an unknown provider: let the call itself say what is wrong
             return
         missing = [k for k in found.get("missing_keys") or () if k.endswith("_KEY")]
         if missing:
-            raise CompletionError(
-                model,
-                f"no API key: set {' or '.join(missing)} in the environment, or run "
-                f"offline with a script (openrooms --script FILE ...; see docs/agents.md)",
-                retryable=False,
-            )
+            raise MissingAPIKeyError(model, " or ".join(missing))
         self._keys_seen.add(model)
 
     def _arguments(self, request: ChatRequest) -> dict[str, Any]:
@@ -137,8 +170,11 @@ class LiteLLMModel(ChatModel):
 
         litellm caches one client per event loop and never closes it, so a program
         that runs several loops (``asyncio.run`` per room run) leaks a socket per loop.
-        Call this before the loop ends. Best effort: never raises.
+        Call this before the loop ends. Best effort: never raises. Does nothing (and
+        imports nothing) when litellm was never loaded.
         """
+        if "litellm" not in sys.modules:
+            return
         with contextlib.suppress(Exception):
             litellm = _litellm()
             await _flush_litellm_logging()

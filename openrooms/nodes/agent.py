@@ -25,6 +25,8 @@ to the model as an error, never executed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Mapping
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from openrooms import deadline
 from openrooms.errors import CompletionError, Problem, SchemaValidationError
 from openrooms.events import ErrorInfo, EventType, Level
 from openrooms.expressions import Template, compile_template
@@ -115,6 +118,21 @@ class AgentExecutor(NodeExecutor):
                 else compile_schema(node.config["output_schema"])
             ),
         )
+
+    async def warm_up(self, ctx: NodeContext) -> None:
+        """Let the agent's model load what its first call needs (litellm's 4 to 7 s import).
+
+        The runner calls this before the node's ``timeout_s`` starts, so a slow import is
+        never mistaken for a slow provider. Never raises.
+        """
+        prepared: PreparedAgent = ctx.prepared
+        if ctx.workflow is None or prepared.agent not in ctx.workflow.agents:
+            return
+        model_string = ctx.workflow.agents[prepared.agent].model
+        warm_up = getattr(_models(ctx).resolve(model_string), "warm_up", None)
+        if warm_up is not None:
+            with contextlib.suppress(Exception):
+                await warm_up(model_string)
 
     async def execute(self, ctx: NodeContext) -> Outcome:
         from openrooms.llm import Message
@@ -229,6 +247,10 @@ class _Loop:
         base = {"model": agent.model, "turn": turn, "agent": self.prepared.agent}
         try:
             reply = await model.complete(request)
+        except asyncio.CancelledError:
+            # cut off (by the node's timeout_s, or a stopped run): the call was still made
+            _commit_quietly(ctx, _cut_off(base, (time.perf_counter() - started) * 1000))
+            raise
         except CompletionError as exc:
             elapsed = (time.perf_counter() - started) * 1000
             data = {**base, "retryable": exc.retryable, "status": exc.status}
@@ -332,6 +354,29 @@ def _api_base(ctx: NodeContext, agent: str, default: str | None) -> str | None:
 def _commit(ctx: NodeContext, record: LogRecord) -> None:
     if ctx.journal is not None:
         ctx.journal.commit(record)
+
+
+def _commit_quietly(ctx: NodeContext, record: LogRecord) -> None:
+    """Commit while the attempt is being cancelled: a room already stopped keeps its log."""
+    with contextlib.suppress(Exception):
+        _commit(ctx, record)
+
+
+def _cut_off(base: Mapping[str, Any], elapsed_ms: float) -> LogRecord:
+    """The ``LLM_CALLED`` record of a call cancelled before it replied (no tokens known)."""
+    ended = deadline.expired()
+    if ended is not None:
+        error = ErrorInfo(
+            "TimeoutError",
+            f"no reply within the node's timeout_s ({ended.timeout_s:g} s); the call was cut "
+            f"off after {elapsed_ms / 1000:.3g} s",
+        )
+    else:
+        error = ErrorInfo(
+            "CancelledError", f"the run stopped {elapsed_ms / 1000:.3g} s into the call"
+        )
+    data = {**base, "retryable": True, "status": None, "latency_ms": round(elapsed_ms, 3)}
+    return LogRecord(EventType.LLM_CALLED, data, Level.ERROR, elapsed_ms, error)
 
 
 def _models(ctx: NodeContext) -> ModelRegistry:

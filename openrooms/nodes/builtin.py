@@ -383,8 +383,13 @@ async def call_tool(
         attempt=ctx.attempt,
         memory=journal.memory() if journal is not None else None,
     )
+    from openrooms.scrub import Scrubber, secrets_in
+
+    # the credentials this call carries (an Authorization header, ?api_key=) stay out of
+    # its result and error; the runner scrubs the environment's keys from everything
+    scrub = Scrubber(secrets_in(args))
     try:
-        result = await tool.call(args, tool_ctx)
+        result = scrub.value(await tool.call(args, tool_ctx))
     except Exception as exc:  # a tool's failure is the node's error outcome
         # arguments that break the tool's schema break it again: not worth a retry
         retryable = not isinstance(exc, SchemaValidationError)
@@ -392,6 +397,7 @@ async def call_tool(
         if isinstance(exc, ToolError) and exc.__cause__ is not None:
             # name the tool's own exception, so `retry_on: [ConnectionError]` can match it
             info = attrs.evolve(info, type=type(exc.__cause__).__name__)
+        info = scrub.error(info) or info
         elapsed = (time.perf_counter() - started) * 1000
         record = LogRecord(EventType.TOOL_CALLED, data, Level.ERROR, elapsed, info)
         if journal is None:

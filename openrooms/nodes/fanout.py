@@ -162,6 +162,13 @@ async def _run_inline(
     return outcome
 
 
+async def _warm_up(ctx: NodeContext, inline: Inline, branch: str) -> None:
+    """Let an inline node prepare what its calls need (an agent: its model's import)."""
+    warm_up = getattr(inline.executor, "warm_up", None)
+    if warm_up is not None:
+        await warm_up(ctx.derive(inline.node, inline.prepared, dict(ctx.scope), None, branch))
+
+
 def _joined_failure(failures: Sequence[tuple[str, Outcome]]) -> Outcome:
     """One ``error`` outcome for the failed branches; equal messages are said once."""
     by_message: dict[str, list[str]] = {}
@@ -229,6 +236,12 @@ class ParallelExecutor(NodeExecutor):
             (name, _compile_inline(_inline_node(spec, f"{node.id}.{name}", "", problems)))
             for name, spec in node.config["branches"].items()
         )
+
+    async def warm_up(self, ctx: NodeContext) -> None:
+        """Warm up every branch (the runner calls this before the node's deadline starts)."""
+        branches: tuple[tuple[str, Inline], ...] = ctx.prepared
+        for name, inline in branches:
+            await _warm_up(ctx, inline, name)
 
     async def execute(self, ctx: NodeContext) -> Outcome:
         branches: tuple[tuple[str, Inline], ...] = ctx.prepared
@@ -318,6 +331,11 @@ class MapExecutor(NodeExecutor):
             ),
             concurrency=node.config.get("concurrency", 4),
         )
+
+    async def warm_up(self, ctx: NodeContext) -> None:
+        """Warm up the item node (the runner calls this before the node's deadline starts)."""
+        prepared: PreparedMap = ctx.prepared
+        await _warm_up(ctx, prepared.inline, "items")
 
     async def execute(self, ctx: NodeContext) -> Outcome:
         from openrooms.errors import EvaluationError

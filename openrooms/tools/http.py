@@ -28,7 +28,7 @@ origin. There is no cookie jar: cookies a response sets are returned, not sent b
 
 The size cap applies to the decoded body: a compressed response is decompressed one
 network chunk at a time, and reading stops at the cap. httpx is imported only when the
-tool is called (the ``server`` extra).
+tool is called (the ``http`` extra: ``pip install 'openrooms[http]'``; ``server`` brings it too).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from openrooms.tools.destination import (
     check_addresses,
     check_url,
 )
-from openrooms.tools.redact import is_sensitive_key, redact_text
+from openrooms.tools.redact import is_sensitive_key, redact, redact_text
 
 if TYPE_CHECKING:
     import httpx
@@ -258,7 +258,7 @@ class _Call:
         body: Any,
         params: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
-        self.httpx = require("httpx", feature="the http tool", extra="server")
+        self.httpx = require("httpx", feature="the http tool", extra="http")
         sent = _caller_headers(headers)
         content: bytes | None = None
         if body is not _NO_BODY:
@@ -390,7 +390,7 @@ class _Call:
             "status": response.status_code,
             "headers": _headers(response),
             "truncated": False,
-            "url": destination.url,
+            "url": redact(destination.url),  # as in TOOL_CALLED's args: no ?token= value
         }
         location = response.headers.get("location")
         if response.status_code in _REDIRECTS and location:

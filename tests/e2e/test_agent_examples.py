@@ -88,11 +88,13 @@ def test_the_research_room_runs_its_branches_and_map_then_writes_a_brief(tmp_pat
     assert room["usage"]["prompt_tokens"] + room["usage"]["completion_tokens"] == tokens
 
 
-def test_without_a_script_or_key_an_agent_room_fails_with_a_clear_reason(tmp_path: Path) -> None:
+def test_without_a_script_or_key_run_refuses_at_once_saying_so_once(tmp_path: Path) -> None:
     ran = openrooms("run", str(EXAMPLES / "research.yaml"), "--json", db=tmp_path / "nokey.db")
-    assert ran.returncode == 1
-    room = last_json(ran.stdout)
-    assert room["status"] == "failed"
-    assert "no API key: set OPENAI_API_KEY" in room["reason"]
-    assert "--script" in room["reason"]
+    assert ran.returncode not in (0, 3), ran.stdout
+    said = ran.stdout + ran.stderr
+    assert said.count("no API key: set OPENAI_API_KEY") == 1, said
+    assert "--script" in ran.stderr
+    assert "agents 'analyst', 'editor'" in ran.stderr
     assert "retrying" not in ran.stderr  # a missing key is not worth a retry
+    listed = openrooms("rooms", "--json", db=tmp_path / "nokey.db")
+    assert json.loads(listed.stdout or "[]") == []  # refused before any room was created

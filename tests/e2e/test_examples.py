@@ -1,4 +1,5 @@
-"""Every workflow in examples/ validates and runs through the ``openrooms`` command.
+"""Every workflow in examples/ validates and runs through the ``openrooms`` command, and
+every Python example runs as its docstring says.
 
 Exit statuses are the documented ones (0 completed, 1 failed, 2 invalid, 3 waiting), and
 final variables are checked against values computed here from the same inputs. Most flows
@@ -8,6 +9,7 @@ in real processes.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -374,3 +376,83 @@ def test_an_invalid_file_exits_2(cli: CLI, tmp_path: Path) -> None:
     broken.write_text(text)
     out = cli("run", str(broken), expect=EXIT_INVALID)
     assert "unknown node 'chekc'" in out.stderr and "did you mean 'check'" in out.stderr
+
+
+# --- Python examples ---------------------------------------------------------------------------
+
+PY_EXAMPLES = sorted(EXAMPLES.glob("*.py"))
+
+# what each command in a Python example's docstring prints (regular expressions, in order)
+PY_OUTPUTS: dict[str, list[str]] = {
+    "python examples/embed.py": [
+        r"room \w+: waiting at 'approval'",
+        r"approved by sam: completed",
+        r"total: 300\.0",
+        r"replay matches: True",
+    ],
+    "python examples/embed.py 40": [
+        r"room \w+: completed at 'done'",
+        r"total: 48\.0",
+        r"replay matches: True",
+    ],
+    "python examples/custom_tool.py": [
+        r"room \w+: completed",
+        r"ticket: \{'id': 'T-1', 'title': 'Printer on fire', 'priority': 'high'\}",
+        r"logged call: open_ticket\(\{'title': 'Printer on fire', 'priority': 3\}\)",
+        r"its idempotency key: \w+:open:1:1",
+    ],
+    "python examples/custom_node.py": [r"score 72: pass -> certify"],
+    "python examples/custom_node.py 95": [r"score 95: distinction -> congratulate"],
+    "python examples/read_log.py": [
+        r"room \w+: completed, order \{'id': 'A-17', 'status': 'shipped'\}",
+        r" 4 ERROR TOOL_CALLED lookup",
+        r" 6 WARN  RETRY_SCHEDULED lookup",
+        r"12 INFO  ROOM_COMPLETED done",
+        r"only warnings and errors:\n +4 TOOL_CALLED: ConnectionError: .*busy",
+        r"key \w+:lookup:1:1: failed\n +key \w+:lookup:1:2: \{'id': 'A-17'",
+        r"replaying the log gives the stored state: True",
+    ],
+}
+
+
+def docstring_commands(path: Path) -> list[str]:
+    """The ``python examples/...`` commands in a script's docstring, comments cut off."""
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    lines = (line.strip().split("  #")[0].strip() for line in doc.splitlines())
+    return [line for line in lines if line.startswith("python examples/")]
+
+
+def test_every_python_example_says_how_to_run_it_and_is_checked_here() -> None:
+    assert {p.stem for p in PY_EXAMPLES} >= {"embed", "custom_tool", "custom_node", "read_log"}
+    for path in PY_EXAMPLES:
+        commands = docstring_commands(path)
+        assert commands, f"{path.name}: its docstring shows no `python examples/...` command"
+        for text in commands:
+            assert text in PY_OUTPUTS, f"add {text!r} and its output to PY_OUTPUTS"
+
+
+@pytest.mark.parametrize(
+    "text", [c for p in PY_EXAMPLES for c in docstring_commands(p)], ids=lambda c: c[7:]
+)
+def test_each_python_example_runs_offline_as_its_docstring_says(text: str, tmp_path: Path) -> None:
+    """From the repository root, in a real process, with no key and no database set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENROOMS_", "OPENAI_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["HOME"] = str(tmp_path)  # nothing it writes may outlive the run
+    argv = shlex.split(text)
+    proc = subprocess.run(
+        [sys.executable, *argv[1:]],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    position = 0
+    for pattern in PY_OUTPUTS[text]:
+        found = re.compile(pattern).search(proc.stdout, position)
+        assert found, f"{pattern!r} not in (the rest of) {proc.stdout[position:]!r}"
+        position = found.end()

@@ -686,3 +686,81 @@ def test_ipv6_literals_are_bracketed_and_allowed_by_network(server6: Server) -> 
     result = call({"url": url}, policy(allow_networks=("::1/128",)))
     assert result["json"]["headers"]["host"] == f"[::1]:{server6.port}"
     assert "::1 is a loopback address" in refused({"url": url})
+
+
+# -- credentials stay out of results, outputs and the database --------------------------------
+
+SECRET_TOKEN = "tok-0123456789abcdef"
+SECRET_BEARER = "bearer-secret-fedcba9876543210"
+
+
+def test_the_results_url_hides_credential_query_parameters(server: Server) -> None:
+    url = f"http://{SERVER_HOST}:{server.port}/echo?api_key={SECRET_TOKEN}&page=2"
+    result = call({"url": url})
+    assert server.requests[-1].path == f"/echo?api_key={SECRET_TOKEN}&page=2"  # sent as given
+    assert result["url"] == f"http://{SERVER_HOST}:{server.port}/echo?api_key=[redacted]&page=2"
+
+
+def test_a_rooms_log_state_and_database_never_hold_the_calls_credentials(
+    server: Server, tmp_path: Path
+) -> None:
+    """The result's url, an echoed token and an echoed Authorization header are scrubbed
+    from the TOOL_CALLED event, the node's output and the room variable."""
+    from openrooms import EventType, RoomStatus, Runtime, serde
+    from openrooms.backends import SQLiteStore
+    from openrooms.config import RuntimeConfig
+
+    wf = serde.workflow_from_text(
+        """
+id: fetch-with-credentials
+nodes:
+  fetch:
+    type: tool
+    tool: http
+    args:
+      url: "{{ vars.url }}"
+      headers: {Authorization: "Bearer {{ vars.bearer }}"}
+    output: page
+  done: {type: end}
+transitions:
+  - {from: fetch, to: done}
+"""
+    )
+    db = tmp_path / "rooms.db"
+    store = SQLiteStore(db)
+    rt = Runtime(store, store, config=RuntimeConfig(http=policy()))
+    url = f"http://{SERVER_HOST}:{server.port}/echo?token={SECRET_TOKEN}"
+    room = rt.create_room(wf, {"url": url, "bearer": SECRET_BEARER})
+    state = rt.run(room.id)
+    assert state.status is RoomStatus.COMPLETED, state.reason
+    assert server.requests[-1].headers["authorization"] == f"Bearer {SECRET_BEARER}"
+    page = state.variables["page"]
+    assert page["url"].endswith("/echo?token=[redacted]")
+    assert page["json"]["path"] == "/echo?token=[redacted]"
+    assert page["json"]["headers"]["authorization"] == "[redacted]"
+    (called,) = rt.events(room.id, types=[EventType.TOOL_CALLED])
+    (completed,) = rt.events(room.id, types=[EventType.NODE_COMPLETED])
+    for stored in (json.dumps(called.data), json.dumps(completed.data), json.dumps(page)):
+        assert SECRET_TOKEN not in stored
+        assert SECRET_BEARER not in stored
+    rt.close()
+    # the variables the room was created with hold them, as given; nothing the call returned
+    stored_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("rooms.db*"))
+    assert stored_bytes.count(SECRET_BEARER.encode()) <= 2  # ROOM_CREATED event + the state
+
+
+def test_without_httpx_the_tool_names_its_own_extra() -> None:
+    code = (
+        "import sys, asyncio; sys.modules['httpx'] = None\n"
+        "from openrooms.tools import HttpPolicy, ToolContext, http_tool\n"
+        "tool = http_tool(HttpPolicy(allow_hosts=('api.example.com',)))\n"
+        "ctx = ToolContext(room_id='r', node='n', idempotency_key='k')\n"
+        "asyncio.run(tool.call({'url': 'https://api.example.com/'}, ctx))\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert ran.returncode == 1
+    last = ran.stderr.strip().splitlines()[-1]
+    assert "MissingExtraError" in last
+    assert "the http tool needs the 'http' extra: pip install 'openrooms[http]'" in last

@@ -163,3 +163,69 @@ def test_the_http_tools_refusals_never_quote_a_password() -> None:
             tool.call({"method": "GET", "url": "https://bob:hunter2@api.example.com/"}, ctx)
         )
     assert "hunter2" not in str(info.value)
+
+
+# -- Scrubber: known secret values, wherever they turn up -------------------------------------
+
+
+def test_environment_secrets_are_credential_named_variables_of_some_length() -> None:
+    from openrooms.scrub import environment_secrets
+
+    env = {
+        "OPENAI_API_KEY": "sk-abcdefgh12345",
+        "GITHUB_TOKEN": "ghp_0123456789",
+        "DB_PASSWORD": "hunter2hunter2",
+        "OPENROOMS_API_KEYS": "key-one-111111, key-two-222222",
+        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG",
+        "SHORT_TOKEN": "abc",  # too short to be a credential worth hiding
+        "MONKEY": "bananas-bananas",  # not a credential name
+        "HOME": "/home/someone-long",
+        "TOKENIZERS_PARALLELISM": "false-or-true",
+    }
+    assert sorted(environment_secrets(env)) == sorted(
+        [
+            "sk-abcdefgh12345",
+            "ghp_0123456789",
+            "hunter2hunter2",
+            "key-one-111111",
+            "key-two-222222",
+            "wJalrXUtnFEMI/K7MDENG",
+        ]
+    )
+
+
+def test_secrets_in_finds_the_credentials_a_tool_call_carries() -> None:
+    from openrooms.scrub import secrets_in
+
+    args = {
+        "url": "https://u:pass-word-1@api.example.com/x?api_key=k-12345678&page=22222222",
+        "headers": {"Authorization": "Bearer tok-abcdefgh", "X-Trace": "trace-12345678"},
+        "json": {"nested": [{"client_secret": "cs-12345678"}]},
+    }
+    assert sorted(secrets_in(args)) == sorted(
+        ["pass-word-1", "k-12345678", "Bearer tok-abcdefgh", "tok-abcdefgh", "cs-12345678"]
+    )
+
+
+def test_a_scrubber_replaces_secrets_in_text_values_errors_and_encoded_forms() -> None:
+    from openrooms.events import ErrorInfo
+    from openrooms.scrub import Scrubber
+
+    scrub = Scrubber(["sk-live/abc+123456", "tiny"])
+    assert scrub.text("key sk-live/abc+123456 was refused") == f"key {REDACTED} was refused"
+    assert scrub.text("?key=sk-live%2Fabc%2B123456") == f"?key={REDACTED}"  # as in a URL
+    assert scrub.text("tiny stays") == "tiny stays"  # shorter than MIN_SECRET_LENGTH
+    value = {"a": ["x", "sk-live/abc+123456"], "sk-live/abc+123456": 1, "n": 2.5}
+    assert scrub.value(value) == {"a": ["x", REDACTED], REDACTED: 1, "n": 2.5}
+    untouched = {"a": ["x"], "b": {"c": 1}}
+    assert scrub.value(untouched) is untouched  # nothing copied when nothing changed
+    info = ErrorInfo("E", "bad sk-live/abc+123456", "Traceback ... sk-live/abc+123456")
+    assert scrub.error(info) == ErrorInfo("E", f"bad {REDACTED}", f"Traceback ... {REDACTED}")
+    assert not Scrubber([]) and Scrubber([]).value(value) is value
+
+
+@given(JSON)
+def test_a_scrubber_without_matches_returns_values_unchanged(value: Any) -> None:
+    from openrooms.scrub import Scrubber
+
+    assert Scrubber(["\x00never-in-generated-text\x00"]).value(value) == value

@@ -188,12 +188,15 @@ def test_input_refuses_data_files_that_are_not_json_files(
     refused(invoke("input", "r", "--data", f"@{huge_file(tmp_path / 'h.json')}"), "50,000,000")
 
 
-def test_a_json_var_keeps_todays_rule_text_that_is_not_json_stays_a_string(
+def test_var_text_that_is_not_json_stays_a_string_unless_it_starts_like_json(
     invoke: Callable[..., Result],
 ) -> None:
-    result = invoke("run", FLOW, "--var", "label=NaN", "--var", "note={nope", "--json")
+    result = invoke("run", FLOW, "--var", "label=NaN", "--json")
     assert result.exit_code == 0, result.output
-    assert '"label": "NaN"' in result.output and '"note": "{nope"' in result.output
+    assert '"label": "NaN"' in result.output
+    refused = invoke("run", FLOW, "--var", "note={nope", "--json")
+    assert refused.exit_code == 2, refused.output
+    assert "looks like JSON but is not" in refused.output and "note:=JSON" in refused.output
 
 
 @pytest.mark.slow
