@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from openrooms._wording import article
 from openrooms.errors import Problem
 from openrooms.events import ErrorInfo, EventType, Level
 from openrooms.expressions import CompiledValue, compile_value
@@ -91,7 +92,9 @@ def _inline_node(spec: object, node_id: str, path: str, problems: list[Problem])
         )
         return None
     if executor.engine_handled:
-        problems.append(Problem(f"{path}.type", f"a {kind!r} node cannot run inside another node"))
+        problems.append(
+            Problem(f"{path}.type", f"{article(repr(kind))} node cannot run inside another node")
+        )
         return None
     output = spec.get("output")
     if output is not None and (not isinstance(output, str) or not output.isidentifier()):
