@@ -9,7 +9,11 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shlex
+import signal
 import sys
+import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,9 +21,19 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 import yaml
+from click.core import ParameterSource
 
 from openrooms import serde
-from openrooms.errors import OpenRoomsError, WorkflowValidationError
+from openrooms._wording import plural
+from openrooms.errors import (
+    OpenRoomsError,
+    RoomExistsError,
+    RoomLeasedError,
+    RoomStatusError,
+    ToolNotFoundError,
+    WorkflowConflictError,
+    WorkflowValidationError,
+)
 from openrooms.events import Event, EventType, Level
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runtime import Runtime, open_runtime
@@ -29,23 +43,90 @@ from openrooms.workflow import Workflow, load_workflow
 __all__ = ["cli", "main"]
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_WAITING = 0, 1, 2, 3
+EXIT_ERROR = 4
+"""The command could not do its work for a reason other than its input: the database is
+unavailable or locked, another runner holds the room, an optional dependency is missing."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT) stopped a run; the room is left resumable (128 + SIGINT, as shells do)."""
+
+GLOBAL_OPTIONS = ("--db", "--plugin", "--script", "--config")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _InputError(click.ClickException):
+    exit_code = 2  # EXIT_INVALID
+
+
+class _RunError(click.ClickException):
+    exit_code = 4  # EXIT_ERROR
+
+
+def _failure(message: str, exit_code: int) -> click.ClickException:
+    """A one-line ``Error: ...`` exiting with *exit_code* (2 or 4)."""
+    return _InputError(message) if exit_code == EXIT_INVALID else _RunError(message)
+
+
+def _plugin_hint(exc: OpenRoomsError, ctx: click.Context) -> str:
+    """For an unknown tool: a line saying how to load the plugin that registers it."""
+    if isinstance(exc, WorkflowValidationError):
+        unknown = any(p.message.startswith("unknown tool") for p in exc.problems)
+    else:
+        unknown = isinstance(exc, ToolNotFoundError)
+    if not unknown:
+        return ""
+    command = ctx.invoked_subcommand or (ctx.info_name if ctx.parent else None) or "COMMAND"
+    return (
+        "\n  if a plugin registers the tool, load it with --plugin before the command: "
+        f"openrooms --plugin MODULE {command} ..."
+    )
+
+
+def exit_status(exc: OpenRoomsError) -> int:
+    """The exit status for an error that stopped a command: :data:`EXIT_INVALID` (2) for
+    input the user can fix, :data:`EXIT_ERROR` (4) for everything else.
+
+    Input errors are the ``ValueError`` and ``LookupError`` kinds (invalid workflows,
+    variables, input data, config or backend URLs; unknown rooms, workflows, tools or node
+    types), a workflow version that conflicts with the stored one, a room id that is taken
+    and an operation the room's status does not allow (input to a room that is not waiting).
+    """
+    if isinstance(
+        exc, ValueError | LookupError | WorkflowConflictError | RoomExistsError | RoomStatusError
+    ):
+        return EXIT_INVALID
+    return EXIT_ERROR
+
+
 class _Group(click.Group):
-    """Turns OpenRooms errors into one-line messages instead of tracebacks."""
+    """Turns OpenRooms errors into one-line messages and the exit statuses of the table in
+    docs/cli.md, instead of tracebacks."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.NoSuchOption as exc:
+            if exc.option_name not in GLOBAL_OPTIONS:
+                raise
+            hint = (
+                f"{exc.message} {exc.option_name} is a global option: put it before the command, "
+                f"as in `openrooms {exc.option_name} ... {ctx.invoked_subcommand or 'COMMAND'} ...`"
+            )
+            raise click.NoSuchOption(exc.option_name, hint, ctx=exc.ctx) from None
         except WorkflowValidationError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {exc}{_plugin_hint(exc, ctx)}", err=True)
             ctx.exit(EXIT_INVALID)
+        except RoomLeasedError as exc:
+            command = _command(ctx, "resume", exc.room_id, "--force")
+            raise _failure(f"{exc}:\n  {command}", EXIT_ERROR) from exc
         except OpenRoomsError as exc:
-            raise click.ClickException(str(exc)) from exc
-        except FileNotFoundError as exc:
-            raise click.ClickException(f"no such file: {exc.filename}") from exc
+            raise _failure(f"{exc}{_plugin_hint(exc, ctx)}", exit_status(exc)) from exc
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            if isinstance(exc, FileNotFoundError):
+                raise _failure(f"no such file: {exc.filename}", EXIT_INVALID) from exc
+            raise _failure(f"cannot read {exc.filename}: {exc.strerror}", EXIT_INVALID) from exc
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,8 +181,21 @@ def cli(
         try:
             importlib.import_module(module.strip())
         except ImportError as exc:
-            raise click.ClickException(f"cannot import plugin {module!r}: {exc}") from exc
-    ctx.obj = {"db": db, "script": script, "config": config_file}
+            raise _failure(f"cannot import plugin {module!r}: {exc}", EXIT_INVALID) from exc
+    # what a printed follow-up command must repeat: the global options given on this command
+    # line (values from environment variables reach the next command the same way)
+    repeat: list[str] = []
+    if db is not None and ctx.get_parameter_source("db") is ParameterSource.COMMANDLINE:
+        repeat += ["--db", db]
+    for module in plugins:
+        repeat += ["--plugin", module]
+    for name, flag, value in (
+        ("script", "--script", script),
+        ("config_file", "--config", config_file),
+    ):
+        if value is not None and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            repeat += [flag, value]
+    ctx.obj = {"db": db, "script": script, "config": config_file, "repeat": repeat}
 
 
 @contextmanager
@@ -129,8 +223,61 @@ def _runtime(ctx: click.Context) -> Iterator[Runtime]:
         rt.close()
 
 
-def _fail(message: str) -> NoReturn:
-    raise click.ClickException(message)
+def _command(ctx: click.Context, *args: str) -> str:
+    """The shell command that runs ``openrooms ARGS`` with this invocation's global options."""
+    obj = ctx.find_root().obj or {}
+    words = ["openrooms", *obj.get("repeat", ()), *args]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+class _Interrupt:
+    """SIGINT while a room runs: the first asks the runtime to stop at the next step
+    boundary; a second raises KeyboardInterrupt at once."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.count = 0
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise KeyboardInterrupt
+        self.rt.request_stop()
+        # os.write, not click.echo: a signal handler must not re-enter a buffered stream
+        os.write(2, b"\nstopping after the current step; press Ctrl-C again to abort now\n")
+
+
+def _run_room(
+    ctx: click.Context, rt: Runtime, room_id: str, run: Callable[[], RoomState], as_json: bool
+) -> NoReturn:
+    """Run a room with Ctrl-C handling, then report how it ended (see :func:`_finish`)."""
+    interrupt = _Interrupt(rt)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, interrupt) if in_main else None
+    try:
+        state = run()
+    except KeyboardInterrupt:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+        click.echo(
+            f"room {room_id} interrupted; its steps so far are saved. Resume it with:\n"
+            f"  {_command(ctx, 'resume', room_id)}",
+            err=True,
+        )
+        ctx.exit(EXIT_INTERRUPTED)
+    if in_main:
+        signal.signal(signal.SIGINT, previous)
+    if interrupt.count and state.status is RoomStatus.RUNNING:
+        if as_json:
+            click.echo(json.dumps(_room_json(state), ensure_ascii=False))
+        click.echo(
+            f"room {room_id} stopped at {state.current_node!r} after "
+            f"{plural(state.steps, 'step')} (interrupted). Resume it with:\n"
+            f"  {_command(ctx, 'resume', room_id)}",
+            err=True,
+        )
+        ctx.exit(EXIT_INTERRUPTED)
+    _finish(state, as_json)
 
 
 # --- formatting -----------------------------------------------------------------------------
@@ -208,7 +355,7 @@ def _finish(state: RoomState, as_json: bool) -> NoReturn:
         click.echo(json.dumps(_room_json(state), ensure_ascii=False))
     elif state.status is RoomStatus.WAITING:
         click.echo(f"room {state.room_id} is waiting at {state.current_node!r}; continue it with:")
-        click.echo(f"  openrooms input {state.room_id} --data '<json>'")
+        click.echo(f"  {_command(ctx, 'input', state.room_id, '--data', '<json>')}")
     else:
         tail = f": {state.reason}" if state.reason else ""
         click.echo(f"room {state.room_id} {state.status.value} at {state.current_node!r}{tail}")
@@ -246,11 +393,11 @@ def validate(files: tuple[str, ...]) -> None:
             wf = load_workflow(path)
         except WorkflowValidationError as exc:
             bad = True
-            click.echo(f"{path}: {exc}", err=True)
+            click.echo(f"{path}: {exc}{_plugin_hint(exc, click.get_current_context())}", err=True)
             continue
         click.echo(
-            f"{path}: ok — workflow {wf.id!r} v{wf.version}, {len(wf.nodes)} nodes, "
-            f"{len(wf.transitions)} transitions"
+            f"{path}: ok — workflow {wf.id!r} v{wf.version}, {plural(len(wf.nodes), 'node')}, "
+            f"{plural(len(wf.transitions), 'transition')}"
         )
     if bad:
         click.get_current_context().exit(EXIT_INVALID)
@@ -310,7 +457,9 @@ def run(
 ) -> None:
     """Create a room from a workflow file and run it, showing progress node by node.
 
-    Exit status: 0 completed, 1 failed or cancelled, 2 invalid workflow, 3 waiting for input.
+    Exit status: 0 completed, 1 failed or cancelled, 2 invalid input (workflow, variables,
+    file), 3 waiting for input, 4 not done (e.g. database locked), 130 interrupted (Ctrl-C:
+    the first stops after the current step, a second at once; ``resume`` goes on).
 
     Example:
 
@@ -321,8 +470,8 @@ def run(
     with _runtime(ctx) as rt:
         room = rt.create_room(wf, variables, name=name)
         click.echo(f"room {room.room_id} ({wf.id} v{wf.version})", err=True)
-        state = rt.run(room.room_id, on_event=_Progress(verbose))
-    _finish(state, as_json)
+        progress = _Progress(verbose)
+        _run_room(ctx, rt, room.room_id, lambda: rt.run(room.room_id, on_event=progress), as_json)
 
 
 @cli.command("input")
@@ -356,8 +505,10 @@ def input_(ctx: click.Context, room_id: str, data: str, as_json: bool, verbose: 
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from exc
     with _runtime(ctx) as rt:
-        state = rt.send_input(room_id, value, on_event=_Progress(verbose))
-    _finish(state, as_json)
+        progress = _Progress(verbose)
+        _run_room(
+            ctx, rt, room_id, lambda: rt.send_input(room_id, value, on_event=progress), as_json
+        )
 
 
 @cli.command()
@@ -379,8 +530,10 @@ def resume(ctx: click.Context, room_id: str, force: bool, as_json: bool, verbose
         openrooms resume 0193ab12cd34ef5678
     """
     with _runtime(ctx) as rt:
-        state = rt.run(room_id, force=force, on_event=_Progress(verbose))
-    _finish(state, as_json)
+        progress = _Progress(verbose)
+        _run_room(
+            ctx, rt, room_id, lambda: rt.run(room_id, force=force, on_event=progress), as_json
+        )
 
 
 @cli.command()
@@ -571,6 +724,91 @@ def logs(
                 click.echo(fmt(e))
         except KeyboardInterrupt:
             return
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def workflows(ctx: click.Context, as_json: bool) -> None:
+    """List the workflows stored in the database: the latest version of each.
+
+    Running a workflow file stores its definition; rooms pin the version they started with.
+    ``--json`` prints id, version, description, nodes and transitions (counts), digest and
+    registered_at (ms since the epoch) for each.
+
+    Example:
+
+        openrooms workflows --json
+    """
+    with _runtime(ctx) as rt:
+        found = rt.describe_workflows()
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False))
+        return
+    if not found:
+        click.echo("no workflows stored yet (`openrooms run FILE` stores the file's workflow)")
+        return
+    width = max(24, *(len(w["id"]) for w in found))
+    click.echo(f"{'WORKFLOW':<{width}} {'VERSION':>7} {'NODES':>5}  DESCRIPTION")
+    for w in found:
+        click.echo(
+            f"{w['id']:<{width}} {w['version']:>7} {w['nodes']:>5}  {_clip(w['description'], 60)}"
+        )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def tools(ctx: click.Context, as_json: bool) -> None:
+    """List the tools ``tool`` nodes and agents can call: name, parameters and description.
+
+    Built-in tools, those registered by ``--plugin`` modules, and with ``--script`` the
+    script's canned tools. ``--json`` prints each tool's full JSON schema of parameters.
+
+    Example:
+
+        openrooms --plugin my_tools tools
+    """
+    with _runtime(ctx) as rt:
+        found = rt.describe_tools()
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False))
+        return
+    for t in found:
+        click.echo(f"{t['name']}({_signature(t['parameters'])})")
+        if t["description"]:
+            click.echo(
+                textwrap.fill(
+                    t["description"], 100, initial_indent=" " * 4, subsequent_indent=" " * 4
+                )
+            )
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _signature(schema: Any) -> str:
+    """A tool's parameters in one line: ``name: type``, optional ones in brackets."""
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(props, dict):
+        return "..."
+    required = schema.get("required") or []
+    parts = []
+    for name, spec in props.items():
+        kind = "any"
+        if isinstance(spec, dict):
+            if isinstance(spec.get("enum"), list):
+                kind = "|".join(v if isinstance(v, str) else json.dumps(v) for v in spec["enum"])
+                kind = kind if len(kind) <= 40 else f"one of {len(spec['enum'])} values"
+            elif isinstance(spec.get("type"), str):
+                kind = spec["type"]
+            elif isinstance(spec.get("type"), list):
+                kind = "|".join(map(str, spec["type"]))
+        part = f"{name}: {kind}"
+        parts.append(part if name in required else f"[{part}]")
+    return ", ".join(parts)
 
 
 def _mermaid_id(node_id: str) -> str:

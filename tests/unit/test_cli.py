@@ -133,14 +133,14 @@ def test_cancel_then_input_is_a_one_line_error(invoke) -> None:  # type: ignore[
     room = room_id_of(invoke("run", str(EXAMPLES / "order_approval.yaml"), "--var", "amount=900"))
     assert invoke("cancel", room).exit_code == 0
     result = invoke("input", room, "--data", '{"approved": true}')
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # the room's status does not allow input: an input error
     assert result.output.startswith("Error: room") and "cancelled" in result.output
     assert "Traceback" not in result.output
 
 
 def test_unknown_room_and_bad_json_are_clear_errors(invoke) -> None:  # type: ignore[no-untyped-def]
     result = invoke("show", "missing")
-    assert result.exit_code == 1 and "no room 'missing'" in result.output
+    assert result.exit_code == 2 and "no room 'missing'" in result.output
     result = invoke("input", "missing", "--data", "{nope")
     assert result.exit_code == 2 and "not valid JSON" in result.output
     result = invoke("run", str(EXAMPLES / "savings_loop.yaml"), "--var", "novalue")
