@@ -255,18 +255,19 @@ def _run_room(
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, interrupt) if in_main else None
     try:
-        state = run()
+        try:
+            state = run()
+        finally:
+            if in_main:  # None: a handler not set from Python; Ctrl-C then acts as by default
+                restore = previous if previous is not None else signal.default_int_handler
+                signal.signal(signal.SIGINT, restore)
     except KeyboardInterrupt:
-        if in_main:
-            signal.signal(signal.SIGINT, previous)
         click.echo(
             f"room {room_id} interrupted; its steps so far are saved. Resume it with:\n"
             f"  {_command(ctx, 'resume', room_id)}",
             err=True,
         )
         ctx.exit(EXIT_INTERRUPTED)
-    if in_main:
-        signal.signal(signal.SIGINT, previous)
     if interrupt.count and state.status is RoomStatus.RUNNING:
         if as_json:
             click.echo(json.dumps(_room_json(state), ensure_ascii=False))
@@ -349,13 +350,20 @@ class _Progress:
 
 
 def _finish(state: RoomState, as_json: bool) -> NoReturn:
-    """Report where a room stopped and exit with 0 completed, 1 failed/cancelled, 3 waiting."""
+    """Report where a room stopped and exit with 0 completed, 1 failed/cancelled, 3 waiting
+    (4 if it is somehow still unfinished, with the command that resumes it)."""
     ctx = click.get_current_context()
     if as_json:
         click.echo(json.dumps(_room_json(state), ensure_ascii=False))
     elif state.status is RoomStatus.WAITING:
         click.echo(f"room {state.room_id} is waiting at {state.current_node!r}; continue it with:")
         click.echo(f"  {_command(ctx, 'input', state.room_id, '--data', '<json>')}")
+    elif not state.status.is_terminal:
+        click.echo(
+            f"room {state.room_id} is {state.status.value} at {state.current_node!r}; "
+            "resume it with:"
+        )
+        click.echo(f"  {_command(ctx, 'resume', state.room_id)}")
     else:
         tail = f": {state.reason}" if state.reason else ""
         click.echo(f"room {state.room_id} {state.status.value} at {state.current_node!r}{tail}")
@@ -363,9 +371,7 @@ def _finish(state: RoomState, as_json: bool) -> NoReturn:
         ctx.exit(EXIT_COMPLETED)
     if state.status is RoomStatus.WAITING:
         ctx.exit(EXIT_WAITING)
-    if state.status.is_terminal:
-        ctx.exit(EXIT_FAILED)
-    ctx.exit(EXIT_FAILED)
+    ctx.exit(EXIT_FAILED if state.status.is_terminal else EXIT_ERROR)
 
 
 def _room_json(state: RoomState) -> dict[str, Any]:
