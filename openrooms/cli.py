@@ -341,7 +341,9 @@ class _Progress:
                 return None
             u = d.get("usage") or {}
             tokens = u.get("prompt_tokens", 0) + u.get("completion_tokens", 0)
-            return f"       model {d.get('model')} turn {d.get('turn')}: {tokens} tokens{ms}"
+            return (
+                f"       model {d.get('model')} turn {d.get('turn')}: {plural(tokens, 'token')}{ms}"
+            )
         if t is EventType.BRANCH_COMPLETED and self.verbose:
             return f"       branch {d['branch']} {'ok' if d.get('ok') else 'FAILED'}"
         if t is EventType.BUDGET_EXCEEDED:
@@ -620,8 +622,9 @@ def show(ctx: click.Context, room_id: str, as_json: bool) -> None:
     if u:
         cost = f", ${u['cost_usd']:.6f}" if u.get("cost_usd") is not None else ""
         click.echo(
-            f"usage:     {u.get('model_calls', 0)} model calls, {u.get('tool_calls', 0)} tool "
-            f"calls, {u.get('prompt_tokens', 0)} + {u.get('completion_tokens', 0)} tokens{cost}"
+            f"usage:     {plural(u.get('model_calls', 0), 'model call')}, "
+            f"{plural(u.get('tool_calls', 0), 'tool call')}, {u.get('prompt_tokens', 0)} + "
+            f"{plural(u.get('completion_tokens', 0), 'token')}{cost}"
         )
     if state.memory:
         click.echo(f"memory:    {_short(dict(state.memory), 80)}")
@@ -650,7 +653,9 @@ def replay(ctx: click.Context, room_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     elif report.identical:
-        click.echo(f"identical: {report.events} events re-ran the same way ({report.status})")
+        click.echo(
+            f"identical: {plural(report.events, 'event')} re-ran the same way ({report.status})"
+        )
     else:
         click.echo(f"diverged at event {report.diverged_at}:")
         click.echo(f"  recorded: {_short(report.expected, 200)}")

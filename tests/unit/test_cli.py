@@ -183,6 +183,23 @@ def test_validate_counts_and_articles_read_as_english(invoke, tmp_path: Path) ->
     assert "'b' is an 'end' node" in result.output
 
 
+def test_counts_and_articles_follow_the_word() -> None:
+    from openrooms._wording import article, plural
+
+    assert [plural(n, "transition") for n in (0, 1, 2)] == [
+        "0 transitions",
+        "1 transition",
+        "2 transitions",
+    ]
+    assert (
+        plural(1, "branch", "branches") == "1 branch"
+        and plural(3, "branch", "branches")[-8:] == "branches"
+    )
+    assert article("'end' node") == "an 'end' node"
+    assert article("'set' node") == "a 'set' node"
+    assert article("int") == "an int" and article("list") == "a list"
+
+
 def test_config_keys_suggest_the_near_miss(invoke, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     config = tmp_path / "openrooms.yaml"
     config.write_text(
