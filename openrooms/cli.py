@@ -55,11 +55,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _InputError(click.ClickException):
-    exit_code = 2  # EXIT_INVALID
+    exit_code = EXIT_INVALID
 
 
 class _RunError(click.ClickException):
-    exit_code = 4  # EXIT_ERROR
+    exit_code = EXIT_ERROR
 
 
 def _failure(message: str, exit_code: int) -> click.ClickException:
@@ -263,7 +263,7 @@ def _run_room(
                 signal.signal(signal.SIGINT, restore)
     except KeyboardInterrupt:
         click.echo(
-            f"room {room_id} interrupted; its steps so far are saved. Resume it with:\n"
+            f"room {room_id} interrupted; every committed step is kept. Resume it with:\n"
             f"  {_command(ctx, 'resume', room_id)}",
             err=True,
         )
