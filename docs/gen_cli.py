@@ -79,11 +79,12 @@ EXIT_STATUS: Final = "\n".join(
 
 CTRL_C: Final = (
     "While `run`, `input` or `resume` runs a room, the first Ctrl-C (SIGINT) lets the current "
-    "step finish, commits it and stops; a second one aborts at once, leaving the room at its "
-    "last committed step. Either way it prints the `openrooms ... resume ROOM` command to "
-    "run (with the global options given), and exits with status 130. The room stays "
-    "`running` until `openrooms resume` goes on from there (a node cut off mid-flight runs "
-    "again with the same idempotency key)."
+    "step finish, commits it and stops; the room stays `running` and its lease is released. "
+    "A second Ctrl-C exits at once, as a crash would: the room keeps every committed step, and "
+    "the node it was running runs again on resume, with the same idempotency key (its lease "
+    "is left to expire; `resume` on the same host takes it over at once). Either way the "
+    "command prints the `openrooms ... resume ROOM` command to run, with the global options "
+    "given, and exits with status 130."
 )
 
 

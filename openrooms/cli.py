@@ -232,18 +232,27 @@ def _command(ctx: click.Context, *args: str) -> str:
 
 class _Interrupt:
     """SIGINT while a room runs: the first asks the runtime to stop at the next step
-    boundary; a second raises KeyboardInterrupt at once."""
+    boundary; a second prints how to resume and exits at once.
 
-    def __init__(self, rt: Runtime) -> None:
+    The second exit is immediate (``os._exit``), like a crash the room is built to survive:
+    every committed step is kept and the node it was running runs again on resume. Unwinding
+    instead (KeyboardInterrupt) would wait on whatever the node awaits, a tool thread say.
+    """
+
+    def __init__(self, rt: Runtime, room_id: str, resume: str) -> None:
         self.rt = rt
         self.count = 0
+        self.abort_message = (
+            f"\nroom {room_id} aborted; every committed step is kept. Resume it with:\n  {resume}\n"
+        ).encode()
 
     def __call__(self, signum: int, frame: object) -> None:
         self.count += 1
-        if self.count > 1:
-            raise KeyboardInterrupt
-        self.rt.request_stop()
         # os.write, not click.echo: a signal handler must not re-enter a buffered stream
+        if self.count > 1:
+            os.write(2, self.abort_message)
+            os._exit(EXIT_INTERRUPTED)
+        self.rt.request_stop()
         os.write(2, b"\nstopping after the current step; press Ctrl-C again to abort now\n")
 
 
@@ -251,23 +260,15 @@ def _run_room(
     ctx: click.Context, rt: Runtime, room_id: str, run: Callable[[], RoomState], as_json: bool
 ) -> NoReturn:
     """Run a room with Ctrl-C handling, then report how it ended (see :func:`_finish`)."""
-    interrupt = _Interrupt(rt)
+    interrupt = _Interrupt(rt, room_id, _command(ctx, "resume", room_id))
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, interrupt) if in_main else None
     try:
-        try:
-            state = run()
-        finally:
-            if in_main:  # None: a handler not set from Python; Ctrl-C then acts as by default
-                restore = previous if previous is not None else signal.default_int_handler
-                signal.signal(signal.SIGINT, restore)
-    except KeyboardInterrupt:
-        click.echo(
-            f"room {room_id} interrupted; every committed step is kept. Resume it with:\n"
-            f"  {_command(ctx, 'resume', room_id)}",
-            err=True,
-        )
-        ctx.exit(EXIT_INTERRUPTED)
+        state = run()
+    finally:
+        if in_main:  # None: a handler not set from Python; Ctrl-C then acts as by default
+            restore = previous if previous is not None else signal.default_int_handler
+            signal.signal(signal.SIGINT, restore)
     if interrupt.count and state.status is RoomStatus.RUNNING:
         if as_json:
             click.echo(json.dumps(_room_json(state), ensure_ascii=False))
