@@ -27,7 +27,7 @@ INTRO: Final = (
 GLOBAL: Final = (
     "Global options (`--db`, `--plugin`, `--script`, `--config`) go before the command: "
     "`openrooms --db sqlite:///rooms.db run flow.yaml`. A command that prints a follow-up "
-    "command (`continue it with: openrooms input ...`, `resume it with: ...`) repeats the "
+    "command (`continue it with: openrooms input ...`, `Resume it with: ...`) repeats the "
     "global options given on its command line, shell-quoted, so the printed line works as it "
     "is; options set through environment variables (`OPENROOMS_DB`, `OPENROOMS_SCRIPT`, ...) "
     "are not repeated, as the next command reads them from the same environment."
