@@ -399,9 +399,10 @@ class SubworkflowExecutor(NodeExecutor):
             child = await runtime.arun(child_id)
         if child.status is RoomStatus.COMPLETED:
             return Outcome.ok(dict(child.variables))
-        if not child.status.is_terminal and child.status is not RoomStatus.WAITING:
-            # the runtime was asked to stop (Ctrl-C) mid-child: stop this node too, so a
-            # resume runs the same child on instead of failing this attempt
+        unfinished = not child.status.is_terminal and child.status is not RoomStatus.WAITING
+        if unfinished and runtime.stop_requested:
+            # asked to stop (Ctrl-C) mid-child: stop this node too, so a resume runs the
+            # same child on instead of failing this attempt
             raise RoomStoppedError(child_id, child.status.value)
         if child.status is RoomStatus.WAITING:
             return Outcome.failed(
