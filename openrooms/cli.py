@@ -9,19 +9,29 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shlex
+import signal
 import sys
+import textwrap
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar, cast
 
 import click
+from click.core import ParameterSource
 
 from openrooms import loading, serde
+from openrooms._wording import plural
 from openrooms.errors import (
     CorruptRoomError,
-    InputError,
     OpenRoomsError,
+    RoomExistsError,
+    RoomLeasedError,
+    RoomStatusError,
+    ToolNotFoundError,
     VariableSyntaxError,
+    WorkflowConflictError,
     WorkflowValidationError,
 )
 from openrooms.events import Event, EventType, Level
@@ -35,23 +45,90 @@ from openrooms.workflow import Workflow, load_workflow
 __all__ = ["cli", "main"]
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_WAITING = 0, 1, 2, 3
+EXIT_ERROR = 4
+"""The command could not do its work for a reason other than its input: the database is
+unavailable or locked, another runner holds the room, an optional dependency is missing."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT) stopped a run; the room is left resumable (128 + SIGINT, as shells do)."""
+
+GLOBAL_OPTIONS = ("--db", "--plugin", "--script", "--config")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _InputError(click.ClickException):
+    exit_code = EXIT_INVALID
+
+
+class _RunError(click.ClickException):
+    exit_code = EXIT_ERROR
+
+
+def _failure(message: str, exit_code: int) -> click.ClickException:
+    """A one-line ``Error: ...`` exiting with *exit_code* (2 or 4)."""
+    return _InputError(message) if exit_code == EXIT_INVALID else _RunError(message)
+
+
+def _plugin_hint(exc: OpenRoomsError, ctx: click.Context) -> str:
+    """For an unknown tool: a line saying how to load the plugin that registers it."""
+    if isinstance(exc, WorkflowValidationError):
+        unknown = any(p.message.startswith("unknown tool") for p in exc.problems)
+    else:
+        unknown = isinstance(exc, ToolNotFoundError)
+    if not unknown:
+        return ""
+    command = ctx.invoked_subcommand or (ctx.info_name if ctx.parent else None) or "COMMAND"
+    return (
+        "\n  if a plugin registers the tool, load it with --plugin before the command: "
+        f"openrooms --plugin MODULE {command} ..."
+    )
+
+
+def exit_status(exc: OpenRoomsError) -> int:
+    """The exit status for an error that stopped a command: :data:`EXIT_INVALID` (2) for
+    input the user can fix, :data:`EXIT_ERROR` (4) for everything else.
+
+    Input errors are the ``ValueError`` and ``LookupError`` kinds (invalid workflows,
+    variables, input data, config or backend URLs; unknown rooms, workflows, tools or node
+    types), a workflow version that conflicts with the stored one, a room id that is taken
+    and an operation the room's status does not allow (input to a room that is not waiting).
+    """
+    if isinstance(
+        exc, ValueError | LookupError | WorkflowConflictError | RoomExistsError | RoomStatusError
+    ):
+        return EXIT_INVALID
+    return EXIT_ERROR
+
+
 class _Group(click.Group):
-    """Turns OpenRooms errors into one-line messages instead of tracebacks."""
+    """Turns OpenRooms errors into one-line messages and the exit statuses of the table in
+    docs/cli.md, instead of tracebacks."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (WorkflowValidationError, InputError) as exc:
-            click.echo(f"Error: {exc}", err=True)
+        except click.NoSuchOption as exc:
+            if exc.option_name not in GLOBAL_OPTIONS:
+                raise
+            hint = (
+                f"{exc.message} {exc.option_name} is a global option: put it before the command, "
+                f"as in `openrooms {exc.option_name} ... {ctx.invoked_subcommand or 'COMMAND'} ...`"
+            )
+            raise click.NoSuchOption(exc.option_name, hint, ctx=exc.ctx) from None
+        except WorkflowValidationError as exc:
+            click.echo(f"Error: {exc}{_plugin_hint(exc, ctx)}", err=True)
             ctx.exit(EXIT_INVALID)
+        except RoomLeasedError as exc:
+            command = _command(ctx, "resume", exc.room_id, "--force")
+            raise _failure(f"{exc}:\n  {command}", EXIT_ERROR) from exc
         except OpenRoomsError as exc:
-            raise click.ClickException(str(exc)) from exc
-        except FileNotFoundError as exc:
-            raise click.ClickException(f"no such file: {exc.filename}") from exc
+            raise _failure(f"{exc}{_plugin_hint(exc, ctx)}", exit_status(exc)) from exc
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            if isinstance(exc, FileNotFoundError):
+                raise _failure(f"no such file: {exc.filename}", EXIT_INVALID) from exc
+            raise _failure(f"cannot read {exc.filename}: {exc.strerror}", EXIT_INVALID) from exc
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,13 +183,37 @@ def cli(
         try:
             importlib.import_module(module.strip())
         except ImportError as exc:
-            raise click.ClickException(f"cannot import plugin {module!r}: {exc}") from exc
-    ctx.obj = {"db": db, "script": script, "config": config_file}
+            raise _failure(f"cannot import plugin {module!r}: {exc}", EXIT_INVALID) from exc
+    # what a printed follow-up command must repeat: the global options given on this command
+    # line (values from environment variables reach the next command the same way)
+    repeat: list[str] = []
+    if db is not None and ctx.get_parameter_source("db") is ParameterSource.COMMANDLINE:
+        repeat += ["--db", db]
+    for module in plugins:
+        repeat += ["--plugin", module]
+    for name, flag, value in (
+        ("script", "--script", script),
+        ("config_file", "--config", config_file),
+    ):
+        if value is not None and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            repeat += [flag, value]
+    ctx.obj = {"db": db, "script": script, "config": config_file, "repeat": repeat}
 
 
 @contextmanager
-def _runtime(ctx: click.Context, *, read_only: bool = False) -> Iterator[Runtime]:
-    """The runtime the global options describe; *read_only* for commands that only look."""
+def _runtime(
+    ctx: click.Context, *, read_only: bool = False, existing: bool = False, db: str | None = None
+) -> Iterator[Runtime]:
+    """The runtime the global options describe.
+
+    *read_only* for commands that only look; *existing* for commands that change a room
+    that must already be there (``input``, ``resume``, ``cancel``): a missing database is
+    then an error, not a new empty file. *db* replaces the backend URL (``tools`` needs
+    none).
+    """
+    url = db or ctx.obj["db"]
+    if existing and not read_only:
+        open_runtime(url, read_only=True).close()  # DatabaseNotFoundError; creates nothing
     config = None
     if ctx.obj["config"]:
         from openrooms.config import load_config
@@ -127,11 +228,9 @@ def _runtime(ctx: click.Context, *, read_only: bool = False) -> Iterator[Runtime
             base = base.copy()
             base.register(http_tool(config.http), replace=True)
         models, tools = load_script(script, base)
-        rt = open_runtime(
-            ctx.obj["db"], models=models, tools=tools, config=config, read_only=read_only
-        )
+        rt = open_runtime(url, models=models, tools=tools, config=config, read_only=read_only)
     else:
-        rt = open_runtime(ctx.obj["db"], config=config, read_only=read_only)
+        rt = open_runtime(url, config=config, read_only=read_only)
     try:
         yield rt
     finally:
@@ -157,6 +256,65 @@ def _check_room_keys(rt: Runtime, room_id: str) -> None:
 
 def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
+
+
+def _command(ctx: click.Context, *args: str) -> str:
+    """The shell command that runs ``openrooms ARGS`` with this invocation's global options."""
+    obj = ctx.find_root().obj or {}
+    words = ["openrooms", *obj.get("repeat", ()), *args]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+class _Interrupt:
+    """SIGINT while a room runs: the first asks the runtime to stop at the next step
+    boundary; a second prints how to resume and exits at once.
+
+    The second exit is immediate (``os._exit``), like a crash the room is built to survive:
+    every committed step is kept and the node it was running runs again on resume. Unwinding
+    instead (KeyboardInterrupt) would wait on whatever the node awaits, a tool thread say.
+    """
+
+    def __init__(self, rt: Runtime, room_id: str, resume: str) -> None:
+        self.rt = rt
+        self.count = 0
+        self.abort_message = (
+            f"\nroom {room_id} aborted; every committed step is kept. Resume it with:\n  {resume}\n"
+        ).encode()
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.count += 1
+        # os.write, not click.echo: a signal handler must not re-enter a buffered stream
+        if self.count > 1:
+            os.write(2, self.abort_message)
+            os._exit(EXIT_INTERRUPTED)
+        self.rt.request_stop()
+        os.write(2, b"\nstopping after the current step; press Ctrl-C again to abort now\n")
+
+
+def _run_room(
+    ctx: click.Context, rt: Runtime, room_id: str, run: Callable[[], RoomState], as_json: bool
+) -> NoReturn:
+    """Run a room with Ctrl-C handling, then report how it ended (see :func:`_finish`)."""
+    interrupt = _Interrupt(rt, room_id, _command(ctx, "resume", room_id))
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, interrupt) if in_main else None
+    try:
+        state = run()
+    finally:
+        if in_main:  # None: a handler not set from Python; Ctrl-C then acts as by default
+            restore = previous if previous is not None else signal.default_int_handler
+            signal.signal(signal.SIGINT, restore)
+    if interrupt.count and state.status is RoomStatus.RUNNING:
+        if as_json:
+            click.echo(json.dumps(_room_json(state), ensure_ascii=False))
+        click.echo(
+            f"room {room_id} stopped at {state.current_node!r} after "
+            f"{plural(state.steps, 'step')} (interrupted). Resume it with:\n"
+            f"  {_command(ctx, 'resume', room_id)}",
+            err=True,
+        )
+        ctx.exit(EXIT_INTERRUPTED)
+    _finish(state, as_json)
 
 
 # --- formatting -----------------------------------------------------------------------------
@@ -219,7 +377,9 @@ class _Progress:
                 return None
             u = d.get("usage") or {}
             tokens = u.get("prompt_tokens", 0) + u.get("completion_tokens", 0)
-            return f"       model {d.get('model')} turn {d.get('turn')}: {tokens} tokens{ms}"
+            return (
+                f"       model {d.get('model')} turn {d.get('turn')}: {plural(tokens, 'token')}{ms}"
+            )
         if t is EventType.BRANCH_COMPLETED and self.verbose:
             return f"       branch {d['branch']} {'ok' if d.get('ok') else 'FAILED'}"
         if t is EventType.BUDGET_EXCEEDED:
@@ -228,13 +388,20 @@ class _Progress:
 
 
 def _finish(state: RoomState, as_json: bool) -> NoReturn:
-    """Report where a room stopped and exit with 0 completed, 1 failed/cancelled, 3 waiting."""
+    """Report where a room stopped and exit with 0 completed, 1 failed/cancelled, 3 waiting
+    (4 if it is somehow still unfinished, with the command that resumes it)."""
     ctx = click.get_current_context()
     if as_json:
         click.echo(json.dumps(_room_json(state), ensure_ascii=False))
     elif state.status is RoomStatus.WAITING:
         click.echo(f"room {state.room_id} is waiting at {state.current_node!r}; continue it with:")
-        click.echo(f"  openrooms input {state.room_id} --data '<json>'")
+        click.echo(f"  {_command(ctx, 'input', state.room_id, '--data', '<json>')}")
+    elif not state.status.is_terminal:
+        click.echo(
+            f"room {state.room_id} is {state.status.value} at {state.current_node!r}; "
+            "resume it with:"
+        )
+        click.echo(f"  {_command(ctx, 'resume', state.room_id)}")
     else:
         tail = f": {state.reason}" if state.reason else ""
         click.echo(
@@ -244,9 +411,7 @@ def _finish(state: RoomState, as_json: bool) -> NoReturn:
         ctx.exit(EXIT_COMPLETED)
     if state.status is RoomStatus.WAITING:
         ctx.exit(EXIT_WAITING)
-    if state.status.is_terminal:
-        ctx.exit(EXIT_FAILED)
-    ctx.exit(EXIT_FAILED)
+    ctx.exit(EXIT_FAILED if state.status.is_terminal else EXIT_ERROR)
 
 
 def _room_json(state: RoomState) -> dict[str, Any]:
@@ -274,11 +439,11 @@ def validate(files: tuple[str, ...]) -> None:
             wf = load_workflow(path)
         except WorkflowValidationError as exc:
             bad = True
-            click.echo(f"{path}: {exc}", err=True)
+            click.echo(f"{path}: {exc}{_plugin_hint(exc, click.get_current_context())}", err=True)
             continue
         click.echo(
-            f"{path}: ok — workflow {wf.id!r} v{wf.version}, {len(wf.nodes)} nodes, "
-            f"{len(wf.transitions)} transitions"
+            f"{path}: ok — workflow {wf.id!r} v{wf.version}, {plural(len(wf.nodes), 'node')}, "
+            f"{plural(len(wf.transitions), 'transition')}"
         )
     if bad:
         click.get_current_context().exit(EXIT_INVALID)
@@ -340,7 +505,9 @@ def run(
     starts like JSON ({, [ or ") and does not parse is refused. Names the inputs do not
     declare are refused, with a "did you mean".
 
-    Exit status: 0 completed, 1 failed or cancelled, 2 invalid workflow, 3 waiting for input.
+    Exit status: 0 completed, 1 failed or cancelled, 2 invalid input (workflow, variables,
+    file), 3 waiting for input, 4 not done (e.g. database locked), 130 interrupted (Ctrl-C:
+    the first stops after the current step, a second at once; ``resume`` goes on).
 
     Example:
 
@@ -352,8 +519,8 @@ def run(
         _check_keys(rt, wf)
         room = rt.create_room(wf, variables, name=name)
         click.echo(f"room {room.room_id} ({wf.id} v{wf.version})", err=True)
-        state = rt.run(room.room_id, on_event=_Progress(verbose))
-    _finish(state, as_json)
+        progress = _Progress(verbose)
+        _run_room(ctx, rt, room.room_id, lambda: rt.run(room.room_id, on_event=progress), as_json)
 
 
 @cli.command("input")
@@ -383,10 +550,12 @@ def input_(ctx: click.Context, room_id: str, data: str, as_json: bool, verbose: 
         value = loading.parse_json(loading.read_text(data[1:]), source=data[1:])
     else:
         value = loading.parse_json(data, source="--data")
-    with _runtime(ctx) as rt:
+    with _runtime(ctx, existing=True) as rt:
         _check_room_keys(rt, room_id)
-        state = rt.send_input(room_id, value, on_event=_Progress(verbose))
-    _finish(state, as_json)
+        progress = _Progress(verbose)
+        _run_room(
+            ctx, rt, room_id, lambda: rt.send_input(room_id, value, on_event=progress), as_json
+        )
 
 
 @cli.command()
@@ -407,10 +576,12 @@ def resume(ctx: click.Context, room_id: str, force: bool, as_json: bool, verbose
 
         openrooms resume 0193ab12cd34ef5678
     """
-    with _runtime(ctx) as rt:
+    with _runtime(ctx, existing=True) as rt:
         _check_room_keys(rt, room_id)
-        state = rt.run(room_id, force=force, on_event=_Progress(verbose))
-    _finish(state, as_json)
+        progress = _Progress(verbose)
+        _run_room(
+            ctx, rt, room_id, lambda: rt.run(room_id, force=force, on_event=progress), as_json
+        )
 
 
 @cli.command()
@@ -424,7 +595,7 @@ def cancel(ctx: click.Context, room_id: str, reason: str) -> None:
 
         openrooms cancel 0193ab12cd34ef5678 --reason "duplicate order"
     """
-    with _runtime(ctx) as rt:
+    with _runtime(ctx, existing=True) as rt:
         state = rt.cancel(room_id, reason=reason)
     click.echo(f"room {state.room_id} cancelled")
 
@@ -500,8 +671,9 @@ def show(ctx: click.Context, room_id: str, as_json: bool) -> None:
     if u:
         cost = f", ${u['cost_usd']:.6f}" if u.get("cost_usd") is not None else ""
         click.echo(
-            f"usage:     {u.get('model_calls', 0)} model calls, {u.get('tool_calls', 0)} tool "
-            f"calls, {u.get('prompt_tokens', 0)} + {u.get('completion_tokens', 0)} tokens{cost}"
+            f"usage:     {plural(u.get('model_calls', 0), 'model call')}, "
+            f"{plural(u.get('tool_calls', 0), 'tool call')}, {u.get('prompt_tokens', 0)} + "
+            f"{plural(u.get('completion_tokens', 0), 'token')}{cost}"
         )
     if state.memory:
         click.echo(f"memory:    {_short(dict(state.memory), 80)}")
@@ -530,7 +702,9 @@ def replay(ctx: click.Context, room_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     elif report.identical:
-        click.echo(f"identical: {report.events} events re-ran the same way ({report.status})")
+        click.echo(
+            f"identical: {plural(report.events, 'event')} re-ran the same way ({report.status})"
+        )
     else:
         click.echo(f"diverged at event {report.diverged_at}:")
         click.echo(f"  recorded: {_short(report.expected, 200)}")
@@ -650,6 +824,91 @@ def db_check(ctx: click.Context) -> None:
     n = len(problems)
     click.echo(f"{n} problem{'s' if n != 1 else ''} found", err=True)
     ctx.exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def workflows(ctx: click.Context, as_json: bool) -> None:
+    """List the workflows stored in the database: the latest version of each.
+
+    Running a workflow file stores its definition; rooms pin the version they started with.
+    ``--json`` prints id, version, description, nodes and transitions (counts), digest and
+    registered_at (ms since the epoch) for each.
+
+    Example:
+
+        openrooms workflows --json
+    """
+    with _runtime(ctx, read_only=True) as rt:
+        found = rt.describe_workflows()
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False))
+        return
+    if not found:
+        click.echo("no workflows stored yet (`openrooms run FILE` stores the file's workflow)")
+        return
+    width = max(24, *(len(w["id"]) for w in found))
+    click.echo(f"{'WORKFLOW':<{width}} {'VERSION':>7} {'NODES':>5}  DESCRIPTION")
+    for w in found:
+        click.echo(
+            f"{w['id']:<{width}} {w['version']:>7} {w['nodes']:>5}  {_clip(w['description'], 60)}"
+        )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def tools(ctx: click.Context, as_json: bool) -> None:
+    """List the tools ``tool`` nodes and agents can call: name, parameters and description.
+
+    Built-in tools, those registered by ``--plugin`` modules, and with ``--script`` the
+    script's canned tools. ``--json`` prints each tool's full JSON schema of parameters.
+
+    Example:
+
+        openrooms --plugin my_tools tools
+    """
+    with _runtime(ctx, db="memory://") as rt:
+        found = rt.describe_tools()
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False))
+        return
+    for t in found:
+        click.echo(f"{t['name']}({_signature(t['parameters'])})")
+        if t["description"]:
+            click.echo(
+                textwrap.fill(
+                    t["description"], 100, initial_indent=" " * 4, subsequent_indent=" " * 4
+                )
+            )
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _signature(schema: Any) -> str:
+    """A tool's parameters in one line: ``name: type``, optional ones in brackets."""
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(props, dict):
+        return "..."
+    required = schema.get("required") or []
+    parts = []
+    for name, spec in props.items():
+        kind = "any"
+        if isinstance(spec, dict):
+            if isinstance(spec.get("enum"), list):
+                kind = "|".join(v if isinstance(v, str) else json.dumps(v) for v in spec["enum"])
+                kind = kind if len(kind) <= 40 else f"one of {len(spec['enum'])} values"
+            elif isinstance(spec.get("type"), str):
+                kind = spec["type"]
+            elif isinstance(spec.get("type"), list):
+                kind = "|".join(map(str, spec["type"]))
+        part = f"{name}: {kind}"
+        parts.append(part if name in required else f"[{part}]")
+    return ", ".join(parts)
 
 
 def _mermaid_id(node_id: str) -> str:

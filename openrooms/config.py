@@ -18,7 +18,8 @@ environment), never from room variables or workflow input::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ class RuntimeConfig:
             raise SchemaValidationError(source, [Problem("", "expected a mapping of sections")])
         for key in data:
             if key not in _TOP:
-                problems.append(Problem(str(key), "unknown section", f"known: {', '.join(_TOP)}"))
+                problems.append(Problem(str(key), "unknown section", _suggest(key, _TOP)))
         http = HttpPolicy()
         try:
             http = HttpPolicy.from_dict(data.get("http"))
@@ -94,7 +95,7 @@ class RuntimeConfig:
             for key, value in settings.items():
                 if key not in _AGENT:
                     problems.append(
-                        Problem(f"agents.{name}.{key}", "unknown setting", "known: api_base")
+                        Problem(f"agents.{name}.{key}", "unknown setting", _suggest(key, _AGENT))
                     )
                 elif not isinstance(value, str) or not value.startswith(("http://", "https://")):
                     problems.append(
@@ -112,7 +113,11 @@ class RuntimeConfig:
             for key, value in results.items():
                 if key != "max_logged_bytes":
                     problems.append(
-                        Problem(f"tool_results.{key}", "unknown setting", "known: max_logged_bytes")
+                        Problem(
+                            f"tool_results.{key}",
+                            "unknown setting",
+                            _suggest(key, ("max_logged_bytes",)),
+                        )
                     )
                 elif isinstance(value, bool) or not isinstance(value, int) or value < 256:
                     problems.append(
@@ -151,6 +156,12 @@ def _room_limits(section: Any, problems: list[Problem]) -> dict[str, int]:
         else:
             limits[key] = value
     return limits
+
+
+def _suggest(key: object, known: Sequence[str]) -> str:
+    """``did you mean 'x'?`` for a near miss, else the known keys."""
+    close = difflib.get_close_matches(str(key), known, n=1)
+    return f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
 
 
 def load_config(path: str | Path) -> RuntimeConfig:

@@ -255,9 +255,32 @@ class RoomLeasedError(OpenRoomsError):
 
     def __str__(self) -> str:
         return (
-            f"room {self.room_id!r} is being run by {self.owner!r} (lease expires at "
-            f"{self.expires_at_ms} ms); wait for it, or resume with --force if that runner is gone"
+            f"room {self.room_id!r} is being run by {self.owner!r} "
+            f"({_lease_end(self.expires_at_ms)}); wait for it, or resume with --force if that "
+            f"runner is gone"
         )
+
+
+def _lease_end(ms: int) -> str:
+    """When a lease ends, as an ISO time (UTC) and how far that is from now."""
+    import datetime as dt
+    import time
+
+    try:
+        at = dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return f"its lease expires at {ms} ms since the epoch"
+    seconds = round(ms / 1000 - time.time())
+    span = abs(seconds)
+    text = f"{span} s"
+    for unit, size in (("day", 86_400), ("h", 3_600), ("min", 60)):
+        if span >= size:
+            amount = span // size
+            text = f"{amount} {unit}" + ("s" if unit == "day" and amount != 1 else "")
+            break
+    if seconds >= 0:
+        return f"its lease expires at {at}, in {text}"
+    return f"its lease expired at {at}, {text} ago"
 
 
 class TransitionNotAllowedError(OpenRoomsError):
@@ -378,7 +401,8 @@ class MissingExtraError(OpenRoomsError, ImportError):
 
     def __str__(self) -> str:
         return (
-            f"{self.feature} needs the '{self.extra}' extra: pip install 'openrooms[{self.extra}]'"
+            f"to use {self.feature}, install the '{self.extra}' extra: "
+            f"pip install 'openrooms[{self.extra}]'"
         )
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from openrooms._wording import article
 from openrooms.errors import ExpressionError, Problem, WorkflowValidationError
 from openrooms.expressions import Expression, compile_expression
 from openrooms.nodes import FAILURE_LABELS, GUARD_NAMES, NodeExecutor, node_types
@@ -187,7 +188,7 @@ class _Checker:
             elif node.type != "wait":
                 self.add(
                     "budget.on_exceeded",
-                    f"{target!r} is a {node.type!r} node",
+                    f"{target!r} is {article(repr(node.type))} node",
                     "name a 'wait' node, where a person decides what happens next",
                 )
 

@@ -210,6 +210,8 @@ class Runner:
     ) -> RoomState:
         now = self.rt.now
         while True:
+            if self.rt.stop_requested:
+                return state  # e.g. Ctrl-C: every step so far is committed; resume goes on
             action = engine.next_action(state)
             if action == "run":
                 started = time.perf_counter()

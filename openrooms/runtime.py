@@ -133,6 +133,7 @@ class Runtime:
         self._runner = Runner(self, lease_ttl_ms=lease_ttl_ms)
         self._workflows: dict[tuple[str, int], Workflow] = {}
         self._lock = threading.Lock()
+        self._stop = False
 
     @property
     def models(self) -> ModelRegistry:
@@ -220,6 +221,35 @@ class Runtime:
     def list_workflows(self) -> list[StoredWorkflow]:
         """The latest version of every registered workflow."""
         return self.states.list_workflows()
+
+    def describe_workflows(self) -> list[dict[str, Any]]:
+        """The latest version of every registered workflow as a summary, sorted by id:
+        ``{id, version, description, nodes, transitions, digest, registered_at}`` (node and
+        transition counts; ``registered_at`` in ms since the epoch). What ``openrooms
+        workflows`` prints and ``GET /api/workflows`` returns; definitions are not rebuilt,
+        so it works without the plugins their tools come from.
+        """
+        out = []
+        for stored in self.list_workflows():
+            definition = stored.definition
+            out.append(
+                {
+                    "id": stored.id,
+                    "version": stored.version,
+                    "description": str(definition.get("description") or ""),
+                    "nodes": len(definition.get("nodes") or ()),
+                    "transitions": len(definition.get("transitions") or ()),
+                    "digest": stored.digest,
+                    "registered_at": stored.created_at,
+                }
+            )
+        return out
+
+    def describe_tools(self) -> list[dict[str, Any]]:
+        """The tools ``tool`` nodes of this runtime can call (plugins' and a script's too),
+        as ``{name, description, parameters}`` sorted by name: what ``openrooms tools``
+        prints and ``GET /api/tools`` returns."""
+        return self.tools.describe()
 
     def workflow_for(self, state: RoomState) -> Workflow:
         """The workflow version *state* pinned when it was created."""
@@ -400,6 +430,20 @@ class Runtime:
         return asyncio.run(self._closing(self.arun(room_id, force=force, on_event=on_event)))
 
     resume = run
+
+    def request_stop(self) -> None:
+        """Make every runner of this runtime stop at its next step boundary, now and later.
+
+        Safe to call from a signal handler or another thread. The step in progress finishes
+        and is committed; the room stays ``running`` (its lease released), so ``run`` or
+        ``openrooms resume`` on another runtime goes on from there.
+        """
+        self._stop = True
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether :meth:`request_stop` was called."""
+        return self._stop
 
     async def asend_input(
         self, room_id: str, data: Any, *, on_event: EventCallback | None = None

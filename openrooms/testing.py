@@ -12,6 +12,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from openrooms._wording import article
 from openrooms.backends.memory import MemoryStore
 from openrooms.errors import CompletionError
 from openrooms.llm.base import ChatModel, ChatRequest, ChatResponse, Message, ToolCall, Usage
@@ -248,6 +249,6 @@ def _check_step(step: object, *, from_callable: bool = False) -> None:
         return
     origin = "a script callable returned" if from_callable else "a script step is"
     raise TypeError(
-        f"{origin} a {type(step).__name__}; expected str, Message, ChatResponse, "
+        f"{origin} {article(type(step).__name__)}; expected str, Message, ChatResponse, "
         f"ScriptedReply, an exception or a callable(ChatRequest)"
     )

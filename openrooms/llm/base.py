@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 
+from openrooms._wording import article
 from openrooms.errors import CompletionError
 
 __all__ = ["ChatModel", "ChatRequest", "ChatResponse", "Message", "Role", "ToolCall", "Usage"]
@@ -62,7 +63,8 @@ class ToolCall:
         if not isinstance(value, dict):
             raise CompletionError(
                 model,
-                f"tool call {self.name!r} arguments are a {type(value).__name__}, not an object",
+                f"tool call {self.name!r} arguments are {article(type(value).__name__)}, "
+                "not an object",
                 retryable=True,
             )
         return value

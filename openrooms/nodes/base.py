@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import attrs
 
+from openrooms._wording import article
 from openrooms.errors import Problem
 from openrooms.events import ErrorInfo, EventType, Level
 
@@ -66,7 +67,9 @@ def unknown_keys(node: Node, path: str, allowed: frozenset[str]) -> list[Problem
                 else (f"{node.type!r} nodes take: {', '.join(sorted(allowed)) or 'no settings'}")
             )
             problems.append(
-                Problem(f"{path}.{key}", f"unknown setting for a {node.type!r} node", hint)
+                Problem(
+                    f"{path}.{key}", f"unknown setting for {article(repr(node.type))} node", hint
+                )
             )
     return problems
 

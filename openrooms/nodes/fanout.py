@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from openrooms._wording import article
 from openrooms.errors import Problem, RoomLimitError
 from openrooms.events import ErrorInfo, EventType, Level
 from openrooms.expressions import CompiledValue, compile_value
@@ -99,7 +100,9 @@ def _inline_node(spec: object, node_id: str, path: str, problems: list[Problem])
         )
         return None
     if executor.engine_handled:
-        problems.append(Problem(f"{path}.type", f"a {kind!r} node cannot run inside another node"))
+        problems.append(
+            Problem(f"{path}.type", f"{article(repr(kind))} node cannot run inside another node")
+        )
         return None
     output = spec.get("output")
     if output is not None and (not isinstance(output, str) or not output.isidentifier()):
@@ -455,6 +458,11 @@ class SubworkflowExecutor(NodeExecutor):
             child = await runtime.arun(child_id)
         if child.status is RoomStatus.COMPLETED:
             return Outcome.ok(dict(child.variables))
+        unfinished = not child.status.is_terminal and child.status is not RoomStatus.WAITING
+        if unfinished and runtime.stop_requested:
+            # asked to stop (Ctrl-C) mid-child: stop this node too, so a resume runs the
+            # same child on instead of failing this attempt
+            raise RoomStoppedError(child_id, child.status.value)
         if child.status is RoomStatus.WAITING:
             return Outcome.failed(
                 ErrorInfo(

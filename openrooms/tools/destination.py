@@ -17,6 +17,7 @@ for every redirect:
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
@@ -232,9 +233,9 @@ class HttpPolicy:
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             if key not in known:
-                problems.append(
-                    Problem(f"{where}.{key}", "unknown setting", f"known: {', '.join(known)}")
-                )
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+                problems.append(Problem(f"{where}.{key}", "unknown setting", hint))
                 continue
             try:
                 cls(**{key: value})  # each field alone, so every bad one is reported

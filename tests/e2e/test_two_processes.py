@@ -254,7 +254,7 @@ def test_a_second_process_is_refused_a_room_another_one_is_running(tmp_path: Pat
         timeout=120,
         cwd=ROOT,
     )
-    assert other.returncode == 1, other.stderr
+    assert other.returncode == 4, other.stderr  # not done now: another runner holds it
     assert f"room {room_id!r} is being run by {holder_owner!r}" in other.stderr
     assert "Traceback" not in other.stderr
     assert events_of(db, room_id) == before  # the refused process wrote nothing

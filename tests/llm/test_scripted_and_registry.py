@@ -138,7 +138,7 @@ def test_steps_are_checked_when_added() -> None:
     with pytest.raises(ValueError, match="assistant"):
         ScriptedModel([Message("user", "not a reply")])
     model = ScriptedModel([lambda req: 42])
-    with pytest.raises(TypeError, match="callable returned a int"):
+    with pytest.raises(TypeError, match="callable returned an int"):
         answer(model)
 
 

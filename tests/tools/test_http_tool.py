@@ -763,4 +763,4 @@ def test_without_httpx_the_tool_names_its_own_extra() -> None:
     assert ran.returncode == 1
     last = ran.stderr.strip().splitlines()[-1]
     assert "MissingExtraError" in last
-    assert "the http tool needs the 'http' extra: pip install 'openrooms[http]'" in last
+    assert "to use the http tool, install the 'http' extra: pip install 'openrooms[http]'" in last

@@ -133,7 +133,7 @@ def test_cancel_then_input_is_a_one_line_error(invoke) -> None:  # type: ignore[
     room = room_id_of(invoke("run", str(EXAMPLES / "order_approval.yaml"), "--var", "amount=900"))
     assert invoke("cancel", room).exit_code == 0
     result = invoke("input", room, "--data", '{"approved": true}')
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # the room's status does not allow input: an input error
     assert result.output.startswith("Error: room") and "cancelled" in result.output
     assert "Traceback" not in result.output
 
@@ -141,7 +141,7 @@ def test_cancel_then_input_is_a_one_line_error(invoke) -> None:  # type: ignore[
 def test_unknown_room_and_bad_json_are_clear_errors(invoke) -> None:  # type: ignore[no-untyped-def]
     invoke("run", str(EXAMPLES / "savings_loop.yaml"))  # the database exists
     result = invoke("show", "missing")
-    assert result.exit_code == 1 and "no room 'missing' in " in result.output
+    assert result.exit_code == 2 and "no room 'missing' in " in result.output
     assert "cli.db" in result.output
     result = invoke("input", "missing", "--data", "{nope")
     assert result.exit_code == 2 and "not valid JSON" in result.output
@@ -155,6 +155,94 @@ def test_graph_prints_mermaid_and_a_table(invoke) -> None:  # type: ignore[no-un
     assert "approval --> expired : timeout" in mermaid
     table = invoke("graph", str(EXAMPLES / "order_approval.yaml"), "--format", "table").output
     assert "check" in table and "vars.total > vars.approval_threshold" in table
+
+
+def test_a_global_option_after_the_command_says_it_goes_before(invoke) -> None:  # type: ignore[no-untyped-def]
+    for option in ("--script", "--db", "--config", "--plugin"):
+        result = invoke("run", str(EXAMPLES / "savings_loop.yaml"), option, "x")
+        assert result.exit_code == 2
+        assert f"{option} is a global option: put it before the command" in result.output
+        assert f"`openrooms {option} ... run ...`" in result.output
+    other = invoke("run", str(EXAMPLES / "savings_loop.yaml"), "--nope")
+    assert other.exit_code == 2 and "global option" not in other.output
+
+
+def test_validate_counts_and_articles_read_as_english(invoke, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    one = tmp_path / "one.yaml"
+    one.write_text(
+        "id: w\nnodes:\n  a: {type: set, assign: {x: 1}}\n  b: {type: end}\n"
+        "transitions:\n  - {from: a, to: b}\n"
+    )
+    assert "2 nodes, 1 transition\n" in invoke("validate", str(one)).output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "id: w\nbudget: {max_steps: 3, on_exceeded: b}\n"
+        "nodes:\n  a: {type: set, assign: {x: 1}}\n  b: {type: end}\n"
+        "transitions:\n  - {from: a, to: b}\n"
+    )
+    result = invoke("validate", str(bad))
+    assert result.exit_code == 2
+    assert "'b' is an 'end' node" in result.output
+
+
+def test_counts_and_articles_follow_the_word() -> None:
+    from openrooms._wording import article, plural
+
+    assert [plural(n, "transition") for n in (0, 1, 2)] == [
+        "0 transitions",
+        "1 transition",
+        "2 transitions",
+    ]
+    assert (
+        plural(1, "branch", "branches") == "1 branch"
+        and plural(3, "branch", "branches")[-8:] == "branches"
+    )
+    assert article("'end' node") == "an 'end' node"
+    assert article("'set' node") == "a 'set' node"
+    assert article("int") == "an int" and article("list") == "a list"
+
+
+def test_config_keys_suggest_the_near_miss(invoke, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "openrooms.yaml"
+    config.write_text(
+        "htp: {}\nhttp: {allow_host: [a.example]}\nagents: {w: {apibase: 'http://x'}}\n"
+        "tool_results: {max_logged_byte: 300}\n"
+    )
+    result = CliRunner().invoke(cli, ["--config", str(config), "rooms"])
+    assert result.exit_code == 2
+    for line in (
+        "htp: unknown section — did you mean 'http'?",
+        "http.allow_host: unknown setting — did you mean 'allow_hosts'?",
+        "agents.w.apibase: unknown setting — did you mean 'api_base'?",
+        "tool_results.max_logged_byte: unknown setting — did you mean 'max_logged_bytes'?",
+    ):
+        assert line in result.output
+
+
+def test_workflows_lists_what_the_database_stores(invoke) -> None:  # type: ignore[no-untyped-def]
+    assert "no workflows stored yet" in invoke("workflows").output
+    invoke("run", str(EXAMPLES / "savings_loop.yaml"))
+    invoke("run", str(EXAMPLES / "order_approval.yaml"), "--var", "amount=900")
+    listed = json.loads(invoke("workflows", "--json").output)
+    assert [w["id"] for w in listed] == ["order_approval", "savings_loop"]
+    savings = listed[1]
+    assert savings["version"] == 1
+    assert savings["nodes"] == 4 and savings["transitions"] == 4
+    assert savings["description"].startswith("Grow a balance")
+    assert len(savings["digest"]) == 64 and isinstance(savings["registered_at"], int)
+    table = invoke("workflows").output.splitlines()
+    assert table[0].split() == ["WORKFLOW", "VERSION", "NODES", "DESCRIPTION"]
+    assert table[2].split()[:4] == ["savings_loop", "1", "4", "Grow"]
+
+
+def test_tools_lists_names_parameters_and_descriptions(invoke) -> None:  # type: ignore[no-untyped-def]
+    listed = json.loads(invoke("tools", "--json").output)
+    by_name = {t["name"]: t for t in listed}
+    assert {"calculator", "http", "memory_query"} <= set(by_name)
+    assert by_name["memory_query"]["parameters"]["required"] == ["query"]
+    text = invoke("tools").output
+    assert "memory_query(query: string, [limit: integer])" in text
+    assert "\n    Search this room's memory" in text
 
 
 def commands() -> list[str]:

@@ -46,17 +46,28 @@ def damage(path: Path, statement: str) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [("show", "r1"), ("rooms",), ("logs", "r1"), ("replay", "r1"), ("db", "check")],
+    [
+        ("show", "r1"),
+        ("rooms",),
+        ("logs", "r1"),
+        ("replay", "r1"),
+        ("db", "check"),
+        ("workflows",),
+        # commands that change a room that must exist: they write, but create nothing
+        ("input", "r1", "--data", "{}"),
+        ("resume", "r1"),
+        ("cancel", "r1"),
+    ],
     ids=lambda a: a[0] if a[0] != "db" else "db-check",
 )
-def test_inspecting_from_another_folder_creates_no_database_and_says_where_it_looked(
+def test_commands_on_stored_rooms_from_another_folder_create_nothing_and_say_where_they_looked(
     args: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ("OPENROOMS_DB", "OPENROOMS_STATE_URL", "OPENROOMS_LOG_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     result = invoke(*args)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # input error: no such database
     expected = tmp_path / ".openrooms" / "openrooms.db"
     assert f"Error: no database at {expected}" in result.output
     assert "where you ran `openrooms run`, or pass --db" in result.output
@@ -82,11 +93,11 @@ def test_show_and_logs_of_a_corrupt_room_are_one_line_errors(db: Path) -> None:
     damage(db, "UPDATE rooms SET body = json_remove(body, '$.status') WHERE id = 'a'")
     damage(db, "UPDATE events SET body = '[[1]]' WHERE room_id = 'b' AND first_seq = 1")
     shown = invoke("--db", str(db), "show", "a")
-    assert shown.exit_code == 1
+    assert shown.exit_code == 4  # damaged data: not an input error
     assert shown.output.startswith("Error: room 'a' is corrupt: ")
     assert "table rooms, row id='a': missing key 'status'" in shown.output
     logs = invoke("--db", str(db), "logs", "b")
-    assert logs.exit_code == 1
+    assert logs.exit_code == 4
     assert "Error: room 'b' is corrupt: " in logs.output
     assert "table events, row room_id='b' first_seq=1" in logs.output
     assert "Traceback" not in shown.output + logs.output

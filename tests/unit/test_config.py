@@ -114,7 +114,7 @@ def test_bad_config_files_list_every_problem_with_its_path(tmp_path: Path) -> No
         "extra",
     }
     result = CliRunner().invoke(cli, ["--config", str(bad), "rooms"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "http.allow_hostz" in result.output
 
 
