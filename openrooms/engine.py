@@ -311,15 +311,22 @@ _ROOM_KEYS: Final = {
 }
 
 
+def _out_of_steps(em: _Emitter, wf: Workflow, node_id: str) -> bool:
+    """Fail the room when it has started ``max_steps`` node attempts (retries count)."""
+    if em.d["steps"] < wf.max_steps:
+        return False
+    em.fail(
+        node_id,
+        f"step limit of {wf.max_steps} reached before node {node_id!r}; raise "
+        f"the workflow's max_steps or check it for a loop that never ends",
+    )
+    return True
+
+
 def _enter(em: _Emitter, wf: Workflow, node_id: str) -> None:
     """Start a visit of *node_id*: NODE_STARTED, and for wait/end nodes what follows at once."""
     d = em.d
-    if d["steps"] >= wf.max_steps:
-        em.fail(
-            node_id,
-            f"step limit of {wf.max_steps} reached before node {node_id!r}; raise "
-            f"the workflow's max_steps or check it for a loop that never ends",
-        )
+    if _out_of_steps(em, wf, node_id):
         return
     budget = wf.budget
     if budget is not None and node_id != budget.on_exceeded:
@@ -627,6 +634,8 @@ def wake(wf: Workflow, state: RoomState, *, now: int) -> Step:
         _finish(em, wf, np, outcome)
     else:
         _require(state, "wake it", RoomStatus.RUNNING)
+        if _out_of_steps(em, wf, node_id):  # a retry is an attempt like any other
+            return em.step()
         em.emit(
             _E.NODE_STARTED,
             Level.INFO,

@@ -15,7 +15,7 @@ from openrooms.events import EventType
 from openrooms.nodes import Outcome
 from openrooms.room import RoomState
 from openrooms.types import RoomId
-from openrooms.workflow import Workflow
+from openrooms.workflow import Workflow, WorkflowBuilder
 from tests.strategies import outcomes, workflows
 
 # what happens to a room at each turn: a node outcome, an input, a timer, or a cancel
@@ -119,6 +119,28 @@ def test_decide_is_total_and_the_step_limit_always_ends_a_room(
             break
         assert state.steps <= wf.max_steps + 1
     assert engine.next_action(state) == "done"
+
+
+def test_a_retry_past_the_step_limit_fails_the_room_instead_of_starting() -> None:
+    """max_steps counts node attempts, retries included (found by the property above: a
+    node reached at the limit went on retrying past it)."""
+    wf = (
+        WorkflowBuilder("limit", max_steps=2)
+        .set("a", {"x": 1})
+        .set("b", {"x": 2}, retry={"max_attempts": 5, "backoff_s": 0.0})
+        .end("done")
+        .transitions(("a", "b"), ("b", "done"))
+        .build()
+    )
+    state = engine.start(wf, engine.create_room(wf, RoomId("r"), now=0).state, now=0).state
+    state = engine.decide(wf, state, Outcome(), now=1).state  # a -> b: the second attempt
+    assert (state.current_node, state.steps) == ("b", 2)
+    state = engine.decide(wf, state, Outcome(label="error", retryable=True), now=2).state
+    assert engine.next_action(state) == "sleep"
+    woken = engine.wake(wf, state, now=state.wake_at or 0)
+    assert woken.state.status.value == "failed" and woken.state.steps == 2
+    assert "step limit of 2 reached before node 'b'" in (woken.state.reason or "")
+    assert EventType.NODE_STARTED not in [e.type for e in woken.events]
 
 
 @given(workflows())
