@@ -141,6 +141,9 @@ class Runner:
         self._save = committer(runtime.states, runtime.log)
         # room -> (last seq read, conversation threads before it): see _journal
         self._threads: dict[RoomId, tuple[int, Conversations | None]] = {}
+        # the environment's secrets, read again at the start of every run (not every step:
+        # reading os.environ costs more than a pure step)
+        self._scrubber = Scrubber([])
 
     async def run(
         self,
@@ -166,6 +169,7 @@ class Runner:
         """
         rt = self.rt
         states = rt.states
+        self._scrubber = Scrubber.from_environment()
         now = rt.now()
         previous = states.find_lease(room_id)
         try:
@@ -220,12 +224,7 @@ class Runner:
                     return state  # stopped from outside (cancelled) while the node ran
                 duration = (time.perf_counter() - started) * 1000
                 step = engine.decide(wf, state, outcome, now=now(), duration_ms=duration)
-                step = _storable(
-                    step,
-                    state,
-                    partial(engine.decide, wf, state, now=now(), duration_ms=duration),
-                    now(),
-                )
+                step = _storable(step, state, now, decided_in=(wf, duration))
             elif action == "start":
                 step = engine.start(wf, state, now=now())
             elif action == "sleep":
@@ -239,7 +238,7 @@ class Runner:
             else:
                 return state
             if action != "run":
-                step = _storable(step, state, None, now())
+                step = _storable(step, state, now)
             state = self._commit(step, state, holder, on_event)
 
     def _commit(
@@ -277,7 +276,7 @@ class Runner:
         elif state.version > state.node_seq:  # something was logged after NODE_STARTED
             recorded = [e for e in log.read(room_id, after=state.node_seq) if e.type in JOURNALED]
         node_seq = state.node_seq
-        scrubber = Scrubber.from_environment()
+        scrubber = self._scrubber
 
         def commit(records: Sequence[LogRecord]) -> tuple[RoomState, Sequence[Event]]:
             current = journal.state
@@ -327,7 +326,7 @@ class Runner:
         after, outcome = await self._attempt(wf, state, holder, on_event)
         if outcome is None:
             return after, None
-        return after, Scrubber.from_environment().outcome(outcome)
+        return after, self._scrubber.outcome(outcome)
 
     async def _attempt(
         self,
@@ -383,26 +382,31 @@ class Runner:
 def _storable(
     step: engine.Step,
     before: RoomState,
-    redo: Callable[[Outcome], engine.Step] | None,
-    now: int,
+    now: Callable[[], int],
+    decided_in: tuple[Workflow, float] | None = None,
 ) -> engine.Step:
     """*step*, or, when a value in it cannot be stored, the node failing with
     :class:`UnstorableValueError` instead (routed by ``on: error``, never retried), or,
-    when that cannot be stored either, the room failing: a step never crashes the runner."""
+    when that cannot be stored either, the room failing: a step never crashes the runner.
+
+    *decided_in* is the workflow and duration of a step :func:`engine.decide` made from a
+    node's outcome, so it can be decided again with the failure."""
     try:
         check_events(step.events)
         return step
     except UnstorableValueError as exc:
         error = exc
     info = ErrorInfo.from_exception(error, with_traceback=False)
-    if redo is not None:
-        step = redo(Outcome.failed(info, retryable=False))
+    if decided_in is not None:
+        wf, duration = decided_in
+        failed = Outcome.failed(info, retryable=False)
+        step = engine.decide(wf, before, failed, now=now(), duration_ms=duration)
         try:
             check_events(step.events)
             return step
         except UnstorableValueError as exc:
             info = ErrorInfo.from_exception(exc, with_traceback=False)
-    return engine.fail(before, now=now, reason=info.message, error=info)
+    return engine.fail(before, now=now(), reason=info.message, error=info)
 
 
 def _after(ctx: NodeContext, state: RoomState) -> RoomState:

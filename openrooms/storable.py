@@ -138,6 +138,11 @@ class _Logged(Protocol):
     def error(self) -> ErrorInfo | None: ...
 
 
+_OURS_ONLY: Final = frozenset({EventType.NODE_STARTED, EventType.TRANSITION})
+"""Events whose data the engine makes from the workflow's own (validated) text and its
+counters alone: the most frequent ones, skipped to keep a pure step cheap."""
+
+
 def check_events(events: Iterable[_Logged], node: str | None = None) -> None:
     """Raise unless every event's (or log record's) data and error text can be stored.
 
@@ -149,11 +154,12 @@ def check_events(events: Iterable[_Logged], node: str | None = None) -> None:
         UnstorableValueError: naming the node, the event's field and the JSON path.
     """
     for e in events:
-        at = getattr(e, "node", node)
-        prefix = f"nodes.{at}" if at else "room"
+        if e.type in _OURS_ONLY and e.error is None:
+            continue
         for key, value in e.data.items():  # keys are ours; values may come from outside
             found = _find(value, "$", 1)
             if found is not None:
+                prefix = _prefix(e, node)
                 if e.type is EventType.NODE_COMPLETED and key in ("output", "assign"):
                     where = f"{prefix} {key}"
                 else:
@@ -164,4 +170,9 @@ def check_events(events: Iterable[_Logged], node: str | None = None) -> None:
             for field, text in (("message", err.message), ("traceback", err.traceback)):
                 problem = None if text is None else _string_problem(text)
                 if problem is not None:
-                    raise UnstorableValueError(f"{prefix} error {field}", "$", problem)
+                    raise UnstorableValueError(f"{_prefix(e, node)} error {field}", "$", problem)
+
+
+def _prefix(e: _Logged, node: str | None) -> str:
+    at = getattr(e, "node", node)
+    return f"nodes.{at}" if at else "room"
