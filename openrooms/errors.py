@@ -48,6 +48,7 @@ third-party tools (OpenRooms itself never pickles).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 import attrs
 
@@ -111,8 +112,14 @@ class Problem:
         return f"{where}{self.message}" + (f" — {self.hint}" if self.hint else "")
 
 
+MAX_SHOWN_PROBLEMS: Final = 50
+"""A message lists at most this many problems; ``problems`` on the error holds them all."""
+
+
 def _render(problems: Sequence[Problem]) -> str:
-    return "\n".join(f"  {p}" for p in problems)
+    shown = "\n".join(f"  {p}" for p in problems[:MAX_SHOWN_PROBLEMS])
+    more = len(problems) - MAX_SHOWN_PROBLEMS
+    return shown if more <= 0 else f"{shown}\n  ... and {more} more"
 
 
 class WorkflowValidationError(OpenRoomsError, ValueError):

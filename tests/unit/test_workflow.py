@@ -189,3 +189,14 @@ def test_too_many_nodes_is_refused() -> None:
         b.set(f"n{i}", {"x": i})
     with pytest.raises(WorkflowValidationError, match="limit of 1000"):
         b.build()
+
+
+def test_a_message_lists_at_most_fifty_problems_and_counts_the_rest() -> None:
+    """89,142 nodes once printed 89,143 lines; the error keeps every problem for code."""
+    nodes = {f"n{i}": {"type": "end"} for i in range(120)}
+    with pytest.raises(WorkflowValidationError) as info:
+        Workflow.from_dict({"id": "many", "nodes": nodes})
+    text = str(info.value)
+    assert len(info.value.problems) == 119  # every node after the first is unreachable
+    assert len(text.splitlines()) == 1 + 50 + 1
+    assert text.endswith("... and 69 more")
