@@ -38,7 +38,7 @@ EXIT_ROWS: Final = (
     (
         "1",
         "the room failed or was cancelled (`run`, `input`, `resume`); `replay`: the re-run "
-        "diverged",
+        "diverged; `db check`: it found damage",
     ),
     (
         "2",
@@ -56,7 +56,9 @@ EXIT_ROWS: Final = (
     (
         "4",
         "the command could not do its work for another reason: the database is unavailable "
-        "or locked, another runner holds the room's lease, an optional dependency is missing",
+        "or locked, another runner holds the room's lease, an optional dependency or a "
+        "provider's API key is missing, a stored room is damaged (`openrooms db check` lists "
+        "what)",
     ),
     (
         "130",
