@@ -85,6 +85,10 @@ class StateStore(Protocol):
                 it is given, each such room is passed to it and left out of the list.
         """
 
+    def count_rooms(self, prefix: str) -> int:
+        """How many rooms have an id that starts with *prefix* (a room's sub-workflow
+        rooms, at every depth, have ids that start with its own id and a ``.``)."""
+
     def acquire_lease(
         self, room_id: RoomId, owner: str, *, ttl_ms: int, now: int, force: bool = False
     ) -> Lease:

@@ -88,6 +88,10 @@ class MemoryStore(AtomicStore):
         rooms.sort(key=lambda s: (s.created_at, s.room_id), reverse=True)
         return rooms[:limit]
 
+    def count_rooms(self, prefix: str) -> int:
+        with self._lock:
+            return sum(1 for room_id in self._states if room_id.startswith(prefix))
+
     def acquire_lease(
         self, room_id: RoomId, owner: str, *, ttl_ms: int, now: int, force: bool = False
     ) -> Lease:

@@ -531,6 +531,16 @@ class SQLiteStore(AtomicStore):
                 on_corrupt(exc)
         return out
 
+    def count_rooms(self, prefix: str) -> int:
+        sql: str = "SELECT COUNT(*) FROM rooms WHERE substr(id, 1, ?) = ?"
+        params: tuple[object, ...] = (len(prefix), prefix)
+        if prefix and prefix[-1] < "\U0010ffff":
+            # a range on the primary key: from *prefix* up to the next string after it
+            upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            sql, params = "SELECT COUNT(*) FROM rooms WHERE id >= ? AND id < ?", (prefix, upper)
+        with _driver_errors(), self._lock:
+            return int(self._db.execute(sql, params).fetchone()[0])
+
     def acquire_lease(
         self, room_id: RoomId, owner: str, *, ttl_ms: int, now: int, force: bool = False
     ) -> Lease:

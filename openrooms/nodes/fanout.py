@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -452,8 +451,6 @@ class SubworkflowExecutor(NodeExecutor):
                 room_id=child_id,
                 lineage=lineage,
             )
-        else:
-            _seen_child(runtime, child_id)
         if not child.status.is_terminal:
             child = await runtime.arun(child_id)
         if child.status is RoomStatus.COMPLETED:
@@ -492,10 +489,6 @@ def _child_id(key: str, scope: str) -> str:
 
 # --- limits on trees of sub-workflow rooms ----------------------------------------------------
 
-# rooms created under each root room by a runtime (in this process), seeded on resume from
-# the children it finds again: see _child_lineage
-_created: weakref.WeakKeyDictionary[Runtime, dict[str, int]] = weakref.WeakKeyDictionary()
-
 
 def lineage_of(runtime: Runtime, room_id: str) -> Mapping[str, Any] | None:
     """Where a room sits in a tree of sub-workflow rooms (from its ``ROOM_CREATED`` event):
@@ -533,11 +526,11 @@ def _child_lineage(runtime: Runtime, ctx: NodeContext, child_wf: Workflow) -> di
         max_rooms = min(max_rooms, own.max_rooms if own.max_rooms is not None else max_rooms)
     if depth + 1 > max_depth:
         raise RoomLimitError(parent_id, "max_depth", max_depth)
-    counts = _created.setdefault(runtime, {})
-    number = counts.get(root, 0) + 1
+    # counted in the store, so every process and every resume sees the same tree; two
+    # runners creating rooms of one tree at the same moment may pass the limit by one each
+    number = runtime.states.count_rooms(tree_prefix(root)) + 1
     if number > max_rooms:
         raise RoomLimitError(parent_id, "max_rooms", max_rooms)
-    counts[root] = number
     return {
         "root": root,
         "parent": parent_id,
@@ -548,13 +541,11 @@ def _child_lineage(runtime: Runtime, ctx: NodeContext, child_wf: Workflow) -> di
     }
 
 
-def _seen_child(runtime: Runtime, child_id: str) -> None:
-    """A child found again (a resumed parent): count its tree's rooms from its number on."""
-    lineage = lineage_of(runtime, child_id)
-    if lineage is not None:
-        counts = _created.setdefault(runtime, {})
-        root = str(lineage["root"])
-        counts[root] = max(counts.get(root, 0), int(lineage["number"]))
+def tree_prefix(root: str) -> str:
+    """What the id of every room in *root*'s tree of sub-workflow rooms starts with: a
+    child's id is its parent's attempt key (``parent:node:visit:attempt``) with ``.`` for
+    ``:``, so its own children's ids start with it in turn."""
+    return root.replace(":", ".") + "."
 
 
 def subworkflow_calls(workflow: Workflow) -> list[tuple[str, str, int | None]]:

@@ -175,6 +175,16 @@ def test_list_filters_by_status_and_workflow_newest_first(store: AtomicStore) ->
     assert len(store.list_rooms(limit=1)) == 1
 
 
+def test_count_rooms_counts_ids_with_a_prefix(store: AtomicStore) -> None:
+    for room_id in ("a", "a.x.1.1", "a.x.1.1.y.1.1", "a-b", "ab", "a/", "b.a.1"):
+        make_room(store, room_id)
+    assert store.count_rooms("a.") == 2
+    assert store.count_rooms("a") == 6
+    assert store.count_rooms("b.") == 1
+    assert store.count_rooms("zz") == 0
+    assert store.count_rooms("") == 7
+
+
 def test_lease_excludes_other_owners_until_it_expires(store: AtomicStore) -> None:
     state = make_room(store)
     first = store.acquire_lease(state.room_id, "w1", ttl_ms=1000, now=0)

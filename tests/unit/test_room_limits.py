@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from openrooms import (
+    EventType,
     RoomLimitError,
     RoomStatus,
     Runtime,
@@ -198,20 +199,38 @@ def test_a_legal_tree_within_its_limits_completes(tmp_path: Path) -> None:
         assert len(rt.list_rooms(limit=100)) == 1 + 2 + 6
 
 
-def test_a_resumed_parent_counts_the_children_it_finds_again(tmp_path: Path) -> None:
-    """The per-root count is rebuilt from the children a resumed run passes again."""
-    db = f"sqlite:///{tmp_path / 'r.db'}"
-    with open_runtime(db, config=RuntimeConfig(max_rooms=4)) as rt:
-        rt.register_workflow(Workflow.from_yaml("id: leaf\nnodes:\n  done: {type: end}\n"))
-        rt.register_workflow(calling("top", "leaf", fan=3))
-        room = rt.run(rt.create_room("top").room_id)
-        assert room.status is RoomStatus.COMPLETED
-    with open_runtime(db, config=RuntimeConfig(max_rooms=4)) as rt2:
-        from openrooms.nodes.fanout import _created, _seen_child
+ASKS_THEN_CALLS = """
+id: asker
+budget: {max_rooms: 2}
+nodes:
+  ask: {type: wait, prompt: "again?"}
+  call: {type: subworkflow, workflow: leaf}
+transitions:
+  - {from: ask, to: call}
+  - {from: call, to: ask}
+  - {from: call, to: ask, on: error}
+"""
 
-        for child in rt2.list_rooms(workflow_id="leaf"):
-            _seen_child(rt2, child.room_id)
-        assert _created[rt2][room.room_id] == 3
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_the_rooms_limit_holds_across_runtimes_and_processes(tmp_path: Path, kind: str) -> None:
+    """The tree's rooms are counted in the store: a runtime that never saw the earlier
+    children (another process, a worker, a restart) still counts them."""
+    db = "memory://limit-tree" if kind == "memory" else f"sqlite:///{tmp_path / 'r.db'}"
+    with open_runtime(db) as rt:
+        rt.register_workflow(Workflow.from_yaml("id: leaf\nnodes:\n  done: {type: end}\n"))
+        room = rt.run(rt.create_room(Workflow.from_yaml(ASKS_THEN_CALLS)).room_id)
+    children = []
+    for _ in range(3):
+        with open_runtime(db) as fresh:  # nothing about the tree in this one's memory
+            room = fresh.send_input(room.room_id, {})
+            assert room.status is RoomStatus.WAITING
+            children = [r for r in fresh.list_rooms() if r.workflow_id == "leaf"]
+            errors = [e for e in fresh.events(room.room_id) if e.type is EventType.NODE_FAILED]
+    assert len(children) == 2
+    assert len(errors) == 1 and errors[0].error is not None
+    assert errors[0].error.type == "RoomLimitError"
+    assert "at most 2 sub-workflow rooms" in errors[0].error.message
 
 
 def test_limits_come_from_the_runtime_config_file(tmp_path: Path) -> None:
