@@ -27,6 +27,7 @@ import attrs
 
 from openrooms.events import ErrorInfo
 from openrooms.nodes.base import LogRecord, Outcome
+from openrooms.storable import MAX_DEPTH
 from openrooms.tools.redact import REDACTED, is_sensitive_key
 
 __all__ = ["MIN_SECRET_LENGTH", "Scrubber", "environment_secrets", "secrets_in"]
@@ -58,13 +59,15 @@ def secrets_in(args: Any) -> list[str]:
     ``Bearer <token>``), and credential-named query parameters and passwords in URLs."""
     found: list[str] = []
 
-    def walk(value: Any, sensitive: bool) -> None:
+    def walk(value: Any, sensitive: bool, depth: int = 0) -> None:
+        if depth > MAX_DEPTH:  # no store keeps it: the storability check refuses it
+            return
         if isinstance(value, Mapping):
             for k, v in value.items():
-                walk(v, sensitive or (isinstance(k, str) and is_sensitive_key(k)))
+                walk(v, sensitive or (isinstance(k, str) and is_sensitive_key(k)), depth + 1)
         elif isinstance(value, list | tuple):
             for v in value:
-                walk(v, sensitive)
+                walk(v, sensitive, depth + 1)
         elif isinstance(value, str):
             if sensitive:
                 found.append(value)
@@ -127,20 +130,27 @@ class Scrubber:
 
     def value(self, value: Any) -> Any:
         """*value* with every secret replaced in its strings (keys included); containers
-        are copied only where something changed, so an untouched value is returned as is."""
+        are copied only where something changed, so an untouched value is returned as is.
+        Nesting past :data:`~openrooms.storable.MAX_DEPTH` is left as it is: no store can
+        keep it, and the storability check that follows refuses it with its path."""
         if self._pattern is None:
             return value
+        return self._value(value, 0)
+
+    def _value(self, value: Any, depth: int) -> Any:
         if isinstance(value, str):
             return self.text(value)
+        if depth > MAX_DEPTH:
+            return value
         if isinstance(value, Mapping):
-            items = [(self.value(k), self.value(v)) for k, v in value.items()]
+            items = [(self._value(k, depth), self._value(v, depth + 1)) for k, v in value.items()]
             changed = any(
                 nk is not k or nv is not v
                 for (nk, nv), (k, v) in zip(items, value.items(), strict=True)
             )
             return dict(items) if changed else value
         if isinstance(value, list | tuple):
-            new = [self.value(v) for v in value]
+            new = [self._value(v, depth + 1) for v in value]
             if all(n is o for n, o in zip(new, value, strict=True)):
                 return value
             return new if isinstance(value, list) else tuple(new)

@@ -6,7 +6,6 @@ import asyncio
 import collections.abc
 import contextlib
 import inspect
-import json
 import threading
 import types
 import typing
@@ -96,12 +95,13 @@ class Tool:
     _compiled: Schema | None = attrs.field(init=False, default=None, eq=False, repr=False)
 
     async def call(self, args: Mapping[str, Any], ctx: ToolContext) -> Any:
-        """Validate *args* against the schema, run the tool, and check its result is JSON.
+        """Validate *args* against the schema and run the tool. The ``tool`` node (or agent)
+        that calls it checks the result can be stored (:mod:`openrooms.storable`): JSON
+        types only, finite numbers, valid text, bounded size and nesting.
 
         Raises:
             SchemaValidationError: the arguments break the schema.
-            ToolError: the tool raised (its exception is the ``__cause__``) or returned
-                something that is not JSON.
+            ToolError: the tool raised (its exception is the ``__cause__``).
         """
         compiled = self._compiled
         if compiled is None:  # compiled once, on the first call
@@ -120,13 +120,7 @@ class Tool:
             raise
         except Exception as exc:
             raise ToolError(self.name, f"{type(exc).__name__}: {exc}") from exc
-        try:
-            json.dumps(result)
-        except (TypeError, ValueError) as exc:
-            raise ToolError(
-                self.name, f"returned a {type(result).__name__}, which is not a JSON value"
-            ) from exc
-        return result
+        return result  # the node that called it checks it can be stored (openrooms.storable)
 
 
 class BaseTool:

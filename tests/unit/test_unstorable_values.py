@@ -591,3 +591,23 @@ def test_a_huge_integer_retry_delay_from_python_is_a_typed_problem() -> None:
     builder = WorkflowBuilder("w").set("n", {"x": 1}, retry=RetryPolicy(backoff_s=10**400))
     with pytest.raises(WorkflowValidationError, match=r"nodes\.n\.retry\.backoff_s"):
         builder.end("done").transition("n", "done").build()
+
+
+def test_a_deeply_nested_result_fails_its_node_when_secrets_are_scrubbed(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a key in the environment every result is scrubbed first; a result nested
+    3,000 deep once raised RecursionError there and left the room running for good."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789")
+    deep: Any = "sk-test-0123456789"
+    for _ in range(3_000):
+        deep = [deep]
+    registry, calls = tools_returning(deep)
+    with open_runtime(db, tools=registry) as rt:
+        room = rt.run(rt.create_room(Workflow.from_yaml(ROUTED, tools=registry)).room_id)
+        assert room.status is RoomStatus.FAILED and room.reason == "handled: stored"
+        failed = [e for e in rt.events(room.room_id) if e.type.value == "NODE_FAILED"]
+        assert failed[0].error is not None
+        assert failed[0].error.type == "UnstorableValueError"
+        assert f"more than {MAX_DEPTH} levels" in failed[0].error.message
+    assert calls == [1]
