@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import secrets
 import sys
 import threading
@@ -81,11 +82,31 @@ def _check_variables(variables: Mapping[str, Any]) -> None:
                 )
             )
             continue
-        found = find_unstorable(value)
+        found = find_unstorable(value, f"variables.{name}")
         if found is not None:
-            problems.append(Problem(f"variables.{name}", f"{found[0]} {found[1]}"))
+            problems.append(Problem(*found))
     if problems:
         raise SchemaValidationError("variables", problems)
+
+
+ROOM_ID: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,999}")
+"""A room id given to :meth:`Runtime.create_room`: letters, digits and ``_ . : -``; a
+sub-workflow's room adds ``.node.visit.attempt`` to its parent's."""
+
+
+def _check_room_id(room_id: str) -> None:
+    if not isinstance(room_id, str) or not ROOM_ID.fullmatch(room_id):
+        shown = repr(room_id) if len(repr(room_id)) <= 60 else repr(room_id)[:57] + "..."
+        raise SchemaValidationError(
+            "room id",
+            [
+                Problem(
+                    "room_id",
+                    f"{shown} is not a valid room id",
+                    "use 1 to 1,000 letters, digits and _ . : -, not starting with . : or -",
+                )
+            ],
+        )
 
 
 class Runtime:
@@ -279,11 +300,14 @@ class Runtime:
             SchemaValidationError: a variable name is invalid or a value is not JSON, or
                 the variables break the workflow's ``inputs`` schema (an undeclared name,
                 a wrong type, a required input left out).
+            SchemaValidationError: *room_id* is not a valid id (see :data:`ROOM_ID`).
             UnstorableValueError: *name* cannot be stored (a lone surrogate, say).
             WorkflowNotFoundError / WorkflowConflictError / RoomExistsError.
         """
         variables = dict(variables or {})
         _check_variables(variables)
+        if room_id is not None:
+            _check_room_id(room_id)
         if name is not None:
             check_storable(name, "the room's name")
         if isinstance(workflow, str):
@@ -470,8 +494,10 @@ class Runtime:
 
         Raises:
             RoomStatusError: the room has already finished.
+            UnstorableValueError: *reason* cannot be stored (a lone surrogate, say).
             RoomNotFoundError.
         """
+        check_storable(reason, "the cancel reason")
         return self._update(room_id, lambda s: engine.cancel(s, now=self.now(), reason=reason))
 
     def _update(self, room_id: str, change: Callable[[RoomState], engine.Step]) -> RoomState:

@@ -38,6 +38,7 @@ from openrooms.errors import (
     RoomLeasedError,
     RoomNotFoundError,
     StaleRoomError,
+    UnstorableValueError,
     WorkflowConflictError,
     WorkflowNotFoundError,
 )
@@ -103,6 +104,13 @@ def _driver_errors() -> Iterator[None]:
         raise BackendUnavailableError("sqlite", str(exc)) from exc
     except sqlite3.DatabaseError as exc:
         raise BackendUnavailableError("sqlite", f"{type(exc).__name__}: {exc}") from exc
+    except UnicodeEncodeError as exc:  # SQLite keeps UTF-8: a lone surrogate cannot be sent
+        bad = exc.object[exc.start : exc.start + 1]
+        raise UnstorableValueError(
+            "a value for the database",
+            "$",
+            f"is a string with a lone surrogate ({bad!a}), which is not valid Unicode text",
+        ) from None
 
 
 def _refuse(value: object) -> object:

@@ -611,3 +611,43 @@ def test_a_deeply_nested_result_fails_its_node_when_secrets_are_scrubbed(
         assert failed[0].error.type == "UnstorableValueError"
         assert f"more than {MAX_DEPTH} levels" in failed[0].error.message
     assert calls == [1]
+
+
+def test_text_from_undecodable_argv_bytes_is_a_typed_error_in_every_command(
+    tmp_path: Path,
+) -> None:
+    """Bytes that are not UTF-8 on the command line reach Python as lone surrogates; SQLite
+    refused them with a UnicodeEncodeError traceback (found in review)."""
+    flow = tmp_path / "w.yaml"
+    flow.write_text(WAITS)
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    runner = CliRunner()
+    first = runner.invoke(cli, ["--db", db, "run", str(flow)])
+    assert first.exit_code == 3, first.output
+    with open_runtime(db) as rt:
+        (room,) = rt.list_rooms()
+    bad = "ab\udcff"
+    for args in (
+        ["show", bad],
+        ["logs", bad],
+        ["rooms", "--workflow", bad],
+        ["cancel", room.room_id, "--reason", f"bad {bad}"],
+    ):
+        result = runner.invoke(cli, ["--db", db, *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert "lone surrogate" in result.output, (args, result.output)
+    with open_runtime(db) as rt:
+        assert rt.get_room(room.room_id).status is RoomStatus.WAITING  # not cancelled
+
+
+@pytest.mark.parametrize("room_id", ["", "a b", ".x", "\ud800", "x" * 1001, "a/b", "-a"])
+def test_a_room_id_outside_the_alphabet_is_refused(db: str, room_id: str) -> None:
+    with open_runtime(db) as rt, pytest.raises(SchemaValidationError, match="room_id"):
+        rt.create_room(Workflow.from_yaml(WAITS), room_id=room_id)
+
+
+def test_room_ids_of_sub_workflow_children_fit_the_alphabet() -> None:
+    from openrooms.runtime import ROOM_ID
+
+    assert ROOM_ID.fullmatch("01a2b3c4d5e6f7.call.1.1.items_3_.sub.2.1")
