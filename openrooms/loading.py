@@ -35,6 +35,7 @@ from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
 from openrooms.errors import InputError
+from openrooms.storable import MAX_DEPTH, MAX_INT_DIGITS
 
 try:
     from yaml._yaml import CParser
@@ -46,7 +47,6 @@ except ImportError:  # PyYAML without libyaml: the pure-Python parser, slower
 __all__ = [
     "MAX_INPUT_BYTES",
     "MAX_INPUT_NESTING",
-    "MAX_INT_DIGITS",
     "decode",
     "load_file",
     "parse_json",
@@ -56,8 +56,7 @@ __all__ = [
 ]
 
 MAX_INPUT_BYTES: Final = 2_000_000
-MAX_INPUT_NESTING: Final = 100
-MAX_INT_DIGITS: Final = 4_300  # what Python's int() accepts from text by default
+MAX_INPUT_NESTING: Final = MAX_DEPTH  # what a room can store (openrooms.storable)
 
 _UTF16_BOMS: Final = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _SAVE_AS_UTF8: Final = "save it as UTF-8"
