@@ -85,7 +85,7 @@ def _find(value: Any, path: str, depth: int) -> tuple[str, str] | None:
         return (path, f"is an integer of more than {MAX_INT_DIGITS} digits")
     if depth >= MAX_DEPTH:
         return (path, f"nests lists or mappings more than {MAX_DEPTH} levels deep")
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):  # what the stores' JSON encoders take: not any Mapping
         for key, item in value.items():
             if not isinstance(key, str):
                 return (path, f"has a key {key!r} that is not a string")

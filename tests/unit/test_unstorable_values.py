@@ -662,3 +662,20 @@ def test_room_ids_of_sub_workflow_children_fit_the_alphabet() -> None:
     from openrooms.runtime import ROOM_ID
 
     assert ROOM_ID.fullmatch("01a2b3c4d5e6f7.call.1.1.items_3_.sub.2.1")
+
+
+@pytest.mark.parametrize("template", ["{{ room }}", "{{ [room] }}", "{{ room or 1 }}"])
+def test_the_room_view_in_a_set_node_fails_it_typed_and_the_room_stays_usable(
+    db: str, template: str
+) -> None:
+    """``room`` is a read-only view, not a JSON value: stored, it made every commit and
+    every resume of the room raise TypeError (found by a hostile trial)."""
+    wf = Workflow.from_yaml(
+        f'id: roomy\nnodes:\n  s: {{type: set, assign: {{r: "{template}"}}}}\n'
+        "  done: {type: end}\ntransitions:\n  - {from: s, to: done}\n"
+    )
+    with open_runtime(db) as rt:
+        room = rt.run(rt.create_room(wf).room_id)
+        assert room.status is RoomStatus.FAILED
+        assert "is a RoomView, not a JSON value" in (room.reason or "")
+        assert rt.get_room(room.room_id) == room
