@@ -464,10 +464,11 @@ class UnsafeTemplateError(OpenRoomsError, ValueError):
         return Problem(
             self.path,
             f"tool {self.tool!r} parses {self.argument!r} as code, and this template splices "
-            f"a value into its text, where the value could change the code",
+            f"a value into its text (or builds the text), where the value could change the "
+            f"code",
             "pass values as data and name them in the code (for the calculator: "
             "{expression: 'amount * 2', values: {amount: '{{ vars.amount }}'}}), "
-            "or make the whole argument one template",
+            "or make the whole argument one reference to a value ('{{ vars.formula }}')",
         )
 
     def __str__(self) -> str:

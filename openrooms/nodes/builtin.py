@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from functools import partial
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote
 
 import attrs
@@ -219,12 +220,27 @@ class PreparedTool:
     texts: Mapping[str, Template] = attrs.field(factory=dict)
 
 
+_NAME_PATH = r"[A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*)*"
+_REFERENCE: Final = re.compile(
+    _NAME_PATH
+    + r"(?:\s*(?:\.\s*[A-Za-z_]\w*|\[\s*(?:-?\d+|'[^'\\]*'|\"[^\"\\]*\"|"
+    + _NAME_PATH
+    + r")\s*\]))*"
+)
+"""A bare reference to a value: ``vars.formula``, ``item``, ``vars.rows[index]['expr']``."""
+
+
 def _splices(template: Template) -> bool:
-    """Whether *template* splices values into text: two ``{{ }}`` or more, or one with
-    text beside it. A lone ``{{ expr }}`` (even with spaces around it) is the value itself."""
+    """Whether *template* splices values into text: two ``{{ }}`` or more, one with text
+    beside it, or one that builds text rather than naming a value (``{{ 'f(' + x + ')' }}``).
+    A lone ``{{ reference }}`` (even with spaces around it) is the value itself."""
     parts = template.parts
-    count = sum(isinstance(p, Expression) for p in parts)
-    return count > 1 or (count == 1 and any(isinstance(p, str) and p.strip() for p in parts))
+    exprs = [p for p in parts if isinstance(p, Expression)]
+    if len(exprs) != 1:
+        return len(exprs) > 1
+    if any(isinstance(p, str) and p.strip() for p in parts):
+        return True
+    return _REFERENCE.fullmatch(exprs[0].source.strip()) is None
 
 
 def _splicing(value: Any, where: str = "") -> str | None:

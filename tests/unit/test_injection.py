@@ -544,6 +544,35 @@ def test_a_whole_value_template_is_the_expression_on_purpose(expression: str) ->
     assert [e.data["result"] for e in rt.events(room.id, types=[EventType.TOOL_CALLED])] == [2, 6]
 
 
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "{{ 'round(' + vars.amount + ' * 1.2, 2)' }}",
+        "{{ str(vars.amount) }}",
+        "{{ vars.amount if true else '1' }}",
+    ],
+)
+def test_a_whole_value_template_that_builds_code_is_refused(expression: str) -> None:
+    """Found by a hostile trial: string building inside one template spliced the value
+    into the code all the same (an amount of "1000, 2) - round(1000" priced at -200.0)."""
+    with pytest.raises(WorkflowValidationError, match=r"nodes\.price\.args\.expression"):
+        Workflow.from_dict(
+            {
+                "id": "builds",
+                "variables": {"amount": "40"},
+                "nodes": {
+                    "price": {
+                        "type": "tool",
+                        "tool": "calculator",
+                        "args": {"expression": expression},
+                    },
+                    "done": {"type": "end"},
+                },
+                "transitions": [{"from": "price", "to": "done"}],
+            }
+        )
+
+
 def test_arguments_a_tool_does_not_declare_may_splice_values() -> None:
     wf = (
         WorkflowBuilder("ok", variables={"x": 3})
