@@ -182,8 +182,10 @@ def cli(
     for module in [*env_plugins, *plugins]:
         try:
             importlib.import_module(module.strip())
-        except ImportError as exc:
-            raise _failure(f"cannot import plugin {module!r}: {exc}", EXIT_INVALID) from exc
+        except Exception as exc:  # a plugin's own bug too (RuntimeError, RecursionError...)
+            raise _failure(
+                f"cannot import plugin {module!r}: {type(exc).__name__}: {exc}", EXIT_INVALID
+            ) from exc
     # what a printed follow-up command must repeat: the global options given on this command
     # line (values from environment variables reach the next command the same way)
     repeat: list[str] = []
@@ -279,7 +281,7 @@ class _Interrupt:
         self.count = 0
         self.abort_message = (
             f"\nroom {room_id} aborted; every committed step is kept. Resume it with:\n  {resume}\n"
-        ).encode()
+        ).encode(errors="backslashreplace")  # an argument's undecodable bytes, say
 
     def __call__(self, signum: int, frame: object) -> None:
         self.count += 1
@@ -607,7 +609,13 @@ def cancel(ctx: click.Context, room_id: str, reason: str) -> None:
     help="Only rooms with this status.",
 )
 @click.option("--workflow", "workflow_id", help="Only rooms of this workflow id.")
-@click.option("--limit", default=50, show_default=True, help="At most this many rooms.")
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="At most this many rooms (1 to 10,000).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
 def rooms(
@@ -751,7 +759,12 @@ def _event_line(e: Event) -> str:
     type=click.Choice([t.value for t in EventType], case_sensitive=False),
     help="Only events of this type (repeatable).",
 )
-@click.option("--after", default=0, help="Only events with a sequence number above this.")
+@click.option(
+    "--after",
+    default=0,
+    type=click.IntRange(0, 2**63 - 1),
+    help="Only events with a sequence number above this.",
+)
 @click.pass_context
 def logs(
     ctx: click.Context,

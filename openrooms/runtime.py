@@ -89,6 +89,25 @@ def _check_variables(variables: Mapping[str, Any]) -> None:
         raise SchemaValidationError("variables", problems)
 
 
+MAX_TEXT_LENGTH: Final = 10_000
+"""The longest room name or cancel reason, in characters."""
+
+
+def _check_text(value: object, field: str, what: str) -> None:
+    """A short text from a caller (a room's name, a cancel reason): a string, storable."""
+    if not isinstance(value, str) or len(value) > MAX_TEXT_LENGTH:
+        got = (
+            f"a {type(value).__name__}"
+            if not isinstance(value, str)
+            else f"{len(value):,} characters"
+        )
+        raise SchemaValidationError(
+            what,
+            [Problem(field, f"expected text of at most {MAX_TEXT_LENGTH:,} characters, got {got}")],
+        )
+    check_storable(value, what)
+
+
 ROOM_ID: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,999}")
 """A room id given to :meth:`Runtime.create_room`: letters, digits and ``_ . : -``; a
 sub-workflow's room adds ``.node.visit.attempt`` to its parent's."""
@@ -300,7 +319,8 @@ class Runtime:
             SchemaValidationError: a variable name is invalid or a value is not JSON, or
                 the variables break the workflow's ``inputs`` schema (an undeclared name,
                 a wrong type, a required input left out).
-            SchemaValidationError: *room_id* is not a valid id (see :data:`ROOM_ID`).
+            SchemaValidationError: *room_id* is not a valid id (see :data:`ROOM_ID`), or
+                *name* is not text of at most 10,000 characters.
             UnstorableValueError: *name* cannot be stored (a lone surrogate, say).
             WorkflowNotFoundError / WorkflowConflictError / RoomExistsError.
         """
@@ -309,7 +329,7 @@ class Runtime:
         if room_id is not None:
             _check_room_id(room_id)
         if name is not None:
-            check_storable(name, "the room's name")
+            _check_text(name, "name", "the room's name")
         if isinstance(workflow, str):
             wf = self.get_workflow(workflow)
         else:
@@ -494,10 +514,11 @@ class Runtime:
 
         Raises:
             RoomStatusError: the room has already finished.
+            SchemaValidationError: *reason* is not text, or longer than 10,000 characters.
             UnstorableValueError: *reason* cannot be stored (a lone surrogate, say).
             RoomNotFoundError.
         """
-        check_storable(reason, "the cancel reason")
+        _check_text(reason, "reason", "the cancel reason")
         return self._update(room_id, lambda s: engine.cancel(s, now=self.now(), reason=reason))
 
     def _update(self, room_id: str, change: Callable[[RoomState], engine.Step]) -> RoomState:

@@ -679,3 +679,45 @@ def test_the_room_view_in_a_set_node_fails_it_typed_and_the_room_stays_usable(
         assert room.status is RoomStatus.FAILED
         assert "is a RoomView, not a JSON value" in (room.reason or "")
         assert rt.get_room(room.room_id) == room
+
+
+def test_a_name_or_cancel_reason_that_is_not_short_text_is_refused(db: str) -> None:
+    """Found by a hostile trial: name=5 and reason=5 were stored, and the store then
+    reported its own rooms as corrupt."""
+    with open_runtime(db) as rt:
+        wf = Workflow.from_yaml(WAITS)
+        for name in (5, "x" * 10_001):
+            with pytest.raises(SchemaValidationError, match="name: expected text"):
+                rt.create_room(wf, name=name)  # type: ignore[arg-type]
+        room = rt.run(rt.create_room(wf).room_id)
+        for reason in (5, {"a": 1}, "x" * 10_001):
+            with pytest.raises(SchemaValidationError, match="reason: expected text"):
+                rt.cancel(room.room_id, reason=reason)  # type: ignore[arg-type]
+        assert rt.get_room(room.room_id).status is RoomStatus.WAITING
+        assert [r.room_id for r in rt.list_rooms()] == [room.room_id]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rooms", "--limit", "99999999999999999999999"],
+        ["rooms", "--limit", "0"],
+        ["rooms", "--limit", "-1"],
+        ["logs", "r1", "--after", "99999999999999999999999"],
+    ],
+)
+def test_out_of_range_numbers_on_the_command_line_are_usage_errors(
+    tmp_path: Path, args: list[str]
+) -> None:
+    result = CliRunner().invoke(cli, ["--db", f"sqlite:///{tmp_path / 'n.db'}", *args])
+    assert result.exit_code == 2 and "Invalid value" in result.output, result.output
+
+
+def test_a_plugin_that_raises_on_import_is_an_input_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "boom_plugin.py").write_text('raise RuntimeError("boom")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = CliRunner().invoke(cli, ["--plugin", "boom_plugin", "tools"])
+    assert result.exit_code == 2, result.output
+    assert "cannot import plugin 'boom_plugin': RuntimeError: boom" in result.output
