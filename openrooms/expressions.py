@@ -124,7 +124,15 @@ def _unescape(body: str, source: str, pos: int) -> str:
             raise ExpressionError(source, f"unknown escape \\{nxt} in string", pos + i)
         out.append(_ESCAPES[nxt])
         i += 2
-    return "".join(out)
+    text = "".join(out)
+    if not text.isascii() and any("\ud800" <= ch <= "\udfff" for ch in text):
+        # a pair of \u escapes is one character (as in JSON); a lone half is not text
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        if "\ufffd" in text and "\ufffd" not in body:
+            raise ExpressionError(
+                source, "a \\u escape makes a lone surrogate, which is not valid text", pos
+            )
+    return text
 
 
 def _tokenize(source: str) -> list[_Tok]:

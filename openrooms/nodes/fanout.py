@@ -383,9 +383,19 @@ class SubworkflowExecutor(NodeExecutor):
     def validate(self, node: Node, path: str) -> list[Problem]:
         problems = unknown_keys(node, path, self._KEYS)
         wf = node.config.get("workflow")
+        from openrooms.plan import WORKFLOW_ID
+
         if not isinstance(wf, str) or not wf:
             problems.append(
                 Problem(f"{path}.workflow", "a 'subworkflow' node needs 'workflow': a workflow id")
+            )
+        elif not WORKFLOW_ID.fullmatch(wf):
+            problems.append(
+                Problem(
+                    f"{path}.workflow",
+                    f"{wf[:80]!r} is not a workflow id",
+                    "a workflow id is 1 to 100 of a-z 0-9 _ -, written out: it is not a template",
+                )
             )
         version = node.config.get("version")
         if version is not None and (

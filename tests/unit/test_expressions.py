@@ -841,3 +841,12 @@ def test_the_calculator_accepts_only_arithmetic(
 ) -> None:
     with pytest.raises(error, match=re_escape(message)):
         calculate(source)
+
+
+def test_a_pair_of_u_escapes_is_one_character_and_a_lone_half_is_refused() -> None:
+    """Found by a hostile trial: '\\ud800' validated, then failed the room at run time."""
+    assert compile_expression(r"'\ud83d\ude00'").evaluate({}) == "\U0001f600"
+    with pytest.raises(ExpressionError, match="lone surrogate"):
+        compile_expression(r"'a\ud800'")
+    with pytest.raises(ExpressionError, match="lone surrogate"):
+        compile_expression(r"'\ude00\ud83d'")

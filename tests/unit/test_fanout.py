@@ -16,6 +16,7 @@ from openrooms import (
     RoomStatus,
     Runtime,
     ToolContext,
+    Workflow,
     WorkflowValidationError,
     default_tools,
     serde,
@@ -328,3 +329,21 @@ def test_bad_fanout_nodes_are_refused_with_their_path(text: str, path: str) -> N
 
 def test_fanout_tools_are_registered_for_validation() -> None:
     assert "fanout_echo" in default_tools
+
+
+@pytest.mark.parametrize("name", ["{{ vars.w }}", "Other", "a b"])
+def test_a_subworkflow_must_name_a_workflow_id(name: str) -> None:
+    """Found by a hostile trial: a template here validated, then failed at run time."""
+    with pytest.raises(
+        WorkflowValidationError, match=r"nodes\.call\.workflow: .* is not a workflow id"
+    ):
+        Workflow.from_dict(
+            {
+                "id": "caller",
+                "nodes": {
+                    "call": {"type": "subworkflow", "workflow": name},
+                    "done": {"type": "end"},
+                },
+                "transitions": [{"from": "call", "to": "done"}],
+            }
+        )

@@ -221,10 +221,11 @@ def test_an_http_response_holding_1e999_fails_once_and_resume_sends_nothing_agai
 # --- templates, input, variables --------------------------------------------------------------
 
 
-def test_a_template_yielding_a_lone_surrogate_fails_its_node_and_resume_works(
+def test_a_template_yielding_a_lone_surrogate_is_refused_before_any_room(
     tmp_path: Path,
 ) -> None:
-    """Before: every run and resume raised UnicodeEncodeError; the room never moved again."""
+    """Before: every run and resume raised UnicodeEncodeError; the room never moved again.
+    A ``\\ud800`` escape in an expression's string is now refused when the file is read."""
     db = f"sqlite:///{tmp_path / 's.db'}"
     flow = tmp_path / "s.yaml"
     flow.write_text(
@@ -234,25 +235,19 @@ def test_a_template_yielding_a_lone_surrogate_fails_its_node_and_resume_works(
     )
     runner = CliRunner()
     first = runner.invoke(cli, ["--db", db, "run", str(flow)])
-    assert first.exit_code == 1, first.output
-    assert "Traceback" not in first.output
-    with open_runtime(db) as rt:
-        (room,) = rt.list_rooms()
-        assert (room.status, room.reason) == (RoomStatus.FAILED, "refused")
-        failed = [e for e in rt.events(room.room_id) if e.type == "NODE_FAILED"]
-        assert failed[0].error is not None
-        assert "nodes.s assign: $.x is a string with a lone surrogate" in failed[0].error.message
-    again = runner.invoke(cli, ["--db", db, "resume", room.room_id])
-    assert again.exception is None or isinstance(again.exception, SystemExit), again.output
-    assert "Traceback" not in again.output
+    assert first.exit_code == 2, first.output
+    assert "nodes.s.assign.x" in first.output and "lone surrogate" in first.output
+    assert not (tmp_path / "s.db").exists()
 
 
 def test_an_unstorable_value_with_no_error_route_fails_the_room_cleanly(db: str) -> None:
+    registry, _ = tools_returning({"name": "\udc00"})
     wf = Workflow.from_yaml(
-        "id: sur\nnodes:\n  s: {type: set, assign: {x: \"{{ '\\\\udc00' }}\"}}\n"
-        "  done: {type: end}\ntransitions:\n  - {from: s, to: done}\n"
+        "id: sur\nnodes:\n  s: {type: tool, tool: fetch}\n"
+        "  done: {type: end}\ntransitions:\n  - {from: s, to: done}\n",
+        tools=registry,
     )
-    with open_runtime(db) as rt:
+    with open_runtime(db, tools=registry) as rt:
         room = rt.create_room(wf)
         done = rt.run(room.room_id)
         assert done.status is RoomStatus.FAILED
@@ -260,17 +255,13 @@ def test_an_unstorable_value_with_no_error_route_fails_the_room_cleanly(db: str)
         assert rt.run(room.room_id).status is RoomStatus.FAILED
 
 
-def test_an_end_reason_that_cannot_be_stored_fails_the_room_with_the_typed_error(db: str) -> None:
-    wf = Workflow.from_yaml(
-        "id: sur\nnodes:\n  s: {type: set, assign: {x: 1}}\n"
-        "  done: {type: end, reason: \"{{ '\\\\ud800' }}\"}\n"
-        "transitions:\n  - {from: s, to: done}\n"
-    )
-    with open_runtime(db) as rt:
-        room = rt.create_room(wf)
-        done = rt.run(room.room_id)
-        assert done.status is RoomStatus.FAILED
-        assert "lone surrogate" in (done.reason or "")
+def test_an_end_reason_with_a_lone_surrogate_escape_is_refused_by_validation() -> None:
+    with pytest.raises(WorkflowValidationError, match=r"nodes\.done\.reason: a \\u escape"):
+        Workflow.from_yaml(
+            "id: sur\nnodes:\n  s: {type: set, assign: {x: 1}}\n"
+            "  done: {type: end, reason: \"{{ '\\\\ud800' }}\"}\n"
+            "transitions:\n  - {from: s, to: done}\n"
+        )
 
 
 @pytest.mark.parametrize("status", ["completed", "failed"])
