@@ -21,7 +21,7 @@ import attrs
 
 from openrooms import engine
 from openrooms.backends.memory import MemoryStore
-from openrooms.errors import CompletionError, ToolError
+from openrooms.errors import CompletionError, RoomStatusError, ToolError
 from openrooms.events import Event, EventType
 from openrooms.journal import JOURNALED
 from openrooms.llm.base import ChatRequest, ChatResponse
@@ -107,12 +107,22 @@ def rerun(rt: Runtime, room_id: str) -> RerunReport:
 
     Raises:
         RoomNotFoundError: no such room.
+        RoomStatusError: the room has not finished and is not waiting (running, created):
+            its log stops mid-run, so a re-run would go past it and seem to diverge.
     """
     from openrooms.llm.registry import ModelRegistry
     from openrooms.runtime import Runtime as _Runtime
     from openrooms.testing import ManualClock
 
-    original = rt.log.read(rt.get_room(room_id).room_id)
+    state = rt.get_room(room_id)
+    if not state.status.is_terminal and state.status is not RoomStatus.WAITING:
+        raise RoomStatusError(
+            state.room_id,
+            state.status.value,
+            "replay it",
+            "its log stops mid-run; resume it (or cancel it) first",
+        )
+    original = rt.log.read(state.room_id)
     wf = rt.workflow_for(engine.fold(original))
     recorded = _Recorded(rt)
     recorded.index(original)

@@ -12,10 +12,21 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from openrooms import NodeContext, NodeExecutor, Outcome, Runtime, register_node_type, serde, tool
+from openrooms import (
+    NodeContext,
+    NodeExecutor,
+    Outcome,
+    RoomStatusError,
+    Runtime,
+    WorkflowBuilder,
+    register_node_type,
+    serde,
+    tool,
+)
 from openrooms.backends import SQLiteStore
 from openrooms.cli import cli
 from openrooms.room import RoomStatus
+from openrooms.testing import memory_runtime
 from tests.conftest import BACKENDS, make_store
 
 side_effects: Counter[str] = Counter()
@@ -168,3 +179,21 @@ transitions:
     report = rt.rerun(room.id)
     assert report.identical, report
     assert side_effects["charge"] == charged
+
+
+def test_a_room_that_has_not_finished_is_not_replayed() -> None:
+    """Found by a hostile trial: a room stopped mid-run re-ran past the end of its log and
+    was reported as diverged, as if something were not deterministic."""
+    rt = memory_runtime()
+    wf = (
+        WorkflowBuilder("loop", variables={"n": 0})
+        .set("a", {"n": "{{ vars.n + 1 }}"})
+        .end("done")
+        .transition("a", "done")
+        .build()
+    )
+    room = rt.create_room(wf)
+    with pytest.raises(RoomStatusError, match="cannot replay it"):
+        rt.rerun(room.room_id)
+    rt.run(room.room_id)
+    assert rt.rerun(room.room_id).identical
