@@ -292,8 +292,21 @@ class Runtime:
         return self.tools.describe()
 
     def workflow_for(self, state: RoomState) -> Workflow:
-        """The workflow version *state* pinned when it was created."""
-        return self.get_workflow(state.workflow_id, state.workflow_version)
+        """The workflow version *state* pinned when it was created.
+
+        Raises:
+            WorkflowNotFoundError: that version is not stored.
+            CorruptRoomError: the state is at a node the workflow does not have.
+        """
+        wf = self.get_workflow(state.workflow_id, state.workflow_version)
+        if state.current_node is not None and state.current_node not in wf.nodes:
+            raise CorruptRoomError(
+                state.room_id,
+                "room state",
+                f"its current node {state.current_node!r} is not a node of workflow "
+                f"{wf.id!r} v{wf.version}",
+            )
+        return wf
 
     # --- rooms ------------------------------------------------------------------------------
 

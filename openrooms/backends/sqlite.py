@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -230,16 +231,33 @@ def _checked_event_from_row(room_id: RoomId, row: Any) -> Event:
     )
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"the body holds {name}, which is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the body holds {text}, a number no store writes")
+    return value
+
+
+# what the stores write, strictly: NaN, Infinity and 1e400 were never written by OpenRooms
+_DECODER: Final = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite)
+
+
 def _json(body: Any) -> Any:
     """A stored JSON text, or ValueError saying where it breaks."""
     if not isinstance(body, str | bytes):
         raise ValueError(f"the body is {type(body).__name__}, not JSON text")
     try:
-        return json.loads(body)
+        return _DECODER.decode(body if isinstance(body, str) else body.decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise ValueError("the body nests too deeply to decode") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the body is not UTF-8 (byte {exc.start})") from None
 
 
 class SQLiteStore(AtomicStore):

@@ -134,3 +134,50 @@ def test_db_check_of_split_state_and_log_files_checks_both(
     result = invoke("db", "check")
     assert result.exit_code == 1
     assert result.stdout.startswith(f"{log}, table events, row room_id='a' first_seq=1: ")
+
+
+WAITING = WorkflowBuilder("asks").wait("ask", prompt="go?").end("done").transition("ask", "done")
+
+
+@pytest.mark.parametrize(
+    ("statement", "problem"),
+    [
+        (
+            "UPDATE rooms SET body = json_set(body, '$.variables.n', 1) WHERE id = 'w'",
+            None,  # sound: the control case
+        ),
+        (
+            'UPDATE rooms SET body = replace(body, \'"variables":{\', \'"variables":{"n":NaN,\')'
+            " WHERE id = 'w'",
+            "the body holds NaN, which is not JSON",
+        ),
+        (
+            'UPDATE rooms SET body = replace(body, \'"variables":{\', \'"variables":{"n":1e400,\')'
+            " WHERE id = 'w'",
+            "the body holds 1e400, a number no store writes",
+        ),
+        (
+            "UPDATE rooms SET body = json_set(body, '$.current_node', 'nowhere') WHERE id = 'w'",
+            "its current node 'nowhere' is not a node of workflow 'asks' v1",
+        ),
+    ],
+    ids=["sound", "nan", "1e400", "unknown-node"],
+)
+def test_a_damaged_waiting_room_is_a_typed_error_for_every_command(
+    tmp_path: Path, statement: str, problem: str | None
+) -> None:
+    """Found by a hostile trial: these were ValueError and KeyError tracebacks."""
+    path = tmp_path / "w.db"
+    with open_runtime(f"sqlite:///{path}") as rt:
+        rt.run(rt.create_room(WAITING.build(), room_id="w").room_id)
+    damage(path, statement)
+    for args in (["resume", "w"], ["input", "w", "--data", "{}"], ["cancel", "w"]):
+        result = invoke("--db", str(path), *args)
+        assert "Traceback" not in result.output
+        if problem is None:
+            assert result.exit_code in (0, 2, 3), result.output  # waits; done; cancel: done
+        elif args[0] == "cancel" and "current node" in problem:
+            assert result.exit_code == 0, result.output  # the way out of a broken room
+        else:
+            assert result.exit_code == 4, (args, result.output)
+            assert "room 'w' is corrupt" in result.output and problem in result.output
