@@ -278,6 +278,14 @@ if _LIBYAML:
     _LOADERS.insert(0, _FastLoader)
 
 
+# YAML 1.1 (PyYAML) reads 1e5 as text, where YAML 1.2 and JSON read a number: so does this
+_EXPONENT_FLOAT: Final = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+for _loader in _LOADERS:
+    _loader.add_implicit_resolver(  # type: ignore[attr-defined]
+        "tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789")
+    )
+
+
 def _duplicate(first: Any, again: Any) -> str:
     line, before = again.start_mark.line + 1, first.start_mark.line + 1
     name, old = _key_text(again), _key_text(first)

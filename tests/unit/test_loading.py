@@ -283,10 +283,13 @@ def test_json_syntax_errors_carry_the_decoder_error_as_their_cause() -> None:
 
 
 def test_json_files_are_read_as_json_and_yaml_files_as_yaml(tmp_path: Path) -> None:
-    (tmp_path / "v.json").write_text('{"n": 1e3}')
-    (tmp_path / "v.yaml").write_text('{"n": 1e3}')
-    assert loading.load_file(tmp_path / "v.json") == {"n": 1000.0}
-    assert loading.load_file(tmp_path / "v.yaml") == {"n": "1e3"}  # YAML 1.1 wants a "."
+    (tmp_path / "v.json").write_text('{"n": 1e3, "b": "yes"}')
+    (tmp_path / "v.yaml").write_text('{"n": 1e3, "b": yes}')
+    assert loading.load_file(tmp_path / "v.json") == {"n": 1000.0, "b": "yes"}
+    assert loading.load_file(tmp_path / "v.yaml") == {"n": 1000.0, "b": True}  # YAML 1.1
+    (tmp_path / "w.json").write_text('{"b": yes}')
+    with pytest.raises(InputError, match="not valid JSON"):
+        loading.load_file(tmp_path / "w.json")
 
 
 def test_a_json_workflow_file_with_a_duplicate_node_is_invalid(tmp_path: Path) -> None:
@@ -426,3 +429,15 @@ def test_json_duplicates_are_refused_exactly_where_they_are(tree: Any) -> None:
     err = refused(loading.parse_json, text)
     assert "is already defined at line" in err.message
     assert err.where == loading._json_path(expected)
+
+
+def test_numbers_with_an_exponent_and_no_dot_are_numbers(parse_yaml: Callable[..., Any]) -> None:
+    """YAML 1.1 reads 1e5 as text, so `timeout_s: 4e9` was "expected a number, got a string"
+    while `--var x=1e5` was a number (found by a hostile trial)."""
+    assert parse_yaml("a: 1e5\nb: -2E-3\nc: 1.5e2\nd: '1e5'\ne: 1e") == {
+        "a": 100000.0,
+        "b": -0.002,
+        "c": 150.0,
+        "d": "1e5",
+        "e": "1e",
+    }
