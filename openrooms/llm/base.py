@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import attrs
 
 from openrooms._wording import article
-from openrooms.errors import CompletionError
+from openrooms.errors import CompletionError, InputError
 
 __all__ = ["ChatModel", "ChatRequest", "ChatResponse", "Message", "Role", "ToolCall", "Usage"]
 
@@ -52,9 +52,11 @@ class ToolCall:
         Raises:
             CompletionError: not JSON, or not an object (retryable: models do better twice).
         """
-        try:
-            value = json.loads(self.arguments or "{}")
-        except json.JSONDecodeError as exc:
+        from openrooms.loading import parse_json
+
+        try:  # strict: no duplicate keys, NaN, huge integers or runaway nesting
+            value = parse_json(self.arguments or "{}", source=f"arguments of {self.name!r}")
+        except InputError as exc:
             raise CompletionError(
                 model,
                 f"tool call {self.name!r} has malformed JSON arguments: {exc}",

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from openrooms import deadline
-from openrooms.errors import CompletionError, Problem, SchemaValidationError
+from openrooms.errors import CompletionError, InputError, Problem, SchemaValidationError
 from openrooms.events import ErrorInfo, EventType, Level
 from openrooms.expressions import Template, compile_template
 from openrooms.nodes.base import (
@@ -389,11 +389,14 @@ def _models(ctx: NodeContext) -> ModelRegistry:
 
 def _structured(text: str, schema: Schema) -> Any:
     """The final answer parsed as JSON and checked against the node's ``output_schema``."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
+    from openrooms.loading import parse_json
+
+    try:  # strict: no duplicate keys, NaN, huge integers or runaway nesting
+        value = parse_json(text, source="the agent's answer")
+    except InputError as exc:
+        where = f", {exc.where}" if exc.where else ""
         raise SchemaValidationError(
-            "the agent's answer", [Problem("$", f"not JSON ({exc.msg})")]
+            "the agent's answer", [Problem("$", f"not JSON ({exc.message}{where})")]
         ) from None
     schema.validate(value, what="the agent's answer")
     return value

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode, urljoin
 
 from openrooms._extras import require
-from openrooms.errors import ToolError
+from openrooms.errors import InputError, ToolError
 from openrooms.tools.address import LOOPBACK_NAME_ADDRESSES, IPAddress, is_loopback_name
 from openrooms.tools.base import Tool, ToolContext
 from openrooms.tools.destination import (
@@ -436,15 +436,13 @@ def _is_json(response: httpx.Response) -> bool:
     return kind == "application/json" or kind.endswith("+json")
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _json(body: bytes) -> tuple[Any] | None:
     """``(value,)`` when *body* is strict JSON, else None (then it is returned as text)."""
-    try:
-        return (json.loads(body, parse_constant=_reject_constant),)
-    except (ValueError, RecursionError):
+    from openrooms.loading import parse_json
+
+    try:  # the one strict reader: duplicate keys, NaN, huge integers and deep nesting refused
+        return (parse_json(body.decode("utf-8")),)
+    except (InputError, UnicodeDecodeError):
         return None
 
 
