@@ -185,10 +185,11 @@ def infinity_server() -> Iterator[tuple[str, list[str]]]:
     server.server_close()
 
 
-def test_an_http_response_holding_1e999_fails_once_and_resume_sends_nothing_again(
+def test_an_http_response_holding_1e999_is_text_and_resume_sends_nothing_again(
     tmp_path: Path, infinity_server: tuple[str, list[str]]
 ) -> None:
-    """Before: the room stuck `running`, and every resume re-sent the request then crashed."""
+    """Before: the room stuck `running`, and every resume re-sent the request then crashed.
+    A body the strict JSON reader refuses (1e999 is no finite number) is kept as text."""
     pytest.importorskip("httpx")
     url, hits = infinity_server
     db = f"sqlite:///{tmp_path / 'http.db'}"
@@ -203,14 +204,14 @@ def test_an_http_response_holding_1e999_fails_once_and_resume_sends_nothing_agai
     runner = CliRunner()
     args = ["--db", db, "--config", str(config)]
     first = runner.invoke(cli, [*args, "run", str(flow)])
-    assert first.exit_code == 1, first.output
+    assert first.exit_code == 0, first.output
     assert "Traceback" not in first.output
-    assert "price is inf" in first.output
     with open_runtime(
         db, config=RuntimeConfig(http=HttpPolicy(allow_networks=("127.0.0.1/32",)))
     ) as rt:
         (room,) = rt.list_rooms()
-        assert room.status is RoomStatus.FAILED
+        assert room.status is RoomStatus.COMPLETED
+        assert "json" not in room.variables["r"] and "1e999" in room.variables["r"]["text"]
     for command in ("resume", "show"):
         again = runner.invoke(cli, [*args, command, room.room_id])
         assert again.exception is None or isinstance(again.exception, SystemExit), again.output
