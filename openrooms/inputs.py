@@ -179,6 +179,8 @@ def parse_var(pair: str, inputs: Mapping[str, Any] | None = None) -> tuple[str, 
 
     Raises:
         VariableSyntaxError: no ``=``, or JSON that does not parse (with its position).
+        InputError: JSON that parses but breaks a reading rule (nested too deeply, a huge
+            integer, a duplicate key: see :mod:`openrooms.loading`).
         SchemaValidationError: text for a declared non-string input that is not of its type.
     """
     head, sep, text = pair.partition("=")

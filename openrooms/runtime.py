@@ -191,7 +191,8 @@ class Runtime:
 
         Raises:
             WorkflowConflictError: other content is registered under the same id and version.
-            WorkflowValidationError: a builder whose workflow is invalid.
+            WorkflowValidationError: a builder whose workflow is invalid, or a sub-workflow
+                cycle through the workflows registered before it.
         """
         wf = workflow.build() if isinstance(workflow, WorkflowBuilder) else workflow
         if (wf.id, wf.version) not in self._workflows:
@@ -517,7 +518,10 @@ class Runtime:
 
         Raises:
             RoomStatusError: the room is not waiting.
-            SchemaValidationError: *data* breaks the wait node's schema; nothing is recorded.
+            SchemaValidationError: *data* breaks the wait node's schema (PatternTimeoutError
+                when a pattern of it runs out of time); nothing is recorded.
+            UnstorableValueError: *data* holds a value no store can keep (inf, a lone
+                surrogate...); nothing is recorded.
             RoomNotFoundError / RoomLeasedError.
         """
         return asyncio.run(self._closing(self.asend_input(room_id, data, on_event=on_event)))
