@@ -65,7 +65,9 @@ class _RunError(click.ClickException):
 
 
 def _failure(message: str, exit_code: int) -> click.ClickException:
-    """A one-line ``Error: ...`` exiting with *exit_code* (2 or 4)."""
+    """A one-line ``Error: ...`` exiting with *exit_code* (2 or 4); values from outside in
+    the message (a file name, a room id) cannot drive the terminal."""
+    message = printable(message)
     return _InputError(message) if exit_code == EXIT_INVALID else _RunError(message)
 
 
@@ -116,7 +118,7 @@ class _Group(click.Group):
             )
             raise click.NoSuchOption(exc.option_name, hint, ctx=exc.ctx) from None
         except WorkflowValidationError as exc:
-            click.echo(f"Error: {exc}{_plugin_hint(exc, ctx)}", err=True)
+            click.echo(printable(f"Error: {exc}{_plugin_hint(exc, ctx)}"), err=True)
             ctx.exit(EXIT_INVALID)
         except RoomLeasedError as exc:
             command = _command(ctx, "resume", exc.room_id, "--force")

@@ -80,3 +80,12 @@ def test_the_cli_escapes_values_in_prompts_reasons_show_and_logs(tmp_path: Path)
     as_json = invoke("logs", room_id, "--json")
     waiting = [json.loads(x) for x in as_json.stdout.splitlines()]
     assert any(e["data"].get("prompt") == f"Approve for {who}?" for e in waiting)  # data intact
+
+
+def test_error_lines_escape_what_came_from_outside(tmp_path: Path) -> None:
+    """A file name given on the command line is echoed in the error; its escapes stay inert."""
+    db = f"sqlite:///{tmp_path / 'e.db'}"
+    result = CliRunner().invoke(cli, ["--db", db, "run", str(tmp_path / "\x1b[31mred\u202e.yaml")])
+    assert result.exit_code == 2
+    assert "\x1b" not in result.output and "\u202e" not in result.output
+    assert "\\x1b[31mred\\u202e" in result.output
