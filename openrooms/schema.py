@@ -404,7 +404,17 @@ def _unresolved(schema: object, refs: list[tuple[str, str]]) -> list[Problem]:
 
 # --- checking values --------------------------------------------------------------------------
 
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+
+class _Budget:
+    """The time one validation's patterns may take, and whether one has run out of it."""
+
+    __slots__ = ("ends", "spent")
+
+    def __init__(self, ends: float) -> None:
+        self.ends, self.spent = ends, False
+
+
+_deadline: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
     "openrooms_schema_deadline", default=None
 )
 
@@ -425,15 +435,21 @@ def _compiled_pattern(pattern: str) -> Any:
 
 
 def _search(pattern: str, text: str) -> bool | None:
-    """Whether *pattern* matches somewhere in *text*; None when the time budget ran out."""
-    deadline = _deadline.get()
-    remaining = PATTERN_BUDGET_S if deadline is None else deadline - time.monotonic()
-    if remaining <= 0:
-        return None
+    """Whether *pattern* matches somewhere in *text*; None when the time budget ran out on
+    it. Once one pattern has run out, the others are not run (True: the value is refused
+    already, and they are not to blame)."""
+    budget = _deadline.get()
+    remaining = PATTERN_BUDGET_S if budget is None else budget.ends - time.monotonic()
+    if budget is not None and budget.spent:
+        return True
     try:
-        return _compiled_pattern(pattern).search(text, timeout=remaining) is not None
+        if remaining > 0:
+            return _compiled_pattern(pattern).search(text, timeout=remaining) is not None
     except TimeoutError:
-        return None
+        pass
+    if budget is not None:
+        budget.spent = True
+    return None
 
 
 def _too_long(pattern: str, text: str) -> Any:
@@ -636,7 +652,7 @@ class Schema:
     def _check(self, value: object, path: str) -> tuple[list[Problem], bool]:
         from referencing.exceptions import Unresolvable
 
-        token = _deadline.set(time.monotonic() + PATTERN_BUDGET_S)
+        token = _deadline.set(_Budget(time.monotonic() + PATTERN_BUDGET_S))
         try:
             # a bounded number: a huge value breaking its schema everywhere stays cheap
             errors = list(itertools.islice(self._validator.iter_errors(value), 2 * MAX_PROBLEMS))

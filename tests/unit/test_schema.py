@@ -577,3 +577,17 @@ def test_a_value_broken_everywhere_lists_a_bounded_number_of_problems() -> None:
         deep, {"$defs": {"n": {"items": {"$ref": "#"}}}, "$ref": "#/$defs/n"}, "v"
     )
     assert "too deeply" in problem.message  # a problem, not a RecursionError
+
+
+def test_only_the_pattern_that_ran_out_of_time_is_blamed() -> None:
+    """Found by a hostile trial: once the shared budget was spent, every later pattern
+    (here the innocent '^x') was reported as having taken too long."""
+    schema = {
+        "type": "object",
+        "properties": {"s": {"type": "string", "pattern": "^(a|a)*$"}},
+        "patternProperties": {"^x": {}},
+    }
+    with pytest.raises(PatternTimeoutError) as info:
+        validate({"s": "a" * 40 + "!"}, schema, what="v")
+    messages = [p.message for p in info.value.problems]
+    assert len(messages) == 1 and "'^(a|a)*$' took too long" in messages[0]
