@@ -21,7 +21,13 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from openrooms.errors import InputError, Problem, SchemaValidationError, VariableSyntaxError
+from openrooms.errors import (
+    InputError,
+    PatternTimeoutError,
+    Problem,
+    SchemaValidationError,
+    VariableSyntaxError,
+)
 
 if TYPE_CHECKING:
     from openrooms.schema import Schema
@@ -100,7 +106,8 @@ def check_inputs(wf: Workflow, variables: Mapping[str, Any]) -> None:
     Raises:
         SchemaValidationError: a name the inputs do not declare (with a "did you mean"), a
             value of the wrong type or range, or a required input left out; every problem
-            at its path (``variables.amount``).
+            at its path (``variables.amount``); PatternTimeoutError when a pattern ran out
+            of its time budget.
     """
     schema = wf.plan.inputs
     if schema is None or wf.inputs is None:
@@ -109,7 +116,8 @@ def check_inputs(wf: Workflow, variables: Mapping[str, Any]) -> None:
     room = {k: v for k, v in wf.variables.items() if k in declared}
     room.update(variables)
     problems = []
-    for p in schema.problems(room, "variables"):
+    found, timed_out = schema.check(room, "variables")
+    for p in found:
         name = p.path.removeprefix("variables.")
         if p.message == "unexpected property" and name in variables:
             p = Problem(p.path, f"unknown variable {name!r}: the inputs do not declare it", p.hint)
@@ -121,6 +129,8 @@ def check_inputs(wf: Workflow, variables: Mapping[str, Any]) -> None:
                 f"pass it: --var {missing.strip(chr(39))}=..., or variables={{...}}",
             )
         problems.append(p)
+    if timed_out:
+        raise PatternTimeoutError("variables", problems)
     if problems:
         raise SchemaValidationError("variables", problems)
 

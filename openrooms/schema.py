@@ -635,6 +635,10 @@ class Schema:
         """Every way *value* breaks the schema, each at its path (``input.items[2].name``)."""
         return self._check(value, path)[0]
 
+    def check(self, value: object, path: str = "") -> tuple[list[Problem], bool]:
+        """Like :meth:`problems`, and whether a pattern ran out of its time budget."""
+        return self._check(value, path)
+
     def validate(self, value: object, *, what: str = "value") -> None:
         """Check *value* against the schema.
 

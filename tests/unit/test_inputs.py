@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from openrooms import (
+    PatternTimeoutError,
     Runtime,
     SchemaValidationError,
     VariableSyntaxError,
@@ -25,6 +26,7 @@ from openrooms import (
 )
 from openrooms.cli import cli
 from openrooms.inputs import parse_var
+from openrooms.testing import memory_runtime
 
 ROOT = Path(__file__).parents[2]
 ORDER = ROOT / "examples" / "order_approval.yaml"
@@ -306,3 +308,12 @@ def test_a_subworkflow_input_is_checked_against_the_childs_inputs(rt: Runtime) -
     failed = [e for e in rt.events(state.room_id) if e.type.value == "NODE_FAILED"]
     assert failed and "unknown variable 'm'" in failed[0].error.message  # type: ignore[union-attr]
     assert "allowed: n" in failed[0].error.message  # type: ignore[union-attr]
+
+
+def test_an_input_pattern_that_runs_out_of_time_says_so() -> None:
+    wf = Workflow.from_yaml(
+        "id: slow\ninputs: {properties: {s: {type: string, pattern: '^(a|a)*$'}}}\n"
+        "nodes:\n  done: {type: end}\n"
+    )
+    with pytest.raises(PatternTimeoutError, match="took too long"):
+        memory_runtime().create_room(wf, {"s": "a" * 40 + "!"})
