@@ -26,7 +26,7 @@ import json
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from openrooms import loading
 from openrooms.errors import CompletionError, Problem, SchemaValidationError
@@ -107,6 +107,30 @@ def _canned(name: str, results: list[Any], original: Tool | None) -> Tool:
     )
 
 
+_MAX_TOKENS: Final = 10**12
+
+
+def _usage_problems(usage: Any, path: str) -> list[Problem]:
+    """A reply's ``usage``: token counts a model could report (whole numbers, not negative)."""
+    if usage is None:
+        return []
+    if not isinstance(usage, Mapping):
+        return [Problem(path, "expected {prompt_tokens: N, completion_tokens: N}")]
+    problems = []
+    for key, value in usage.items():
+        if key not in ("prompt_tokens", "completion_tokens"):
+            problems.append(
+                Problem(
+                    f"{path}.{key}", "unknown key; usage takes prompt_tokens and completion_tokens"
+                )
+            )
+        elif isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_TOKENS:
+            problems.append(
+                Problem(f"{path}.{key}", f"expected a whole number from 0 to 10**12, got {value!r}")
+            )
+    return problems
+
+
 def load_script(path: str | Path, tools: ToolRegistry) -> tuple[ModelRegistry, ToolRegistry]:
     """A model registry answering every model string from the script, and *tools* with the
     scripted tools replaced by canned ones.
@@ -132,6 +156,7 @@ def load_script(path: str | Path, tools: ToolRegistry) -> tuple[ModelRegistry, T
             problems.append(Problem(f"models.{agent}", "expected a list of replies (mappings)"))
             continue
         for i, r in enumerate(replies):
+            problems.extend(_usage_problems(r.get("usage"), f"models.{agent}[{i}].usage"))
             for key in r:
                 if key not in _REPLY_KEYS:
                     problems.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -228,3 +229,24 @@ def test_the_adding_a_provider_example_in_base_py_works_verbatim(
     reply = asyncio.run(model.complete(request("repeat after me", model="echo/anything")))
     assert reply.message == Message("assistant", "repeat after me")
     assert reply.model == "echo/anything"
+
+
+@pytest.mark.parametrize(
+    ("usage", "problem"),
+    [
+        ("{completion_tokens: -5}", "completion_tokens: expected a whole number from 0"),
+        ("{prompt_tokens: " + "9" * 35 + "}", "prompt_tokens: expected a whole number from 0"),
+        ("{prompt_tokens: 1.5}", "prompt_tokens: expected a whole number"),
+        ("{tokens: 3}", "tokens: unknown key"),
+        ("7", "expected {prompt_tokens: N"),
+    ],
+)
+def test_a_scripts_usage_must_be_token_counts(tmp_path: Path, usage: str, problem: str) -> None:
+    """Found by a hostile trial: -5 tokens were added to a room's usage."""
+    from openrooms import SchemaValidationError, default_tools
+    from openrooms.offline import load_script
+
+    script = tmp_path / "s.yaml"
+    script.write_text(f"models:\n  a:\n    - {{content: hi, usage: {usage}}}\n")
+    with pytest.raises(SchemaValidationError, match=problem):
+        load_script(script, default_tools)
