@@ -383,17 +383,13 @@ class Runtime:
             CorruptRoomError: a stored room does not decode, and *on_corrupt* is None; when
                 it is given, each such room is passed to it and the others are listed.
         """
-        if on_corrupt is None:
-            return self.states.list_rooms(
-                status=RoomStatus(status) if status is not None else None,
-                workflow_id=workflow_id,
-                limit=limit,
-            )
+        # passed only when given: stores written before `on_corrupt` existed keep working
+        extra: dict[str, Any] = {} if on_corrupt is None else {"on_corrupt": on_corrupt}
         return self.states.list_rooms(
             status=RoomStatus(status) if status is not None else None,
             workflow_id=workflow_id,
             limit=limit,
-            on_corrupt=on_corrupt,
+            **extra,
         )
 
     def events(
