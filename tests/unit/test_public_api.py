@@ -164,5 +164,5 @@ def test_no_module_uses_eval_exec_or_pickle(path: Path) -> None:
 
 
 def test_the_sources_were_found() -> None:
-    assert ROOT / "openrooms" / "expressions.py" in SOURCES
+    assert ROOT / "openrooms" / "expressions" / "_parser.py" in SOURCES
     assert ROOT / "openrooms" / "cli.py" in SOURCES
