@@ -8,11 +8,13 @@ returns per-node routing tables with guards compiled once.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -35,7 +37,9 @@ __all__ = [
     "NodePlan",
     "Plan",
     "Route",
+    "Validator",
     "build_plan",
+    "validating_file",
 ]
 
 MAX_NODES: Final = 1_000
@@ -101,17 +105,61 @@ def _is_finite(value: object) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
-class _Checker:
-    """Collects problems for one workflow."""
+class Validator:
+    """The one list of problems of one workflow definition.
 
-    def __init__(self, wf: Workflow) -> None:
-        self.wf = wf
+    A workflow file's reader (:func:`openrooms.serde.workflow_from_dict`) adds the problems of
+    the file format first, in a :func:`validating_file` block; the checks of the workflow
+    built from it then go on in the same list. Where the reader rejected a piece it put a
+    default in its place, so nothing more is said at a path it already reported.
+    """
+
+    def __init__(self) -> None:
         self.problems: list[Problem] = []
-        self.node_ids = list(wf.nodes)
-        self.inputs: Schema | None = None
+        self.rejected: set[str] = set()  # paths the file reader reported
 
     def add(self, path: str, message: str, hint: str = "") -> None:
+        """Record a problem, unless the file reader already reported one at *path*."""
+        if path not in self.rejected:
+            self.problems.append(Problem(path, message, hint))
+
+    def reject(self, path: str, message: str, hint: str = "") -> None:
+        """Record a problem of the file format: the value at *path* was not used."""
         self.problems.append(Problem(path, message, hint))
+        self.rejected.add(path)
+
+
+_file_validator: contextvars.ContextVar[Validator | None] = contextvars.ContextVar(
+    "openrooms_file_validator", default=None
+)
+
+
+@contextlib.contextmanager
+def validating_file() -> Iterator[Validator]:
+    """A :class:`Validator` that the next workflow built in this block continues.
+
+    The file reader reports into it; the ``Workflow(...)`` it then builds checks into the
+    same list and raises one :class:`~openrooms.errors.WorkflowValidationError` with
+    everything, also when only the reader found something.
+    """
+    validator = Validator()
+    token = _file_validator.set(validator)
+    try:
+        yield validator
+    finally:
+        _file_validator.reset(token)
+
+
+class _Checker:
+    """Checks one workflow, into a :class:`Validator`."""
+
+    def __init__(self, wf: Workflow, validator: Validator) -> None:
+        self.wf = wf
+        self.validator = validator
+        self.problems = validator.problems
+        self.add = validator.add
+        self.node_ids = list(wf.nodes)
+        self.inputs: Schema | None = None
 
     def header(self) -> None:
         wf = self.wf
@@ -155,7 +203,7 @@ class _Checker:
             from openrooms.inputs import inputs_problems
 
             problems, self.inputs = inputs_problems(self.wf)
-            self.problems.extend(problems)
+            self.extend(problems)
 
     def budget(self) -> None:
         b = self.wf.budget
@@ -257,8 +305,12 @@ class _Checker:
         found = executor.validate(node, path)
         if not found:
             found = executor.validate_in(self.wf, node, path)
-        self.problems.extend(found)
+        self.extend(found)
         return None if found else executor
+
+    def extend(self, problems: list[Problem]) -> None:
+        for p in problems:
+            self.add(p.path, p.message, p.hint)
 
     def retry(self, path: str, node: Node) -> None:
         r = node.retry
@@ -415,13 +467,23 @@ def build_plan(wf: Workflow) -> Plan:
     Raises:
         WorkflowValidationError: listing every problem found, each with its path.
     """
-    checker = _Checker(wf)
+    validator = _file_validator.get()
+    token = _file_validator.set(None)  # a workflow built while checking this one starts afresh
+    try:
+        return _build(wf, validator or Validator())
+    finally:
+        _file_validator.reset(token)
+
+
+def _build(wf: Workflow, validator: Validator) -> Plan:
+    checker = _Checker(wf, validator)
+    read = len(checker.problems)  # the file reader's, when *wf* was read from a file
     checker.header()
     executors = {node_id: checker.node(node_id, node) for node_id, node in wf.nodes.items()}
     table = checker.routes(executors)
     if wf.nodes and (wf.initial is None or wf.initial in wf.nodes):
         checker.reachable(table, wf.start)
-    if not checker.problems:
+    if len(checker.problems) == read:
         definition = wf.to_dict()
         bad = find_unstorable(definition, "")  # text anywhere: descriptions, labels, prompts
         if bad is not None:

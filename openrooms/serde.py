@@ -11,7 +11,7 @@ import difflib
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import cattrs
 
@@ -29,6 +29,9 @@ from openrooms.workflow import (
     Transition,
     Workflow,
 )
+
+if TYPE_CHECKING:
+    from openrooms.plan import Validator
 
 __all__ = [
     "converter",
@@ -275,11 +278,11 @@ _AGENT: Final = (
 
 
 class _Reader:
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
+    """Reads the file format into model objects, reporting what it cannot use to *validator*
+    (which the workflow built from it goes on checking)."""
 
-    def add(self, path: str, message: str, hint: str = "") -> None:
-        self.problems.append(Problem(path, message, hint))
+    def __init__(self, validator: Validator) -> None:
+        self.add = validator.reject
 
     def keys(self, d: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> None:
         for key in d:
@@ -457,45 +460,48 @@ def workflow_from_dict(data: Any) -> Workflow:
     Raises:
         WorkflowValidationError: every structural and semantic problem at once, with paths.
     """
-    r = _Reader()
-    wf_id = str(data.get("id", "<unnamed>")) if isinstance(data, Mapping) else "<unnamed>"
-    top = r.mapping(data, "")
-    if top is None:
-        raise WorkflowValidationError(
-            wf_id, [Problem("", f"expected a mapping at the top level, got {_kind(data)}")]
-        )
-    r.keys(top, _TOP, "")
-    if not isinstance(top.get("id"), str):
-        r.add("id", "a workflow needs an 'id' string", "e.g. id: order_approval")
-    nodes_in = r.mapping(top.get("nodes"), "nodes") or {}
-    if "nodes" not in top:
-        r.add("nodes", "a workflow needs 'nodes': a mapping of node ids to nodes")
-    nodes = {}
-    for node_id, value in nodes_in.items():
-        node = r.node(str(node_id), value)
-        if node is not None:
-            nodes[str(node_id)] = node
-    transitions_in = top.get("transitions", [])
-    if not isinstance(transitions_in, list):
-        r.add("transitions", f"expected a list, got {_kind(transitions_in)}")
-        transitions_in = []
-    transitions = [t for i, v in enumerate(transitions_in) if (t := r.transition(i, v))]
-    agents = {
-        str(name): a
-        for name, value in (r.mapping(top.get("agents"), "agents") or {}).items()
-        if (a := r.agent(str(name), value)) is not None
-    }
-    variables = r.mapping(top.get("variables"), "variables") or {}
-    budget = r.budget(top.get("budget"))
-    fields: dict[str, Any] = {
-        "id": top.get("id") if isinstance(top.get("id"), str) else wf_id,
-        "version": r.typed(top, "version", "", (int,), 1, "a whole number"),
-        "description": r.typed(top, "description", "", (str,), "", "a string"),
-        "initial": r.typed(top, "initial", "", (str,), None, "a node id"),
-        "max_steps": r.typed(top, "max_steps", "", (int,), DEFAULT_MAX_STEPS, "a whole number"),
-    }
-    try:
-        wf = Workflow(
+    from openrooms.plan import validating_file  # the plan imports the node types: only here
+
+    with validating_file() as validator:
+        r = _Reader(validator)
+        wf_id = str(data.get("id", "<unnamed>")) if isinstance(data, Mapping) else "<unnamed>"
+        top = r.mapping(data, "")
+        if top is None:
+            raise WorkflowValidationError(
+                wf_id, [Problem("", f"expected a mapping at the top level, got {_kind(data)}")]
+            )
+        r.keys(top, _TOP, "")
+        if not isinstance(top.get("id"), str):
+            r.add("id", "a workflow needs an 'id' string", "e.g. id: order_approval")
+        nodes_in = r.mapping(top.get("nodes"), "nodes") or {}
+        if "nodes" not in top:
+            r.add("nodes", "a workflow needs 'nodes': a mapping of node ids to nodes")
+        nodes = {}
+        for node_id, value in nodes_in.items():
+            node = r.node(str(node_id), value)
+            if node is not None:
+                nodes[str(node_id)] = node
+        transitions_in = top.get("transitions", [])
+        if not isinstance(transitions_in, list):
+            r.add("transitions", f"expected a list, got {_kind(transitions_in)}")
+            transitions_in = []
+        transitions = [t for i, v in enumerate(transitions_in) if (t := r.transition(i, v))]
+        agents = {
+            str(name): a
+            for name, value in (r.mapping(top.get("agents"), "agents") or {}).items()
+            if (a := r.agent(str(name), value)) is not None
+        }
+        variables = r.mapping(top.get("variables"), "variables") or {}
+        budget = r.budget(top.get("budget"))
+        fields: dict[str, Any] = {
+            "id": top.get("id") if isinstance(top.get("id"), str) else wf_id,
+            "version": r.typed(top, "version", "", (int,), 1, "a whole number"),
+            "description": r.typed(top, "description", "", (str,), "", "a string"),
+            "initial": r.typed(top, "initial", "", (str,), None, "a node id"),
+            "max_steps": r.typed(top, "max_steps", "", (int,), DEFAULT_MAX_STEPS, "a whole number"),
+        }
+        # checks the workflow into the same validator, and raises once with every problem
+        return Workflow(
             nodes=nodes,
             transitions=tuple(transitions),
             variables=dict(variables),
@@ -504,16 +510,6 @@ def workflow_from_dict(data: Any) -> Workflow:
             inputs=top.get("inputs"),
             **fields,
         )
-    except WorkflowValidationError as exc:
-        if r.problems:
-            # Skip follow-on problems about the pieces the structural pass already rejected.
-            broken = {p.path for p in r.problems}
-            extra = [p for p in exc.problems if p.path not in broken]
-            raise WorkflowValidationError(fields["id"], r.problems + extra) from None
-        raise
-    if r.problems:
-        raise WorkflowValidationError(fields["id"], r.problems)
-    return wf
 
 
 def workflow_to_dict(wf: Workflow) -> dict[str, Any]:
