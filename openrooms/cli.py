@@ -16,7 +16,7 @@ import textwrap
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, Literal, NoReturn, TypeVar, cast
 
 import click
 from click.core import ParameterSource
@@ -35,7 +35,9 @@ from openrooms.errors import (
     WorkflowValidationError,
 )
 from openrooms.events import Event, EventType, Level
+from openrooms.graph import render_graph
 from openrooms.inputs import parse_var
+from openrooms.present import ProgressPrinter, log_line, short
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runtime import Runtime, open_runtime
 from openrooms.terminal import printable
@@ -310,7 +312,7 @@ def _run_room(
             signal.signal(signal.SIGINT, restore)
     if interrupt.count and state.status is RoomStatus.RUNNING:
         if as_json:
-            click.echo(json.dumps(_room_json(state), ensure_ascii=False))
+            click.echo(json.dumps(serde.room_to_dict(state), ensure_ascii=False))
         click.echo(
             f"room {room_id} stopped at {state.current_node!r} after "
             f"{plural(state.steps, 'step')} (interrupted). Resume it with:\n"
@@ -324,71 +326,8 @@ def _run_room(
 # --- formatting -----------------------------------------------------------------------------
 
 
-def _short(value: Any, width: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-class _Progress:
-    """Prints a room's events as they are committed: one line per thing that happened."""
-
-    def __init__(self, verbose: bool = False) -> None:
-        self.verbose = verbose
-
-    def __call__(self, e: Event) -> None:
-        line = self.line(e)
-        if line:
-            click.echo(printable(line), err=True)
-
-    def line(self, e: Event) -> str | None:
-        t, d = e.type, e.data
-        ms = f" ({e.duration_ms:.1f} ms)" if e.duration_ms is not None else ""
-        if t is EventType.NODE_STARTED:
-            return (
-                f"  > {e.node} (attempt {d['attempt']})"
-                if self.verbose or d["attempt"] > 1
-                else None
-            )
-        if t is EventType.NODE_COMPLETED:
-            out = f" -> {_short(d['output'])}" if "output" in d else ""
-            label = f" [{d['outcome']}]" if d["outcome"] != "ok" else ""
-            return f"  ok   {e.node}{label}{out}{ms}"
-        if t is EventType.NODE_FAILED:
-            msg = e.error.message if e.error else d["outcome"]
-            return f"  FAIL {e.node} [{d['outcome']}] {msg}{ms}"
-        if t is EventType.RETRY_SCHEDULED:
-            return (
-                f"  ...  retrying {e.node} in {d['delay_ms'] / 1000:g} s (attempt {d['attempt']})"
-            )
-        if t is EventType.TRANSITION:
-            return f"       {d['from']} --{d['on']}--> {d['to']}" if self.verbose else None
-        if t is EventType.ROOM_WAITING:
-            prompt = f": {d['prompt']}" if "prompt" in d else ""
-            return f"  wait {e.node}{prompt}"
-        if t is EventType.ROOM_RESUMED:
-            return f"  resuming at {e.node} (attempt {d['attempt']})"
-        if t is EventType.ROOM_FAILED:
-            return f"  room failed: {d.get('reason')}"
-        if t is EventType.ROOM_CANCELLED:
-            return f"  room cancelled: {d.get('reason')}"
-        if t is EventType.TOOL_CALLED and (self.verbose or d.get("refused")):
-            refused = " REFUSED (not in the agent's tools)" if d.get("refused") else ""
-            return f"       tool {d['tool']}({_short(d.get('args'), 40)}){refused}{ms}"
-        if t is EventType.LLM_CALLED:
-            if e.error is not None:
-                return f"       model {d.get('model')} failed: {e.error.message}"
-            if not self.verbose:
-                return None
-            u = d.get("usage") or {}
-            tokens = u.get("prompt_tokens", 0) + u.get("completion_tokens", 0)
-            return (
-                f"       model {d.get('model')} turn {d.get('turn')}: {plural(tokens, 'token')}{ms}"
-            )
-        if t is EventType.BRANCH_COMPLETED and self.verbose:
-            return f"       branch {d['branch']} {'ok' if d.get('ok') else 'FAILED'}"
-        if t is EventType.BUDGET_EXCEEDED:
-            return f"  budget exceeded: {d['budget']} {d['used']:g} > {d['limit']:g}"
-        return None
+def _echo_err(line: str) -> None:
+    click.echo(printable(line), err=True)
 
 
 def _finish(state: RoomState, as_json: bool) -> NoReturn:
@@ -396,7 +335,7 @@ def _finish(state: RoomState, as_json: bool) -> NoReturn:
     (4 if it is somehow still unfinished, with the command that resumes it)."""
     ctx = click.get_current_context()
     if as_json:
-        click.echo(json.dumps(_room_json(state), ensure_ascii=False))
+        click.echo(json.dumps(serde.room_to_dict(state), ensure_ascii=False))
     elif state.status is RoomStatus.WAITING:
         click.echo(f"room {state.room_id} is waiting at {state.current_node!r}; continue it with:")
         click.echo(f"  {_command(ctx, 'input', state.room_id, '--data', '<json>')}")
@@ -416,13 +355,6 @@ def _finish(state: RoomState, as_json: bool) -> NoReturn:
     if state.status is RoomStatus.WAITING:
         ctx.exit(EXIT_WAITING)
     ctx.exit(EXIT_FAILED if state.status.is_terminal else EXIT_ERROR)
-
-
-def _room_json(state: RoomState) -> dict[str, Any]:
-    d = serde.state_to_dict(state)
-    d["id"] = d.pop("room_id")
-    d["workflow"] = {"id": d.pop("workflow_id"), "version": d.pop("workflow_version")}
-    return d
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -523,7 +455,7 @@ def run(
         _check_keys(rt, wf)
         room = rt.create_room(wf, variables, name=name)
         click.echo(f"room {room.room_id} ({wf.id} v{wf.version})", err=True)
-        progress = _Progress(verbose)
+        progress = ProgressPrinter(_echo_err, verbose=verbose)
         _run_room(ctx, rt, room.room_id, lambda: rt.run(room.room_id, on_event=progress), as_json)
 
 
@@ -556,7 +488,7 @@ def input_(ctx: click.Context, room_id: str, data: str, as_json: bool, verbose: 
         value = loading.parse_json(data, source="--data")
     with _runtime(ctx, existing=True) as rt:
         _check_room_keys(rt, room_id)
-        progress = _Progress(verbose)
+        progress = ProgressPrinter(_echo_err, verbose=verbose)
         _run_room(
             ctx, rt, room_id, lambda: rt.send_input(room_id, value, on_event=progress), as_json
         )
@@ -582,7 +514,7 @@ def resume(ctx: click.Context, room_id: str, force: bool, as_json: bool, verbose
     """
     with _runtime(ctx, existing=True) as rt:
         _check_room_keys(rt, room_id)
-        progress = _Progress(verbose)
+        progress = ProgressPrinter(_echo_err, verbose=verbose)
         _run_room(
             ctx, rt, room_id, lambda: rt.run(room_id, force=force, on_event=progress), as_json
         )
@@ -637,7 +569,7 @@ def rooms(
     for exc in corrupt:  # listed with the others; what is wrong goes to stderr
         click.echo(f"Warning: {exc}", err=True)
     if as_json:
-        listed = [_room_json(s) for s in found]
+        listed = [serde.room_to_dict(s) for s in found]
         listed += [{"id": e.room_id, "status": "corrupt", "error": str(e)} for e in corrupt]
         click.echo(json.dumps(listed, ensure_ascii=False))
         return
@@ -668,7 +600,7 @@ def show(ctx: click.Context, room_id: str, as_json: bool) -> None:
     with _runtime(ctx, read_only=True) as rt:
         state = rt.get_room(room_id)
     if as_json:
-        click.echo(json.dumps(_room_json(state), ensure_ascii=False, indent=2))
+        click.echo(json.dumps(serde.room_to_dict(state), ensure_ascii=False, indent=2))
         return
     click.echo(printable(f"room:      {state.room_id} ({state.name})"))
     click.echo(f"workflow:  {state.workflow_id} v{state.workflow_version}")
@@ -686,7 +618,7 @@ def show(ctx: click.Context, room_id: str, as_json: bool) -> None:
             f"{plural(u.get('completion_tokens', 0), 'token')}{cost}"
         )
     if state.memory:
-        click.echo(f"memory:    {_short(dict(state.memory), 80)}")
+        click.echo(f"memory:    {short(dict(state.memory), 80)}")
     click.echo("variables:")
     for line in json.dumps(dict(state.variables), indent=2, ensure_ascii=False).splitlines():
         click.echo(printable(f"  {line}"))
@@ -717,25 +649,14 @@ def replay(ctx: click.Context, room_id: str, as_json: bool) -> None:
         )
     else:
         click.echo(f"diverged at event {report.diverged_at}:")
-        click.echo(f"  recorded: {_short(report.expected, 200)}")
-        click.echo(f"  re-run:   {_short(report.got, 200)}")
+        click.echo(f"  recorded: {short(report.expected, 200)}")
+        click.echo(f"  re-run:   {short(report.got, 200)}")
     sys.exit(0 if report.identical else 1)
 
 
 def _event_json(e: Event) -> str:
     d = serde.event_to_dict(e)
     return json.dumps(d, ensure_ascii=False)
-
-
-def _event_line(e: Event) -> str:
-    import datetime as dt
-
-    when = dt.datetime.fromtimestamp(e.timestamp / 1000, dt.UTC).strftime("%H:%M:%S.%f")[:-3]
-    data = _short(dict(e.data), 80) if e.data else ""
-    err = f" error={e.error.type}: {e.error.message}" if e.error else ""
-    return (
-        f"{e.seq:>5} {when} {e.level.value:<5} {e.type.value:<15} {e.node or '-':<16} {data}{err}"
-    )
 
 
 @cli.command()
@@ -785,7 +706,7 @@ def logs(
     """
     min_level = Level(level.upper()) if level else None
     wanted = [EventType(t.upper()) for t in types] or None
-    fmt = _event_json if as_json else _event_line
+    fmt = _event_json if as_json else log_line
     with _runtime(ctx, read_only=True) as rt:
         rt.get_room(room_id)
         if follow:
@@ -926,10 +847,6 @@ def _signature(schema: Any) -> str:
     return ", ".join(parts)
 
 
-def _mermaid_id(node_id: str) -> str:
-    return node_id.replace("-", "_")
-
-
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option(
@@ -940,7 +857,7 @@ def _mermaid_id(node_id: str) -> str:
     show_default=True,
     help="Output format.",
 )
-def graph(file: str, fmt: str) -> None:
+def graph(file: str, fmt: Literal["mermaid", "table"]) -> None:
     """Print a workflow's state machine as a Mermaid diagram or a transition table.
 
     Example:
@@ -949,35 +866,6 @@ def graph(file: str, fmt: str) -> None:
     """
     wf = load_workflow(file)
     click.echo(render_graph(wf, fmt))
-
-
-def render_graph(wf: Workflow, fmt: str) -> str:
-    """The workflow as ``mermaid`` (a ``stateDiagram-v2``) or a plain ``table``."""
-    if fmt == "table":
-        rows = [("#", "FROM", "ON", "WHEN", "TO")]
-        rows += [
-            (str(i), t.source, t.on, t.when or "(default)", t.target)
-            for i, t in enumerate(wf.transitions)
-        ]
-        widths = [max(len(r[c]) for r in rows) for c in range(5)]
-        lines = [
-            "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows
-        ]
-        nodes = ", ".join(f"{n} ({node.type})" for n, node in wf.nodes.items())
-        return f"workflow {wf.id} v{wf.version}; start: {wf.start}\nnodes: {nodes}\n" + "\n".join(
-            lines
-        )
-    out = ["stateDiagram-v2", f"    [*] --> {_mermaid_id(wf.start)}"]
-    for node_id, node in wf.nodes.items():
-        out.append(f"    {_mermaid_id(node_id)} : {node_id} ({node.type})")
-    for t in wf.transitions:
-        label = t.on if t.when is None else f"{t.on} [{t.when}]"
-        label = label.replace(":", "#58;")
-        out.append(f"    {_mermaid_id(t.source)} --> {_mermaid_id(t.target)} : {label}")
-    for node_id, node in wf.nodes.items():
-        if node.type == "end":
-            out.append(f"    {_mermaid_id(node_id)} --> [*]")
-    return "\n".join(out)
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "event_from_dict",
     "event_to_dict",
     "loads",
+    "room_to_dict",
     "state_from_dict",
     "state_to_dict",
     "workflow_from_dict",
@@ -77,6 +78,15 @@ def state_to_dict(s: RoomState) -> dict[str, Any]:
         "usage": s.usage,
         "node_seq": s.node_seq,
     }
+
+
+def room_to_dict(s: RoomState) -> dict[str, Any]:
+    """A room as people and API clients see it (``openrooms show --json``): the state's
+    fields, with ``id`` for ``room_id`` and ``workflow: {id, version}``."""
+    d = state_to_dict(s)
+    d["id"] = d.pop("room_id")
+    d["workflow"] = {"id": d.pop("workflow_id"), "version": d.pop("workflow_version")}
+    return d
 
 
 _NONE = type(None)
