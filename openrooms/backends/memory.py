@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from openrooms.backends.base import AtomicStore, JobQueue, Lease, StoredWorkflow
+from openrooms.backends.selection import select_events
 from openrooms.errors import (
     CorruptRoomError,
     RoomExistsError,
@@ -177,14 +178,8 @@ class MemoryStore(AtomicStore):
         min_level: Level | None = None,
         types: Sequence[EventType] | None = None,
     ) -> list[Event]:
-        events = self._logs.get(room_id, [])[after:]
-        if min_level is not None:
-            rank = min_level.rank
-            events = [e for e in events if e.level.rank >= rank]
-        if types is not None:
-            wanted = set(types)
-            events = [e for e in events if e.type in wanted]
-        return events[:limit] if limit is not None else list(events)
+        events = self._logs.get(room_id, [])[after:]  # event seq N is at index N - 1
+        return select_events(events, limit=limit, min_level=min_level, types=types)
 
     def last_seq(self, room_id: RoomId) -> int:
         return len(self._logs.get(room_id, ()))

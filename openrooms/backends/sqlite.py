@@ -28,6 +28,7 @@ from typing import Any, Final
 
 from openrooms import serde
 from openrooms.backends.base import AtomicStore, Lease, StoredWorkflow
+from openrooms.backends.selection import select_events
 from openrooms.errors import (
     BackendConfigError,
     BackendError,
@@ -702,25 +703,14 @@ class SQLiteStore(AtomicStore):
         min_level: Level | None = None,
         types: Sequence[EventType] | None = None,
     ) -> list[Event]:
-        wanted = None if types is None else frozenset(types)
-        floor = 0 if min_level is None else min_level.rank
-        out: list[Event] = []
         with _driver_errors(), self._lock:
             rows = self._db.execute(
                 "SELECT first_seq, body FROM events "
                 "WHERE room_id = ? AND last_seq > ? ORDER BY first_seq",
                 (room_id, after),
             ).fetchall()
-        for first_seq, body in rows:
-            for event in self._decode_events(room_id, first_seq, body):
-                if event.seq <= after or event.level.rank < floor:
-                    continue
-                if wanted is not None and event.type not in wanted:
-                    continue
-                out.append(event)
-                if limit is not None and len(out) >= limit:
-                    return out
-        return out
+        decoded = (e for row in rows for e in self._decode_events(room_id, *row))
+        return select_events(decoded, after=after, limit=limit, min_level=min_level, types=types)
 
     def _decode_events(self, room_id: RoomId, first_seq: int, body: Any) -> list[Event]:
         """An events row's batch, or CorruptRoomError naming the file and row."""
