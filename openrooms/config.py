@@ -18,7 +18,6 @@ environment), never from room variables or workflow input::
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import attrs
 
 from openrooms import loading
+from openrooms._wording import did_you_mean
 from openrooms.errors import Problem, SchemaValidationError
 from openrooms.tools.destination import HttpPolicy
 from openrooms.workflow import (
@@ -160,8 +160,7 @@ def _room_limits(section: Any, problems: list[Problem]) -> dict[str, int]:
 
 def _suggest(key: object, known: Sequence[str]) -> str:
     """``did you mean 'x'?`` for a near miss, else the known keys."""
-    close = difflib.get_close_matches(str(key), known, n=1)
-    return f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+    return did_you_mean(key, known, f"known: {', '.join(known)}")
 
 
 def load_config(path: str | Path) -> RuntimeConfig:

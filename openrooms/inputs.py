@@ -21,6 +21,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+from openrooms._wording import VARIABLE_NAME_HINT, is_variable_name
 from openrooms.errors import (
     InputError,
     PatternTimeoutError,
@@ -77,12 +78,12 @@ def inputs_problems(wf: Workflow) -> tuple[list[Problem], Schema | None]:
             Problem("inputs.type", f"expected 'object', got {inputs['type']!r}", "or leave it out")
         )
     for name in _declared(inputs):
-        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+        if not is_variable_name(name):
             problems.append(
                 Problem(
                     f"inputs.properties.{name}",
                     f"{name!r} is not a valid variable name",
-                    "use letters, digits and underscores, not starting with a digit or _",
+                    VARIABLE_NAME_HINT,
                 )
             )
     if problems:

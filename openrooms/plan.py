@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import difflib
 import json
 import math
 import re
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from openrooms._wording import article
+from openrooms._wording import VARIABLE_NAME_HINT, article, did_you_mean, is_variable_name
 from openrooms.errors import ExpressionError, Problem, WorkflowValidationError
 from openrooms.expressions import Expression, compile_expression
 from openrooms.nodes import FAILURE_LABELS, GUARD_NAMES, NodeExecutor, node_types
@@ -95,8 +94,7 @@ class Plan:
 
 
 def _suggest(name: str, options: list[str], kind: str = "nodes") -> str:
-    close = difflib.get_close_matches(name, options, n=1)
-    return f"did you mean {close[0]!r}?" if close else f"known {kind}: {', '.join(options[:20])}"
+    return did_you_mean(name, options, f"known {kind}: {', '.join(options[:20])}")
 
 
 def _is_finite(value: object) -> bool:
@@ -178,11 +176,11 @@ class _Checker:
         if not isinstance(wf.description, str):
             self.add("description", "expected a string")
         for name, value in wf.variables.items():
-            if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+            if not is_variable_name(name):
                 self.add(
                     "variables",
                     f"{name!r} is not a valid variable name",
-                    "use letters, digits and underscores, not starting with a digit or _",
+                    VARIABLE_NAME_HINT,
                 )
             elif (found := find_unstorable(value, f"variables.{name}")) is not None:
                 self.add(found[0], f"default {found[1]}", "only JSON values can be stored")
@@ -274,9 +272,7 @@ class _Checker:
             )
         if node.id != node_id:
             self.add(f"{path}.id", f"node is filed under {node_id!r} but its id is {node.id!r}")
-        if node.output is not None and (
-            not node.output.isidentifier() or node.output.startswith("_")
-        ):
+        if node.output is not None and not is_variable_name(node.output):
             self.add(f"{path}.output", f"{node.output!r} is not a valid variable name")
         top = MAX_WAIT_TIMEOUT_S if node.type == "wait" else MAX_NODE_TIMEOUT_S
         if node.timeout_s is not None and not (

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from openrooms import engine
+from openrooms._wording import VARIABLE_NAME_HINT, is_variable_name
 from openrooms.backends import DEFAULT_DB_URL, EventLog, StateStore, StoredWorkflow, open_backend
 from openrooms.config import RuntimeConfig
 from openrooms.errors import (
@@ -73,13 +74,9 @@ def workflow_digest(definition: Mapping[str, Any]) -> str:
 def _check_variables(variables: Mapping[str, Any]) -> None:
     problems = []
     for name, value in variables.items():
-        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+        if not is_variable_name(name):
             problems.append(
-                Problem(
-                    f"variables.{name}",
-                    "not a valid variable name",
-                    "use letters, digits and underscores, not starting with _",
-                )
+                Problem(f"variables.{name}", "not a valid variable name", VARIABLE_NAME_HINT)
             )
             continue
         found = find_unstorable(value, f"variables.{name}")

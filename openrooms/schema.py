@@ -18,7 +18,6 @@ of 0.1) and ``uniqueItems`` is checked in linear time.
 from __future__ import annotations
 
 import contextvars
-import difflib
 import functools
 import itertools
 import json
@@ -28,6 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Final
 
+from openrooms._wording import closest, did_you_mean, type_name
 from openrooms.errors import PatternTimeoutError, Problem, SchemaValidationError
 
 if TYPE_CHECKING:
@@ -146,26 +146,8 @@ def _show(value: object) -> str:
     try:
         text = json.dumps(value, default=repr, ensure_ascii=False)
     except (RecursionError, ValueError):
-        return f"<{_type_name(value)}>"
+        return f"<{type_name(value)}>"
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
 
 
 def _join(path: str, parts: Sequence[str | int]) -> str:
@@ -230,16 +212,15 @@ class _Walk:
             self.add(path, f"schema nested more than {MAX_SCHEMA_DEPTH} levels deep")
             return
         if not isinstance(schema, Mapping):
-            self.add(path, f"a schema must be a mapping, got {_type_name(schema)}", "or true/false")
+            self.add(path, f"a schema must be a mapping, got {type_name(schema)}", "or true/false")
             return
         for key, value in schema.items():
             where = f"{path}.{key}"
             if key not in _VALUES and key not in _ONE_SCHEMA | _NAMED_SCHEMAS | _LISTED_SCHEMAS:
-                close = difflib.get_close_matches(str(key), _KNOWN, n=1)
                 self.add(
                     where,
                     f"unsupported keyword {key!r}",
-                    f"did you mean {close[0]!r}?" if close else "",
+                    did_you_mean(key, _KNOWN),
                 )
             elif key in _ONE_SCHEMA:
                 if key == "unevaluatedProperties":
@@ -346,7 +327,7 @@ def _locate(schema: object, parts: list[str | int]) -> tuple[list[str | int], st
 def _keyword_message(keyword: str | None, value: object, fallback: str) -> tuple[str, str]:
     """Our message (and hint) for a keyword whose *value* the meta-schema refuses."""
     if keyword is None:
-        return f"a schema must be a mapping, got {_type_name(value)}", "or true/false"
+        return f"a schema must be a mapping, got {type_name(value)}", "or true/false"
     if keyword == "type":
         names = value if isinstance(value, list) else [value]
         for n in names:
@@ -517,9 +498,9 @@ def _kw_additional_properties(
         if matched:
             continue
         if extra is False:
-            close = difflib.get_close_matches(str(key), list(properties), n=1)
+            near = closest(key, properties)
             allowed = f"allowed: {', '.join(properties) or 'none'}"
-            hint = f"did you mean {close[0]!r}? {allowed}" if close else allowed
+            hint = f"did you mean {near!r}? {allowed}" if near is not None else allowed
             yield ValidationError("unexpected property", path=[key], cause=_Detail(hint))
         else:
             yield from validator.descend(instance[key], extra, path=key)
@@ -694,7 +675,7 @@ def _value_message(e: Any) -> str:
         return "no value is allowed here"
     if keyword == "type":
         names = expected if isinstance(expected, list) else [expected]
-        return f"expected {' or '.join(names)}, got {_type_name(value)} {_show(value)}"
+        return f"expected {' or '.join(names)}, got {type_name(value)} {_show(value)}"
     if keyword == "enum":
         return f"{_show(value)} is not one of {_show(expected)}"
     if keyword == "const":

@@ -7,7 +7,7 @@ malformed file reports every problem with its path instead of a cattrs traceback
 
 from __future__ import annotations
 
-import difflib
+import functools
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import cattrs
 
 from openrooms import loading
+from openrooms._wording import did_you_mean, type_name
 from openrooms.errors import CorruptRoomError, InputError, Problem, WorkflowValidationError
 from openrooms.events import ErrorInfo, Event, EventType, Level
 from openrooms.room import RoomState, RoomStatus
@@ -150,6 +151,7 @@ def _field_problem(d: Mapping[str, Any], fields: Any, *, required: bool) -> str 
 
 
 _MISSING: Final = object()
+_kind: Final = functools.partial(type_name, words="file")
 
 
 def state_from_dict(d: Mapping[str, Any]) -> RoomState:
@@ -297,8 +299,7 @@ class _Reader:
     def keys(self, d: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> None:
         for key in d:
             if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+                hint = did_you_mean(key, allowed, f"allowed: {', '.join(allowed)}")
                 self.add(f"{path}.{key}" if path else str(key), "unknown key", hint)
 
     def mapping(self, value: Any, path: str) -> Mapping[str, Any] | None:
@@ -450,18 +451,6 @@ def _expr_text(value: str | bool | int | float) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _kind(value: Any) -> str:
-    return {
-        dict: "a mapping",
-        list: "a list",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        type(None): "nothing",
-    }.get(type(value), type(value).__name__)
 
 
 def workflow_from_dict(data: Any) -> Workflow:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from openrooms._wording import closest
 from openrooms.errors import EvaluationError, ExpressionError
 from openrooms.expressions._limits import (
     _MAX_FOLDED_SIZE,
@@ -372,10 +372,10 @@ class _Parser:
             raise self.error("names starting with '_' are not allowed", t)
         if not self.allow_names or (self.allowed is not None and name not in self.allowed):
             options = sorted(self.allowed or ())
-            close = difflib.get_close_matches(name, options, n=1)
+            near = closest(name, options)
             hint = (
-                f" — did you mean {close[0]!r}?"
-                if close
+                f" — did you mean {near!r}?"
+                if near is not None
                 else (
                     f"; available: {', '.join(options)}" if options else "; no names are available"
                 )

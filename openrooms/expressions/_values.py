@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from openrooms._wording import type_name
 from openrooms.errors import EvaluationError
 from openrooms.expressions._limits import (
     _MAX_VALUE_SIZE,
@@ -15,21 +17,7 @@ from openrooms.expressions._limits import (
     _Limit,
 )
 
-
-def _kind(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, int | float):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list | tuple):
-        return "list"
-    if isinstance(v, Mapping):
-        return "object"
-    return type(v).__name__
+_kind: Final = functools.partial(type_name, words="expression")
 
 
 def _is_num(v: Any) -> bool:

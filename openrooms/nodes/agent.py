@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from openrooms import deadline
+from openrooms._wording import did_you_mean
 from openrooms.errors import CompletionError, InputError, Problem, SchemaValidationError
 from openrooms.events import ErrorInfo, EventType, Level
 from openrooms.expressions import Template, compile_template
@@ -96,13 +97,10 @@ class AgentExecutor(NodeExecutor):
         return problems
 
     def validate_in(self, workflow: Workflow, node: Node, path: str) -> list[Problem]:
-        import difflib
-
         name = node.config["agent"]
         if name in workflow.agents:
             return []
-        close = difflib.get_close_matches(name, list(workflow.agents), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else "declare it under 'agents'"
+        hint = did_you_mean(name, workflow.agents, "declare it under 'agents'")
         return [Problem(f"{path}.agent", f"unknown agent {name!r}", hint)]
 
     def prepare(self, node: Node) -> PreparedAgent:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import attrs
 
-from openrooms._wording import article
+from openrooms._wording import article, did_you_mean
 from openrooms.errors import Problem
 from openrooms.events import ErrorInfo, EventType, Level
 
@@ -55,16 +55,13 @@ GUARD_NAMES: Final = frozenset(
 
 def unknown_keys(node: Node, path: str, allowed: frozenset[str]) -> list[Problem]:
     """Problems for config keys of *node* outside *allowed* (typos, misplaced settings)."""
-    import difflib
-
     problems = []
     for key in node.config:
         if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = (
-                f"did you mean {close[0]!r}?"
-                if close
-                else (f"{node.type!r} nodes take: {', '.join(sorted(allowed)) or 'no settings'}")
+            hint = did_you_mean(
+                key,
+                sorted(allowed),
+                f"{node.type!r} nodes take: {', '.join(sorted(allowed)) or 'no settings'}",
             )
             problems.append(
                 Problem(

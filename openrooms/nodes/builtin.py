@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import attrs
 
+from openrooms._wording import VARIABLE_NAME_HINT, did_you_mean, is_variable_name
 from openrooms.config import DEFAULT_MAX_LOGGED_BYTES
 from openrooms.errors import (
     EvaluationError,
@@ -52,10 +53,6 @@ __all__ = [
     "ToolExecutor",
     "WaitExecutor",
 ]
-
-
-def _is_identifier(name: object) -> bool:
-    return isinstance(name, str) and name.isidentifier() and not name.startswith("_")
 
 
 def _compile(value: Any, path: str, problems: list[Problem]) -> CompiledValue | None:
@@ -112,12 +109,12 @@ class SetExecutor(NodeExecutor):
                 problems.append(Problem(f"{path}.{key}", "expected a mapping of names to values"))
                 continue
             for name, value in mapping.items():
-                if not _is_identifier(name):
+                if not is_variable_name(name):
                     problems.append(
                         Problem(
                             f"{path}.{key}",
                             f"{name!r} is not a valid name",
-                            "use letters, digits and underscores, not starting with a digit or _",
+                            VARIABLE_NAME_HINT,
                         )
                     )
                 _compile(value, f"{path}.{key}.{name}", problems)
@@ -308,13 +305,8 @@ class ToolExecutor(NodeExecutor):
         if not isinstance(name, str) or not name:
             problems.append(Problem(f"{path}.tool", "a 'tool' node needs 'tool': a tool name"))
         elif name not in known:
-            import difflib
-
-            close = difflib.get_close_matches(name, known.names(), n=1)
-            hint = (
-                f"did you mean {close[0]!r}?"
-                if close
-                else (f"registered tools: {', '.join(known.names())}")
+            hint = did_you_mean(
+                name, known.names(), f"registered tools: {', '.join(known.names())}"
             )
             problems.append(Problem(f"{path}.tool", f"unknown tool {name!r}", hint))
         args = node.config.get("args", {})

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from openrooms._wording import article
+from openrooms._wording import article, is_variable_name
 from openrooms.errors import Problem, RoomLimitError
 from openrooms.events import ErrorInfo, EventType, Level
 from openrooms.expressions import CompiledValue, compile_value
@@ -104,7 +104,7 @@ def _inline_node(spec: object, node_id: str, path: str, problems: list[Problem])
         )
         return None
     output = spec.get("output")
-    if output is not None and (not isinstance(output, str) or not output.isidentifier()):
+    if output is not None and not is_variable_name(output):
         problems.append(Problem(f"{path}.output", f"{output!r} is not a valid variable name"))
     config = {k: v for k, v in spec.items() if k not in _INLINE_KEYS}
     node = NodeClass(id=node_id, type=str(kind), config=config, output=output)

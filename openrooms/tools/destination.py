@@ -17,7 +17,6 @@ for every redirect:
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
@@ -26,6 +25,7 @@ from urllib.parse import quote, urlsplit
 
 import attrs
 
+from openrooms._wording import did_you_mean
 from openrooms.errors import Problem, SchemaValidationError, ToolError
 from openrooms.tools.address import (
     IPAddress,
@@ -233,8 +233,7 @@ class HttpPolicy:
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+                hint = did_you_mean(key, known, f"known: {', '.join(known)}")
                 problems.append(Problem(f"{where}.{key}", "unknown setting", hint))
                 continue
             try:

@@ -315,6 +315,10 @@ transitions:
             "both: {type: map, items: [1], node: {type: set, assign: {a: 1}, output: x}}",
             "nodes.both.node.output",
         ),
+        (  # a branch's output is a room variable: '_' names are reserved, as everywhere
+            "both: {type: parallel, branches: {a: {type: tool, tool: calculator, output: _x}}}",
+            "nodes.both.branches.a.output",
+        ),
     ],
 )
 def test_bad_fanout_nodes_are_refused_with_their_path(text: str, path: str) -> None:

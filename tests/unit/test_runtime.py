@@ -288,6 +288,9 @@ def test_bad_variables_are_refused_before_anything_is_stored(rt: Runtime) -> Non
         rt.create_room(wf, {"x": object()})
     with pytest.raises(SchemaValidationError, match="variable name"):
         rt.create_room(wf, {"no good": 1})
+    with pytest.raises(SchemaValidationError) as info:
+        rt.create_room(wf, {"2x": 1})  # the hint names both rules, as a workflow's does
+    assert info.value.problems[0].hint.endswith("not starting with a digit or _")
     assert rt.list_rooms() == []
 
 
