@@ -37,7 +37,7 @@ EXIT_ROWS: Final = (
     ("0", "done: the room completed (`run`, `input`, `resume`), or the command succeeded"),
     (
         "1",
-        "the room failed or was cancelled (`run`, `input`, `resume`); `replay`: the re-run "
+        "the room failed or was cancelled (`run`, `input`, `resume`); `rerun`: the re-run "
         "diverged; `db check`: it found damage",
     ),
     (

@@ -628,7 +628,7 @@ def show(ctx: click.Context, room_id: str, as_json: bool) -> None:
 @click.argument("room_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
-def replay(ctx: click.Context, room_id: str, as_json: bool) -> None:
+def rerun(ctx: click.Context, room_id: str, as_json: bool) -> None:
     """Re-run a room offline from its log and report whether it diverges.
 
     Every model and tool call is answered from the log (no provider, no network), input
@@ -637,8 +637,32 @@ def replay(ctx: click.Context, room_id: str, as_json: bool) -> None:
 
     Example:
 
-        openrooms replay 0193ab12cd34ef5678
+        openrooms rerun 0193ab12cd34ef5678
     """
+    _rerun(ctx, room_id, as_json)
+
+
+@cli.command("replay", hidden=True)
+@click.argument("room_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def replay_alias(ctx: click.Context, room_id: str, as_json: bool) -> None:
+    """Deprecated: the old name of `openrooms rerun`, which it runs after a note on stderr.
+
+    `replay` now names only folding a room's log into its state (`Runtime.replay` in Python).
+
+    Example:
+
+        openrooms rerun 0193ab12cd34ef5678
+    """
+    click.echo(
+        "Note: `openrooms replay` is deprecated and will be removed; use `openrooms rerun`.",
+        err=True,
+    )
+    _rerun(ctx, room_id, as_json)
+
+
+def _rerun(ctx: click.Context, room_id: str, as_json: bool) -> NoReturn:
     with _runtime(ctx, read_only=True) as rt:
         report = rt.rerun(room_id)
     if as_json:

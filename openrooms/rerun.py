@@ -8,7 +8,7 @@ the original, event by event, ignoring times and durations. A difference means t
 workflow, a node type or a tool is not deterministic, or the workflow changed — the
 report says at which event.
 
-``openrooms replay ROOM`` prints the report (exit 0: identical, 1: diverged).
+``openrooms rerun ROOM`` prints the report (exit 0: identical, 1: diverged).
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def rerun(rt: Runtime, room_id: str) -> RerunReport:
         raise RoomStatusError(
             state.room_id,
             state.status.value,
-            "replay it",
+            "re-run it",
             "its log stops mid-run; resume it (or cancel it) first",
         )
     original = rt.log.read(state.room_id)

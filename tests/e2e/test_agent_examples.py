@@ -63,7 +63,7 @@ def test_support_triage_classifies_looks_up_waits_for_approval_then_replies(
     assert final["variables"]["reply"] == script["models"]["writer"][-1]["content"]
     assert final["usage"]["model_calls"] == 3
 
-    same = openrooms("replay", final["id"], db=db)
+    same = openrooms("rerun", final["id"], db=db)
     assert same.returncode == 0, same.stdout + same.stderr
     assert same.stdout.startswith("identical:")
 

@@ -127,12 +127,12 @@ def test_the_continue_command_after_plugin_and_config_runs_as_printed(tmp_path: 
 
     # the same input without the plugin: the workflow cannot even be loaded
     room_id = follow[follow.index("input") + 1]
-    replay = openrooms(["openrooms", "replay", room_id], env, tmp_path)
-    assert replay.returncode == 2, replay.stderr
-    assert "unknown tool 'shout'" in replay.stderr
-    assert "openrooms --plugin MODULE replay" in replay.stderr
-    replay = openrooms(["openrooms", "--plugin", "shout_plugin", "replay", room_id], env, tmp_path)
-    assert replay.returncode == 0, replay.stderr
+    rerun = openrooms(["openrooms", "rerun", room_id], env, tmp_path)
+    assert rerun.returncode == 2, rerun.stderr
+    assert "unknown tool 'shout'" in rerun.stderr
+    assert "openrooms --plugin MODULE rerun" in rerun.stderr
+    rerun = openrooms(["openrooms", "--plugin", "shout_plugin", "rerun", room_id], env, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
 
 
 def test_tools_lists_a_plugins_tools(tmp_path: Path) -> None:

@@ -101,8 +101,8 @@ def test_inspecting_commands_do_not_wait_for_a_stopped_writer(
     follow = openrooms(db, "logs", room_id, "--follow")
     assert follow.returncode == 0, follow.stderr
     assert follow.stdout == logs.stdout
-    replay = openrooms(db, "replay", room_id)
-    assert replay.returncode == 0, replay.stdout + replay.stderr
+    rerun = openrooms(db, "rerun", room_id)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     check = openrooms(db, "db", "check")
     assert (check.returncode, check.stdout) == (0, "ok\n"), check.stderr
 

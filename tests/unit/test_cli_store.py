@@ -50,7 +50,8 @@ def damage(path: Path, statement: str) -> None:
         ("show", "r1"),
         ("rooms",),
         ("logs", "r1"),
-        ("replay", "r1"),
+        ("rerun", "r1"),
+        ("replay", "r1"),  # the deprecated name of rerun
         ("db", "check"),
         ("workflows",),
         # commands that change a room that must exist: they write, but create nothing

@@ -121,7 +121,7 @@ transitions:
     assert report.expected["data"]["output"] != report.got["data"]["output"]
 
 
-def test_the_cli_replay_command_exits_by_the_verdict(tmp_path: Path) -> None:
+def test_the_cli_rerun_command_exits_by_the_verdict(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'cli.db'}"
     flow = tmp_path / "loop.yaml"
     flow.write_text(
@@ -133,7 +133,7 @@ def test_the_cli_replay_command_exits_by_the_verdict(tmp_path: Path) -> None:
     ran = runner.invoke(cli, ["--db", db, "run", str(flow), "--json"])
     assert ran.exit_code == 0, ran.output
     room_id = json.loads(ran.stdout.strip().splitlines()[-1])["id"]
-    same = runner.invoke(cli, ["--db", db, "replay", room_id])
+    same = runner.invoke(cli, ["--db", db, "rerun", room_id])
     assert same.exit_code == 0, same.output
     assert same.stdout.startswith("identical:")
     wf = serde.workflow_from_text(
@@ -144,9 +144,27 @@ def test_the_cli_replay_command_exits_by_the_verdict(tmp_path: Path) -> None:
     other = Runtime(store, store)
     ticking = other.run(other.create_room(wf).id)
     other.close()
-    differs = runner.invoke(cli, ["--db", db, "replay", ticking.id, "--json"])
+    differs = runner.invoke(cli, ["--db", db, "rerun", ticking.id, "--json"])
     assert differs.exit_code == 1
     assert '"identical": false' in differs.stdout
+
+
+def test_replay_is_a_hidden_deprecated_name_of_the_rerun_command(tmp_path: Path) -> None:
+    """``openrooms replay`` (the old name) still re-runs, after a note; ``--help`` lists only
+    ``rerun``, as ``replay`` in the Python API folds a log and never re-runs anything."""
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    flow = tmp_path / "one.yaml"
+    flow.write_text("id: one\nnodes:\n  done: {type: end}\n")
+    runner = CliRunner()
+    ran = runner.invoke(cli, ["--db", db, "run", str(flow), "--json"])
+    room_id = json.loads(ran.stdout.strip().splitlines()[-1])["id"]
+    old = runner.invoke(cli, ["--db", db, "replay", room_id])
+    new = runner.invoke(cli, ["--db", db, "rerun", room_id])
+    assert old.exit_code == new.exit_code == 0, old.output
+    assert old.stdout == new.stdout and new.stdout.startswith("identical:")
+    assert "use `openrooms rerun`" in old.stderr and new.stderr == ""
+    listed = runner.invoke(cli, ["--help"]).stdout
+    assert "  rerun " in listed and "  replay " not in listed
 
 
 def test_a_room_with_sub_workflows_reruns_identically(rt: Runtime) -> None:
@@ -193,7 +211,7 @@ def test_a_room_that_has_not_finished_is_not_replayed() -> None:
         .build()
     )
     room = rt.create_room(wf)
-    with pytest.raises(RoomStatusError, match="cannot replay it"):
+    with pytest.raises(RoomStatusError, match="cannot re-run it"):
         rt.rerun(room.room_id)
     rt.run(room.room_id)
     assert rt.rerun(room.room_id).identical
