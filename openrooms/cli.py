@@ -260,10 +260,6 @@ def _check_room_keys(rt: Runtime, room_id: str) -> None:
         _check_keys(rt, wf)
 
 
-def _fail(message: str) -> NoReturn:
-    raise click.ClickException(message)
-
-
 def _command(ctx: click.Context, *args: str) -> str:
     """The shell command that runs ``openrooms ARGS`` with this invocation's global options."""
     obj = ctx.find_root().obj or {}
@@ -774,7 +770,10 @@ def db_check(ctx: click.Context) -> None:
         for store in stores:
             check = getattr(store, "check", None)
             if check is None:
-                _fail(f"{type(store).__name__} has no check; `db check` reads SQLite files")
+                raise _failure(
+                    f"{type(store).__name__} has no check; `db check` reads SQLite files",
+                    EXIT_INVALID,  # not 1, which says the database is damaged
+                )
             problems += check(split=len(stores) > 1)
     if not problems:
         click.echo("ok")

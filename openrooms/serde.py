@@ -1,17 +1,17 @@
 """The one converter: every wire format (files, stored rows, API bodies, queue payloads).
 
-``converter`` is a cattrs converter with hooks for each model; :func:`dumps` /
-:func:`loads` wrap it with JSON. Workflow files get their own careful parser so a
-malformed file reports every problem with its path instead of a cattrs traceback.
+``converter`` is a cattrs converter with hooks for each model; the ``*_to_dict`` /
+``*_from_dict`` pairs are the JSON-ready forms the stores and the CLI write. Workflow files
+get their own careful parser so a malformed file reports every problem with its path
+instead of a cattrs traceback.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 import cattrs
 
@@ -36,10 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "converter",
-    "dumps",
     "event_from_dict",
     "event_to_dict",
-    "loads",
     "room_to_dict",
     "state_from_dict",
     "state_to_dict",
@@ -48,10 +46,6 @@ __all__ = [
     "workflow_from_text",
     "workflow_to_dict",
 ]
-
-T = TypeVar("T")
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 # --- rooms and events: hand-written for speed (they are encoded on every step) ---------------
@@ -618,13 +612,3 @@ def _register(cls: type, to: Callable[[Any], Any], from_: Callable[[Any], Any]) 
 _register(RoomState, state_to_dict, state_from_dict)
 _register(Event, event_to_dict, event_from_dict)
 _register(Workflow, workflow_to_dict, workflow_from_dict)
-
-
-def dumps(obj: Any) -> str:
-    """Compact JSON of any model (or plain JSON value)."""
-    return _dumps(converter.unstructure(obj))
-
-
-def loads(text: str | bytes, cls: type[T]) -> T:
-    """Parse JSON *text* into an instance of *cls*."""
-    return converter.structure(json.loads(text), cls)

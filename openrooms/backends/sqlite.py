@@ -775,12 +775,6 @@ class SQLiteStore(AtomicStore):
             except sqlite3.DatabaseError as exc:
                 raise BackendUnavailableError("sqlite", f"{type(exc).__name__}: {exc}") from exc
 
-    def integrity_check(self) -> str:
-        """``PRAGMA integrity_check``: ``ok`` for a sound file, else one problem a line."""
-        with _driver_errors(), self._lock:
-            rows = self._db.execute("PRAGMA integrity_check").fetchall()
-        return "\n".join(str(r[0]) for r in rows)
-
     def check(self, *, split: bool = False) -> list[str]:
         """Every problem in the file: SQLite's integrity check, then a decode of every row.
 
@@ -800,7 +794,9 @@ class SQLiteStore(AtomicStore):
             BackendUnavailableError: the file cannot be read at all.
         """
         try:
-            integrity = self.integrity_check().splitlines()
+            with _driver_errors(), self._lock:
+                rows = self._db.execute("PRAGMA integrity_check").fetchall()
+            integrity = "\n".join(str(r[0]) for r in rows).splitlines()  # "ok" when sound
         except BackendUnavailableError as exc:  # a page too damaged for the check itself
             integrity = [f"the integrity check stopped: {exc.message}"]
         problems = [] if integrity == ["ok"] else [f"{self.where}: {p}" for p in integrity]

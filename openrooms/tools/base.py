@@ -9,7 +9,7 @@ import inspect
 import threading
 import types
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Final, Literal, Union, get_args, get_origin
 
 import attrs
@@ -292,6 +292,3 @@ def schema_from_signature(fn: Callable[..., Any]) -> tuple[dict[str, Any], str |
     if required:
         schema["required"] = required
     return schema, context_param
-
-
-AsyncToolFn = Callable[..., Awaitable[Any]]

@@ -254,7 +254,6 @@ def test_check_of_a_sound_file_is_empty_and_finds_gaps_and_orphans(tmp_path: Pat
     path = tmp_path / "rooms.db"
     rooms_in(path, "a", "b")
     store = SQLiteStore(path, read_only=True)
-    assert store.integrity_check() == "ok"
     assert store.check() == []
     store.close()
     sql(path, "DELETE FROM events WHERE room_id = 'a' AND first_seq = 2")
@@ -281,7 +280,6 @@ def test_check_reports_what_sqlites_integrity_check_finds(tmp_path: Path) -> Non
     db.close()
     store = SQLiteStore(path, read_only=True)
     try:
-        assert "missing from index rooms_by_created" in store.integrity_check()
         problems = store.check()
     finally:
         store.close()
