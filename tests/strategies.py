@@ -60,7 +60,7 @@ def workflows(draw: st.DrawFn) -> Workflow:
     b = WorkflowBuilder("gen", variables={"i": 0}, max_steps=draw(st.integers(5, 60)))
     names = [f"n{i}" for i in range(n)]
     for name, kind in zip(names, kinds, strict=True):
-        retry = draw(
+        retry: dict[str, Any] | None = draw(
             st.none() | st.builds(dict, max_attempts=st.integers(1, 3), backoff_s=st.just(0.0))
         )
         common: dict[str, Any] = {"retry": retry} if retry and kind != "wait" else {}

@@ -29,8 +29,8 @@ def openrooms(*args: str, db: Path, script: str | None = None) -> subprocess.Com
     )
 
 
-def last_json(out: str) -> dict:  # type: ignore[type-arg]
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+def last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def test_support_triage_classifies_looks_up_waits_for_approval_then_replies(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from openrooms import EventType, RoomStatus, Runtime, serde, tool
+from openrooms import EventType, RoomStatus, Runtime, Workflow, serde, tool
 from openrooms.backends import SQLiteStore
 from openrooms.llm.fake_openai import FakeOpenAI
 
@@ -15,7 +15,7 @@ def price(sku: str) -> dict[str, object]:
     return {"sku": sku, "price": 12.5}
 
 
-def workflow(base_url: str) -> object:
+def workflow(base_url: str) -> Workflow:
     return serde.workflow_from_text(
         f"""
 id: over-litellm

@@ -52,7 +52,7 @@ def run_in_subprocess(code: str, **env: str) -> dict[str, object]:
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 PROBE = """

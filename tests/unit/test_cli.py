@@ -17,23 +17,23 @@ EXAMPLES = ROOT / "examples"
 
 
 @pytest.fixture
-def invoke(tmp_path: Path):  # type: ignore[no-untyped-def]
+def invoke(tmp_path: Path):
     db = f"sqlite:///{tmp_path / 'cli.db'}"
     runner = CliRunner()
 
-    def call(*args: str, input: str | None = None):  # type: ignore[no-untyped-def]
+    def call(*args: str, input: str | None = None):
         return runner.invoke(cli, ["--db", db, *args], input=input, catch_exceptions=False)
 
     return call
 
 
-def room_id_of(result) -> str:  # type: ignore[no-untyped-def]
+def room_id_of(result) -> str:
     found = re.search(r"room ([0-9a-f]{22})", result.output)
     assert found, result.output
     return found.group(1)
 
 
-def test_validate_accepts_the_examples(invoke) -> None:  # type: ignore[no-untyped-def]
+def test_validate_accepts_the_examples(invoke) -> None:
     files = sorted(EXAMPLES.glob("*.yaml"))
     assert len(files) >= 5
     result = invoke("validate", *map(str, files))
@@ -41,7 +41,7 @@ def test_validate_accepts_the_examples(invoke) -> None:  # type: ignore[no-untyp
     assert result.output.count(": ok") == len(files)
 
 
-def test_validate_exits_2_listing_the_problems(invoke, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_validate_exits_2_listing_the_problems(invoke, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "id: w\nnodes:\n  a: {type: set, assign: {x: 1}}\n  b: {type: end}\n"
@@ -53,7 +53,7 @@ def test_validate_exits_2_listing_the_problems(invoke, tmp_path: Path) -> None: 
     assert "Traceback" not in result.output
 
 
-def test_run_waits_then_input_completes(invoke) -> None:  # type: ignore[no-untyped-def]
+def test_run_waits_then_input_completes(invoke) -> None:
     result = invoke("run", str(EXAMPLES / "order_approval.yaml"), "--var", "amount=250")
     assert result.exit_code == 3, result.output
     room = room_id_of(result)
@@ -67,7 +67,7 @@ def test_run_waits_then_input_completes(invoke) -> None:  # type: ignore[no-unty
     assert shown["current_node"] == "done"
 
 
-def test_run_exits_1_when_the_room_fails(invoke) -> None:  # type: ignore[no-untyped-def]
+def test_run_exits_1_when_the_room_fails(invoke) -> None:
     result = invoke(
         "run", str(EXAMPLES / "savings_loop.yaml"), "--var", "max_years=2", "--var", "target=1e9"
     )
@@ -75,7 +75,7 @@ def test_run_exits_1_when_the_room_fails(invoke) -> None:  # type: ignore[no-unt
     assert "not reached in 2 years" in result.output
 
 
-def test_var_values_parse_as_json_or_stay_strings(invoke, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_var_values_parse_as_json_or_stay_strings(invoke, tmp_path: Path) -> None:
     vars_file = tmp_path / "vars.yaml"
     vars_file.write_text("rate: 0.5\n")
     result = invoke(
@@ -96,7 +96,7 @@ def test_var_values_parse_as_json_or_stay_strings(invoke, tmp_path: Path) -> Non
     assert final["variables"]["label"] == "hello world"
 
 
-def test_logs_json_lines_have_the_documented_fields(invoke) -> None:  # type: ignore[no-untyped-def]
+def test_logs_json_lines_have_the_documented_fields(invoke) -> None:
     room = room_id_of(invoke("run", str(EXAMPLES / "safe_division.yaml")))
     lines = [json.loads(line) for line in invoke("logs", room, "--json").output.splitlines()]
     assert [x["seq"] for x in lines] == list(range(1, len(lines) + 1))
@@ -112,14 +112,14 @@ def test_logs_json_lines_have_the_documented_fields(invoke) -> None:  # type: ig
     assert only and all(json.loads(x)["type"] == "TRANSITION" for x in only)
 
 
-def test_logs_follow_stops_when_the_room_has_finished(invoke) -> None:  # type: ignore[no-untyped-def]
+def test_logs_follow_stops_when_the_room_has_finished(invoke) -> None:
     room = room_id_of(invoke("run", str(EXAMPLES / "savings_loop.yaml")))
     result = invoke("logs", room, "--follow")
     assert result.exit_code == 0
     assert "ROOM_COMPLETED" in result.output.splitlines()[-1]
 
 
-def test_rooms_lists_and_filters(invoke) -> None:  # type: ignore[no-untyped-def]
+def test_rooms_lists_and_filters(invoke) -> None:
     invoke("run", str(EXAMPLES / "savings_loop.yaml"))
     invoke("run", str(EXAMPLES / "order_approval.yaml"), "--var", "amount=900")
     listed = json.loads(invoke("rooms", "--json").output)
@@ -129,7 +129,7 @@ def test_rooms_lists_and_filters(invoke) -> None:  # type: ignore[no-untyped-def
     assert "order_approval v2" in invoke("rooms").output
 
 
-def test_cancel_then_input_is_a_one_line_error(invoke) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_then_input_is_a_one_line_error(invoke) -> None:
     room = room_id_of(invoke("run", str(EXAMPLES / "order_approval.yaml"), "--var", "amount=900"))
     assert invoke("cancel", room).exit_code == 0
     result = invoke("input", room, "--data", '{"approved": true}')
@@ -138,7 +138,7 @@ def test_cancel_then_input_is_a_one_line_error(invoke) -> None:  # type: ignore[
     assert "Traceback" not in result.output
 
 
-def test_unknown_room_and_bad_json_are_clear_errors(invoke) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_room_and_bad_json_are_clear_errors(invoke) -> None:
     invoke("run", str(EXAMPLES / "savings_loop.yaml"))  # the database exists
     result = invoke("show", "missing")
     assert result.exit_code == 2 and "no room 'missing' in " in result.output
@@ -149,7 +149,7 @@ def test_unknown_room_and_bad_json_are_clear_errors(invoke) -> None:  # type: ig
     assert result.exit_code == 2 and "NAME=TEXT or NAME:=JSON" in result.output
 
 
-def test_graph_prints_mermaid_and_a_table(invoke) -> None:  # type: ignore[no-untyped-def]
+def test_graph_prints_mermaid_and_a_table(invoke) -> None:
     mermaid = invoke("graph", str(EXAMPLES / "order_approval.yaml")).output
     assert mermaid.startswith("stateDiagram-v2")
     assert "approval --> expired : timeout" in mermaid
@@ -157,7 +157,7 @@ def test_graph_prints_mermaid_and_a_table(invoke) -> None:  # type: ignore[no-un
     assert "check" in table and "vars.total > vars.approval_threshold" in table
 
 
-def test_a_global_option_after_the_command_says_it_goes_before(invoke) -> None:  # type: ignore[no-untyped-def]
+def test_a_global_option_after_the_command_says_it_goes_before(invoke) -> None:
     for option in ("--script", "--db", "--config", "--plugin"):
         result = invoke("run", str(EXAMPLES / "savings_loop.yaml"), option, "x")
         assert result.exit_code == 2
@@ -167,7 +167,7 @@ def test_a_global_option_after_the_command_says_it_goes_before(invoke) -> None: 
     assert other.exit_code == 2 and "global option" not in other.output
 
 
-def test_validate_counts_and_articles_read_as_english(invoke, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_validate_counts_and_articles_read_as_english(invoke, tmp_path: Path) -> None:
     one = tmp_path / "one.yaml"
     one.write_text(
         "id: w\nnodes:\n  a: {type: set, assign: {x: 1}}\n  b: {type: end}\n"
@@ -202,7 +202,7 @@ def test_counts_and_articles_follow_the_word() -> None:
     assert article("int") == "an int" and article("list") == "a list"
 
 
-def test_config_keys_suggest_the_near_miss(invoke, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_config_keys_suggest_the_near_miss(invoke, tmp_path: Path) -> None:
     config = tmp_path / "openrooms.yaml"
     config.write_text(
         "htp: {}\nhttp: {allow_host: [a.example]}\nagents: {w: {apibase: 'http://x'}}\n"
@@ -219,7 +219,7 @@ def test_config_keys_suggest_the_near_miss(invoke, tmp_path: Path) -> None:  # t
         assert line in result.output
 
 
-def test_workflows_lists_what_the_database_stores(invoke) -> None:  # type: ignore[no-untyped-def]
+def test_workflows_lists_what_the_database_stores(invoke) -> None:
     assert "no database at" in invoke("workflows").output  # it looks; it creates nothing
     invoke("run", str(EXAMPLES / "savings_loop.yaml"))
     invoke("run", str(EXAMPLES / "order_approval.yaml"), "--var", "amount=900")
@@ -235,7 +235,7 @@ def test_workflows_lists_what_the_database_stores(invoke) -> None:  # type: igno
     assert table[2].split()[:4] == ["savings_loop", "1", "4", "Grow"]
 
 
-def test_tools_lists_names_parameters_and_descriptions(invoke) -> None:  # type: ignore[no-untyped-def]
+def test_tools_lists_names_parameters_and_descriptions(invoke) -> None:
     listed = json.loads(invoke("tools", "--json").output)
     by_name = {t["name"]: t for t in listed}
     assert {"calculator", "http", "memory_query"} <= set(by_name)

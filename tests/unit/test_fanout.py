@@ -112,7 +112,7 @@ class Crash(BaseException):
 
 def test_a_branch_finished_before_a_crash_is_not_run_again(rt: Runtime) -> None:
     left_done = asyncio.Event()
-    crashes = []
+    crashes: list[int] = []
 
     @tool(name="fanout_crash_once", replace=True)
     async def crash_once(value: int) -> int:

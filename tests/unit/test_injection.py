@@ -172,18 +172,18 @@ def cli_var(text: str) -> Any:
 
 
 @pytest.fixture
-def invoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def invoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     db = f"sqlite:///{tmp_path / 'injection.db'}"
     runner = CliRunner()
 
-    def call(*args: str):  # type: ignore[no-untyped-def]
+    def call(*args: str):
         return runner.invoke(cli, ["--db", db, *args], catch_exceptions=False)
 
     return call
 
 
-def test_the_order_example_asks_for_approval_of_1000(invoke) -> None:  # type: ignore[no-untyped-def]
+def test_the_order_example_asks_for_approval_of_1000(invoke) -> None:
     result = invoke("run", str(ORDER), "--var", "amount=1000", "--json")
     assert result.exit_code == EXIT_WAITING, result.output
     final = json.loads(result.stdout.strip().splitlines()[-1])
@@ -192,7 +192,7 @@ def test_the_order_example_asks_for_approval_of_1000(invoke) -> None:  # type: i
 
 
 @pytest.mark.parametrize("amount", HOSTILE, ids=repr)
-def test_a_hostile_amount_is_refused_or_priced_as_data(invoke, amount: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_hostile_amount_is_refused_or_priced_as_data(invoke, amount: str) -> None:
     result = invoke("run", str(ORDER), "--var", f"amount={amount}", "--json")
     assert "Traceback" not in result.output
     lines = result.stdout.strip().splitlines()
@@ -323,7 +323,7 @@ def test_input_rendered_into_text_is_never_rendered_again(amount: str, by: str) 
     assert room.reason == f"could not price {amount}"
 
 
-def test_hostile_input_through_the_cli_is_data(invoke) -> None:  # type: ignore[no-untyped-def]
+def test_hostile_input_through_the_cli_is_data(invoke) -> None:
     """`openrooms input`: a decision whose `by` holds template and expression text."""
     run = invoke("run", str(ORDER), "--var", "amount=1000")
     assert run.exit_code == EXIT_WAITING

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,7 +69,7 @@ def test_entries_are_saved_read_by_guards_and_templates_searched_and_deleted(
 
 
 def test_keyword_search_ranks_by_share_of_query_words_and_reads_threads() -> None:
-    threads = {
+    threads: dict[str, list[dict[str, Any]]] = {
         "helper": [
             {"role": "user", "content": "my invoice is wrong"},
             {"role": "assistant", "content": "I will fix the invoice amount today"},

@@ -131,7 +131,7 @@ def body_of(path: Path, table: str, where: str) -> object:
     return json.loads(body)
 
 
-def _without(key: str):  # type: ignore[no-untyped-def]
+def _without(key: str):
     def change(d: dict[str, object]) -> str:
         del d[key]
         return json.dumps(d)
@@ -139,7 +139,7 @@ def _without(key: str):  # type: ignore[no-untyped-def]
     return change
 
 
-def _with(key: str, value: object):  # type: ignore[no-untyped-def]
+def _with(key: str, value: object):
     def change(d: dict[str, object]) -> str:
         d[key] = value
         return json.dumps(d)
@@ -185,7 +185,7 @@ def test_a_corrupt_state_row_is_a_typed_error_and_the_other_rooms_stay_listable(
         store.close()
 
 
-def _event(index: int, value: object):  # type: ignore[no-untyped-def]
+def _event(index: int, value: object):
     def change(rows: list[list[object]]) -> str:
         rows[0][index] = value
         return json.dumps(rows)

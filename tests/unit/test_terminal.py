@@ -62,7 +62,7 @@ def test_the_cli_escapes_values_in_prompts_reasons_show_and_logs(tmp_path: Path)
     db = f"sqlite:///{tmp_path / 't.db'}"
     who = "\x1b]0;pwned\x07\x1b[2J"
 
-    def invoke(*args: str):  # type: ignore[no-untyped-def]
+    def invoke(*args: str):
         return runner.invoke(cli, ["--db", db, *args], catch_exceptions=False)
 
     run = invoke("run", str(path), "--var", f"who={who}")
