@@ -13,6 +13,12 @@ from openrooms.expressions._parser import _parse, _run
 from openrooms.expressions._tokens import _CONSTANTS, _KEYWORDS
 from openrooms.expressions._values import _CALC_FUNCTIONS, _FUNCTIONS, _is_num, _kind
 
+# what the other modules of the package import from this one
+__all__ = [
+    "MAX_CALCULATOR_VALUES",
+    "calculate",
+]
+
 
 def calculate(expression: str, values: Mapping[str, Any] | None = None) -> int | float:
     """Evaluate arithmetic for the ``calculator`` tool: numbers, ``+ - * / // % **``,

@@ -4,6 +4,20 @@ from __future__ import annotations
 
 from typing import Final
 
+# what the other modules of the package import from this one
+__all__ = [
+    "MAX_EXPRESSION_LENGTH",
+    "MAX_INT_BITS",
+    "MAX_NESTING",
+    "MAX_SEQUENCE_LENGTH",
+    "MAX_TEMPLATE_LENGTH",
+    "MAX_TOKENS",
+    "_MAX_FOLDED_SIZE",
+    "_MAX_INT_DIGITS",
+    "_MAX_VALUE_SIZE",
+    "_Limit",
+]
+
 MAX_EXPRESSION_LENGTH: Final = 10_000
 MAX_TEMPLATE_LENGTH: Final = 100_000
 MAX_TOKENS: Final = 2_000

@@ -24,6 +24,13 @@ from openrooms.expressions._values import (
     _size,
 )
 
+# what the other modules of the package import from this one
+__all__ = [
+    "Fn",
+    "_parse",
+    "_run",
+]
+
 Fn = Callable[[Mapping[str, Any]], Any]
 
 

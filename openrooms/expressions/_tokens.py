@@ -19,6 +19,14 @@ _TOKEN: Final = re.compile(
     """,
     re.VERBOSE,
 )
+
+# what the other modules of the package import from this one
+__all__ = [
+    "_CONSTANTS",
+    "_KEYWORDS",
+    "_Tok",
+    "_tokenize",
+]
 _ESCAPES: Final = {
     "n": "\n",
     "t": "\t",

@@ -17,6 +17,20 @@ from openrooms.expressions._limits import (
     _Limit,
 )
 
+# what the other modules of the package import from this one
+__all__ = [
+    "_BINARY",
+    "_CALC_FUNCTIONS",
+    "_FUNCTIONS",
+    "_check_size",
+    "_is_num",
+    "_kind",
+    "_pow",
+    "_size",
+    "_to_text",
+    "is_truthy",
+]
+
 _kind: Final = functools.partial(type_name, words="expression")
 
 
