@@ -153,7 +153,6 @@ class _Checker:
 
     def __init__(self, wf: Workflow, validator: Validator) -> None:
         self.wf = wf
-        self.validator = validator
         self.problems = validator.problems
         self.add = validator.add
         self.node_ids = list(wf.nodes)
