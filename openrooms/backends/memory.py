@@ -6,7 +6,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from openrooms.backends.base import AtomicStore, JobQueue, Lease, StoredWorkflow
+from openrooms.backends.base import AtomicStore, JobQueue, Lease, StoredWorkflow, due_at
 from openrooms.errors import (
     CorruptRoomError,
     RoomExistsError,
@@ -91,6 +91,29 @@ class MemoryStore(AtomicStore):
     def count_rooms(self, prefix: str) -> int:
         with self._lock:
             return sum(1 for room_id in self._states if room_id.startswith(prefix))
+
+    def due_rooms(self, now: int, *, limit: int = 100) -> list[RoomId]:
+        with self._lock:
+            due = []
+            for room_id, state in self._states.items():
+                at = due_at(state)
+                if at is None or at > now:
+                    continue
+                held = self._leases.get(room_id)
+                if held is None or held.expires_at <= now:
+                    due.append((at, room_id))
+        due.sort()
+        return [room_id for _, room_id in due[:limit]]
+
+    def next_wake_at(self) -> int | None:
+        with self._lock:
+            times = []
+            for room_id, state in self._states.items():
+                at = due_at(state)
+                if at is not None:
+                    held = self._leases.get(room_id)
+                    times.append(at if held is None else max(at, held.expires_at))
+        return min(times, default=None)
 
     def acquire_lease(
         self, room_id: RoomId, owner: str, *, ttl_ms: int, now: int, force: bool = False
