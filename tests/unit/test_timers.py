@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from openrooms import EventType, Event, RoomStatus, Runtime, load_workflow
+from openrooms import Event, EventType, RoomStatus, Runtime, load_workflow
 from openrooms.backends import Lease, MemoryStore
 from openrooms.errors import RoomLeasedError
 from openrooms.testing import ManualClock
