@@ -550,6 +550,16 @@ class Runtime:
         _check_text(reason, "reason", "the cancel reason")
         return self._update(room_id, lambda s: engine.cancel(s, now=self.now(), reason=reason))
 
+    def enqueue(self, room_id: str) -> RoomState:
+        """Leave a created room for a worker: it is marked ``queued``, and a worker on the
+        same stores (:class:`~openrooms.worker.Worker`, ``openrooms worker``) starts it.
+
+        Raises:
+            RoomStatusError: the room is not ``created`` (it has started, or is queued).
+            RoomNotFoundError.
+        """
+        return self._update(room_id, lambda s: engine.queue(s, now=self.now()))
+
     def _update(self, room_id: str, change: Callable[[RoomState], engine.Step]) -> RoomState:
         """Apply an engine step compare-and-set, reloading on a lost race."""
         for _ in range(_CAS_RETRIES):
