@@ -200,7 +200,7 @@ class Runner:
         assert state.wake_at is not None
         delay_ms = state.wake_at - rt.now()
         if delay_ms > 0:
-            await rt.sleep(delay_ms / 1000)
+            await self._sleep_unless_stopped(delay_ms / 1000)
         seen = state.version
         self._slept[room_id] = state.wake_at
         try:
@@ -214,6 +214,23 @@ class Runner:
                 await asyncio.sleep(_FOLLOW_POLL_S)
         finally:
             self._slept.pop(room_id, None)
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        """``rt.sleep(seconds)``, cut short by :meth:`Runtime.request_stop` (no lease is held:
+        a first Ctrl-C need not wait out an hour's backoff)."""
+        sleeping = asyncio.ensure_future(self.rt.sleep(seconds))
+        watching = asyncio.ensure_future(self._stop_requested())
+        try:
+            await asyncio.wait({sleeping, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeping, watching):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _stop_requested(self) -> None:
+        while not self.rt.stop_requested:
+            await asyncio.sleep(_FOLLOW_POLL_S)
 
     def _relay(self, room_id: RoomId, seen: int, on_event: EventCallback | None) -> int:
         """Pass the events another runner committed after *seen* to *on_event*; the last seq."""

@@ -150,3 +150,23 @@ def test_a_run_follows_a_worker_that_took_the_room_while_it_slept(tmp_path: Any)
     assert state.status is RoomStatus.COMPLETED
     assert store.refused >= 1
     assert [e.seq for e in shown] == [e.seq for e in rt.events(room.id)][1:]  # all but CREATED
+
+
+def test_a_stop_request_cuts_a_long_backoff_short(tmp_path: Any) -> None:
+    """request_stop (the CLI's first Ctrl-C) during a backoff slept off the lease: the run
+    returns at once, the room left running and due at its wake_at, for a worker or resume."""
+    store = MemoryStore()
+    rt = Runtime(store, store)
+    forever = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:  # a backoff that outlasts the test
+        rt.request_stop()
+        await forever.wait()
+
+    rt.sleep = sleep
+    room = rt.create_room(flaky(tmp_path, 3600))
+    state = rt.run(room.id)
+    assert state.status is RoomStatus.RUNNING and state.wake_at is not None
+    assert state.wake_at - rt.now() > 30_000  # (the policy caps the delay at 60 s)
+    assert store.find_lease(room.id) is None
+    assert store.next_wake_at() == state.wake_at
