@@ -689,7 +689,11 @@ def worker(
             say(room_id, _waking(rt.states.find(room_id)))
 
         def on_done(state: RoomState) -> None:
-            say(state.room_id, _stopped_at(state))
+            if state.status is RoomStatus.RUNNING and state.wake_at is None:  # stopped
+                resume = _command(ctx, "resume", state.room_id)
+                say(state.room_id, f"stopped at {state.current_node!r}; resume it with: {resume}")
+            else:
+                say(state.room_id, _stopped_at(state))
 
         def on_error(room_id: RoomId, exc: Exception) -> None:
             say(room_id, f"not run: {exc} (trying again later)")
@@ -704,7 +708,7 @@ def worker(
             on_error=on_error,
         )
 
-        def on_sigint() -> None:
+        def on_sigint(signum: int, frame: object) -> None:
             interrupted.append(True)
             if len(interrupted) > 1:
                 os.write(2, b"\nworker aborted; every committed step is kept\n")
@@ -712,23 +716,24 @@ def worker(
             os.write(2, b"\nstopping after the current steps; press Ctrl-C again to abort now\n")
             w.stop()
 
-        async def serve() -> int:
-            loop = asyncio.get_running_loop()
-            in_main = threading.current_thread() is threading.main_thread()
-            if in_main:
-                loop.add_signal_handler(signal.SIGINT, on_sigint)
-                loop.add_signal_handler(signal.SIGTERM, w.stop)
-            try:
-                return await w.run(idle_exit_s=0.0 if once else idle_exit)
-            finally:
-                if in_main:
-                    loop.remove_signal_handler(signal.SIGINT)
-                    loop.remove_signal_handler(signal.SIGTERM)
+        def on_sigterm(signum: int, frame: object) -> None:
+            w.stop()
 
+        # signal.signal, not the event loop's handlers: those wait for the loop, which a
+        # long chain of pure nodes does not give back between steps
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = []
+        if in_main:
+            previous = [
+                (signal.SIGINT, signal.signal(signal.SIGINT, on_sigint)),
+                (signal.SIGTERM, signal.signal(signal.SIGTERM, on_sigterm)),
+            ]
         click.echo(f"worker {rt.owner}: up to {plural(concurrency, 'room')} at once", err=True)
-        runs = asyncio.run(serve())
-        for room_id in sorted(w.running):
-            say(room_id, "stopped; resume it with: " + _command(ctx, "resume", room_id))
+        try:
+            runs = asyncio.run(w.run(idle_exit_s=0.0 if once else idle_exit))
+        finally:
+            for signum, handler in previous:
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
     click.echo(f"worker stopped after {plural(runs, 'room run')}", err=True)
     ctx.exit(EXIT_INTERRUPTED if interrupted else 0)
 

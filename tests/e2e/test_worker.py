@@ -251,3 +251,52 @@ def test_a_queued_room_is_started_by_the_worker_and_once_exits_when_nothing_is_d
     _, err = once.communicate(timeout=60)
     assert once.returncode == 0, err
     assert f"[{room_id}] completed at 'done'" in err
+
+
+# set and decision nodes only: its steps never give the event loop back
+COUNT = """
+id: count_loop
+max_steps: 10000000
+variables: {i: 0}
+nodes:
+  add: {type: set, assign: {i: "{{ vars.i + 1 }}"}}
+  check: {type: decision}
+  done: {type: end}
+transitions:
+  - {from: add, to: check}
+  - {from: check, to: add, when: "vars.i < 1000000"}
+  - {from: check, to: done}
+"""
+
+
+def test_ctrl_c_stops_the_worker_after_the_current_step_and_the_room_resumes(
+    tmp_path: Path, procs: list[subprocess.Popen[str]]
+) -> None:
+    (tmp_path / "count.yaml").write_text(COUNT)
+    db = tmp_path / "rooms.db"
+    queued = openrooms(db, "run", "count.yaml", "--queue")
+    _, err = queued.communicate(timeout=30)
+    assert queued.returncode == 0, err
+    room_id = only_room(db)
+    assert room_id is not None
+    worker = start_worker(db, procs)
+
+    def counting() -> int | None:
+        store = reader(db)
+        try:
+            i = store.get(room_id).variables["i"]
+        finally:
+            store.close()
+        return i if i >= 10 else None
+
+    poll("the worker to be counting", counting)
+    worker.send_signal(signal.SIGINT)
+    _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 130, err
+    resume = f"openrooms --db sqlite:///{db} resume {room_id}"
+    assert f"[{room_id}] stopped at " in err and resume in err
+    with open_runtime(f"sqlite:///{db}", read_only=True) as rt:
+        state = rt.get_room(room_id)
+        assert state.status is RoomStatus.RUNNING and 10 <= state.variables["i"] < 1_000_000
+        assert rt.replay(room_id) == state
+        assert rt.states.find_lease(room_id) is None
