@@ -686,7 +686,11 @@ def worker(
                 say(e.room_id, line.strip())
 
         def on_start(room_id: RoomId) -> None:
-            say(room_id, _waking(rt.states.find(room_id)))
+            try:
+                state = rt.states.find(room_id)
+            except OpenRoomsError:  # a damaged row, say: the run reports it
+                state = None
+            say(room_id, _waking(state))
 
         def on_done(state: RoomState) -> None:
             if state.status is RoomStatus.RUNNING and state.wake_at is None:  # stopped
