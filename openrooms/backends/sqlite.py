@@ -891,12 +891,24 @@ class SQLiteStore(AtomicStore):
     def _check_rows(self, split: bool) -> list[str]:
         problems = []
         room_ids = set()
-        for room_id, body in self._db.execute("SELECT id, body FROM rooms ORDER BY id"):
+        timed = self._schema_version() >= 3  # a reader of a version-2 file: no due_at yet
+        rows = self._db.execute(
+            "SELECT id, body, due_at FROM rooms ORDER BY id"
+            if timed
+            else "SELECT id, body, NULL FROM rooms ORDER BY id"
+        )
+        for room_id, body, stored_due in rows:
             room_ids.add(room_id)
             try:
-                self._decode_state(room_id, body)
+                state = self._decode_state(room_id, body)
             except CorruptRoomError as exc:
                 problems.append(f"{exc.where}: {exc.problem}")
+                continue
+            if timed and stored_due != due_at(state):
+                problems.append(
+                    f"{self.where}, table rooms, row id={room_id!r}: due_at is {stored_due}, "
+                    f"its state says {due_at(state)}; a worker would wake it at the wrong time"
+                )
         expected: dict[str, int] = {}
         rows = self._db.execute(
             "SELECT room_id, first_seq, last_seq, body FROM events ORDER BY room_id, first_seq"

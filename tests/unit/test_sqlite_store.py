@@ -374,3 +374,17 @@ def test_a_version_2_file_is_migrated_with_every_room_due_as_before(tmp_path: Pa
         ).fetchall()
     db.close()
     assert "rooms_by_due" in str(plan)
+
+
+def test_check_reports_a_due_at_that_disagrees_with_the_state(tmp_path: Path) -> None:
+    path = tmp_path / "rooms.db"
+    with open_runtime(f"sqlite:///{path}") as rt:
+        waiting = rt.run(rt.create_room(TIMED, room_id="waiting").id)
+    sql(path, "UPDATE rooms SET due_at = 5 WHERE id = 'waiting'")
+    store = SQLiteStore(path, read_only=True)
+    problems = store.check()
+    store.close()
+    assert problems == [
+        f"{path}, table rooms, row id='waiting': due_at is 5, its state says "
+        f"{waiting.wake_at}; a worker would wake it at the wrong time"
+    ]
