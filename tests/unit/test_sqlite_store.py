@@ -365,6 +365,11 @@ def test_a_version_2_file_is_migrated_with_every_room_due_as_before(tmp_path: Pa
         assert store.due_rooms(waiting.wake_at) == ["waiting"]
         assert store.due_rooms(waiting.wake_at - 1) == []
         assert store.next_wake_at() == waiting.wake_at
+        # every backfilled due_at agrees with its state; only the damaged body is reported
+        assert [p for p in store.check() if "row id=" in p] == [
+            f"{path}, table rooms, row id='damaged': the body is not valid JSON: Expecting "
+            "property name enclosed in double quotes: line 1 column 2 (char 1)"
+        ]
     finally:
         store.close()
     with sqlite3.connect(path) as db:
