@@ -34,7 +34,11 @@ GLOBAL: Final = (
 )
 
 EXIT_ROWS: Final = (
-    ("0", "done: the room completed (`run`, `input`, `resume`), or the command succeeded"),
+    (
+        "0",
+        "done: the room completed (`run`, `input`, `resume`), or was queued (`run --queue`); "
+        "`worker`: it stopped (`--once`, `--idle-exit`, SIGTERM); or the command succeeded",
+    ),
     (
         "1",
         "the room failed or was cancelled (`run`, `input`, `resume`); `rerun`: the re-run "
@@ -62,7 +66,8 @@ EXIT_ROWS: Final = (
     ),
     (
         "130",
-        "interrupted by Ctrl-C; the room keeps every committed step and `openrooms resume` goes on",
+        "interrupted by Ctrl-C; the room keeps every committed step and `openrooms resume` goes "
+        "on (`worker`: the rooms it was running)",
     ),
 )
 
@@ -86,7 +91,9 @@ CTRL_C: Final = (
     "the node it was running runs again on resume, with the same idempotency key (its lease "
     "is left to expire; `resume` on the same host takes it over at once). Either way the "
     "command prints the `openrooms ... resume ROOM` command to run, with the global options "
-    "given, and exits with status 130."
+    "given, and exits with status 130. `worker` does the same for every room it is running: "
+    "the first Ctrl-C (or SIGTERM, which exits 0) starts no more rooms and lets each finish its "
+    "current step."
 )
 
 

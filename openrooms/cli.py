@@ -6,6 +6,7 @@ Errors print one line (``Error: ...``); a traceback means a bug.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import os
@@ -37,11 +38,12 @@ from openrooms.errors import (
 from openrooms.events import Event, EventType, Level
 from openrooms.graph import render_graph
 from openrooms.inputs import parse_var
-from openrooms.present import ProgressPrinter, log_line, short
+from openrooms.present import ProgressPrinter, log_line, progress_line, short
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runtime import Runtime, open_runtime
 from openrooms.terminal import printable
 from openrooms.tools import default_tools, http_tool
+from openrooms.types import RoomId
 from openrooms.workflow import Workflow, load_workflow
 
 __all__ = ["cli", "main"]
@@ -416,6 +418,11 @@ def _parse_vars(
     help="A JSON or YAML file with a mapping of variables.",
 )
 @click.option("--name", help="A label for the room.")
+@click.option(
+    "--queue",
+    is_flag=True,
+    help="Create the room and leave it for `openrooms worker` instead of running it here.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the final room as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every transition and tool call.")
 @click.pass_context
@@ -425,6 +432,7 @@ def run(
     pairs: tuple[str, ...],
     vars_file: str | None,
     name: str | None,
+    queue: bool,
     as_json: bool,
     verbose: bool,
 ) -> None:
@@ -437,9 +445,10 @@ def run(
     starts like JSON ({, [ or ") and does not parse is refused. Names the inputs do not
     declare are refused, with a "did you mean".
 
-    Exit status: 0 completed, 1 failed or cancelled, 2 invalid input (workflow, variables,
-    file), 3 waiting for input, 4 not done (e.g. database locked), 130 interrupted (Ctrl-C:
-    the first stops after the current step, a second at once; ``resume`` goes on).
+    Exit status: 0 completed (or queued, with --queue), 1 failed or cancelled, 2 invalid
+    input (workflow, variables, file), 3 waiting for input, 4 not done (e.g. database
+    locked), 130 interrupted (Ctrl-C: the first stops after the current step, a second at
+    once; ``resume`` goes on).
 
     Example:
 
@@ -450,6 +459,14 @@ def run(
     with _runtime(ctx) as rt:
         _check_keys(rt, wf)
         room = rt.create_room(wf, variables, name=name)
+        if queue:
+            queued = rt.enqueue(room.room_id)
+            if as_json:
+                click.echo(json.dumps(serde.room_to_dict(queued), ensure_ascii=False))
+            else:
+                click.echo(f"room {room.room_id} ({wf.id} v{wf.version}) queued for a worker:")
+                click.echo(f"  {_command(ctx, 'worker')}")
+            ctx.exit(EXIT_COMPLETED)
         click.echo(f"room {room.room_id} ({wf.id} v{wf.version})", err=True)
         progress = ProgressPrinter(_echo_err, verbose=verbose)
         _run_room(ctx, rt, room.room_id, lambda: rt.run(room.room_id, on_event=progress), as_json)
@@ -530,6 +547,147 @@ def cancel(ctx: click.Context, room_id: str, reason: str) -> None:
     with _runtime(ctx, existing=True) as rt:
         state = rt.cancel(room_id, reason=reason)
     click.echo(f"room {state.room_id} cancelled")
+
+
+@cli.command()
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="How many rooms run at the same time, at most.",
+)
+@click.option("--once", is_flag=True, help="Run the rooms due now, then exit.")
+@click.option(
+    "--idle-exit",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Exit after this long with no room due or running.",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Look for rooms that other processes made due at least this often.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Show every transition and tool call.")
+@click.pass_context
+def worker(
+    ctx: click.Context,
+    concurrency: int,
+    once: bool,
+    idle_exit: float | None,
+    poll: float,
+    verbose: bool,
+) -> None:
+    """Run the rooms nobody is running: due retries, timed-out waits, queued rooms.
+
+    Wakes each room of the database when its timer is due (a retry's backoff, a wait's
+    timeout_s, both stored on the room) and starts the rooms `run --queue` left for it,
+    without anyone calling `resume`. Sleeps until the next timer, looking for rooms other
+    processes made at least every --poll seconds. Prints a line for each room it picks up,
+    its progress, and where the room stopped.
+
+    Stops on SIGTERM or Ctrl-C: it starts no more rooms, and the running ones stop after
+    their current step (every step is committed; `resume` goes on). A second Ctrl-C exits at
+    once. Exit status: 0 stopped (--once, --idle-exit, SIGTERM), 4 not done (e.g. the
+    database is unavailable), 130 Ctrl-C.
+
+    Example:
+
+        openrooms worker --concurrency 8
+    """
+    from openrooms.worker import Worker
+
+    interrupted = []
+    with _runtime(ctx) as rt:
+
+        def say(room_id: str, text: str) -> None:
+            click.echo(printable(f"[{room_id}] {text}"), err=True)
+
+        def on_event(e: Event) -> None:
+            line = progress_line(e, verbose=verbose)
+            if line:
+                say(e.room_id, line.strip())
+
+        def on_start(room_id: RoomId) -> None:
+            try:
+                state = rt.states.find(room_id)
+            except OpenRoomsError:  # a damaged row, say: the run reports it
+                state = None
+            say(room_id, _waking(state))
+
+        def on_done(state: RoomState) -> None:
+            if state.status is RoomStatus.RUNNING and state.wake_at is None:  # stopped
+                resume = _command(ctx, "resume", state.room_id)
+                say(state.room_id, f"stopped at {state.current_node!r}; resume it with: {resume}")
+            else:
+                say(state.room_id, _stopped_at(state))
+
+        def on_error(room_id: RoomId, exc: Exception) -> None:
+            say(room_id, f"not run: {exc} (trying again later)")
+
+        w = Worker(
+            rt,
+            concurrency=concurrency,
+            poll_s=poll,
+            on_event=on_event,
+            on_start=on_start,
+            on_done=on_done,
+            on_error=on_error,
+        )
+
+        def on_sigint(signum: int, frame: object) -> None:
+            interrupted.append(True)
+            if len(interrupted) > 1:
+                os.write(2, b"\nworker aborted; every committed step is kept\n")
+                os._exit(EXIT_INTERRUPTED)
+            os.write(2, b"\nstopping after the current steps; press Ctrl-C again to abort now\n")
+            w.stop()
+
+        def on_sigterm(signum: int, frame: object) -> None:
+            w.stop()
+
+        # signal.signal, not the event loop's handlers: those wait for the loop, which a
+        # long chain of pure nodes does not give back between steps
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = []
+        if in_main:
+            previous = [
+                (signal.SIGINT, signal.signal(signal.SIGINT, on_sigint)),
+                (signal.SIGTERM, signal.signal(signal.SIGTERM, on_sigterm)),
+            ]
+        click.echo(f"worker {rt.owner}: up to {plural(concurrency, 'room')} at once", err=True)
+        try:
+            runs = asyncio.run(w.run(idle_exit_s=0.0 if once else idle_exit))
+        finally:
+            for signum, handler in previous:
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+    click.echo(f"worker stopped after {plural(runs, 'room run')}", err=True)
+    ctx.exit(EXIT_INTERRUPTED if interrupted else 0)
+
+
+def _waking(state: RoomState | None) -> str:
+    """What a worker is about to do with a room, for its progress line."""
+    if state is None:
+        return "starting"
+    at = repr(state.current_node)
+    if state.status is RoomStatus.WAITING:
+        return f"wait at {at} timed out"
+    if state.status is RoomStatus.RUNNING and state.wake_at is not None:
+        return f"retrying {at} (attempt {state.attempt + 1})"
+    return f"starting ({state.status.value})"
+
+
+def _stopped_at(state: RoomState) -> str:
+    """Where a worker's run of a room stopped, for its progress line."""
+    at = repr(state.current_node)
+    if state.status is RoomStatus.RUNNING and state.wake_at is not None:
+        return f"sleeping until its retry of {at} is due"
+    tail = f": {state.reason}" if state.reason else ""
+    return f"{state.status.value} at {at}{tail}"
 
 
 @cli.command()

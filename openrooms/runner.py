@@ -1,7 +1,10 @@
 """The runner: lease a room, execute its node, let the engine decide, commit, repeat.
 
 One async loop per room. It stops when the room finishes, waits for input, or its
-lease is lost; a retry's backoff is slept through (the lease is renewed meanwhile).
+lease is lost. A short retry backoff (at most ``Runtime.max_leased_sleep_s``) is slept
+through under the lease; for a longer one the runner lets the lease go, so a worker
+(:mod:`openrooms.worker`) can wake the room when it is due, and then either returns
+(``hand_over``, as workers run rooms) or sleeps and takes the room back (a foreground run).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_LEASE_TTL_MS",
+    "DEFAULT_MAX_LEASED_SLEEP_S",
     "NO_INPUT",
     "Runner",
     "commit",
@@ -46,6 +50,9 @@ __all__ = [
 ]
 
 DEFAULT_LEASE_TTL_MS: Final = 30_000
+DEFAULT_MAX_LEASED_SLEEP_S: Final = 1.0
+"""The longest retry backoff a runner sleeps through holding the room's lease."""
+_FOLLOW_POLL_S: Final = 0.1  # how often a foreground run looks whether another runner is done
 
 EventCallback = Callable[[Event], None]
 NO_INPUT: Final[Any] = object()
@@ -141,6 +148,8 @@ class Runner:
         self._save = committer(runtime.states, runtime.log)
         # room -> (last seq read, conversation threads before it): see _journal
         self._threads: dict[RoomId, tuple[int, Conversations | None]] = {}
+        # room -> the wake_at a run has just slept until off the lease: see _sleep
+        self._slept: dict[RoomId, int] = {}
         # the environment's secrets, read again at the start of every run (not every step:
         # reading os.environ costs more than a pure step)
         self._scrubber = Scrubber([])
@@ -152,13 +161,20 @@ class Runner:
         force: bool = False,
         on_event: EventCallback | None = None,
         input: Any = NO_INPUT,
+        hand_over: bool = False,
     ) -> RoomState:
         """Run *room_id* until it finishes or waits.
+
+        A retry backoff longer than ``Runtime.max_leased_sleep_s`` is never slept under the
+        lease: with *hand_over* the run returns the room as it is (``running``, due at its
+        ``wake_at``) for a worker to wake; without, it releases the lease, sleeps, and takes
+        the room back, following (through *on_event*) any runner that took it meanwhile.
 
         Args:
             force: take the lease even if another live owner holds it.
             on_event: called with every event as it is committed (progress output).
             input: input for a waiting room, delivered under the lease before running on.
+            hand_over: return at a long backoff instead of sleeping through it.
 
         Raises:
             RoomNotFoundError: no such room.
@@ -167,9 +183,76 @@ class Runner:
             SchemaValidationError: *input* breaks the wait node's schema (nothing is recorded).
             StaleRoomError: the lease was lost to another runner mid-run.
         """
+        self._scrubber = Scrubber.from_environment()
+        state = await self._session(room_id, force, on_event, input)
+        while not hand_over and engine.next_action(state) == "sleep":
+            if self.rt.stop_requested:
+                return state
+            state = await self._sleep_off_lease(state, on_event)
+        return state
+
+    async def _sleep_off_lease(self, state: RoomState, on_event: EventCallback | None) -> RoomState:
+        """Sleep until the room's retry is due with no lease held, then run it on: in a new
+        session, or, while another runner (a worker) holds it, by relaying that runner's
+        events to *on_event* until the lease is free again."""
+        rt = self.rt
+        room_id = state.room_id
+        assert state.wake_at is not None
+        delay_ms = state.wake_at - rt.now()
+        if delay_ms > 0:
+            await self._sleep_unless_stopped(delay_ms / 1000)
+        seen = state.version
+        self._slept[room_id] = state.wake_at
+        try:
+            while True:
+                if rt.stop_requested:
+                    return rt.states.get(room_id)
+                try:
+                    return await self._session(room_id, False, on_event, NO_INPUT, seen=seen)
+                except RoomLeasedError:
+                    seen = self._relay(room_id, seen, on_event)
+                await asyncio.sleep(_FOLLOW_POLL_S)
+        finally:
+            self._slept.pop(room_id, None)
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        """``rt.sleep(seconds)``, cut short by :meth:`Runtime.request_stop` (no lease is held:
+        a first Ctrl-C need not wait out an hour's backoff)."""
+        sleeping = asyncio.ensure_future(self.rt.sleep(seconds))
+        watching = asyncio.ensure_future(self._stop_requested())
+        try:
+            await asyncio.wait({sleeping, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeping, watching):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _stop_requested(self) -> None:
+        while not self.rt.stop_requested:
+            await asyncio.sleep(_FOLLOW_POLL_S)
+
+    def _relay(self, room_id: RoomId, seen: int, on_event: EventCallback | None) -> int:
+        """Pass the events another runner committed after *seen* to *on_event*; the last seq."""
+        for e in self.rt.log.read(room_id, after=seen):
+            if on_event is not None:
+                on_event(e)
+            seen = e.seq
+        return seen
+
+    async def _session(
+        self,
+        room_id: RoomId,
+        force: bool,
+        on_event: EventCallback | None,
+        input: Any,
+        *,
+        seen: int | None = None,
+    ) -> RoomState:
+        """Run the room under one lease (see :meth:`run`); *seen*: the last event this run
+        has shown, when it takes the room back (the others are relayed to *on_event*)."""
         rt = self.rt
         states = rt.states
-        self._scrubber = Scrubber.from_environment()
         now = rt.now()
         previous = states.find_lease(room_id)
         try:
@@ -186,6 +269,8 @@ class Runner:
         heartbeat = asyncio.create_task(holder.beat())
         try:
             state = rt.load_room(room_id)
+            if seen is not None and state.version > seen:
+                self._relay(room_id, seen, on_event)
             if engine.next_action(state) == "run" and state.steps > 0:
                 # left mid-node by a runner that stopped: note it, then re-execute the attempt
                 owner = previous.owner if previous is not None else None
@@ -229,9 +314,8 @@ class Runner:
                 step = engine.start(wf, state, now=now())
             elif action == "sleep":
                 assert state.wake_at is not None
-                delay_ms = state.wake_at - now()
-                if delay_ms > 0:
-                    await self.rt.sleep(delay_ms / 1000)
+                if not await self._sleep(state):
+                    return state  # a long backoff: not under the lease (see run)
                 step = engine.wake(wf, state, now=max(now(), state.wake_at))
             elif action == "wait" and state.wake_at is not None and state.wake_at <= now():
                 step = engine.wake(wf, state, now=now())
@@ -240,6 +324,19 @@ class Runner:
             if action != "run":
                 step = _storable(step, state, now)
             state = self._commit(step, state, holder, on_event)
+
+    async def _sleep(self, state: RoomState) -> bool:
+        """Wait out a retry's backoff under the lease if it is short; True once the retry is
+        due, False (at once) for a backoff longer than ``rt.max_leased_sleep_s``."""
+        assert state.wake_at is not None
+        if self._slept.pop(state.room_id, None) == state.wake_at:
+            return True  # slept off the lease (on the runtime's sleep, which may be simulated)
+        delay_ms = state.wake_at - self.rt.now()
+        if delay_ms > self.rt.max_leased_sleep_s * 1000:
+            return False
+        if delay_ms > 0:
+            await self.rt.sleep(delay_ms / 1000)
+        return True
 
     def _commit(
         self,

@@ -40,6 +40,7 @@ from openrooms.inputs import check_inputs
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runner import (
     DEFAULT_LEASE_TTL_MS,
+    DEFAULT_MAX_LEASED_SLEEP_S,
     NO_INPUT,
     EventCallback,
     Runner,
@@ -156,6 +157,9 @@ class Runtime:
         self.model_registry = models
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         """How the runner waits out a retry's backoff (a re-run fast-forwards instead)."""
+        self.max_leased_sleep_s: float = DEFAULT_MAX_LEASED_SLEEP_S
+        """The longest retry backoff a runner sleeps through holding the room's lease; for
+        a longer one it lets the lease go (see :meth:`run`), so a worker can take the room."""
         self.recorded_calls: RecordedCalls | None = None
         """For a re-run: each attempt's calls from the original log, by idempotency key."""
         self.states = states
@@ -461,14 +465,26 @@ class Runtime:
                 await self.models.aclose()
 
     async def arun(
-        self, room_id: str, *, force: bool = False, on_event: EventCallback | None = None
+        self,
+        room_id: str,
+        *,
+        force: bool = False,
+        on_event: EventCallback | None = None,
+        hand_over: bool = False,
     ) -> RoomState:
         """Run a room until it completes, fails or waits (async).
+
+        With *hand_over*, also return when the room must sleep longer than
+        :attr:`max_leased_sleep_s` until a retry (it stays ``running``, due at ``wake_at``):
+        what workers do. Without, such a backoff is slept with the lease released, and the
+        room is taken back after it, or followed while another runner has it.
 
         Raises:
             RoomNotFoundError, RoomLeasedError (another live runner has it), StaleRoomError.
         """
-        return await self._runner.run(RoomId(room_id), force=force, on_event=on_event)
+        return await self._runner.run(
+            RoomId(room_id), force=force, on_event=on_event, hand_over=hand_over
+        )
 
     def run(
         self, room_id: str, *, force: bool = False, on_event: EventCallback | None = None
@@ -530,6 +546,16 @@ class Runtime:
         """
         _check_text(reason, "reason", "the cancel reason")
         return self._update(room_id, lambda s: engine.cancel(s, now=self.now(), reason=reason))
+
+    def enqueue(self, room_id: str) -> RoomState:
+        """Leave a created room for a worker: it is marked ``queued``, and a worker on the
+        same stores (:class:`~openrooms.worker.Worker`, ``openrooms worker``) starts it.
+
+        Raises:
+            RoomStatusError: the room is not ``created`` (it has started, or is queued).
+            RoomNotFoundError.
+        """
+        return self._update(room_id, lambda s: engine.queue(s, now=self.now()))
 
     def _update(self, room_id: str, change: Callable[[RoomState], engine.Step]) -> RoomState:
         """Apply an engine step compare-and-set, reloading on a lost race."""

@@ -16,7 +16,15 @@ from openrooms.events import Event, EventType, Level
 from openrooms.room import RoomState, RoomStatus
 from openrooms.types import RoomId
 
-__all__ = ["AtomicStore", "EventLog", "JobQueue", "Lease", "StateStore", "StoredWorkflow"]
+__all__ = [
+    "AtomicStore",
+    "EventLog",
+    "JobQueue",
+    "Lease",
+    "StateStore",
+    "StoredWorkflow",
+    "due_at",
+]
 
 
 @attrs.frozen(slots=True)
@@ -42,6 +50,21 @@ class StoredWorkflow:
     digest: str
     definition: dict[str, Any]
     created_at: int
+
+
+def due_at(state: RoomState) -> int | None:
+    """When *state* next needs a runner with nobody asking (ms), or None.
+
+    A running room's retry is due at its ``wake_at`` and a waiting room's timeout at its
+    ``wake_at``; a room queued for a worker is due from when it was queued (``updated_at``).
+    Stores index this to answer :meth:`StateStore.due_rooms`.
+    """
+    status = state.status
+    if status is RoomStatus.RUNNING or status is RoomStatus.WAITING:
+        return state.wake_at
+    if status is RoomStatus.QUEUED:
+        return state.updated_at
+    return None
 
 
 class StateStore(Protocol):
@@ -88,6 +111,17 @@ class StateStore(Protocol):
     def count_rooms(self, prefix: str) -> int:
         """How many rooms have an id that starts with *prefix* (a room's sub-workflow
         rooms, at every depth, have ids that start with its own id and a ``.``)."""
+
+    def due_rooms(self, now: int, *, limit: int = 100) -> list[RoomId]:
+        """Rooms a worker should run at *now*, the earliest due first (by :func:`due_at`,
+        then id): a retry whose backoff has passed, a wait whose timeout has passed, a room
+        queued for a worker. Rooms whose lease is held and unexpired at *now* are left out.
+        """
+
+    def next_wake_at(self) -> int | None:
+        """The earliest time (ms) :meth:`due_rooms` will return a room, or None if no room
+        has a timer or is queued: a room's :func:`due_at`, or, while its lease is held, the
+        later of that and the lease's expiry. A worker sleeps until then."""
 
     def acquire_lease(
         self, room_id: RoomId, owner: str, *, ttl_ms: int, now: int, force: bool = False

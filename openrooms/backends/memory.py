@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
-from collections import deque
+import time
 from collections.abc import Callable, Sequence
 
-from openrooms.backends.base import AtomicStore, JobQueue, Lease, StoredWorkflow
+from openrooms.backends.base import AtomicStore, JobQueue, Lease, StoredWorkflow, due_at
 from openrooms.backends.selection import select_events
 from openrooms.errors import (
     CorruptRoomError,
@@ -92,6 +94,29 @@ class MemoryStore(AtomicStore):
     def count_rooms(self, prefix: str) -> int:
         with self._lock:
             return sum(1 for room_id in self._states if room_id.startswith(prefix))
+
+    def due_rooms(self, now: int, *, limit: int = 100) -> list[RoomId]:
+        with self._lock:
+            due = []
+            for room_id, state in self._states.items():
+                at = due_at(state)
+                if at is None or at > now:
+                    continue
+                held = self._leases.get(room_id)
+                if held is None or held.expires_at <= now:
+                    due.append((at, room_id))
+        due.sort()
+        return [room_id for _, room_id in due[:limit]]
+
+    def next_wake_at(self) -> int | None:
+        with self._lock:
+            times = []
+            for room_id, state in self._states.items():
+                at = due_at(state)
+                if at is not None:
+                    held = self._leases.get(room_id)
+                    times.append(at if held is None else max(at, held.expires_at))
+        return min(times, default=None)
 
     def acquire_lease(
         self, room_id: RoomId, owner: str, *, ttl_ms: int, now: int, force: bool = False
@@ -210,20 +235,42 @@ class MemoryStore(AtomicStore):
 
 
 class MemoryJobQueue(JobQueue):
-    """An in-process FIFO of room ids; the runtime drains it (``Runtime.drain``)."""
+    """An in-process queue of room runs, each due after its delay; a
+    :class:`~openrooms.worker.Worker` given it runs them.
 
-    def __init__(self) -> None:
-        self._jobs: deque[tuple[RoomId, float]] = deque()
+    Args:
+        clock: seconds, monotonic (default :func:`time.monotonic`).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._jobs: list[tuple[float, int, RoomId]] = []  # a heap: (due, order, room)
+        self._order = itertools.count()
         self._lock = threading.Lock()
+        self._clock = clock
+        self.listener: Callable[[], None] | None = None
+        """Called (from the enqueuing thread) after every enqueue: how a worker hears of it."""
 
     def enqueue(self, room_id: RoomId, *, delay_s: float = 0.0) -> None:
         with self._lock:
-            self._jobs.append((room_id, delay_s))
+            due = self._clock() + max(0.0, delay_s)
+            heapq.heappush(self._jobs, (due, next(self._order), room_id))
+        listener = self.listener
+        if listener is not None:
+            listener()
 
-    def pop(self) -> tuple[RoomId, float] | None:
-        """The oldest job, or None."""
+    def pop_due(self) -> RoomId | None:
+        """The earliest queued job whose delay has passed (first queued first), or None."""
         with self._lock:
-            return self._jobs.popleft() if self._jobs else None
+            if self._jobs and self._jobs[0][0] <= self._clock():
+                return heapq.heappop(self._jobs)[2]
+            return None
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the earliest job is due (0 if one is), or None if there is none."""
+        with self._lock:
+            if not self._jobs:
+                return None
+            return max(0.0, self._jobs[0][0] - self._clock())
 
     def __len__(self) -> int:
         return len(self._jobs)

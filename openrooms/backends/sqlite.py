@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from openrooms import serde
-from openrooms.backends.base import AtomicStore, Lease, StoredWorkflow
+from openrooms.backends.base import AtomicStore, Lease, StoredWorkflow, due_at
 from openrooms.backends.selection import select_events
 from openrooms.errors import (
     BackendConfigError,
@@ -50,11 +50,13 @@ from openrooms.types import RoomId
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 # No index on rooms.status: every step would rewrite it, and listing by status filters the
 # scan in creation order instead. The current fencing token is mirrored in rooms.lease_token,
-# so a step's save checks it in the same UPDATE that compares the version.
+# so a step's save checks it in the same UPDATE that compares the version. rooms.due_at is
+# base.due_at(state) (a timer's wake_at, a queued room's queue time), NULL for most rooms:
+# its partial index holds only the rooms a worker may have to wake (due_rooms).
 #
 # One events row per commit, not per event: a step writes two to four events, and each extra
 # B-tree insert cost more than the JSON of the whole batch (bench/engine.py). A row holds the
@@ -68,9 +70,11 @@ CREATE TABLE IF NOT EXISTS rooms (
     version INTEGER NOT NULL,
     lease_token INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    due_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS rooms_by_created ON rooms (created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS rooms_by_due ON rooms (due_at, id) WHERE due_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS events (
     room_id TEXT NOT NULL,
     first_seq INTEGER NOT NULL,
@@ -93,6 +97,22 @@ CREATE TABLE IF NOT EXISTS workflows (
     PRIMARY KEY (id, version)
 );
 """
+
+# Version 2 -> 3: rooms.due_at and its index, filled from the stored states (a body that is
+# not JSON gets NULL: it is reported by `openrooms db check`, not here).
+_MIGRATE_2_TO_3: Final = """
+ALTER TABLE rooms ADD COLUMN due_at INTEGER;
+UPDATE rooms SET due_at = CASE
+    WHEN NOT json_valid(body) THEN NULL
+    WHEN status IN ('running', 'waiting') AND json_type(body, '$.wake_at') = 'integer'
+        THEN json_extract(body, '$.wake_at')
+    WHEN status = 'queued' AND json_type(body, '$.updated_at') = 'integer'
+        THEN json_extract(body, '$.updated_at')
+END;
+CREATE INDEX IF NOT EXISTS rooms_by_due ON rooms (due_at, id) WHERE due_at IS NOT NULL;
+"""
+
+_MIGRATES_FROM: Final = (2,)
 
 _SYNC_MODES: Final = ("full", "normal", "off", "extra")
 
@@ -326,7 +346,8 @@ class SQLiteStore(AtomicStore):
             found = self._schema_version()  # again: another process may have set it up
             self._check_schema(found)
             if found != SCHEMA_VERSION:
-                for statement in _SCHEMA.split(";"):
+                script = _SCHEMA if found == 0 else _MIGRATE_2_TO_3
+                for statement in script.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -340,11 +361,13 @@ class SQLiteStore(AtomicStore):
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     def _check_schema(self, found: int) -> None:
-        if found not in (0, SCHEMA_VERSION):
+        """Refuse a file of a schema version other than ours, 0 (new) and those we migrate."""
+        if found not in (0, SCHEMA_VERSION, *_MIGRATES_FROM):
             raise BackendConfigError(
                 "sqlite",
                 f"{self.path} has schema version {found}; this OpenRooms reads version "
-                f"{SCHEMA_VERSION}. Use a new file (rooms are not migrated before 1.0)",
+                f"{SCHEMA_VERSION} and migrates version {_MIGRATES_FROM[0]}. Use a new file "
+                "(older rooms are not migrated before 1.0)",
             )
 
     def _open_read_only(self, busy_timeout_ms: int) -> sqlite3.Connection:
@@ -379,6 +402,7 @@ class SQLiteStore(AtomicStore):
         try:
             if found == 0:
                 raise DatabaseNotFoundError(self.where, "the file holds no OpenRooms tables")
+            # a reader does not migrate: a version-2 file reads the same, but for due_rooms
             self._check_schema(found)
         except BackendError:
             db.close()
@@ -450,8 +474,8 @@ class SQLiteStore(AtomicStore):
     def _insert_room(db: sqlite3.Connection, state: RoomState) -> None:
         try:
             db.execute(
-                "INSERT INTO rooms (id, workflow_id, status, version, created_at, body) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO rooms (id, workflow_id, status, version, created_at, body, due_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     state.room_id,
                     state.workflow_id,
@@ -459,6 +483,7 @@ class SQLiteStore(AtomicStore):
                     state.version,
                     state.created_at,
                     _dumps(serde.state_to_dict(state)),
+                    due_at(state),
                 ),
             )
         except sqlite3.IntegrityError:
@@ -505,17 +530,26 @@ class SQLiteStore(AtomicStore):
     ) -> None:
         if lease is None:
             cursor = db.execute(
-                "UPDATE rooms SET status = ?, version = ?, body = ? WHERE id = ? AND version = ?",
-                (state.status.value, state.version, body, state.room_id, expected_version),
+                "UPDATE rooms SET status = ?, version = ?, body = ?, due_at = ? "
+                "WHERE id = ? AND version = ?",
+                (
+                    state.status.value,
+                    state.version,
+                    body,
+                    due_at(state),
+                    state.room_id,
+                    expected_version,
+                ),
             )
         else:
             cursor = db.execute(
-                "UPDATE rooms SET status = ?, version = ?, body = ? "
+                "UPDATE rooms SET status = ?, version = ?, body = ?, due_at = ? "
                 "WHERE id = ? AND version = ? AND lease_token = ?",
                 (
                     state.status.value,
                     state.version,
                     body,
+                    due_at(state),
                     state.room_id,
                     expected_version,
                     lease.token,
@@ -567,6 +601,36 @@ class SQLiteStore(AtomicStore):
             sql, params = "SELECT COUNT(*) FROM rooms WHERE id >= ? AND id < ?", (prefix, upper)
         with _driver_errors(), self._lock:
             return int(self._db.execute(sql, params).fetchone()[0])
+
+    def due_rooms(self, now: int, *, limit: int = 100) -> list[RoomId]:
+        with _driver_errors(), self._lock:
+            rows = self._db.execute(
+                "SELECT r.id FROM rooms r LEFT JOIN leases l ON l.room_id = r.id "
+                "WHERE r.due_at IS NOT NULL AND r.due_at <= ? "
+                "AND (l.owner IS NULL OR l.expires_at <= ?) "
+                "ORDER BY r.due_at, r.id LIMIT ?",
+                (now, now, int(limit)),
+            ).fetchall()
+        return [RoomId(r[0]) for r in rows]
+
+    def next_wake_at(self) -> int | None:
+        # in due order up to the first room nobody holds: every later room is due later still
+        found = None
+        with _driver_errors(), self._lock:
+            rows = self._db.execute(
+                "SELECT r.due_at, l.owner, l.expires_at FROM rooms r "
+                "LEFT JOIN leases l ON l.room_id = r.id "
+                "WHERE r.due_at IS NOT NULL ORDER BY r.due_at, r.id"
+            )
+            try:
+                for due, owner, expires_at in rows:
+                    at = due if owner is None else max(due, expires_at)
+                    found = at if found is None else min(found, at)
+                    if owner is None:
+                        break
+            finally:
+                rows.close()  # an unfinished statement would keep its read snapshot open
+        return found
 
     def acquire_lease(
         self, room_id: RoomId, owner: str, *, ttl_ms: int, now: int, force: bool = False
@@ -813,12 +877,24 @@ class SQLiteStore(AtomicStore):
     def _check_rows(self, split: bool) -> list[str]:
         problems = []
         room_ids = set()
-        for room_id, body in self._db.execute("SELECT id, body FROM rooms ORDER BY id"):
+        timed = self._schema_version() >= 3  # a reader of a version-2 file: no due_at yet
+        rows = self._db.execute(
+            "SELECT id, body, due_at FROM rooms ORDER BY id"
+            if timed
+            else "SELECT id, body, NULL FROM rooms ORDER BY id"
+        )
+        for room_id, body, stored_due in rows:
             room_ids.add(room_id)
             try:
-                self._decode_state(room_id, body)
+                state = self._decode_state(room_id, body)
             except CorruptRoomError as exc:
                 problems.append(f"{exc.where}: {exc.problem}")
+                continue
+            if timed and stored_due != due_at(state):
+                problems.append(
+                    f"{self.where}, table rooms, row id={room_id!r}: due_at is {stored_due}, "
+                    f"its state says {due_at(state)}; a worker would wake it at the wrong time"
+                )
         expected: dict[str, int] = {}
         rows = self._db.execute(
             "SELECT room_id, first_seq, last_seq, body FROM events ORDER BY room_id, first_seq"

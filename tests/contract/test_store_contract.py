@@ -277,3 +277,62 @@ def test_a_read_only_opening_sees_what_a_writer_committed(kind: str, tmp_path: P
     finally:
         reader.close()
         writer.close()
+
+
+def saved(store: AtomicStore, state: RoomState, **changes: object) -> RoomState:
+    """*state* with *changes*, saved over the stored one (a new version)."""
+    new = attrs.evolve(state, version=state.version + 1, **changes)  # type: ignore[arg-type]
+    store.replace(new, expected_version=state.version)
+    return new
+
+
+def test_due_rooms_are_passed_timers_and_queued_rooms_earliest_first(store: AtomicStore) -> None:
+    running, waiting = RoomStatus.RUNNING, RoomStatus.WAITING
+    saved(store, make_room(store, "retry"), status=running, wake_at=5000)
+    saved(store, make_room(store, "timeout"), status=waiting, wake_at=3000)
+    saved(store, make_room(store, "later"), status=running, wake_at=9000)
+    saved(store, make_room(store, "queued"), status=RoomStatus.QUEUED, updated_at=4000)
+    saved(store, make_room(store, "no-timer"), status=waiting, wake_at=None)
+    saved(store, make_room(store, "running"), status=running, wake_at=None)
+    saved(store, make_room(store, "done"), status=RoomStatus.COMPLETED, wake_at=None)
+    make_room(store, "created")
+    assert store.next_wake_at() == 3000
+    assert store.due_rooms(2999) == []
+    assert store.due_rooms(3000) == ["timeout"]
+    assert store.due_rooms(5000) == ["timeout", "queued", "retry"]
+    assert store.due_rooms(10**13, limit=2) == ["timeout", "queued"]
+    assert store.due_rooms(10**13) == ["timeout", "queued", "retry", "later"]
+
+
+def test_a_room_saved_without_a_timer_is_no_longer_due(store: AtomicStore) -> None:
+    state = saved(store, make_room(store), status=RoomStatus.WAITING, wake_at=2000)
+    assert store.due_rooms(2000) == ["r1"]
+    store.replace(engine.cancel(state, now=2500).state, expected_version=state.version)
+    assert store.due_rooms(3000) == []
+    assert store.next_wake_at() is None
+
+
+def test_a_created_queued_room_is_due_at_once(store: AtomicStore) -> None:
+    state = created("q", now=1000).state
+    queued = engine.queue(state, now=1200)
+    store.create(queued.state)
+    assert store.due_rooms(1200) == ["q"]
+    assert store.next_wake_at() == 1200
+
+
+def test_a_leased_room_is_due_only_once_its_lease_is_released_or_expired(
+    store: AtomicStore,
+) -> None:
+    saved(store, make_room(store, "a"), status=RoomStatus.RUNNING, wake_at=1000)
+    saved(store, make_room(store, "b"), status=RoomStatus.RUNNING, wake_at=2000)
+    lease = store.acquire_lease(RoomId("a"), "w1", ttl_ms=5000, now=0)
+    assert store.due_rooms(2000) == ["b"]
+    assert store.next_wake_at() == 2000
+    assert store.due_rooms(5000) == ["a", "b"]  # the lease expired
+    lease = store.renew_lease(lease, ttl_ms=5000, now=4000)
+    assert store.due_rooms(5000) == ["b"]
+    store.acquire_lease(RoomId("b"), "w1", ttl_ms=8000, now=0)
+    assert store.next_wake_at() == 8000  # a's lease expires at 9000, b's at 8000
+    store.release_lease(lease)
+    assert store.due_rooms(5000) == ["a"]
+    assert store.next_wake_at() == 1000

@@ -326,3 +326,68 @@ def test_state_and_event_decoders_raise_typed_errors() -> None:
     assert "event 4: unknown event type 'NOPE'" in str(info.value)
     with pytest.raises(CorruptRoomError, match="expected an object, got a string"):
         serde.event_from_dict("nope")  # type: ignore[arg-type]
+
+
+# --- schema migration -------------------------------------------------------------------------
+
+TIMED = (
+    WorkflowBuilder("timed")
+    .wait("ask", timeout_s=60)
+    .end("done")
+    .end("late", status="failed")
+    .transition("ask", "done")
+    .transition("ask", "late", on="timeout")
+    .build()
+)
+
+
+def test_a_version_2_file_is_migrated_with_every_room_due_as_before(tmp_path: Path) -> None:
+    path = tmp_path / "rooms.db"
+    with open_runtime(f"sqlite:///{path}") as rt:
+        waiting = rt.run(rt.create_room(TIMED, room_id="waiting").id)
+        rt.run(rt.create_room(TIMED, room_id="answered").id)
+        rt.send_input("answered", {"ok": 1})
+        rt.create_room(TIMED, room_id="damaged")
+    assert waiting.wake_at is not None
+    # the file as version 2 wrote it: no due_at column, no index on it
+    sql(path, "DROP INDEX rooms_by_due")
+    sql(path, "ALTER TABLE rooms DROP COLUMN due_at")
+    sql(path, "UPDATE rooms SET status = 'waiting', body = '{not json' WHERE id = 'damaged'")
+    sql(path, "PRAGMA user_version = 2")
+    reader = SQLiteStore(path, read_only=True)  # a reader reads it and migrates nothing
+    listed = reader.list_rooms(on_corrupt=lambda e: None)
+    reader.close()
+    assert {s.room_id for s in listed} == {"waiting", "answered"}
+    store = SQLiteStore(path)
+    try:
+        assert store.due_rooms(waiting.wake_at) == ["waiting"]
+        assert store.due_rooms(waiting.wake_at - 1) == []
+        assert store.next_wake_at() == waiting.wake_at
+        # every backfilled due_at agrees with its state; only the damaged body is reported
+        assert [p for p in store.check() if "row id=" in p] == [
+            f"{path}, table rooms, row id='damaged': the body is not valid JSON: Expecting "
+            "property name enclosed in double quotes: line 1 column 2 (char 1)"
+        ]
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        plan = db.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM rooms WHERE due_at IS NOT NULL AND due_at <= 5"
+        ).fetchall()
+    db.close()
+    assert "rooms_by_due" in str(plan)
+
+
+def test_check_reports_a_due_at_that_disagrees_with_the_state(tmp_path: Path) -> None:
+    path = tmp_path / "rooms.db"
+    with open_runtime(f"sqlite:///{path}") as rt:
+        waiting = rt.run(rt.create_room(TIMED, room_id="waiting").id)
+    sql(path, "UPDATE rooms SET due_at = 5 WHERE id = 'waiting'")
+    store = SQLiteStore(path, read_only=True)
+    problems = store.check()
+    store.close()
+    assert problems == [
+        f"{path}, table rooms, row id='waiting': due_at is 5, its state says "
+        f"{waiting.wake_at}; a worker would wake it at the wrong time"
+    ]
