@@ -59,17 +59,18 @@ class Registries:
     Each one left out is a copy of the process-wide defaults
     (:data:`~openrooms.nodes.node_types`, :data:`~openrooms.tools.default_tools`,
     :data:`~openrooms.llm.default_models`, :data:`~openrooms.backends.default_backends`):
-    the built-ins, and what the module-level helpers added before. The model registry is
-    created on first use, so a runtime that runs no agent never imports the model layer.
+    the built-ins, and what the module-level helpers added before they were made. Built-in
+    node types and tools are imported when first looked up.
 
     Attributes:
         node_types: node type name -> executor.
         tools: the tools ``tool`` nodes and agents may call.
+        models: model string prefix -> provider (litellm answers the rest).
         backends: URL scheme -> factory, used by :func:`~openrooms.open_runtime`.
         plugins: the plugins loaded into these registries, in order.
     """
 
-    __slots__ = ("_models", "backends", "node_types", "plugins", "tools")
+    __slots__ = ("backends", "models", "node_types", "plugins", "tools")
 
     def __init__(
         self,
@@ -91,25 +92,15 @@ class Registries:
             from openrooms.backends import default_backends
 
             backends = default_backends.copy()
-        self.node_types = node_types
-        self.tools = tools
-        self.backends = backends
-        self._models = models
-        self.plugins: list[str] = []
-
-    @property
-    def models(self) -> ModelRegistry:
-        """Model string prefix -> provider; a copy of the defaults made on first use."""
-        if self._models is None:
+        if models is None:
             from openrooms.llm.registry import default_models
 
-            self._models = default_models.copy()
-        return self._models
-
-    @property
-    def has_models(self) -> bool:
-        """Whether the model registry exists yet (something asked for :attr:`models`)."""
-        return self._models is not None
+            models = default_models.copy()
+        self.node_types = node_types
+        self.tools = tools
+        self.models = models
+        self.backends = backends
+        self.plugins: list[str] = []
 
     def replace(
         self,
@@ -122,7 +113,7 @@ class Registries:
         new = Registries(
             node_types=node_types if node_types is not None else self.node_types,
             tools=tools if tools is not None else self.tools,
-            models=models if models is not None else self._models,
+            models=models if models is not None else self.models,
             backends=self.backends,
         )
         new.plugins = list(self.plugins)

@@ -203,7 +203,7 @@ class Runtime:
 
     @property
     def models(self) -> ModelRegistry:
-        """The model registry agents resolve their model strings with (created on first use)."""
+        """The model registry agents resolve their model strings with."""
         return self.registries.models
 
     @property
@@ -501,8 +501,7 @@ class Runtime:
         try:
             return await work
         finally:
-            if self.registries.has_models:
-                await self.models.aclose()
+            await self.models.aclose()
 
     async def arun(
         self, room_id: str, *, force: bool = False, on_event: EventCallback | None = None

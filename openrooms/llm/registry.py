@@ -11,7 +11,7 @@ string goes to one shared :class:`~openrooms.llm.litellm.LiteLLMModel`, so
     register_provider("echo", EchoModel())            # default_models: later runtimes too
 
 Every :class:`~openrooms.Runtime` has its own registry (``rt.models``), a copy of
-:data:`default_models` made when it is first used.
+:data:`default_models` made when the runtime is created.
 """
 
 from __future__ import annotations
