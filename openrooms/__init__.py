@@ -198,12 +198,20 @@ _HOMES: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
-    """A public name, imported from its module on first use and kept."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """A public name, imported from its module on first use and kept; or a submodule."""
     import importlib
 
+    home = _HOMES.get(name)
+    if home is None:
+        # a submodule (`openrooms.serde`), which importing the package used to load
+        if name.startswith("_") or not name.isidentifier():
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
     value = getattr(importlib.import_module(home), name)
     globals()[name] = value
     return value
