@@ -26,7 +26,6 @@ from typing import Any
 
 import attrs
 
-from openrooms import loading
 from openrooms.errors import Problem, SchemaValidationError
 from openrooms.tools.destination import HttpPolicy
 from openrooms.workflow import (
@@ -197,5 +196,7 @@ def load_config(path: str | Path) -> RuntimeConfig:
         InputError: it cannot be read or does not parse (see :mod:`openrooms.loading`).
         SchemaValidationError: it has bad settings (with their paths).
     """
+    from openrooms import loading  # here: YAML is read only when a file is
+
     data = loading.load_file(path)
     return RuntimeConfig.from_dict(data, source=f"config {path}")
