@@ -309,3 +309,22 @@ def test_an_unknown_scheme_lists_the_runtimes_schemes(no_backend_leak: None) -> 
         assert isinstance(rt.states, MemoryStore)
     with pytest.raises(BackendConfigError, match="unknown backend scheme 'nowhere'"):
         open_runtime("nowhere://x")
+
+
+def test_the_module_level_helpers_reach_only_runtimes_opened_afterwards(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``@tool`` and ``register_node_type`` without a registry change the process-wide
+    defaults: a runtime already open keeps what it had, the next one starts with them."""
+    from openrooms import register_node_type
+
+    monkeypatch.setattr(default_tools, "_tools", dict(default_tools._tools))  # put back after
+    monkeypatch.setattr(node_types, "_executors", dict(node_types._executors))
+    with open_runtime("memory://") as before:
+        tool(double)
+        register_node_type("shout", Shout())
+        with open_runtime("memory://") as after:
+            assert "double" in after.tools and "shout" in after.node_types
+            assert after.run(after.create_room(shouting()).room_id).variables["n"] == 42
+        assert "double" not in before.tools and "shout" not in before.node_types
+        shouting().build()  # outside a runtime: checked against the defaults
