@@ -36,7 +36,7 @@ from openrooms.errors import (
 )
 from openrooms.events import Event, EventType, Level
 from openrooms.inputs import check_inputs
-from openrooms.registries import Registries, configured, open_registries
+from openrooms.registries import Registries, configured, load_plugins, open_registries
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runner import (
     DEFAULT_LEASE_TTL_MS,
@@ -621,10 +621,10 @@ def open_runtime(
     ``OPENROOMS_STATE_URL`` / ``OPENROOMS_LOG_URL``, then ``OPENROOMS_DB`` for both, then
     ``sqlite:///./.openrooms/openrooms.db``.
 
-    The runtime's registries are *registries* if given (used as they are), else new ones
-    from the process-wide defaults with the plugins loaded: those *config* names, then
-    ``OPENROOMS_PLUGINS`` (comma-separated), then *plugins*
-    (:func:`openrooms.registries.open_registries`). Plugins load before the backends
+    The runtime's registries are *registries* if given (used as they are, with *plugins*
+    loaded into them), else new ones from the process-wide defaults with the plugins
+    loaded: those *config* names, then ``OPENROOMS_PLUGINS`` (comma-separated), then
+    *plugins* (:func:`openrooms.registries.open_registries`). Plugins load before the backends
     open, so a plugin can add a backend scheme. *tools* and *models* replace those
     registries' tools and models.
 
@@ -640,6 +640,8 @@ def open_runtime(
     """
     if registries is None:
         registries = open_registries(plugins, config=config)
+    else:
+        load_plugins(registries, plugins)
     env = os.environ.get
     if db is not None:  # an explicit URL beats every environment variable
         s_url = state_url or db

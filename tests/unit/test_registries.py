@@ -249,6 +249,10 @@ def test_a_plugin_is_loaded_once_per_registries(plugins: Path) -> None:
     load_plugins(regs, [name, name])
     load_plugins(regs, [name])
     assert len(sys.modules[name].calls) == 1
+    other = write_plugin(plugins, "other_plugin", "def register(registries):\n    pass\n")
+    with open_runtime("memory://", registries=regs, plugins=[name, other]) as rt:
+        assert rt.registries is regs and regs.plugins == [name, other]
+    assert len(sys.modules[name].calls) == 1
 
 
 def test_the_config_file_names_plugins_and_bad_entries_are_refused() -> None:
