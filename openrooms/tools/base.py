@@ -144,7 +144,7 @@ class BaseTool:
                 return await self.client.refund(args["order_id"], args["amount"],
                                                 idempotency_key=ctx.idempotency_key)
 
-        default_tools.register(Refund(client))
+        rt.tools.register(Refund(client))  # this runtime only
 
     A tool that parses an argument as code or a query declares it, so workflows cannot
     splice values into it: ``templating = {"query": "code"}`` (see :data:`ArgKind`).
