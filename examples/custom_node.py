@@ -21,14 +21,12 @@ from openrooms import (
     Problem,
     WorkflowBuilder,
     open_runtime,
-    register_node_type,
 )
 from openrooms.expressions import Template, compile_template
 from openrooms.nodes import CONFIG_NAMES
 from openrooms.nodes.base import unknown_keys
 
 
-@register_node_type("grade")
 class Grade(NodeExecutor):
     """``grade``: renders ``score`` and routes on the first band it reaches.
 
@@ -79,10 +77,10 @@ def main(score: float) -> None:
         .transition("mark", "congratulate", on="distinction")
         .transition("mark", "certify", on="pass")
         .transition("mark", "retake", on="fail")
-        .build()
     )
     with open_runtime("memory://") as rt:
-        room = rt.run(rt.create_room(wf, {"score": score}).room_id)
+        rt.node_types.register("grade", Grade())  # this runtime's type (a plugin could add it)
+        room = rt.run(rt.create_room(wf, {"score": score}).room_id)  # built with rt's types
         print(f"score {score:g}: {room.variables['result']['grade']} -> {room.current_node}")
 
 

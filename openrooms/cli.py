@@ -7,7 +7,6 @@ Errors print one line (``Error: ...``); a traceback means a bug.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import shlex
@@ -39,10 +38,10 @@ from openrooms.events import Event, EventType, Level
 from openrooms.graph import render_graph
 from openrooms.inputs import parse_var
 from openrooms.present import ProgressPrinter, log_line, progress_line, short
+from openrooms.registries import Registries, open_registries
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runtime import Runtime, open_runtime
 from openrooms.terminal import printable
-from openrooms.tools import default_tools, http_tool
 from openrooms.types import RoomId
 from openrooms.workflow import Workflow, load_workflow
 
@@ -149,8 +148,8 @@ class _Group(click.Group):
     "plugins",
     multiple=True,
     metavar="MODULE",
-    help="Import a module that registers tools or node types (repeatable) "
-    "[env OPENROOMS_PLUGINS, comma-separated].",
+    help="Load a plugin module: its register(registries) hook adds tools, node types, model "
+    "providers or backends (repeatable) [env OPENROOMS_PLUGINS, comma-separated].",
 )
 @click.option(
     "--script",
@@ -184,14 +183,13 @@ def cli(
 
         openrooms run examples/order_approval.yaml --var amount=250
     """
-    env_plugins = [p for p in os.environ.get("OPENROOMS_PLUGINS", "").split(",") if p.strip()]
-    for module in [*env_plugins, *plugins]:
-        try:
-            importlib.import_module(module.strip())
-        except Exception as exc:  # a plugin's own bug too (RuntimeError, RecursionError...)
-            raise _failure(
-                f"cannot import plugin {module!r}: {type(exc).__name__}: {exc}", EXIT_INVALID
-            ) from exc
+    config = None
+    if config_file:
+        from openrooms.config import load_config
+
+        config = load_config(config_file)
+    # the config's plugins, OPENROOMS_PLUGINS, then --plugin: as open_runtime() loads them
+    registries = open_registries(plugins, config=config)
     # what a printed follow-up command must repeat: the global options given on this command
     # line (values from environment variables reach the next command the same way)
     repeat: list[str] = []
@@ -205,7 +203,19 @@ def cli(
     ):
         if value is not None and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
             repeat += [flag, value]
-    ctx.obj = {"db": db, "script": script, "config": config_file, "repeat": repeat}
+    ctx.obj = {
+        "db": db,
+        "script": script,
+        "config": config,
+        "registries": registries,
+        "repeat": repeat,
+    }
+
+
+def _registries() -> Registries:
+    """The registries the global options loaded (plugins included), for checking workflows."""
+    found: Registries = click.get_current_context().find_root().obj["registries"]
+    return found
 
 
 @contextmanager
@@ -220,25 +230,26 @@ def _runtime(
     none).
     """
     url = db or ctx.obj["db"]
+    registries: Registries = ctx.obj["registries"]
     if existing and not read_only:
-        open_runtime(url, read_only=True).close()  # DatabaseNotFoundError; creates nothing
-    config = None
-    if ctx.obj["config"]:
-        from openrooms.config import load_config
-
-        config = load_config(ctx.obj["config"])
+        # DatabaseNotFoundError; creates nothing
+        open_runtime(url, read_only=True, registries=registries).close()
+    config = ctx.obj["config"]
     script = ctx.obj["script"]
     if script:
         from openrooms.offline import load_script
 
-        base = default_tools
-        if config is not None:
-            base = base.copy()
-            base.register(http_tool(config.http), replace=True)
-        models, tools = load_script(script, base)
-        rt = open_runtime(url, models=models, tools=tools, config=config, read_only=read_only)
+        models, tools = load_script(script, registries.tools)
+        rt = open_runtime(
+            url,
+            models=models,
+            tools=tools,
+            config=config,
+            read_only=read_only,
+            registries=registries,
+        )
     else:
-        rt = open_runtime(url, config=config, read_only=read_only)
+        rt = open_runtime(url, config=config, read_only=read_only, registries=registries)
     try:
         yield rt
     finally:
@@ -370,7 +381,7 @@ def validate(files: tuple[str, ...]) -> None:
     bad = False
     for path in files:
         try:
-            wf = load_workflow(path)
+            wf = load_workflow(path, registries=_registries())
         except WorkflowValidationError as exc:
             bad = True
             click.echo(f"{path}: {exc}{_plugin_hint(exc, click.get_current_context())}", err=True)
@@ -454,7 +465,7 @@ def run(
 
         openrooms run examples/order_approval.yaml --var amount=250
     """
-    wf = load_workflow(file)
+    wf = load_workflow(file, registries=_registries())
     variables = _parse_vars(pairs, vars_file, wf.inputs)
     with _runtime(ctx) as rt:
         _check_keys(rt, wf)
@@ -1045,7 +1056,7 @@ def graph(file: str, fmt: Literal["mermaid", "table"]) -> None:
 
         openrooms graph examples/order_approval.yaml --format table
     """
-    wf = load_workflow(file)
+    wf = load_workflow(file, registries=_registries())
     click.echo(render_graph(wf, fmt))
 
 

@@ -14,6 +14,7 @@ environment), never from room variables or workflow input::
     rooms:                               # sub-workflow trees, unless a workflow's budget says
       max_depth: 8                       # how deep child rooms may nest under a root room
       max_rooms: 1000                    # how many child rooms one root room may create
+    plugins: [acme_plugin]               # modules whose register(registries) hook runs
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any
 
 import attrs
 
-from openrooms import loading
 from openrooms._wording import did_you_mean
 from openrooms.errors import Problem, SchemaValidationError
 from openrooms.tools.destination import HttpPolicy
@@ -39,7 +39,7 @@ __all__ = ["DEFAULT_MAX_LOGGED_BYTES", "RuntimeConfig", "load_config"]
 
 DEFAULT_MAX_LOGGED_BYTES = 64 * 1024
 
-_TOP = ("http", "agents", "tool_results", "rooms")
+_TOP = ("http", "agents", "tool_results", "rooms", "plugins")
 _AGENT = ("api_base",)
 
 
@@ -55,6 +55,8 @@ class RuntimeConfig:
         max_depth: how deep sub-workflow rooms may nest under a root room whose workflow's
             ``budget`` does not say.
         max_rooms: how many sub-workflow rooms such a root room may create in all.
+        plugins: modules loaded into the runtime's registries (see
+            :mod:`openrooms.registries`), before ``OPENROOMS_PLUGINS`` and ``--plugin``.
     """
 
     http: HttpPolicy = attrs.field(factory=HttpPolicy)
@@ -62,6 +64,7 @@ class RuntimeConfig:
     max_logged_bytes: int = DEFAULT_MAX_LOGGED_BYTES
     max_depth: int = DEFAULT_MAX_DEPTH
     max_rooms: int = DEFAULT_MAX_ROOMS
+    plugins: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "config") -> RuntimeConfig:
@@ -129,9 +132,30 @@ class RuntimeConfig:
                 else:
                     max_bytes = value
         limits = _room_limits(data.get("rooms"), problems)
+        plugins = _plugins(data.get("plugins"), problems)
         if problems:
             raise SchemaValidationError(source, problems)
-        return cls(http=http, api_bases=api_bases, max_logged_bytes=max_bytes, **limits)
+        return cls(
+            http=http, api_bases=api_bases, max_logged_bytes=max_bytes, plugins=plugins, **limits
+        )
+
+
+def _plugins(section: Any, problems: list[Problem]) -> tuple[str, ...]:
+    """The ``plugins:`` section: a list of module names."""
+    if section is None:
+        return ()
+    if not isinstance(section, Sequence) or isinstance(section, str):
+        problems.append(Problem("plugins", "expected a list of module names"))
+        return ()
+    names = []
+    for i, name in enumerate(section):
+        if not isinstance(name, str) or not all(p.isidentifier() for p in name.split(".")):
+            problems.append(
+                Problem(f"plugins[{i}]", f"{name!r} is not a module name", "e.g. acme_plugin")
+            )
+        else:
+            names.append(name)
+    return tuple(names)
 
 
 def _room_limits(section: Any, problems: list[Problem]) -> dict[str, int]:
@@ -171,5 +195,7 @@ def load_config(path: str | Path) -> RuntimeConfig:
         InputError: it cannot be read or does not parse (see :mod:`openrooms.loading`).
         SchemaValidationError: it has bad settings (with their paths).
     """
+    from openrooms import loading  # here: YAML is read only when a file is
+
     data = loading.load_file(path)
     return RuntimeConfig.from_dict(data, source=f"config {path}")

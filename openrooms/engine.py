@@ -24,15 +24,15 @@ from typing import Any, Final, Literal
 import attrs
 
 from openrooms.errors import (
+    CorruptLogError,
     EvaluationError,
     RoomStatusError,
     TransitionNotAllowedError,
 )
 from openrooms.events import ErrorInfo, Event, EventType, Level
 from openrooms.expressions import is_truthy
-from openrooms.nodes import FAILURE_LABELS, LogRecord, Outcome
-from openrooms.nodes.builtin import PreparedEnd, PreparedWait
-from openrooms.plan import NodePlan
+from openrooms.nodes.base import FAILURE_LABELS, LogRecord, Outcome
+from openrooms.plan import NodePlan, PreparedEnd, PreparedWait
 from openrooms.room import RoomState, RoomStatus
 from openrooms.storable import check_storable
 from openrooms.types import RoomId
@@ -203,29 +203,31 @@ def apply(state: RoomState | None, events: Iterable[Event]) -> RoomState:
     """Fold *events* into *state* (None before ``ROOM_CREATED``).
 
     Raises:
-        ValueError: the events do not start with ``ROOM_CREATED`` when *state* is None, or a
-            sequence number is not the next one.
+        CorruptLogError: the events do not start with ``ROOM_CREATED`` when *state* is None,
+            a sequence number is not the next one, or there are no events at all.
     """
     d: dict[str, Any] = _fields(state) if state is not None else {}
     for e in events:
         expected = d.get("version", 0) + 1
         if e.seq != expected:
-            raise ValueError(
-                f"room {e.room_id!r}: event seq {e.seq} follows {expected - 1}; "
-                f"the log has a gap or a duplicate"
+            raise CorruptLogError(
+                e.room_id,
+                f"has event seq {e.seq} after {expected - 1}: a gap or a duplicate",
             )
         if not d and e.type is not _E.ROOM_CREATED:
-            raise ValueError(
-                f"room {e.room_id!r}: the log must start with ROOM_CREATED, not {e.type}"
-            )
+            raise CorruptLogError(e.room_id, f"starts with {e.type}, not ROOM_CREATED")
         _apply_into(d, e)
     if not d:
-        raise ValueError("no events to fold")
+        raise CorruptLogError("", "there are no events to fold")
     return RoomState(**d)
 
 
 def fold(events: Iterable[Event]) -> RoomState:
-    """Rebuild a room's state from its whole log, from ``ROOM_CREATED`` on."""
+    """Rebuild a room's state from its whole log, from ``ROOM_CREATED`` on.
+
+    Raises:
+        CorruptLogError: see :func:`apply`.
+    """
     return apply(None, events)
 
 

@@ -31,6 +31,7 @@ third-party tools (OpenRooms itself never pickles).
     │   ├── DatabaseNotFoundError (LookupError)  a read-only command found no database file
     │   └── CorruptDataError                   a stored row does not decode (bad JSON, ...)
     │       └── CorruptRoomError               ... and it belongs to a room, named by id
+    │           └── CorruptLogError            a room's events do not fold (a gap, a bad start)
     ├── MissingExtraError (ImportError)        an optional dependency is not installed
     ├── NodeTypeNotFoundError (LookupError)
     ├── ToolNotFoundError (LookupError)
@@ -41,6 +42,8 @@ third-party tools (OpenRooms itself never pickles).
     │   └── MissingAPIKeyError                 the provider's API key is not in the environment
     ├── UnstorableValueError (ValueError)      a value no store can keep (inf, lone surrogate...)
     ├── RoomLimitError                         a sub-workflow tree went past its depth or rooms
+    ├── PluginError (ValueError)               a plugin that cannot be imported, has no hook,
+    │                                          or whose hook raised
     └── InputError (ValueError)                a file or text from outside that cannot be read:
                                                not UTF-8, too big, duplicate keys, too deep
 """
@@ -58,6 +61,7 @@ __all__ = [
     "BackendUnavailableError",
     "CompletionError",
     "CorruptDataError",
+    "CorruptLogError",
     "CorruptRoomError",
     "DatabaseNotFoundError",
     "EvaluationError",
@@ -68,6 +72,7 @@ __all__ = [
     "NodeTypeNotFoundError",
     "OpenRoomsError",
     "PatternTimeoutError",
+    "PluginError",
     "Problem",
     "RoomExistsError",
     "RoomLeasedError",
@@ -396,6 +401,27 @@ class CorruptRoomError(CorruptDataError):
         return f"room {self.room_id!r} is corrupt: {self.where}: {self.problem} ({_CHECK_HINT})"
 
 
+class CorruptLogError(CorruptRoomError):
+    """A room's events cannot be folded into a state: a sequence number is missing or
+    repeated, or the log does not start with ``ROOM_CREATED``. Raised by
+    :func:`openrooms.engine.apply` and :func:`~openrooms.engine.fold`.
+
+    Attributes:
+        room_id: the room whose log it is ("" when there were no events at all).
+        problem: what is wrong with the log.
+    """
+
+    def __init__(self, room_id: str, problem: str) -> None:
+        OpenRoomsError.__init__(self, room_id, problem)
+        self.backend, self.message = "event log", problem
+        self.room_id, self.where, self.problem = room_id, "event log", problem
+
+    def __str__(self) -> str:
+        if not self.room_id:
+            return f"cannot fold the event log: {self.problem}"
+        return f"room {self.room_id!r} is corrupt: its event log {self.problem} ({_CHECK_HINT})"
+
+
 _CHECK_HINT = "`openrooms db check` lists every damaged row"
 
 
@@ -596,3 +622,20 @@ class MissingAPIKeyError(CompletionError):
         names = ", ".join(repr(a) for a in self.agents)
         who = f" (agent{'s' if len(self.agents) > 1 else ''} {names})" if self.agents else ""
         return f"model {self.model!r}{who}: {self.message}"
+
+
+class PluginError(OpenRoomsError, ValueError):
+    """A plugin cannot be loaded: its module does not import, has no ``register`` hook, or
+    the hook raised (the exception is the ``__cause__``).
+
+    Attributes:
+        plugin: the module name as configured.
+        problem: what went wrong.
+    """
+
+    def __init__(self, plugin: str, problem: str) -> None:
+        super().__init__(plugin, problem)
+        self.plugin, self.problem = plugin, problem
+
+    def __str__(self) -> str:
+        return f"cannot load plugin {self.plugin!r}: {self.problem}"

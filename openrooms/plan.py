@@ -20,8 +20,9 @@ import attrs
 
 from openrooms._wording import VARIABLE_NAME_HINT, article, did_you_mean, is_variable_name
 from openrooms.errors import ExpressionError, Problem, WorkflowValidationError
-from openrooms.expressions import Expression, compile_expression
-from openrooms.nodes import FAILURE_LABELS, GUARD_NAMES, NodeExecutor, node_types
+from openrooms.expressions import Expression, Template, compile_expression
+from openrooms.nodes.base import FAILURE_LABELS, GUARD_NAMES, NodeExecutor
+from openrooms.registries import validation_registries
 from openrooms.storable import find_unstorable
 from openrooms.workflow import MAX_ROOM_DEPTH, MAX_ROOMS_PER_ROOT
 
@@ -35,6 +36,8 @@ __all__ = [
     "MAX_TRANSITIONS",
     "NodePlan",
     "Plan",
+    "PreparedEnd",
+    "PreparedWait",
     "Route",
     "Validator",
     "build_plan",
@@ -91,6 +94,23 @@ class Plan:
 
     nodes: Mapping[str, NodePlan]
     inputs: Schema | None = None
+
+
+@attrs.frozen(slots=True)
+class PreparedWait:
+    """A ``wait`` node's compiled config; the engine enters and completes wait nodes itself."""
+
+    prompt: Template | None
+    schema: Mapping[str, Any] | None
+    compiled: Schema | None = None
+
+
+@attrs.frozen(slots=True)
+class PreparedEnd:
+    """An ``end`` node's compiled config; the engine finishes the room with it."""
+
+    failed: bool
+    reason: Template | None
 
 
 def _suggest(name: str, options: list[str], kind: str = "nodes") -> str:
@@ -250,9 +270,7 @@ class _Checker:
                 self.add(
                     f"{path}.max_tokens", f"expected a positive number, got {agent.max_tokens!r}"
                 )
-            from openrooms.tools.registry import validation_tools
-
-            known = validation_tools()
+            known = validation_registries().tools
             for i, tool in enumerate(agent.tools):
                 if tool not in known:
                     self.add(
@@ -287,6 +305,7 @@ class _Checker:
             self.add(bad[0], f"the value {bad[1]}", "a workflow holds only JSON values")
         if node.retry is not None:
             self.retry(path, node)
+        node_types = validation_registries().node_types
         executor = node_types.find(node.type)
         if executor is None:
             self.add(
@@ -392,7 +411,10 @@ class _Checker:
             table[t.source].setdefault(t.on, []).append(Route(i, t.target, guard))
         for node_id, node in self.wf.nodes.items():
             out = table[node_id]
-            unknown_type = executors.get(node_id) is None and node.type not in node_types
+            unknown_type = (
+                executors.get(node_id) is None
+                and node.type not in validation_registries().node_types
+            )
             if node.type == "end" or unknown_type:
                 continue
             if not out:

@@ -134,7 +134,9 @@ def rerun(rt: Runtime, room_id: str) -> RerunReport:
     for prefix in {a.model.split("/", 1)[0] for a in wf.agents.values()}:
         models.register_provider(prefix, _Unrecorded())
     tools = _refusing_tools(rt.tools.names())
-    shadow = _Runtime(store, store, tools=tools, clock=clock, models=models)
+    shadow = _Runtime(
+        store, store, tools=tools, clock=clock, models=models, registries=rt.registries
+    )
     shadow.recorded_calls = recorded
     shadow.sleep = _fast_forward(clock)
     shadow.register_workflow(wf)

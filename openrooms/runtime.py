@@ -16,10 +16,10 @@ import json
 import os
 import re
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from openrooms import engine
@@ -37,6 +37,7 @@ from openrooms.errors import (
 )
 from openrooms.events import Event, EventType, Level
 from openrooms.inputs import check_inputs
+from openrooms.registries import Registries, configured, load_plugins, open_registries
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runner import (
     DEFAULT_LEASE_TTL_MS,
@@ -48,14 +49,16 @@ from openrooms.runner import (
     make_owner,
 )
 from openrooms.storable import check_storable, find_unstorable
-from openrooms.tools import HttpPolicy, ToolRegistry, default_tools, http_tool
 from openrooms.types import RoomId
 from openrooms.workflow import Workflow, WorkflowBuilder
 
 if TYPE_CHECKING:
+    from openrooms.backends import BackendRegistry
     from openrooms.journal import RecordedCalls
     from openrooms.llm.registry import ModelRegistry
+    from openrooms.nodes.registry import NodeRegistry
     from openrooms.rerun import RerunReport
+    from openrooms.tools.registry import ToolRegistry
 
 __all__ = ["Runtime", "open_runtime", "workflow_digest"]
 
@@ -132,14 +135,17 @@ class Runtime:
     Args:
         states: where room states, leases and workflow definitions live.
         log: where events live (may be the same object as *states*).
-        tools: the tools ``tool`` nodes may call (default: :data:`default_tools`, with
-            the ``http`` tool following *config*'s allow-list).
+        tools: the tools ``tool`` nodes may call, in place of those of *registries*.
         clock: milliseconds since the epoch (default: the system clock).
         lease_ttl_ms: how long a runner's lease lasts between renewals.
         config: trusted settings (the http allow-list, agents' endpoints); see
             :mod:`openrooms.config`.
-        models: resolves agents' model strings (default: :data:`openrooms.llm.default_models`,
-            litellm for any model string no registered provider claims).
+        models: resolves agents' model strings, in place of the registry of *registries*
+            (litellm answers any model string no registered provider claims).
+        registries: node types, tools, models and backends (default: new ones copied
+            from the process-wide defaults, the ``http`` tool following *config*'s
+            allow-list); see :mod:`openrooms.registries`. They belong to this runtime:
+            register on ``rt.tools``, ``rt.node_types``, ``rt.models``.
     """
 
     def __init__(
@@ -152,9 +158,15 @@ class Runtime:
         lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
         models: ModelRegistry | None = None,
         config: RuntimeConfig | None = None,
+        registries: Registries | None = None,
     ) -> None:
         self.config = config if config is not None else RuntimeConfig()
-        self.model_registry = models
+        if registries is None:
+            registries = configured(Registries(), config)
+        if tools is not None or models is not None:
+            registries = registries.replace(tools=tools, models=models)
+        self.registries = registries
+        """This runtime's node types, tools, models and backends."""
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         """How the runner waits out a retry's backoff (a re-run fast-forwards instead)."""
         self.max_leased_sleep_s: float = DEFAULT_MAX_LEASED_SLEEP_S
@@ -164,11 +176,6 @@ class Runtime:
         """For a re-run: each attempt's calls from the original log, by idempotency key."""
         self.states = states
         self.log = log
-        self.tools = tools if tools is not None else default_tools
-        if tools is None and config is not None and config.http != HttpPolicy():
-            # the default tools, but an http tool with this config's allow-list
-            self.tools = default_tools.copy()
-            self.tools.register(http_tool(config.http), replace=True)
         self.now = clock
         self.owner = make_owner()
         self._runner = Runner(self, lease_ttl_ms=lease_ttl_ms)
@@ -177,13 +184,44 @@ class Runtime:
         self._stop = False
 
     @property
-    def models(self) -> ModelRegistry:
-        """The model registry agents resolve their model strings with (imported on first use)."""
-        if self.model_registry is None:
-            from openrooms.llm.registry import default_models
+    def tools(self) -> ToolRegistry:
+        """The tools ``tool`` nodes and agents of this runtime may call."""
+        return self.registries.tools
 
-            return default_models
-        return self.model_registry
+    @tools.setter
+    def tools(self, tools: ToolRegistry) -> None:
+        self.registries.tools = tools
+
+    @property
+    def node_types(self) -> NodeRegistry:
+        """The node types workflows of this runtime may use."""
+        return self.registries.node_types
+
+    @property
+    def backends(self) -> BackendRegistry:
+        """The URL schemes this runtime's registries open (see :func:`open_runtime`)."""
+        return self.registries.backends
+
+    @property
+    def models(self) -> ModelRegistry:
+        """The model registry agents resolve their model strings with."""
+        return self.registries.models
+
+    @property
+    def model_registry(self) -> ModelRegistry:
+        """The same as :attr:`models`."""
+        return self.registries.models
+
+    def load_workflow(self, path: str | Path) -> Workflow:
+        """Load a workflow file, its node types and tools checked against this runtime's
+        registries (see :func:`openrooms.load_workflow`).
+
+        Raises:
+            FileNotFoundError / WorkflowValidationError.
+        """
+        from openrooms.workflow import load_workflow
+
+        return load_workflow(path, registries=self.registries)
 
     # --- workflows --------------------------------------------------------------------------
 
@@ -195,7 +233,10 @@ class Runtime:
             WorkflowValidationError: a builder whose workflow is invalid, or a sub-workflow
                 cycle through the workflows registered before it.
         """
-        wf = workflow.build() if isinstance(workflow, WorkflowBuilder) else workflow
+        if isinstance(workflow, WorkflowBuilder):
+            wf = workflow.build(registries=self.registries)
+        else:
+            wf = workflow
         if (wf.id, wf.version) not in self._workflows:
             self._refuse_cycles(wf)
         definition = wf.to_dict()
@@ -255,7 +296,7 @@ class Runtime:
         key = (stored.id, stored.version)
         wf = self._workflows.get(key)
         if wf is None:
-            wf = Workflow.from_dict(stored.definition, tools=self.tools)
+            wf = Workflow.from_dict(stored.definition, registries=self.registries)
             with self._lock:
                 self._workflows[key] = wf
         return wf
@@ -461,8 +502,7 @@ class Runtime:
         try:
             return await work
         finally:
-            if self.model_registry is not None or "openrooms.llm.registry" in sys.modules:
-                await self.models.aclose()
+            await self.models.aclose()
 
     async def arun(
         self,
@@ -595,21 +635,36 @@ def open_runtime(
     models: ModelRegistry | None = None,
     config: RuntimeConfig | None = None,
     read_only: bool = False,
+    plugins: Sequence[str] = (),
+    registries: Registries | None = None,
 ) -> Runtime:
-    """Open a runtime from backend URLs.
+    """Open a runtime from backend URLs, with its own registries and plugins.
 
     Precedence: explicit arguments (*state_url* / *log_url*, then *db* for both), then
     ``OPENROOMS_STATE_URL`` / ``OPENROOMS_LOG_URL``, then ``OPENROOMS_DB`` for both, then
     ``sqlite:///./.openrooms/openrooms.db``.
+
+    The runtime's registries are *registries* if given (used as they are, with *plugins*
+    loaded into them), else new ones from the process-wide defaults with the plugins
+    loaded: those *config* names, then ``OPENROOMS_PLUGINS`` (comma-separated), then
+    *plugins* (:func:`openrooms.registries.open_registries`). Plugins load before the backends
+    open, so a plugin can add a backend scheme. *tools* and *models* replace those
+    registries' tools and models.
 
     With *read_only*, the backends are opened for reading (see :func:`open_backend`):
     inspecting rooms then never creates a database, never waits for a writer's lock, and
     works on a file it may not write; operations that write raise BackendError.
 
     Raises:
+        PluginError: a plugin cannot be imported, has no ``register`` hook, or its hook
+            raised; the error names it.
         BackendConfigError: a URL that cannot be opened.
         DatabaseNotFoundError: *read_only* and a SQLite file that does not exist.
     """
+    if registries is None:
+        registries = open_registries(plugins, config=config)
+    else:
+        load_plugins(registries, plugins)
     env = os.environ.get
     if db is not None:  # an explicit URL beats every environment variable
         s_url = state_url or db
@@ -618,9 +673,14 @@ def open_runtime(
         one = env("OPENROOMS_DB") or DEFAULT_DB_URL
         s_url = state_url or env("OPENROOMS_STATE_URL") or one
         l_url = log_url or env("OPENROOMS_LOG_URL") or one
-    states = open_backend(s_url, read_only=read_only)
+    backends = registries.backends
+    states = open_backend(s_url, read_only=read_only, registry=backends)
     try:
-        log = states if l_url == s_url else open_backend(l_url, read_only=read_only)
+        log = (
+            states
+            if l_url == s_url
+            else open_backend(l_url, read_only=read_only, registry=backends)
+        )
     except BaseException:
         states.close()
         raise
@@ -632,4 +692,5 @@ def open_runtime(
         lease_ttl_ms=lease_ttl_ms,
         models=models,
         config=config,
+        registries=registries,
     )

@@ -16,6 +16,7 @@ from openrooms._wording import article
 from openrooms.backends.memory import MemoryStore
 from openrooms.errors import CompletionError
 from openrooms.llm.base import ChatModel, ChatRequest, ChatResponse, Message, ToolCall, Usage
+from openrooms.registries import Registries
 from openrooms.runtime import Runtime
 from openrooms.tools import ToolRegistry
 
@@ -43,13 +44,17 @@ class ManualClock:
 
 
 def memory_runtime(
-    *, tools: ToolRegistry | None = None, clock: ManualClock | None = None
+    *,
+    tools: ToolRegistry | None = None,
+    clock: ManualClock | None = None,
+    registries: Registries | None = None,
 ) -> Runtime:
-    """A runtime over a fresh in-memory store (state and log in one, committed atomically)."""
+    """A runtime over a fresh in-memory store (state and log in one, committed atomically),
+    with its own registries (*registries*, else a copy of the defaults) and *tools*."""
     store = MemoryStore()
     if clock is None:
-        return Runtime(store, store, tools=tools)
-    return Runtime(store, store, tools=tools, clock=clock)
+        return Runtime(store, store, tools=tools, registries=registries)
+    return Runtime(store, store, tools=tools, clock=clock, registries=registries)
 
 
 @attrs.frozen(slots=True)

@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, Any, Final, Self
 import attrs
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from openrooms.plan import Plan
+    from openrooms.registries import Registries
     from openrooms.tools.registry import ToolRegistry
 
 __all__ = [
@@ -242,17 +245,24 @@ class Workflow:
         return self.initial if self.initial is not None else next(iter(self.nodes))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, tools: ToolRegistry | None = None) -> Workflow:
-        """Build from the file format (as parsed from YAML or JSON); tool names are checked
-        against *tools* (default: :data:`~openrooms.default_tools`).
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        tools: ToolRegistry | None = None,
+        registries: Registries | None = None,
+    ) -> Workflow:
+        """Build from the file format (as parsed from YAML or JSON); node types and tool
+        names are checked against *registries* (a runtime's: ``rt.registries``) and tool
+        names against *tools* if given (default: the registries in force, see
+        :func:`openrooms.registries.validating_with`).
 
         Raises:
             WorkflowValidationError: listing every problem with its path.
         """
         from openrooms import serde
-        from openrooms.tools.registry import validating_with
 
-        with validating_with(tools):
+        with _validating(tools, registries):
             return serde.workflow_from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -263,24 +273,49 @@ class Workflow:
 
     @classmethod
     def from_yaml(
-        cls, text: str, *, source: str = "<string>", tools: ToolRegistry | None = None
+        cls,
+        text: str,
+        *,
+        source: str = "<string>",
+        tools: ToolRegistry | None = None,
+        registries: Registries | None = None,
     ) -> Workflow:
-        """Parse YAML (or JSON, which is YAML) text; tool names are checked against
-        *tools* (default: :data:`~openrooms.default_tools`).
+        """Parse YAML (or JSON, which is YAML) text; node types and tools are checked as
+        :meth:`from_dict` says.
 
         Raises:
             WorkflowValidationError: the text does not parse or the workflow is invalid.
         """
         from openrooms import serde
-        from openrooms.tools.registry import validating_with
 
-        with validating_with(tools):
+        with _validating(tools, registries):
             return serde.workflow_from_text(text, source=source)
 
 
-def load_workflow(path: str | Path, *, tools: ToolRegistry | None = None) -> Workflow:
-    """Load a workflow from a ``.yaml``, ``.yml`` or ``.json`` file; tool names are checked
-    against *tools* (default: :data:`~openrooms.default_tools`).
+def _validating(
+    tools: ToolRegistry | None, registries: Registries | None
+) -> AbstractContextManager[None]:
+    """Validation against *registries* (default: those in force), with *tools* if given."""
+    import contextlib
+
+    from openrooms.registries import validating_with, validation_registries
+
+    if tools is None and registries is None:
+        return contextlib.nullcontext()
+    base = registries if registries is not None else validation_registries()
+    return validating_with(base if tools is None else base.replace(tools=tools))
+
+
+def load_workflow(
+    path: str | Path,
+    *,
+    tools: ToolRegistry | None = None,
+    registries: Registries | None = None,
+) -> Workflow:
+    """Load a workflow from a ``.yaml``, ``.yml`` or ``.json`` file; node types and tools
+    are checked against *registries* (a runtime's: ``rt.registries``), tool names against
+    *tools* if given (default: the registries in force, the process-wide defaults outside
+    a runtime).
 
     Raises:
         FileNotFoundError: there is no such file.
@@ -288,9 +323,8 @@ def load_workflow(path: str | Path, *, tools: ToolRegistry | None = None) -> Wor
             parse, or the workflow is invalid (see :mod:`openrooms.loading`).
     """
     from openrooms import serde
-    from openrooms.tools.registry import validating_with
 
-    with validating_with(tools):
+    with _validating(tools, registries):
         return serde.workflow_from_file(path)
 
 
@@ -422,16 +456,17 @@ class WorkflowBuilder:
             self.transition(source, target)
         return self
 
-    def build(self, *, tools: ToolRegistry | None = None) -> Workflow:
-        """Return the validated workflow; tool names are checked against *tools*
-        (default: :data:`~openrooms.default_tools`).
+    def build(
+        self, *, tools: ToolRegistry | None = None, registries: Registries | None = None
+    ) -> Workflow:
+        """Return the validated workflow; node types and tools are checked against
+        *registries* (a runtime's: ``rt.registries``), tool names against *tools* if given
+        (default: the registries in force, the process-wide defaults outside a runtime).
 
         Raises:
             WorkflowValidationError: listing every problem at once.
         """
-        from openrooms.tools.registry import validating_with
-
-        with validating_with(tools):
+        with _validating(tools, registries):
             return Workflow(
                 nodes=dict(self._nodes),
                 transitions=tuple(self._transitions),

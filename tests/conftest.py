@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from openrooms.backends import AtomicStore, MemoryStore, SQLiteStore
+from openrooms.backends import (
+    AtomicStore,
+    BackendRegistry,
+    MemoryStore,
+    SQLiteStore,
+    default_backends,
+)
+from openrooms.llm.registry import default_models
+from openrooms.nodes.registry import NodeRegistry, node_types
+from openrooms.tools.registry import ToolRegistry, default_tools
 
 settings.register_profile("dev", max_examples=60, deadline=None)
 settings.register_profile(
@@ -53,3 +62,32 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AtomicStor
     s = make_store(request.param, tmp_path)
     yield s
     s.close()
+
+
+def _defaults() -> dict[str, list[str]]:
+    """What the process-wide default registries hold."""
+    return {
+        "node types": node_types.names(),
+        "tools": default_tools.names(),
+        "model providers": default_models.providers(),
+        "backend schemes": default_backends.schemes(),
+    }
+
+
+_BUILTINS = {
+    "node types": NodeRegistry.builtins().names(),
+    "tools": ToolRegistry.builtins().names(),
+    "model providers": [],
+    "backend schemes": BackendRegistry.builtins().schemes(),
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_registration_leaks() -> Iterator[None]:
+    """Every test starts and ends with the process-wide registries holding the built-ins
+    only: tests register on their own runtime's registries (``rt.tools``, a fixture's
+    ``Registries()``), never in the defaults every runtime starts from. A test module that
+    registers at import time fails every test."""
+    assert _defaults() == _BUILTINS, "a test module registered into the process-wide defaults"
+    yield
+    assert _defaults() == _BUILTINS, "this test registered into the process-wide defaults"

@@ -19,8 +19,8 @@ from openrooms import (
     Workflow,
     WorkflowBuilder,
 )
-from openrooms.nodes import node_types
 from openrooms.nodes.base import unknown_keys
+from openrooms.registries import Registries
 
 LABELS = ["ok", "error", "timeout", "approve", "reject"]
 CUSTOM = frozenset({"approve", "reject"})
@@ -38,7 +38,15 @@ class Review(NodeExecutor):
         return Outcome.ok(label="approve")
 
 
-node_types.register("test_review", Review(), replace=True)
+def register(registries: Registries) -> None:
+    """The plugin hook: ``openrooms --plugin tests.strategies`` knows ``test_review``."""
+    registries.node_types.register("test_review", Review())
+
+
+REGISTRIES = Registries()
+"""The built-ins and ``test_review``: what generated workflows are built against (the
+process-wide defaults stay untouched)."""
+register(REGISTRIES)
 
 
 @st.composite
@@ -112,7 +120,7 @@ def workflows(draw: st.DrawFn) -> Workflow:
         b.transition(name, nxt)
     # defaults last (a guarded edge after a default could never fire); both ends reachable
     b.transition(names[0], "failed_end", on="error")
-    return b.build()
+    return b.build(registries=REGISTRIES)
 
 
 outcomes = st.builds(

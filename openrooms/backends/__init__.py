@@ -1,8 +1,9 @@
 """Backends chosen by URL: ``memory://``, ``sqlite:///path``; more register themselves.
 
 ``open_backend(url)`` returns an object implementing :class:`StateStore` and/or
-:class:`EventLog` (both, for the built-in ones). New schemes register a factory with
-:func:`register_backend`, like fsspec's protocol registry. A factory that takes a
+:class:`EventLog` (both, for the built-in ones). New schemes register a factory in a
+:class:`BackendRegistry` (a runtime's ``rt.backends``, or the process-wide defaults with
+:func:`register_backend`), like fsspec's protocol registry. A factory that takes a
 ``read_only`` keyword is told when the opener only reads (``open_backend(url,
 read_only=True)``: ``show``, ``rooms``, ``logs``...), so it can skip set-up and locks.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import inspect
 import threading
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
 from openrooms._extras import require
@@ -24,13 +25,16 @@ from openrooms.backends.base import (
     StateStore,
     StoredWorkflow,
 )
-from openrooms.backends.memory import MemoryJobQueue, MemoryStore
-from openrooms.backends.sqlite import SQLiteStore
 from openrooms.errors import BackendConfigError
+
+if TYPE_CHECKING:
+    from openrooms.backends.memory import MemoryJobQueue, MemoryStore
+    from openrooms.backends.sqlite import SQLiteStore
 
 __all__ = [
     "DEFAULT_DB_URL",
     "AtomicStore",
+    "BackendRegistry",
     "EventLog",
     "JobQueue",
     "Lease",
@@ -39,6 +43,7 @@ __all__ = [
     "SQLiteStore",
     "StateStore",
     "StoredWorkflow",
+    "default_backends",
     "open_backend",
     "register_backend",
 ]
@@ -46,25 +51,97 @@ __all__ = [
 DEFAULT_DB_URL: Final = "sqlite:///./.openrooms/openrooms.db"
 
 Factory = Callable[..., Any]
-_factories: dict[str, Factory] = {}
-_reads_only: set[str] = set()  # schemes whose factory takes read_only=
 _named_memory: dict[str, MemoryStore] = {}
 _memory_lock = threading.Lock()
 
 
+class BackendRegistry:
+    """Maps URL schemes to the factories that open them. Every
+    :class:`~openrooms.Runtime`'s registries hold one (``rt.backends``), a copy of
+    :data:`default_backends`; :func:`~openrooms.open_runtime` opens its URLs with it."""
+
+    def __init__(self) -> None:
+        self._factories: dict[str, Factory] = {}
+        self._reads_only: set[str] = set()  # schemes whose factory takes read_only=
+
+    @classmethod
+    def builtins(cls) -> BackendRegistry:
+        """A new registry with the built-in schemes: ``memory``, ``sqlite``, and the
+        server backends' schemes, which name the extra they need."""
+        registry = cls()
+        registry.register("memory", _open_memory)
+        registry.register("sqlite", _open_sqlite)
+        for scheme, extra, module in [
+            ("redis", "redis", "redis"),
+            ("rediss", "redis", "redis"),
+            ("postgresql", "postgres", "psycopg"),
+            ("postgres", "postgres", "psycopg"),
+        ]:
+            registry.register(scheme, _server_backend(extra, module))
+        return registry
+
+    def register(self, scheme: str, factory: Factory, *, replace: bool = False) -> None:
+        """Make ``scheme://...`` URLs open with *factory(url)* (and ``read_only=True`` for a
+        reading opener, if *factory* takes that keyword).
+
+        Raises:
+            ValueError: the scheme is taken and *replace* is false.
+        """
+        scheme = scheme.lower()
+        if scheme in self._factories and not replace:
+            raise ValueError(f"backend scheme {scheme!r} is already registered")
+        self._factories[scheme] = factory
+        if _takes_read_only(factory):
+            self._reads_only.add(scheme)
+        else:
+            self._reads_only.discard(scheme)
+
+    def open(self, url: str, *, read_only: bool = False) -> Any:
+        """Open the backend *url* names; see :func:`open_backend`.
+
+        Raises:
+            BackendConfigError: an unknown scheme or bad settings.
+            DatabaseNotFoundError: *read_only* and the SQLite file does not exist.
+        """
+        if "://" not in url:
+            if url.endswith((".db", ".sqlite", ".sqlite3")):
+                from openrooms.backends.sqlite import SQLiteStore
+
+                return SQLiteStore(url, read_only=read_only)
+            raise BackendConfigError(url, "expected a URL like sqlite:///path.db or memory://")
+        scheme = url.split("://", 1)[0].lower()
+        factory = self._factories.get(scheme)
+        if factory is None:
+            known = ", ".join(sorted(self._factories))
+            raise BackendConfigError(url, f"unknown backend scheme {scheme!r}; available: {known}")
+        if read_only and scheme in self._reads_only:
+            return factory(url, read_only=True)
+        return factory(url)
+
+    def schemes(self) -> list[str]:
+        """Registered schemes, sorted."""
+        return sorted(self._factories)
+
+    def copy(self) -> BackendRegistry:
+        """An independent registry with the same schemes."""
+        registry = BackendRegistry()
+        registry._factories = dict(self._factories)
+        registry._reads_only = set(self._reads_only)
+        return registry
+
+    def __contains__(self, scheme: object) -> bool:
+        return scheme in self._factories
+
+
 def register_backend(scheme: str, factory: Factory, *, replace: bool = False) -> None:
-    """Make ``scheme://...`` URLs open with *factory(url)*.
+    """Make ``scheme://...`` URLs open with *factory(url)* in the process-wide
+    :data:`default_backends`, which runtimes opened afterwards start from. For one runtime,
+    register in a plugin's ``register(registries)`` hook (``registries.backends.register``).
 
     Raises:
         ValueError: the scheme is taken and *replace* is false.
     """
-    if scheme in _factories and not replace:
-        raise ValueError(f"backend scheme {scheme!r} is already registered")
-    _factories[scheme] = factory
-    if _takes_read_only(factory):
-        _reads_only.add(scheme)
-    else:
-        _reads_only.discard(scheme)
+    default_backends.register(scheme, factory, replace=replace)
 
 
 def _takes_read_only(factory: Factory) -> bool:
@@ -75,7 +152,9 @@ def _takes_read_only(factory: Factory) -> bool:
     return any(p.name == "read_only" or p.kind is p.VAR_KEYWORD for p in params)
 
 
-def open_backend(url: str, *, read_only: bool = False) -> Any:
+def open_backend(
+    url: str, *, read_only: bool = False, registry: BackendRegistry | None = None
+) -> Any:
     """Open the backend a URL names.
 
     ``memory://`` is a fresh store; ``memory://NAME`` is shared by every opener in the
@@ -88,26 +167,18 @@ def open_backend(url: str, *, read_only: bool = False) -> Any:
         read_only: the opener only reads: a SQLite file is opened ``mode=ro`` and must
             exist (nothing is created, no schema is written, no lock is taken); passed on
             to factories that take a ``read_only`` keyword.
+        registry: the schemes to open it with (default: :data:`default_backends`).
 
     Raises:
         BackendConfigError: an unknown scheme or bad settings.
         DatabaseNotFoundError: *read_only* and the SQLite file does not exist.
     """
-    if "://" not in url:
-        if url.endswith((".db", ".sqlite", ".sqlite3")):
-            return SQLiteStore(url, read_only=read_only)
-        raise BackendConfigError(url, "expected a URL like sqlite:///path.db or memory://")
-    scheme = url.split("://", 1)[0].lower()
-    factory = _factories.get(scheme)
-    if factory is None:
-        known = ", ".join(sorted(_factories))
-        raise BackendConfigError(url, f"unknown backend scheme {scheme!r}; available: {known}")
-    if read_only and scheme in _reads_only:
-        return factory(url, read_only=True)
-    return factory(url)
+    return (registry if registry is not None else default_backends).open(url, read_only=read_only)
 
 
 def _open_memory(url: str, *, read_only: bool = False) -> MemoryStore:
+    from openrooms.backends.memory import MemoryStore
+
     name = url.split("://", 1)[1]
     if not name:
         return MemoryStore()
@@ -116,6 +187,8 @@ def _open_memory(url: str, *, read_only: bool = False) -> MemoryStore:
 
 
 def _open_sqlite(url: str, *, read_only: bool = False) -> SQLiteStore:
+    from openrooms.backends.sqlite import SQLiteStore
+
     parts = urlsplit(url)
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     if parts.netloc and parts.netloc != ":memory:":
@@ -160,12 +233,24 @@ def _server_backend(extra: str, module: str) -> Factory:
     return open_
 
 
-register_backend("memory", _open_memory)
-register_backend("sqlite", _open_sqlite)
-for _scheme, _extra, _module in [
-    ("redis", "redis", "redis"),
-    ("rediss", "redis", "redis"),
-    ("postgresql", "postgres", "psycopg"),
-    ("postgres", "postgres", "psycopg"),
-]:
-    register_backend(_scheme, _server_backend(_extra, _module))
+default_backends = BackendRegistry.builtins()
+"""The process-wide defaults: the built-in schemes, and those :func:`register_backend`
+adds. Every runtime's registries start from a copy."""
+
+_LAZY = {
+    "MemoryStore": "openrooms.backends.memory",
+    "MemoryJobQueue": "openrooms.backends.memory",
+    "SQLiteStore": "openrooms.backends.sqlite",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The built-in stores, their modules imported on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -5,9 +5,13 @@ first call. :class:`~openrooms.llm.fake_openai.FakeOpenAI` (a scripted
 OpenAI-compatible server for tests) lives in :mod:`openrooms.llm.fake_openai`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from openrooms.llm.base import ChatModel, ChatRequest, ChatResponse, Message, Role, ToolCall, Usage
-from openrooms.llm.litellm import LiteLLMModel
 from openrooms.llm.registry import ModelRegistry, default_models, register_provider
+
+if TYPE_CHECKING:
+    from openrooms.llm.litellm import LiteLLMModel
 
 __all__ = [
     "ChatModel",
@@ -22,3 +26,12 @@ __all__ = [
     "default_models",
     "register_provider",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``LiteLLMModel``, its module imported on first use (PEP 562)."""
+    if name != "LiteLLMModel":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from openrooms.llm.litellm import LiteLLMModel
+
+    return LiteLLMModel

@@ -7,8 +7,11 @@ string goes to one shared :class:`~openrooms.llm.litellm.LiteLLMModel`, so
 
     from openrooms.llm import register_provider
 
-    register_provider("echo", EchoModel())        # process-wide, in default_models
-    runtime = open_runtime(models=ModelRegistry())  # or a registry of your own
+    rt.models.register_provider("echo", EchoModel())  # for one runtime
+    register_provider("echo", EchoModel())            # default_models: later runtimes too
+
+Every :class:`~openrooms.Runtime` has its own registry (``rt.models``), a copy of
+:data:`default_models` made when the runtime is created.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from __future__ import annotations
 import contextlib
 import inspect
 import threading
+from typing import TYPE_CHECKING
 
-from openrooms.llm.base import ChatModel
-from openrooms.llm.litellm import LiteLLMModel
+if TYPE_CHECKING:
+    from openrooms.llm.base import ChatModel
 
 __all__ = ["ModelRegistry", "default_models", "register_provider"]
 
@@ -34,6 +38,7 @@ class ModelRegistry:
     def __init__(self, *, fallback: ChatModel | None = None) -> None:
         self._providers: dict[str, ChatModel] = {}
         self._fallback = fallback
+        self._given_fallback = fallback
         self._lock = threading.Lock()
 
     def register_provider(self, prefix: str, model: ChatModel, *, replace: bool = False) -> None:
@@ -76,8 +81,18 @@ class ModelRegistry:
             if found is not None:
                 return found
             if self._fallback is None:
+                from openrooms.llm.litellm import LiteLLMModel
+
                 self._fallback = LiteLLMModel()
             return self._fallback
+
+    def copy(self) -> ModelRegistry:
+        """An independent registry with the same providers and given fallback (a litellm
+        fallback is not shared: each registry creates its own on first use)."""
+        registry = ModelRegistry(fallback=self._given_fallback)
+        with self._lock:
+            registry._providers = dict(self._providers)
+        return registry
 
     def providers(self) -> list[str]:
         """Registered prefixes, sorted."""
@@ -108,11 +123,14 @@ class ModelRegistry:
 
 
 default_models = ModelRegistry()
-"""The process-wide registry agents use unless a runtime is given its own."""
+"""The process-wide defaults: providers :func:`register_provider` adds. Every runtime
+starts from a copy; ``rt.models.register_provider`` registers for one runtime only."""
 
 
 def register_provider(prefix: str, model: ChatModel, *, replace: bool = False) -> None:
-    """Register *model* for ``PREFIX/...`` model strings in :data:`default_models`.
+    """Register *model* for ``PREFIX/...`` model strings in :data:`default_models`, which
+    runtimes created afterwards start from (``rt.models.register_provider`` registers for
+    one runtime only).
 
     Raises:
         ValueError: the prefix is malformed or taken (and *replace* is false).

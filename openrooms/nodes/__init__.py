@@ -1,6 +1,9 @@
-"""Node types: the executor base class, the registry and the built-in types."""
+"""Node types: the executor base class, the registry and the built-in types.
 
-from openrooms.nodes.agent import AgentExecutor
+The built-in executors (``openrooms.nodes.builtin``, ``.agent``, ``.fanout``) are imported
+when a workflow first uses their type, not with this package.
+"""
+
 from openrooms.nodes.base import (
     CONFIG_NAMES,
     FAILURE_LABELS,
@@ -10,14 +13,6 @@ from openrooms.nodes.base import (
     NodeExecutor,
     Outcome,
 )
-from openrooms.nodes.builtin import (
-    DecisionExecutor,
-    EndExecutor,
-    SetExecutor,
-    ToolExecutor,
-    WaitExecutor,
-)
-from openrooms.nodes.fanout import MapExecutor, ParallelExecutor, SubworkflowExecutor
 from openrooms.nodes.registry import NodeRegistry, node_types, register_node_type
 
 __all__ = [
@@ -32,16 +27,3 @@ __all__ = [
     "node_types",
     "register_node_type",
 ]
-
-for _name, _executor in (
-    ("set", SetExecutor()),
-    ("decision", DecisionExecutor()),
-    ("tool", ToolExecutor()),
-    ("wait", WaitExecutor()),
-    ("end", EndExecutor()),
-    ("agent", AgentExecutor()),
-    ("parallel", ParallelExecutor()),
-    ("map", MapExecutor()),
-    ("subworkflow", SubworkflowExecutor()),
-):
-    node_types.register(_name, _executor)

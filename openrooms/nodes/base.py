@@ -170,8 +170,9 @@ class NodeContext:
         workflow: the workflow the room runs (its ``agents``, say).
         journal: records the attempt's calls durably and replays them on re-execution;
             None when the node runs outside a runner.
-        models: resolves agent model strings to :class:`~openrooms.llm.ChatModel` objects;
-            None means the process-wide :data:`openrooms.llm.default_models`.
+        models: resolves agent model strings to :class:`~openrooms.llm.ChatModel` objects:
+            the runtime's ``rt.models``; None (outside a runtime) means the process-wide
+            :data:`openrooms.llm.default_models`.
         runtime: the runtime running the room (``subworkflow`` starts child rooms on it).
     """
 

@@ -39,7 +39,8 @@ from openrooms.nodes.base import (
     Outcome,
     unknown_keys,
 )
-from openrooms.schema import Schema, check_schema, compile_schema
+from openrooms.plan import PreparedEnd, PreparedWait
+from openrooms.schema import check_schema, compile_schema
 from openrooms.storable import check_storable
 from openrooms.tools.base import ToolContext
 from openrooms.tools.redact import redact, truncate_json
@@ -435,15 +436,6 @@ async def call_tool(
     return Outcome.ok(result)
 
 
-@attrs.frozen(slots=True)
-class PreparedWait:
-    """A ``wait`` node's compiled config."""
-
-    prompt: Template | None
-    schema: Mapping[str, Any] | None
-    compiled: Schema | None = None
-
-
 class WaitExecutor(NodeExecutor):
     """``wait``: the room waits for input (``prompt``, optional JSON ``schema``, ``timeout_s``).
 
@@ -472,14 +464,6 @@ class WaitExecutor(NodeExecutor):
             schema=schema,
             compiled=None if schema is None else compile_schema(schema),
         )
-
-
-@attrs.frozen(slots=True)
-class PreparedEnd:
-    """An ``end`` node's compiled config."""
-
-    failed: bool
-    reason: Template | None
 
 
 class EndExecutor(NodeExecutor):

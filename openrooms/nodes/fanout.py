@@ -81,8 +81,10 @@ class Inline:
 
 def _inline_node(spec: object, node_id: str, path: str, problems: list[Problem]) -> Node | None:
     """The :class:`Node` an inline spec describes, or None (with problems) if it cannot be."""
-    from openrooms.nodes.registry import node_types
+    from openrooms.registries import validation_registries
     from openrooms.workflow import Node as NodeClass
+
+    node_types = validation_registries().node_types
 
     if not isinstance(spec, Mapping):
         problems.append(Problem(path, "expected a node: a mapping with 'type' and its settings"))
@@ -113,10 +115,10 @@ def _inline_node(spec: object, node_id: str, path: str, problems: list[Problem])
 
 
 def _compile_inline(node: Node | None) -> Inline:
-    from openrooms.nodes.registry import node_types
+    from openrooms.registries import validation_registries
 
     assert node is not None, "prepare() runs only on a node that validated"
-    executor = node_types.get(node.type)
+    executor = validation_registries().node_types.get(node.type)
     return Inline(node, executor, executor.prepare(node))
 
 

@@ -1,11 +1,17 @@
-"""Tools: the registry, the ``@tool`` decorator and the built-ins."""
+"""Tools: the registry, the ``@tool`` decorator and the built-ins.
+
+The built-in tools' modules (``calculator``, ``memory_query``, ``http``) are imported when a
+tool is first looked up, not with this package.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from openrooms.tools.base import ArgKind, BaseTool, Tool, ToolContext, schema_from_signature
-from openrooms.tools.calculator import calculator_tool
-from openrooms.tools.destination import HttpPolicy
-from openrooms.tools.http import http_tool
-from openrooms.tools.memory_query import memory_query_tool
 from openrooms.tools.registry import ToolRegistry, default_tools, tool
+
+if TYPE_CHECKING:
+    from openrooms.tools.destination import HttpPolicy
+    from openrooms.tools.http import http_tool
 
 __all__ = [
     "ArgKind",
@@ -20,7 +26,16 @@ __all__ = [
     "tool",
 ]
 
-default_tools._register_builtin(calculator_tool)
-default_tools._register_builtin(memory_query_tool)
-# Refuses every destination until the runtime config's ``http:`` section allows some.
-default_tools._register_builtin(http_tool(HttpPolicy()))
+_LAZY = {"HttpPolicy": "openrooms.tools.destination", "http_tool": "openrooms.tools.http"}
+
+
+def __getattr__(name: str) -> Any:
+    """``HttpPolicy`` and ``http_tool``, imported on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections.abc
 import contextlib
 import inspect
@@ -145,7 +144,7 @@ class BaseTool:
                 return await self.client.refund(args["order_id"], args["amount"],
                                                 idempotency_key=ctx.idempotency_key)
 
-        default_tools.register(Refund(client))
+        rt.tools.register(Refund(client))  # this runtime only
 
     A tool that parses an argument as code or a query declares it, so workflows cannot
     splice values into it: ``templating = {"query": "code"}`` (see :data:`ArgKind`).
@@ -192,6 +191,8 @@ async def _in_daemon_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> A
     neither ``asyncio.run`` nor interpreter exit should wait for it. Its late result is
     dropped because nobody awaits the future any more.
     """
+    import asyncio  # here, not at the top: building tools must not load asyncio
+
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
 

@@ -1,28 +1,81 @@
-"""The tool registry and the ``@tool`` decorator."""
+"""The tool registry and the ``@tool`` decorator.
+
+Every :class:`~openrooms.Runtime` has its own :class:`ToolRegistry` (``rt.tools``), a copy
+of :data:`default_tools` made when the runtime is created. The built-in tools are
+registered by name and their modules imported when a tool is first looked up.
+"""
 
 from __future__ import annotations
 
-import builtins
+import builtins as py  # `list` is also a method name below
 import contextlib
+import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from openrooms.errors import ToolNotFoundError
 from openrooms.schema import check_schema
 from openrooms.tools.base import ArgKind, BaseTool, Tool, schema_from_signature
+
+if TYPE_CHECKING:
+    from openrooms.tools.destination import HttpPolicy
 
 __all__ = ["ToolRegistry", "default_tools", "tool", "validating_with", "validation_tools"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _Lazy:
+    """A tool whose module is imported when it is first looked up."""
+
+    __slots__ = ("load",)
+
+    def __init__(self, load: Callable[[], Tool]) -> None:
+        self.load = load
+
+
+def _import_tool(spec: str) -> Callable[[], Tool]:
+    def load() -> Tool:
+        module, name = spec.split(":")
+        found: Tool = getattr(importlib.import_module(module), name)
+        return found
+
+    return load
+
+
+def http_loader(policy: HttpPolicy | None = None) -> Callable[[], Tool]:
+    """A loader of the ``http`` tool with *policy* (None: refuse every destination), for a
+    registry that should not import the http module before the tool is used."""
+
+    def load() -> Tool:
+        from openrooms.tools.destination import HttpPolicy
+        from openrooms.tools.http import http_tool
+
+        return http_tool(policy if policy is not None else HttpPolicy())
+
+    return load
+
+
 class ToolRegistry:
     """Maps tool names to :class:`Tool` objects."""
 
     def __init__(self, tools: Mapping[str, Tool] | None = None) -> None:
-        self._tools: dict[str, Tool] = dict(tools or {})
+        self._tools: dict[str, Tool | _Lazy] = dict(tools or {})
+
+    @classmethod
+    def builtins(cls) -> ToolRegistry:
+        """A new registry holding only the built-in tools (imported when first looked up);
+        its ``http`` tool refuses every destination until a config allows some."""
+        registry = cls()
+        registry._register_lazy(
+            "calculator", _import_tool("openrooms.tools.calculator:calculator_tool")
+        )
+        registry._register_lazy(
+            "memory_query", _import_tool("openrooms.tools.memory_query:memory_query_tool")
+        )
+        registry._register_lazy("http", http_loader())
+        return registry
 
     def register(self, tool: Tool | BaseTool, *, replace: bool = False) -> Tool:
         """Add *tool* (a :class:`Tool`, or a :class:`BaseTool` instance).
@@ -42,31 +95,35 @@ class ToolRegistry:
         self._tools[tool.name] = tool
         return tool
 
-    def _register_builtin(self, tool: Tool) -> None:
-        """Add one of OpenRooms' own tools at import time, without loading jsonschema to
-        check its schema (a unit test checks every built-in schema instead)."""
-        self._tools[tool.name] = tool
+    def _register_lazy(self, name: str, load: Callable[[], Tool]) -> None:
+        """Add one of OpenRooms' own tools by name; *load* imports and returns it when it is
+        first looked up. Its schema is not checked here (a unit test checks every built-in
+        schema), so neither its module nor jsonschema is imported now."""
+        self._tools[name] = _Lazy(load)
 
     def get(self, name: str) -> Tool:
         """The tool called *name*. Raises ToolNotFoundError if there is none."""
-        try:
-            return self._tools[name]
-        except KeyError:
-            raise ToolNotFoundError(name, list(self._tools)) from None
+        found = self.find(name)
+        if found is None:
+            raise ToolNotFoundError(name, list(self._tools))
+        return found
 
     def find(self, name: str) -> Tool | None:
         """The tool called *name*, or None."""
-        return self._tools.get(name)
+        found = self._tools.get(name)
+        if isinstance(found, _Lazy):
+            found = self._tools[name] = found.load()
+        return found
 
     def names(self) -> list[str]:
-        """Registered names, sorted."""
+        """Registered names, sorted (nothing is imported to list them)."""
         return sorted(self._tools)
 
     def list(self) -> list[Tool]:
         """Registered tools, sorted by name."""
-        return [self._tools[n] for n in self.names()]
+        return [self.get(n) for n in self.names()]
 
-    def describe(self) -> builtins.list[dict[str, Any]]:
+    def describe(self) -> py.list[dict[str, Any]]:
         """Every tool as ``{name, description, parameters}``, sorted by name (what
         ``GET /api/tools`` and models are shown)."""
         return [
@@ -76,7 +133,9 @@ class ToolRegistry:
 
     def copy(self) -> ToolRegistry:
         """An independent registry with the same tools."""
-        return ToolRegistry(self._tools)
+        registry = ToolRegistry()
+        registry._tools = dict(self._tools)
+        return registry
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools
@@ -85,31 +144,35 @@ class ToolRegistry:
         return iter(self.list())
 
 
-default_tools = ToolRegistry()
-"""The process-wide registry: built-ins and everything ``@tool`` registers by default."""
-
-_validating: ContextVar[ToolRegistry | None] = ContextVar("openrooms_validating", default=None)
+default_tools = ToolRegistry.builtins()
+"""The process-wide defaults: the built-in tools, and those ``@tool`` registers without a
+``registry``. Every runtime starts from a copy made when it is created; register a tool
+for one runtime with ``rt.tools.register`` or ``@tool(registry=rt.tools)`` (or in a
+plugin) instead."""
 
 
 def validation_tools() -> ToolRegistry:
-    """The registry workflows being built now check their tool names against:
-    :data:`default_tools`, unless :func:`validating_with` says otherwise."""
-    return _validating.get() or default_tools
+    """The registry workflows being built now check their tool names against: that of the
+    registries :func:`openrooms.registries.validating_with` names (by default the
+    process-wide ones)."""
+    from openrooms.registries import validation_registries
+
+    return validation_registries().tools
 
 
 @contextlib.contextmanager
 def validating_with(tools: ToolRegistry | None) -> Iterator[None]:
-    """Check tool names against *tools* (None: :data:`default_tools`) in this block.
-
-    ``WorkflowBuilder.build(tools=...)``, ``load_workflow(path, tools=...)`` and a
-    :class:`~openrooms.Runtime` loading stored workflows use it, so a workflow can name
-    tools that live only in a runtime's own registry.
+    """Check tool names against *tools* (None: :data:`default_tools`) in this block; node
+    types stay those of the registries in force. A thin form of
+    :func:`openrooms.registries.validating_with`, which takes a whole set of registries.
     """
-    token = _validating.set(tools)
-    try:
+    from openrooms.registries import validating_with as with_registries
+    from openrooms.registries import validation_registries
+
+    if tools is None:
+        tools = default_tools
+    with with_registries(validation_registries().replace(tools=tools)):
         yield
-    finally:
-        _validating.reset(token)
 
 
 @overload
@@ -145,7 +208,8 @@ def tool(
     Args:
         name: the tool's name (default: the function's name).
         description: default: the first paragraph of the docstring.
-        registry: where to register (default: :data:`default_tools`).
+        registry: where to register, e.g. ``rt.tools`` (default: the process-wide
+            :data:`default_tools`, which runtimes created afterwards start from).
         replace: allow replacing a tool of the same name.
         templating: the arguments it parses as code or a URL, e.g. ``{"query": "code"}``
             (see :data:`~openrooms.tools.base.ArgKind`).

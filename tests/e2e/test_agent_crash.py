@@ -27,12 +27,15 @@ PLUGIN = '''
 from pathlib import Path
 from openrooms import tool
 
-@tool(name="crash_note")
 def crash_note(text: str) -> dict:
     """Write a note (counts its calls in a file)."""
     with open(Path(__file__).with_name("calls.txt"), "a") as f:
         f.write(text + "\\n")
     return {"saved": text}
+
+
+def register(registries):
+    tool(name="crash_note", registry=registries.tools)(crash_note)
 '''
 
 

@@ -24,10 +24,13 @@ PLUGIN = """
 from openrooms import tool
 
 
-@tool(replace=True)
 def shout(text: str) -> str:
     '''Upper-case a text.'''
     return text.upper()
+
+
+def register(registries):
+    tool(registry=registries.tools)(shout)
 """
 
 FLOW = """

@@ -33,19 +33,22 @@ import time
 from openrooms import tool
 
 
-@tool(replace=True)
 def gate_open() -> bool:
     '''Whether the test has opened the gate.'''
     return os.path.exists(os.environ["SIGNAL_TEST_GATE"])
 
 
-@tool(replace=True)
 def hold() -> str:
     '''Block until the gate opens.'''
     print("hold: entered", file=sys.stderr, flush=True)
     while not os.path.exists(os.environ["SIGNAL_TEST_GATE"]):
         time.sleep(0.02)
     return "released"
+
+
+def register(registries):
+    tool(registry=registries.tools)(gate_open)
+    tool(registry=registries.tools)(hold)
 """
 
 # loops until the gate opens: busy, many steps, no end of its own

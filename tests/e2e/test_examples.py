@@ -403,6 +403,10 @@ PY_OUTPUTS: dict[str, list[str]] = {
     ],
     "python examples/custom_node.py": [r"score 72: pass -> certify"],
     "python examples/custom_node.py 95": [r"score 95: distinction -> congratulate"],
+    "python examples/plugin.py": [
+        r"with the plugin: HELLO, WORLD -> 2 words",
+        r"without it: nodes\.shout\.type: unknown node type 'shout'",
+    ],
     "python examples/read_log.py": [
         r"room \w+: completed, order \{'id': 'A-17', 'status': 'shipped'\}",
         r" 4 ERROR TOOL_CALLED lookup",
@@ -423,7 +427,13 @@ def docstring_commands(path: Path) -> list[str]:
 
 
 def test_every_python_example_says_how_to_run_it_and_is_checked_here() -> None:
-    assert {p.stem for p in PY_EXAMPLES} >= {"embed", "custom_tool", "custom_node", "read_log"}
+    assert {p.stem for p in PY_EXAMPLES} >= {
+        "embed",
+        "custom_tool",
+        "custom_node",
+        "plugin",
+        "read_log",
+    }
     for path in PY_EXAMPLES:
         commands = docstring_commands(path)
         assert commands, f"{path.name}: its docstring shows no `python examples/...` command"

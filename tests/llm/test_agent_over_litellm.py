@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from openrooms import EventType, RoomStatus, Runtime, Workflow, serde, tool
+from openrooms import EventType, RoomStatus, Runtime, Workflow, tool
 from openrooms.backends import SQLiteStore
 from openrooms.llm.fake_openai import FakeOpenAI
 
 
-@tool(name="litellm_e2e_price", replace=True)
 def price(sku: str) -> dict[str, object]:
     """Look up a price."""
     return {"sku": sku, "price": 12.5}
 
 
-def workflow(base_url: str) -> Workflow:
-    return serde.workflow_from_text(
+def workflow(base_url: str, rt: Runtime) -> Workflow:
+    return Workflow.from_yaml(
         f"""
 id: over-litellm
 agents:
@@ -35,7 +34,8 @@ nodes:
   done: {{type: end}}
 transitions:
   - {{from: ask, to: done}}
-"""
+""",
+        registries=rt.registries,
     )
 
 
@@ -49,7 +49,8 @@ def test_tool_loop_rate_limit_and_usage_through_litellm(
     )
     store = SQLiteStore(tmp_path / "e2e.db")
     rt = Runtime(store, store)
-    room = rt.create_room(workflow(fake_openai.base_url), {"sku": "B-7"})
+    tool(name="litellm_e2e_price", registry=rt.tools)(price)
+    room = rt.create_room(workflow(fake_openai.base_url, rt), {"sku": "B-7"})
     state = rt.run(room.id)
     assert state.status is RoomStatus.COMPLETED, state.reason
     assert state.variables["answer"] == "B-7 costs 12.5."

@@ -12,6 +12,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,17 @@ from openrooms import (
 )
 from openrooms.cli import cli
 from openrooms.plan import MAX_DEFINITION_BYTES, MAX_NODES, MAX_TRANSITIONS
-from tests.strategies import Broken, broken_workflows
+from openrooms.registries import validating_with
+from tests.strategies import REGISTRIES, Broken, broken_workflows
 
 TABLES = ("workflows", "rooms", "events", "leases")
+
+
+@pytest.fixture(autouse=True)
+def _registries() -> Iterator[None]:
+    """Generated workflows may use ``test_review``, registered in the strategies' registries."""
+    with validating_with(REGISTRIES):
+        yield
 
 
 def stored(db: Path) -> dict[str, int]:
@@ -84,7 +93,8 @@ def test_the_cli_stores_nothing_of_a_broken_file(
     path, url = shared_db
     wf_file = path.parent / "broken.json"
     wf_file.write_text(json.dumps(broken.definition))
-    result = CliRunner().invoke(cli, ["--db", url, command, str(wf_file)])
+    plugin = ["--plugin", "tests.strategies"]  # for test_review
+    result = CliRunner().invoke(cli, ["--db", url, *plugin, command, str(wf_file)])
     assert result.exit_code == 2, (command, result.output)
     assert f"  {broken.path}: " in result.output
     assert "Traceback" not in result.output

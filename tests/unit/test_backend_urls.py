@@ -93,15 +93,10 @@ def test_an_explicit_db_beats_the_environment_and_split_urls_split(
     split.close()
 
 
-def test_read_only_reaches_factories_that_take_it_and_spares_those_that_do_not(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from openrooms import backends
-    from openrooms.backends import register_backend
+def test_read_only_reaches_factories_that_take_it_and_spares_those_that_do_not() -> None:
+    from openrooms.backends import BackendRegistry
 
-    # the registry is global: these schemes are registered in copies the test throws away
-    monkeypatch.setattr(backends, "_factories", dict(backends._factories))
-    monkeypatch.setattr(backends, "_reads_only", set(backends._reads_only))
+    registry = BackendRegistry.builtins()  # this test's own: nothing registered leaks out
     calls: list[tuple[str, bool | None]] = []
 
     def knows(url: str, *, read_only: bool = False) -> MemoryStore:
@@ -112,9 +107,9 @@ def test_read_only_reaches_factories_that_take_it_and_spares_those_that_do_not(
         calls.append((url, None))
         return MemoryStore()
 
-    register_backend("test-knows", knows, replace=True)
-    register_backend("test-plain", plain, replace=True)
-    open_backend("test-knows://x", read_only=True)
-    open_backend("test-knows://y")
-    open_backend("test-plain://z", read_only=True)
+    registry.register("test-knows", knows)
+    registry.register("test-plain", plain)
+    open_backend("test-knows://x", read_only=True, registry=registry)
+    registry.open("test-knows://y")
+    open_backend("test-plain://z", read_only=True, registry=registry)
     assert calls == [("test-knows://x", True), ("test-knows://y", False), ("test-plain://z", None)]

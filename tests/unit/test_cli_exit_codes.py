@@ -66,7 +66,7 @@ def test_a_missing_file_is_an_input_error(invoke: Invoke, tmp_path: Path) -> Non
 
 def test_a_plugin_that_cannot_be_imported_is_an_input_error(invoke: Invoke) -> None:
     result = invoke("rooms", globals_=("--plugin", "no_such_plugin_module"))
-    one_line_error(result, 2, "cannot import plugin 'no_such_plugin_module'")
+    one_line_error(result, 2, "cannot load plugin 'no_such_plugin_module': ModuleNotFoundError")
 
 
 def test_a_version_conflict_is_an_input_error(invoke: Invoke, tmp_path: Path) -> None:

@@ -118,12 +118,14 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("OPENROOMS_DB", f"sqlite:///{tmp_path / 'docs.db'}")
     for name in ("OPENROOMS_STATE_URL", "OPENROOMS_LOG_URL", "OPENROOMS_PLUGINS"):
         monkeypatch.delenv(name, raising=False)
-    # docs register tools, node types, model providers and backend schemes; give them
-    # throwaway copies
+    # docs show the module-level helpers (`@tool`, `register_provider`...), which register
+    # into the process-wide defaults: put those back as they were afterwards
+    backends = openrooms.backends.default_backends
     monkeypatch.setattr(default_tools, "_tools", dict(default_tools._tools))
     monkeypatch.setattr(node_types, "_executors", dict(node_types._executors))
     monkeypatch.setattr(default_models, "_providers", dict(default_models._providers))
-    monkeypatch.setattr(openrooms.backends, "_factories", dict(openrooms.backends._factories))
+    monkeypatch.setattr(backends, "_factories", dict(backends._factories))
+    monkeypatch.setattr(backends, "_reads_only", set(backends._reads_only))
     return tmp_path
 
 

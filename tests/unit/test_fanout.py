@@ -22,28 +22,37 @@ from openrooms import (
     serde,
     tool,
 )
+from openrooms.registries import Registries, validating_with, validation_registries
 from tests.conftest import BACKENDS, make_store
 
 calls: Counter[str] = Counter()
 
 
-@tool(name="fanout_echo", replace=True)
 async def fanout_echo(value: Any, label: str = "") -> Any:
     """Return the value, counting calls per label."""
     calls[label or str(value)] += 1
     return value
 
 
-@tool(name="fanout_fail", replace=True)
 def fanout_fail(message: str) -> str:
     """Always fails."""
     raise ValueError(message)
 
 
+@pytest.fixture(autouse=True)
+def registries() -> Iterator[Registries]:
+    """This test's registries, with the module's tools; workflows are checked against them."""
+    regs = Registries()
+    tool(name="fanout_echo", registry=regs.tools)(fanout_echo)
+    tool(name="fanout_fail", registry=regs.tools)(fanout_fail)
+    with validating_with(regs):
+        yield regs
+
+
 @pytest.fixture(params=BACKENDS)
-def rt(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
+def rt(request: pytest.FixtureRequest, tmp_path: Path, registries: Registries) -> Iterator[Runtime]:
     store = make_store(request.param, tmp_path)
-    runtime = Runtime(store, store)
+    runtime = Runtime(store, store, registries=registries)
     calls.clear()
     yield runtime
     runtime.close()
@@ -114,7 +123,7 @@ def test_a_branch_finished_before_a_crash_is_not_run_again(rt: Runtime) -> None:
     left_done = asyncio.Event()
     crashes: list[int] = []
 
-    @tool(name="fanout_crash_once", replace=True)
+    @tool(name="fanout_crash_once", registry=rt.tools)
     async def crash_once(value: int) -> int:
         await left_done.wait()
         if not crashes:
@@ -182,7 +191,7 @@ def test_map_runs_the_node_per_item_and_keeps_item_order(rt: Runtime) -> None:
 def test_every_branch_and_item_gets_its_own_idempotency_key(rt: Runtime) -> None:
     keys: list[str] = []
 
-    @tool(name="fanout_key", replace=True)
+    @tool(name="fanout_key", registry=rt.tools)
     def key(n: int, ctx: ToolContext) -> int:
         keys.append(ctx.idempotency_key)
         return n
@@ -331,8 +340,9 @@ def test_bad_fanout_nodes_are_refused_with_their_path(text: str, path: str) -> N
     assert path in [p.path for p in info.value.problems]
 
 
-def test_fanout_tools_are_registered_for_validation() -> None:
-    assert "fanout_echo" in default_tools
+def test_fanout_tools_are_registered_for_validation(registries: Registries) -> None:
+    assert "fanout_echo" in validation_registries().tools
+    assert "fanout_echo" not in default_tools  # the test's own registries, not the defaults
 
 
 @pytest.mark.parametrize("name", ["{{ vars.w }}", "Other", "a b"])

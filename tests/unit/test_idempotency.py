@@ -25,6 +25,7 @@ from openrooms import (
     replay,
     tool,
 )
+from openrooms.registries import Registries, validating_with, validation_registries
 
 
 class Interrupted(BaseException):
@@ -66,23 +67,26 @@ _names = itertools.count()
 
 
 @pytest.fixture(params=["sync", "async"])
-def scripted(request: pytest.FixtureRequest) -> tuple[str, Script]:
-    """A tool, sync (run on a thread) or async, doing what its script says; and its name."""
+def scripted(request: pytest.FixtureRequest) -> Iterator[tuple[str, Script]]:
+    """A tool, sync (run on a thread) or async, doing what its script says; and its name.
+    It lives in this test's registries, which every runtime :func:`fresh` opens uses."""
     script = Script()
     name = f"scripted_{request.param}_{next(_names)}"
+    regs = Registries()
     if request.param == "sync":
 
         def call_sync(n: int, ctx: ToolContext) -> int:
             return script(ctx)
 
-        tool(name=name, replace=True)(call_sync)
+        tool(name=name, registry=regs.tools)(call_sync)
     else:
 
         async def call_async(n: int, ctx: ToolContext) -> int:
             return script(ctx)
 
-        tool(name=name, replace=True)(call_async)
-    return name, script
+        tool(name=name, registry=regs.tools)(call_async)
+    with validating_with(regs):
+        yield name, script
 
 
 def workflow(tool_name: str, *, attempts: int = 1, loops: int = 1) -> WorkflowBuilder:
@@ -104,8 +108,9 @@ def workflow(tool_name: str, *, attempts: int = 1, loops: int = 1) -> WorkflowBu
 
 
 def fresh(url: str) -> Runtime:
-    """A new runtime on the file, as a restarted process would open it."""
-    return open_runtime(url)
+    """A new runtime on the file, as a restarted process would open it (with the test's
+    registries, as that process would load the same plugin)."""
+    return open_runtime(url, registries=validation_registries())
 
 
 def check_log(rt: Runtime, room_id: str) -> RoomState:

@@ -3,6 +3,7 @@ is built, with a "did you mean"; custom executors declare their own labels."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from openrooms import (
     open_runtime,
     register_node_type,
 )
+from openrooms.registries import Registries, validating_with
 from openrooms.workflow import Node
 
 
@@ -44,9 +46,15 @@ class Switch(NodeExecutor):
         return frozenset({"ok", *node.config.get("cases", ())})
 
 
-register_node_type("test_labels_review", Review(), replace=True)
-register_node_type("test_labels_old", OldStyle(), replace=True)
-register_node_type("test_labels_switch", Switch(), replace=True)
+@pytest.fixture(autouse=True)
+def registries() -> Iterator[Registries]:
+    """This test's registries with the module's node types; workflows are checked against them."""
+    regs = Registries()
+    register_node_type("test_labels_review", Review(), registry=regs.node_types)
+    regs.node_types.register("test_labels_old", OldStyle())
+    regs.node_types.register("test_labels_switch", Switch())
+    with validating_with(regs):
+        yield regs
 
 
 def workflow(node: dict[str, Any], *labels: str) -> dict[str, Any]:
@@ -116,7 +124,7 @@ def test_a_label_declared_from_config_is_checked_against_that_config() -> None:
     assert "did you mean 'small'?" in problem
 
 
-def test_a_declared_custom_label_routes_a_room(tmp_path: Path) -> None:
+def test_a_declared_custom_label_routes_a_room(tmp_path: Path, registries: Registries) -> None:
     data = workflow({"type": "test_labels_review"}, "approved")
     data["nodes"]["no"] = {"type": "end", "status": "failed", "reason": "rejected"}
     data["transitions"] = [
@@ -125,7 +133,7 @@ def test_a_declared_custom_label_routes_a_room(tmp_path: Path) -> None:
         {"from": "a", "to": "c"},
     ]
     wf = Workflow.from_dict(data)
-    with open_runtime(f"sqlite:///{tmp_path / 'r.db'}") as rt:
+    with open_runtime(f"sqlite:///{tmp_path / 'r.db'}", registries=registries) as rt:
         small = rt.run(rt.create_room(wf, {"amount": 5}).room_id)
         big = rt.run(rt.create_room(wf, {"amount": 500}).room_id)
     assert (small.status.value, small.current_node) == ("completed", "c")

@@ -18,6 +18,7 @@ from openrooms import (
     Outcome,
     RoomStatusError,
     Runtime,
+    Workflow,
     WorkflowBuilder,
     register_node_type,
     serde,
@@ -25,6 +26,7 @@ from openrooms import (
 )
 from openrooms.backends import SQLiteStore
 from openrooms.cli import cli
+from openrooms.registries import Registries, validating_with
 from openrooms.room import RoomStatus
 from openrooms.testing import memory_runtime
 from tests.conftest import BACKENDS, make_store
@@ -33,7 +35,6 @@ side_effects: Counter[str] = Counter()
 ticks = itertools.count()
 
 
-@tool(name="rerun_charge", replace=True)
 def rerun_charge(amount: int) -> dict[str, Any]:
     """A side effect that must not happen again in a re-run."""
     side_effects["charge"] += 1
@@ -42,7 +43,6 @@ def rerun_charge(amount: int) -> dict[str, Any]:
     return {"charged": amount}
 
 
-@register_node_type("rerun_tick", replace=True)
 class Tick(NodeExecutor):
     """Not deterministic on purpose: a different number on every execution."""
 
@@ -50,16 +50,34 @@ class Tick(NodeExecutor):
         return Outcome.ok(next(ticks))
 
 
+def register(registries: Registries) -> None:
+    """The plugin hook: ``openrooms --plugin tests.unit.test_rerun`` knows this module's
+    tool and node type."""
+    tool(name="rerun_charge", registry=registries.tools)(rerun_charge)
+    register_node_type("rerun_tick", Tick(), registry=registries.node_types)
+
+
+REGISTRIES = Registries()
+register(REGISTRIES)
+PLUGIN = ["--plugin", __name__]
+
+
+@pytest.fixture(autouse=True)
+def _registries() -> Iterator[None]:
+    with validating_with(REGISTRIES):
+        yield
+
+
 @pytest.fixture(params=BACKENDS)
 def rt(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
     store = make_store(request.param, tmp_path)
-    runtime = Runtime(store, store)
+    runtime = Runtime(store, store, registries=REGISTRIES)
     side_effects.clear()
     yield runtime
     runtime.close()
 
 
-CHARGE = serde.workflow_from_text(
+CHARGE = Workflow.from_yaml(
     """
 id: charge
 variables: {amount: 30}
@@ -82,7 +100,9 @@ transitions:
   - {from: approve, to: done}
   - {from: charge, to: each}
   - {from: each, to: done}
-"""
+""",
+    source="charge.yaml",
+    registries=REGISTRIES,
 )
 
 
@@ -133,7 +153,7 @@ def test_the_cli_rerun_command_exits_by_the_verdict(tmp_path: Path) -> None:
     ran = runner.invoke(cli, ["--db", db, "run", str(flow), "--json"])
     assert ran.exit_code == 0, ran.output
     room_id = json.loads(ran.stdout.strip().splitlines()[-1])["id"]
-    same = runner.invoke(cli, ["--db", db, "rerun", room_id])
+    same = runner.invoke(cli, ["--db", db, *PLUGIN, "rerun", room_id])
     assert same.exit_code == 0, same.output
     assert same.stdout.startswith("identical:")
     wf = serde.workflow_from_text(
@@ -141,10 +161,10 @@ def test_the_cli_rerun_command_exits_by_the_verdict(tmp_path: Path) -> None:
         "transitions:\n  - {from: t, to: done}\n"
     )
     store = SQLiteStore(tmp_path / "cli.db")
-    other = Runtime(store, store)
+    other = Runtime(store, store, registries=REGISTRIES)
     ticking = other.run(other.create_room(wf).id)
     other.close()
-    differs = runner.invoke(cli, ["--db", db, "rerun", ticking.id, "--json"])
+    differs = runner.invoke(cli, ["--db", db, *PLUGIN, "rerun", ticking.id, "--json"])
     assert differs.exit_code == 1
     assert '"identical": false' in differs.stdout
 

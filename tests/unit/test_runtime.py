@@ -22,7 +22,6 @@ from openrooms import (
     ToolRegistry,
     WorkflowBuilder,
     WorkflowConflictError,
-    default_tools,
     load_workflow,
     register_node_type,
     tool,
@@ -145,7 +144,6 @@ def test_a_sync_tool_that_overruns_times_out_and_its_late_result_is_dropped(rt: 
         return value
 
     rt.tools = tools
-    default_tools.register(tools.get("stuck"), replace=True)
     wf = (
         WorkflowBuilder("slow")
         .tool("call", "stuck", {"value": 1}, output="late", timeout_s=0.05)
@@ -154,7 +152,7 @@ def test_a_sync_tool_that_overruns_times_out_and_its_late_result_is_dropped(rt: 
         .transition("call", "done")
         .transition("call", "fallback", on="timeout")
         .transition("fallback", "done")
-        .build()
+        .build(registries=rt.registries)
     )
     state = rt.run(rt.create_room(wf).id)
     release.set()
@@ -172,7 +170,7 @@ def test_timeout_without_a_timeout_route_falls_back_to_on_error(rt: Runtime) -> 
             await asyncio.sleep(10)
             return Outcome.ok()
 
-    register_node_type("sleepy_for_test", Sleepy(), replace=True)
+    rt.node_types.register("sleepy_for_test", Sleepy())
     wf = (
         WorkflowBuilder("sleepy")
         .node("nap", "sleepy_for_test", timeout_s=0.02)
@@ -180,7 +178,7 @@ def test_timeout_without_a_timeout_route_falls_back_to_on_error(rt: Runtime) -> 
         .end("bad", status="failed", reason="{{ 'took too long' }}")
         .transition("nap", "ok")
         .transition("nap", "bad", on="error")
-        .build()
+        .build(registries=rt.registries)
     )
     state = rt.run(rt.create_room(wf).id)
     assert state.status is RoomStatus.FAILED and state.reason == "took too long"
@@ -208,7 +206,7 @@ def test_a_custom_node_type_registers_an_executor_and_routes_on_its_label(rt: Ru
             text = str(ctx.variables["text"])
             return Outcome.ok(text.upper(), label="shout" if text.endswith("!") else "ok")
 
-    register_node_type("classify_for_test", Classify(), replace=True)
+    register_node_type("classify_for_test", Classify(), registry=rt.node_types)
     wf = (
         WorkflowBuilder("custom", variables={"text": "hi!"})
         .node("c", "classify_for_test", output="said")
@@ -216,7 +214,7 @@ def test_a_custom_node_type_registers_an_executor_and_routes_on_its_label(rt: Ru
         .end("calm")
         .transition("c", "loud", on="shout")
         .transition("c", "calm")
-        .build()
+        .build(registries=rt.registries)
     )
     state = rt.run(rt.create_room(wf).id)
     assert state.current_node == "loud"
@@ -226,7 +224,7 @@ def test_a_custom_node_type_registers_an_executor_and_routes_on_its_label(rt: Ru
 def test_tools_receive_the_attempts_idempotency_key(rt: Runtime) -> None:
     seen: list[str] = []
 
-    @tool(name="remember_key_for_test", replace=True)
+    @tool(name="remember_key_for_test", registry=rt.tools)
     def remember(note: str, ctx: ToolContext) -> str:
         seen.append(ctx.idempotency_key)
         return note
@@ -236,7 +234,7 @@ def test_tools_receive_the_attempts_idempotency_key(rt: Runtime) -> None:
         .tool("t", "remember_key_for_test", {"note": "x"}, output="n")
         .end("done")
         .transition("t", "done")
-        .build()
+        .build(registries=rt.registries)
     )
     room = rt.create_room(wf)
     rt.run(room.id)
@@ -347,8 +345,8 @@ def test_a_class_based_tool_validates_its_arguments_and_gets_the_context(rt: Run
             calls.append((dict(args), ctx.idempotency_key))
             return {"refunded": args["amount"]}
 
-    default_tools.register(Refund(), replace=True)
-    described = {d["name"]: d for d in default_tools.describe()}
+    rt.tools.register(Refund())
+    described = {d["name"]: d for d in rt.describe_tools()}
     assert described["refund_for_test"]["description"] == "Refund an order."
     assert described["refund_for_test"]["parameters"]["required"] == ["order_id", "amount"]
     wf = (
@@ -362,7 +360,7 @@ def test_a_class_based_tool_validates_its_arguments_and_gets_the_context(rt: Run
         .transition("pay", "bad")
         .transition("bad", "done")
         .transition("bad", "failed_end", on="error")
-        .build()
+        .build(registries=rt.registries)
     )
     room = rt.create_room(wf)
     state = rt.run(room.id)
@@ -396,7 +394,7 @@ def test_a_workflow_can_name_tools_that_live_only_in_the_runtimes_registry(
         )
 
     with pytest.raises(WorkflowValidationError) as info:
-        build(None)  # default_tools has no such tool
+        build(None)  # the default registries have no such tool
     assert "nodes.t.tool" in [p.path for p in info.value.problems]
     store = SQLiteStore(tmp_path / "private.db")
     rt = Runtime(store, store, tools=mine)

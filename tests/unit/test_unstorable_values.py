@@ -712,4 +712,4 @@ def test_a_plugin_that_raises_on_import_is_an_input_error(
     monkeypatch.syspath_prepend(str(tmp_path))
     result = CliRunner().invoke(cli, ["--plugin", "boom_plugin", "tools"])
     assert result.exit_code == 2, result.output
-    assert "cannot import plugin 'boom_plugin': RuntimeError: boom" in result.output
+    assert "cannot load plugin 'boom_plugin': RuntimeError: boom" in result.output
