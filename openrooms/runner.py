@@ -252,7 +252,7 @@ class Runner:
                     wf,
                     state,
                     now=now(),
-                    limit=min(_CHAIN_CHUNK, self.commit_every_steps),
+                    limit=min(_CHAIN_CHUNK, self.commit_every_steps - (state.steps - saved.steps)),
                     timer=time.perf_counter,
                     scrub=self._scrubber.outcome if self._scrubber else None,
                 )

@@ -38,6 +38,8 @@ from openrooms.events import Event, EventType, Level
 from openrooms.inputs import check_inputs
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runner import (
+    DEFAULT_COMMIT_EVERY_MS,
+    DEFAULT_COMMIT_EVERY_STEPS,
     DEFAULT_LEASE_TTL_MS,
     NO_INPUT,
     EventCallback,
@@ -142,6 +144,9 @@ class Runtime:
             :mod:`openrooms.config`.
         models: resolves agents' model strings (default: :data:`openrooms.llm.default_models`,
             litellm for any model string no registered provider claims).
+        commit_every_steps, commit_every_ms: a run commits chains of pure nodes (``set``,
+            ``decision``) at least every this many node steps and this often (ms); IO
+            nodes, waits and ends always commit first. A crash re-runs the pure steps since.
     """
 
     def __init__(
@@ -154,6 +159,8 @@ class Runtime:
         lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
         models: ModelRegistry | None = None,
         config: RuntimeConfig | None = None,
+        commit_every_steps: int = DEFAULT_COMMIT_EVERY_STEPS,
+        commit_every_ms: float = DEFAULT_COMMIT_EVERY_MS,
     ) -> None:
         self.config = config if config is not None else RuntimeConfig()
         self.model_registry = models
@@ -170,7 +177,12 @@ class Runtime:
             self.tools.register(http_tool(config.http), replace=True)
         self.now = clock
         self.owner = make_owner()
-        self._runner = Runner(self, lease_ttl_ms=lease_ttl_ms)
+        self._runner = Runner(
+            self,
+            lease_ttl_ms=lease_ttl_ms,
+            commit_every_steps=commit_every_steps,
+            commit_every_ms=commit_every_ms,
+        )
         self._workflows: dict[tuple[str, int], Workflow] = {}
         self._lock = threading.Lock()
         self._stop = False
