@@ -184,6 +184,8 @@ class Runtime:
             commit_every_ms=commit_every_ms,
         )
         self._workflows: dict[tuple[str, int], Workflow] = {}
+        # (id, version) -> digest of the definitions this runtime has stored
+        self._stored: dict[tuple[str, int], str] = {}
         self._lock = threading.Lock()
         self._stop = False
 
@@ -207,14 +209,20 @@ class Runtime:
                 cycle through the workflows registered before it.
         """
         wf = workflow.build() if isinstance(workflow, WorkflowBuilder) else workflow
-        if (wf.id, wf.version) not in self._workflows:
+        key = (wf.id, wf.version)
+        if self._workflows.get(key) is wf and key in self._stored:
+            return wf  # this very workflow, stored by this runtime: no write at all
+        if key not in self._workflows:
             self._refuse_cycles(wf)
         definition = wf.to_dict()
-        self.states.put_workflow(
-            StoredWorkflow(wf.id, wf.version, workflow_digest(definition), definition, self.now())
-        )
+        digest = workflow_digest(definition)
+        if self._stored.get(key) != digest:  # identical content stored before is a no-op
+            self.states.put_workflow(
+                StoredWorkflow(wf.id, wf.version, digest, definition, self.now())
+            )
         with self._lock:
-            self._workflows[(wf.id, wf.version)] = wf
+            self._stored[key] = digest
+            self._workflows[key] = wf
         return wf
 
     def _refuse_cycles(self, wf: Workflow) -> None:

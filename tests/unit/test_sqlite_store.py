@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from openrooms import (
     CorruptRoomError,
     DatabaseNotFoundError,
     RoomNotFoundError,
+    Runtime,
     open_runtime,
 )
 from openrooms.backends import SQLiteStore, open_backend
@@ -328,3 +330,152 @@ def test_state_and_event_decoders_raise_typed_errors() -> None:
     assert "event 4: unknown event type 'NOPE'" in str(info.value)
     with pytest.raises(CorruptRoomError, match="expected an object, got a string"):
         serde.event_from_dict("nope")  # type: ignore[arg-type]
+
+
+# --- schema version 2 -> 3 ----------------------------------------------------------------------
+
+V2_SCHEMA = """
+CREATE TABLE rooms (
+    id TEXT PRIMARY KEY,
+    workflow_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    lease_token INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX rooms_by_created ON rooms (created_at DESC, id DESC);
+CREATE TABLE events (
+    room_id TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (room_id, first_seq)
+) WITHOUT ROWID;
+CREATE TABLE leases (
+    room_id TEXT PRIMARY KEY,
+    owner TEXT,
+    token INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE workflows (
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (id, version)
+);
+"""
+
+ASKS = (
+    WorkflowBuilder("asks", variables={"n": 0, "big": list(range(50))})
+    .set("inc", {"n": "{{ vars.n + 1 }}"})
+    .wait("ask", prompt="go on?", timeout_s=3600)
+    .end("done")
+    .transitions(("inc", "ask"), ("ask", "done"))
+    .transition("ask", "done", on="timeout")
+    .build()
+)
+
+
+def version_2_file(path: Path) -> dict[str, Any]:
+    """A file as schema version 2 wrote it (the table layout of 5ea0db9, whole states in
+    ``body``, compact JSON): one completed and one waiting room. Returns their states."""
+    from openrooms import serde
+    from openrooms.backends import MemoryStore
+    from openrooms.backends.sqlite import _batch, _dumps
+    from openrooms.runtime import workflow_digest
+
+    memory = MemoryStore()
+    rt = Runtime(memory, memory)
+    rt.run(rt.create_room(WF, room_id="done").id)
+    rt.run(rt.create_room(ASKS, room_id="waits").id)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript(V2_SCHEMA)
+    states = {}
+    for wf in (WF, ASKS):
+        definition = wf.to_dict()
+        db.execute(
+            "INSERT INTO workflows VALUES (?, ?, ?, ?, ?)",
+            (wf.id, wf.version, workflow_digest(definition), _dumps(definition), 1),
+        )
+    for room_id in ("done", "waits"):
+        state = memory.get(RoomId(room_id))
+        states[room_id] = state
+        db.execute(
+            "INSERT INTO rooms VALUES (?, ?, ?, ?, 0, ?, ?)",
+            (
+                room_id,
+                state.workflow_id,
+                state.status.value,
+                state.version,
+                state.created_at,
+                _dumps(serde.state_to_dict(state)),
+            ),
+        )
+        db.execute("INSERT INTO events VALUES (?, ?, ?, ?)", _batch(memory.read(RoomId(room_id))))
+    db.execute("PRAGMA user_version = 2")
+    db.close()
+    return states
+
+
+def test_a_version_2_file_is_migrated_when_opened_to_write(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    before = version_2_file(path)
+    store = SQLiteStore(path)
+    try:
+        assert store._schema_version() == SCHEMA_VERSION == 3
+        for room_id, state in before.items():
+            assert store.get(RoomId(room_id)) == state
+        row = store._db.execute(
+            "SELECT current_node, steps, wake_at, variables FROM rooms WHERE id = 'waits'"
+        ).fetchone()
+        waiting = before["waits"]
+        # the hot columns come from the body; the containers stay there until the next write
+        assert row == ("ask", waiting.steps, waiting.wake_at, None)
+        assert store.check() == []
+    finally:
+        store.close()
+    with open_runtime(f"sqlite:///{path}") as rt:
+        done = rt.send_input("waits", {"ok": True})
+        assert done.status.value == "completed"
+        assert rt.replay("waits") == rt.get_room("waits") == done
+        assert rt.get_room("done") == before["done"]
+    db = sqlite3.connect(path)
+    body, variables = db.execute("SELECT body, variables FROM rooms WHERE id = 'waits'").fetchone()
+    db.close()
+    assert "variables" not in json.loads(body)  # moved out on its first write
+    assert json.loads(variables) == dict(done.variables)
+
+
+def test_a_version_2_file_opened_read_only_is_read_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    before = version_2_file(path)
+    store = SQLiteStore(path, read_only=True)
+    try:
+        assert store.get(RoomId("waits")) == before["waits"]
+        assert sorted(s.room_id for s in store.list_rooms()) == ["done", "waits"]
+        assert store.check() == []
+    finally:
+        store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2  # nothing written
+    db.close()
+
+
+def test_a_step_rewrites_only_the_columns_it_changed(tmp_path: Path) -> None:
+    """A wait's input (no variable changes: the node has no output) leaves a large
+    ``variables`` column alone; a changed one is rewritten."""
+    path = tmp_path / "rooms.db"
+    statements: list[str] = []
+    store = SQLiteStore(path)
+    store._db.set_trace_callback(statements.append)
+    rt = Runtime(store, store)
+    rt.run(rt.create_room(ASKS, room_id="r").id)
+    statements.clear()
+    rt.send_input("r", {"ok": True})
+    store.close()
+    updates = [s for s in statements if s.startswith("UPDATE rooms SET status")]
+    assert updates and all("variables" not in s for s in updates)
+    assert all("visits" in s for s in updates)  # input completes the wait, enters the end
