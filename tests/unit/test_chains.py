@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from openrooms import Runtime, Workflow, WorkflowBuilder, engine
-from openrooms.backends import MemoryStore
+from openrooms.backends import MemoryStore, SQLiteStore
 from openrooms.backends.base import Lease
 from openrooms.events import Event, EventType
 from openrooms.room import RoomState
@@ -116,3 +117,22 @@ def test_an_io_node_runs_only_once_the_way_to_it_is_committed() -> None:
     # created; started, a, b and into the call; the call's journal; its completion (into c);
     # c and the end
     assert [node_steps(b) for b in store.batches] == [0, 3, 0, 1, 1]
+
+
+def test_a_short_room_makes_four_write_transactions_on_sqlite(tmp_path: Path) -> None:
+    """Create; take the lease; run (start, five pure steps and the end in one commit);
+    release the lease. The workflow, stored with the first room, is not written again."""
+    store = SQLiteStore(tmp_path / "rooms.db")
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    rt = Runtime(store, store)
+    wf = loop(2)
+    rt.run(rt.create_room(wf).id)
+    writes = []
+    for _ in range(3):
+        statements.clear()
+        state = rt.run(rt.create_room(wf).id)
+        assert state.status.value == "completed" and state.steps == 5
+        writes.append(statements.count("BEGIN IMMEDIATE"))
+    store.close()
+    assert writes == [4, 4, 4]
