@@ -17,6 +17,7 @@ import pytest
 
 from openrooms import EventType, RoomStatus, Runtime, Workflow
 from openrooms.backends import SQLiteStore
+from openrooms.types import RoomId
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +104,7 @@ def test_sigkill_mid_chain_then_resume_makes_the_same_state_and_events(tmp_path:
     assert victim.returncode == -signal.SIGKILL
 
     store = SQLiteStore(path)
-    left = store.get("victim")  # type: ignore[arg-type]
+    left = store.get(RoomId("victim"))
     assert left.status is RoomStatus.RUNNING and left.version == committed(path)
     store.close()
     resumed = run(path, "victim")

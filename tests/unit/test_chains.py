@@ -11,6 +11,7 @@ from openrooms.backends.base import Lease
 from openrooms.events import Event, EventType
 from openrooms.room import RoomState
 from openrooms.tools import default_tools, tool
+from openrooms.types import RoomId
 
 
 class CountingStore(MemoryStore):
@@ -90,8 +91,8 @@ def test_an_io_node_runs_only_once_the_way_to_it_is_committed() -> None:
     rt = Runtime(store, store, tools=tools)
 
     def probe(room: str) -> int:
-        stored = store.get(room)  # what a crash now would leave
-        seen.append((stored.current_node, stored.version, store.last_seq(room)))
+        stored = store.get(RoomId(room))  # what a crash now would leave
+        seen.append((stored.current_node, stored.version, store.last_seq(RoomId(room))))
         return stored.version
 
     tool(registry=tools)(probe)
