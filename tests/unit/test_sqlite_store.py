@@ -21,6 +21,8 @@ from openrooms import (
 )
 from openrooms.backends import SQLiteStore, open_backend
 from openrooms.backends.sqlite import SCHEMA_VERSION
+from openrooms.events import Event
+from openrooms.room import RoomState
 from openrooms.types import RoomId
 from openrooms.workflow import WorkflowBuilder
 
@@ -459,16 +461,42 @@ def test_a_version_2_file_is_migrated_when_opened_to_write(tmp_path: Path) -> No
 
 def test_a_step_rewrites_only_the_columns_it_changed(tmp_path: Path) -> None:
     """A wait's input (no variable changes: the node has no output) leaves a large
-    ``variables`` column alone; a changed one is rewritten."""
+    ``variables`` column alone; a changed one is rewritten. Whatever was skipped, a reader
+    with no memory of the writes reads every state as it was committed."""
     path = tmp_path / "rooms.db"
     statements: list[str] = []
     store = SQLiteStore(path)
     store._db.set_trace_callback(statements.append)
     rt = Runtime(store, store)
-    rt.run(rt.create_room(ASKS, room_id="r").id)
+    committed: list[RoomState] = []
+
+    def check(event: Event) -> None:
+        state = store.get(RoomId("r"))
+        if state.version == event.seq:  # the last event of a commit: compare with a reader
+            reader = SQLiteStore(path, read_only=True)
+            assert reader.get(RoomId("r")) == state == rt.replay("r")
+            reader.close()
+            committed.append(state)
+
+    rt.run(rt.create_room(ASKS, room_id="r").id, on_event=check)
     statements.clear()
+    rt.run("r", on_event=check)  # nothing to do: it waits
     rt.send_input("r", {"ok": True})
-    store.close()
     updates = [s for s in statements if s.startswith("UPDATE rooms SET status")]
     assert updates and all("variables" not in s for s in updates)
     assert all("visits" in s for s in updates)  # input completes the wait, enters the end
+    # and one that changes every container, after a cancel and a reload by another store
+    rt.run(rt.create_room(ASKS, room_id="r2", variables={"n": 5}).id)
+    other = Runtime(SQLiteStore(path), SQLiteStore(path))
+    other.cancel("r2")
+    done = (
+        rt.send_input("r2", {"ok": True}) if rt.get_room("r2").status.value == "waiting" else None
+    )
+    assert done is None and rt.get_room("r2").status.value == "cancelled"
+    reader = SQLiteStore(path, read_only=True)
+    assert reader.get(RoomId("r")) == rt.get_room("r") == rt.replay("r")
+    assert reader.get(RoomId("r2")) == rt.get_room("r2") == rt.replay("r2")
+    reader.close()
+    other.close()
+    store.close()
+    assert committed
