@@ -28,6 +28,7 @@ from openrooms.errors import (
     EvaluationError,
     RoomStatusError,
     TransitionNotAllowedError,
+    UnstorableValueError,
 )
 from openrooms.events import ErrorInfo, Event, EventType, Level
 from openrooms.expressions import is_truthy
@@ -43,7 +44,9 @@ __all__ = [
     "FIELDS",
     "RoomView",
     "Step",
+    "advance",
     "apply",
+    "can_advance",
     "cancel",
     "create_room",
     "decide",
@@ -94,16 +97,29 @@ def next_action(state: RoomState) -> Action:
 # --- the fold -------------------------------------------------------------------------------
 
 
-def _apply_into(d: dict[str, Any], e: Event) -> None:
-    """Fold event *e* into the field dict *d* of a RoomState (the single state-update rule)."""
+def _own(d: dict[str, Any], owned: set[str], key: str) -> Any:
+    """The container *d[key]*, copied once first unless *d* already owns it (copy on write:
+    the dicts of a frozen RoomState are shared until the first change)."""
+    if key in owned:
+        return d[key]
+    owned.add(key)
+    copy = d[key] = dict(d[key])
+    return copy
+
+
+def _apply_into(d: dict[str, Any], e: Event, owned: set[str]) -> None:
+    """Fold event *e* into the field dict *d* of a RoomState (the single state-update rule).
+
+    The containers named in *owned* (``variables``, ``visits``, ``memory``, ``usage``) belong
+    to *d* and are changed in place; the others are copied first (see :func:`_own`).
+    """
     t = e.type
     data = e.data
     if t is _E.NODE_STARTED:
         node = e.node
         assert node is not None
-        visits = dict(d["visits"])
+        visits = d["visits"] if "visits" in owned else _own(d, owned, "visits")
         visits[node] = data["visit"]
-        d["visits"] = visits
         d["current_node"] = node
         d["attempt"] = data["attempt"]
         d["steps"] += 1
@@ -114,29 +130,26 @@ def _apply_into(d: dict[str, Any], e: Event) -> None:
         assign = data.get("assign")
         target = data.get("output_to")
         if assign or target:
-            variables = dict(d["variables"])
+            variables = d["variables"] if "variables" in owned else _own(d, owned, "variables")
             if assign:
                 variables.update(assign)
             if target:
                 variables[target] = data.get("output")
-            d["variables"] = variables
     elif t is _E.TRANSITION:
         d["current_node"] = data["to"]
     elif t is _E.RETRY_SCHEDULED:
         d["wake_at"] = data["due_at"]
     elif t is _E.LLM_CALLED or t is _E.TOOL_CALLED:
-        d["usage"] = _add_usage(d["usage"], t, data.get("usage"))
+        _add_usage(_own(d, owned, "usage"), t, data.get("usage"))
     elif t is _E.BUDGET_EXCEEDED:
-        usage = dict(d["usage"])
+        usage = _own(d, owned, "usage")
         usage["exceeded"] = [*usage.get("exceeded", ()), data["budget"]]
-        d["usage"] = usage
     elif t is _E.MEMORY_SET:
-        memory = dict(d["memory"])
+        memory = _own(d, owned, "memory")
         if data.get("deleted"):
             memory.pop(data["key"], None)
         else:
             memory[data["key"]] = data["value"]
-        d["memory"] = memory
     elif t is _E.ROOM_WAITING:
         d["status"] = RoomStatus.WAITING
         d["wake_at"] = data.get("timeout_at")
@@ -170,13 +183,13 @@ def _apply_into(d: dict[str, Any], e: Event) -> None:
             usage={},
             node_seq=0,
         )
+        owned.update(("variables", "visits", "memory", "usage"))
     d["version"] = e.seq
     d["updated_at"] = e.timestamp
 
 
-def _add_usage(totals: Mapping[str, Any], t: EventType, usage: Any) -> dict[str, Any]:
-    """Running totals after one model or tool call."""
-    out = dict(totals)
+def _add_usage(out: dict[str, Any], t: EventType, usage: Any) -> None:
+    """Add one model or tool call to the running totals *out*."""
     counter = "model_calls" if t is _E.LLM_CALLED else "tool_calls"
     out[counter] = out.get(counter, 0) + 1
     if isinstance(usage, Mapping):
@@ -185,7 +198,6 @@ def _add_usage(totals: Mapping[str, Any], t: EventType, usage: Any) -> dict[str,
         cost = usage.get("cost_usd")
         if cost is not None:
             out["cost_usd"] = round(out.get("cost_usd", 0.0) + float(cost), 10)
-    return out
 
 
 _TERMINAL_STATUS: Final = {
@@ -207,6 +219,7 @@ def apply(state: RoomState | None, events: Iterable[Event]) -> RoomState:
             a sequence number is not the next one, or there are no events at all.
     """
     d: dict[str, Any] = _fields(state) if state is not None else {}
+    owned: set[str] = set()
     for e in events:
         expected = d.get("version", 0) + 1
         if e.seq != expected:
@@ -216,7 +229,7 @@ def apply(state: RoomState | None, events: Iterable[Event]) -> RoomState:
             )
         if not d and e.type is not _E.ROOM_CREATED:
             raise CorruptLogError(e.room_id, f"starts with {e.type}, not ROOM_CREATED")
-        _apply_into(d, e)
+        _apply_into(d, e, owned)
     if not d:
         raise CorruptLogError("", "there are no events to fold")
     return RoomState(**d)
@@ -241,10 +254,11 @@ replay = fold
 class _Emitter:
     """Numbers events after *state*'s last one and folds each into the new state as it goes."""
 
-    __slots__ = ("d", "events", "now", "room_id")
+    __slots__ = ("d", "events", "now", "owned", "room_id")
 
     def __init__(self, state: RoomState | None, now: int, room_id: RoomId | None = None) -> None:
         self.d: dict[str, Any] = _fields(state) if state is not None else {"version": 0}
+        self.owned: set[str] = set()
         self.events: list[Event] = []
         self.now = now
         self.room_id = state.room_id if state is not None else room_id
@@ -270,7 +284,7 @@ class _Emitter:
             error,
             duration_ms,
         )
-        _apply_into(self.d, e)
+        _apply_into(self.d, e, self.owned)
         self.events.append(e)
 
     def fail(self, node: str | None, reason: str, error: ErrorInfo | None = None) -> None:
@@ -408,8 +422,13 @@ def _finish(
     outcome: Outcome,
     input: Any = None,
     duration_ms: float | None = None,
+    scope: dict[str, Any] | None = None,
 ) -> None:
-    """Record how the current node ended, then retry it, route on, or fail the room."""
+    """Record how the current node ended, then retry it, route on, or fail the room.
+
+    *scope* is the guards' scope to use when the outcome has no output and no error (a
+    chain of pure nodes keeps one over its working state); else one is made if needed.
+    """
     d = em.d
     if outcome.duration_ms is not None:
         duration_ms = outcome.duration_ms
@@ -465,7 +484,8 @@ def _finish(
             data["output_to"] = node.output
         em.emit(_E.NODE_COMPLETED, Level.INFO, node_id, data, None, duration_ms)
         labels = (label,)
-    scope: dict[str, Any] | None = None
+    if outcome.output is not None or input is not None or error_scope is not None:
+        scope = None
     for lab in labels:
         for route in np.routes.get(lab, ()):
             if route.guard is not None:
@@ -581,6 +601,223 @@ def decide(
     em = _Emitter(state, now)
     _finish(em, wf, wf.plan.nodes[state.current_node], outcome, duration_ms=duration_ms)
     return em.step()
+
+
+def can_advance(wf: Workflow, state: RoomState) -> bool:
+    """Whether :func:`advance` can go on from *state*: the room is running, with no retry
+    pending, at a pure node (one whose executor evaluates it synchronously: ``set`` without
+    memory entries, ``decision``)."""
+    node = state.current_node
+    return (
+        state.status is RoomStatus.RUNNING
+        and state.wake_at is None
+        and node is not None
+        and wf.plan.nodes[node].pure
+    )
+
+
+def advance(
+    wf: Workflow,
+    state: RoomState,
+    *,
+    now: int,
+    limit: int,
+    timer: Callable[[], float] | None = None,
+    scrub: Callable[[Outcome], Outcome] | None = None,
+) -> Step:
+    """Run a chain of pure nodes (``set``, ``decision``) from *state* in one call.
+
+    Each node is evaluated synchronously (its executor's ``evaluate``) over one working
+    state, and its outcome decided exactly as :func:`decide` would: every node gets its
+    own ``NODE_COMPLETED``, ``TRANSITION`` and the next ``NODE_STARTED``, numbered in turn,
+    so the events are those of the same nodes run one by one and the state is their fold.
+    The chain stops after *limit* nodes, or as soon as the room is not at a pure node to
+    run: before an IO node (whose ``NODE_STARTED`` is the last event), at a wait or an
+    end, at a retry's backoff, a budget breach or ``max_steps`` (checked per node).
+
+    An outcome holding a value no store can keep becomes the node's non-retryable
+    ``error`` outcome (:class:`~openrooms.errors.UnstorableValueError`), as the runner
+    does for any node.
+
+    Args:
+        now: the time (ms) of every event.
+        limit: at most this many nodes (at least 1).
+        timer: a monotonic clock in seconds (``time.perf_counter``) to time each
+            evaluation for ``NODE_COMPLETED``'s ``duration_ms``; None records no duration.
+        scrub: applied to every outcome before it is recorded (the runner removes the
+            environment's secret values with it).
+
+    Returns:
+        The new state and the chain's events; no events when :func:`can_advance` is false.
+    """
+    if not can_advance(wf, state):
+        return Step(state, ())
+    em = _Emitter(state, now)
+    d = em.d
+    # copied once for the whole chain; the fold changes them in place from here on
+    variables = _own(d, em.owned, "variables")
+    _own(d, em.owned, "visits")
+    scope: dict[str, Any] = {
+        "vars": variables,
+        "memory": d["memory"],
+        "output": None,
+        "input": None,
+        "error": None,
+        "room": RoomView(d),
+    }
+    nodes = wf.plan.nodes
+    np = nodes[d["current_node"]]
+    duration: float | None = None
+    for _ in range(max(1, limit)):
+        if timer is not None:
+            started = timer()
+        try:
+            result = np.executor.evaluate(np.prepared, scope)
+        except Exception as exc:  # as the runner does for any node: the node's error
+            result = Outcome.from_exception(exc)
+        if timer is not None:
+            duration = (timer() - started) * 1000
+        if type(result) is dict and scrub is None and not np.node.output:
+            # the hot path: a plain success given as its assignments
+            checked = None
+            if result and not _plain(result):
+                checked = _storable_outcome(np.node.id, Outcome(assign=result))
+            if checked is not None and checked.is_failure:
+                _finish(em, wf, np, checked, duration_ms=duration, scope=scope)
+            else:
+                _complete(em, wf, np, result, duration, scope)
+        else:
+            outcome = result if isinstance(result, Outcome) else Outcome(assign=result)
+            if scrub is not None:
+                outcome = scrub(outcome)
+            if outcome.assign or outcome.output is not None:
+                outcome = _storable_outcome(np.node.id, outcome)
+            if (
+                outcome.label in FAILURE_LABELS
+                or outcome.output is not None
+                or outcome.records
+                or np.node.output
+            ):
+                _finish(em, wf, np, outcome, duration_ms=duration, scope=scope)
+            else:
+                _complete(em, wf, np, outcome.assign, duration, scope, outcome.label)
+        if d["status"] is not RoomStatus.RUNNING or d["wake_at"] is not None:
+            break
+        np = nodes[d["current_node"]]
+        if not np.pure:
+            break
+    return em.step()
+
+
+_MAX_PLAIN_INT: Final = 2**63
+
+
+def _plain(values: Mapping[str, Any]) -> bool:
+    """Whether every entry of *values* is plainly storable: an ASCII name and a value that
+    is None, a bool, a 64-bit integer, a finite float or ASCII text (the usual case;
+    anything else is checked in full)."""
+    for key, value in values.items():
+        if type(key) is not str or not key.isascii():
+            return False
+        kind = type(value)
+        if kind is int:
+            if not -_MAX_PLAIN_INT < value < _MAX_PLAIN_INT:
+                return False
+        elif kind is str:
+            if not value.isascii():
+                return False
+        elif kind is float:
+            if value - value != 0.0:  # inf or nan
+                return False
+        elif value is not None and kind is not bool:
+            return False
+    return True
+
+
+def _complete(
+    em: _Emitter,
+    wf: Workflow,
+    np: NodePlan,
+    assign: Mapping[str, Any] | None,
+    duration_ms: float | None,
+    scope: dict[str, Any],
+    label: str = "ok",
+) -> None:
+    """:func:`_finish` for the common case of a chain, made short: a success with no output
+    and no records. The events are the same; each is folded here by the rule of
+    :func:`_apply_into` for its type, over containers the chain owns (the property tests
+    check that folding the events gives the same state)."""
+    d = em.d
+    events = em.events
+    now = em.now
+    room_id = em.room_id
+    assert room_id is not None
+    node_id = np.node.id
+    seq = d["version"] + 1
+    data: dict[str, Any] = {"outcome": label}
+    if assign:
+        data["assign"] = assign = dict(assign)
+        d["variables"].update(assign)  # owned by the chain (see advance)
+    events.append(_Event(room_id, seq, _COMPLETED, _INFO, now, node_id, data, None, duration_ms))
+    d["version"] = seq
+    d["updated_at"] = now
+    for route in np.routes.get(label, ()):
+        guard = route.guard
+        if guard is not None:
+            try:
+                if not is_truthy(guard.evaluate(scope)):
+                    continue
+            except EvaluationError as exc:
+                em.fail(
+                    node_id,
+                    f"transitions[{route.index}].when: {exc}",
+                    ErrorInfo.from_exception(exc, with_traceback=False),
+                )
+                return
+        target = route.target
+        seq += 1
+        transition = {"from": node_id, "to": target, "on": label, "index": route.index}
+        events.append(_Event(room_id, seq, _TRANSITION, _DEBUG, now, node_id, transition))
+        d["current_node"] = target
+        d["version"] = seq
+        steps = d["steps"]
+        if wf.budget is not None or steps >= wf.max_steps or not wf.plan.nodes[target].pure:
+            _enter(em, wf, target)  # the checks, a wait or an end: the general way
+            return
+        # NODE_STARTED of the next pure node; the room is running with no timer already
+        seq += 1
+        visits = d["visits"]
+        visit = visits.get(target, 0) + 1
+        started = {"attempt": 1, "visit": visit}
+        events.append(_Event(room_id, seq, _STARTED, _INFO, now, target, started))
+        visits[target] = visit
+        d["attempt"] = 1
+        d["steps"] = steps + 1
+        d["node_seq"] = d["version"] = seq
+        return
+    refused = TransitionNotAllowedError(room_id, node_id, label)
+    em.fail(node_id, str(refused), ErrorInfo(type(refused).__name__, str(refused)))
+
+
+_Event: Final = Event
+_COMPLETED: Final = _E.NODE_COMPLETED
+_TRANSITION: Final = _E.TRANSITION
+_STARTED: Final = _E.NODE_STARTED
+_INFO: Final = Level.INFO
+_DEBUG: Final = Level.DEBUG
+
+
+def _storable_outcome(node_id: str, outcome: Outcome) -> Outcome:
+    """*outcome*, or the node's non-retryable error when a value in it cannot be stored."""
+    try:
+        if outcome.assign:
+            check_storable(outcome.assign, f"nodes.{node_id} assign", depth=1)
+        if outcome.output is not None:
+            check_storable(outcome.output, f"nodes.{node_id} output")
+    except UnstorableValueError as exc:
+        info = ErrorInfo.from_exception(exc, with_traceback=False)
+        return Outcome.failed(info, retryable=False)
+    return outcome
 
 
 def record(wf: Workflow, state: RoomState, records: Iterable[LogRecord], *, now: int) -> Step:

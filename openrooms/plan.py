@@ -74,12 +74,17 @@ class Route:
 
 @attrs.frozen(slots=True)
 class NodePlan:
-    """A node with its executor, prepared config and outgoing routes by outcome label."""
+    """A node with its executor, prepared config and outgoing routes by outcome label.
+
+    ``pure``: the executor evaluates this node synchronously, with no IO
+    (:meth:`NodeExecutor.is_pure`), so the engine runs it in a chain (``engine.advance``).
+    """
 
     node: Node
     executor: NodeExecutor
     prepared: Any
     routes: Mapping[str, tuple[Route, ...]]
+    pure: bool = False
 
     @property
     def kind(self) -> str:
@@ -514,10 +519,12 @@ def _build(wf: Workflow, validator: Validator) -> Plan:
     for node_id, node in wf.nodes.items():
         executor = executors[node_id]
         assert executor is not None
+        prepared = executor.prepare(node)
         nodes[node_id] = NodePlan(
             node=node,
             executor=executor,
-            prepared=executor.prepare(node),
+            prepared=prepared,
             routes={label: tuple(routes) for label, routes in table[node_id].items()},
+            pure=executor.is_pure(prepared),
         )
     return Plan(nodes=nodes, inputs=checker.inputs)

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from openrooms.workflow import Workflow
 
 __all__ = [
+    "DEFAULT_COMMIT_EVERY_MS",
+    "DEFAULT_COMMIT_EVERY_STEPS",
     "DEFAULT_LEASE_TTL_MS",
     "DEFAULT_MAX_LEASED_SLEEP_S",
     "NO_INPUT",
@@ -53,6 +55,12 @@ DEFAULT_LEASE_TTL_MS: Final = 30_000
 DEFAULT_MAX_LEASED_SLEEP_S: Final = 1.0
 """The longest retry backoff a runner sleeps through holding the room's lease."""
 _FOLLOW_POLL_S: Final = 0.1  # how often a foreground run looks whether another runner is done
+DEFAULT_COMMIT_EVERY_STEPS: Final = 256
+"""Pure steps batched into one commit at most (see :class:`Runner`)."""
+DEFAULT_COMMIT_EVERY_MS: Final = 50.0
+"""The longest a batch of pure steps waits for its commit (ms)."""
+_CHAIN_CHUNK: Final = 64
+"""Pure nodes per ``engine.advance`` call: the runner checks its clock between calls."""
 
 EventCallback = Callable[[Event], None]
 NO_INPUT: Final[Any] = object()
@@ -142,9 +150,20 @@ def commit(
 class Runner:
     """Runs rooms of one :class:`~openrooms.runtime.Runtime`."""
 
-    def __init__(self, runtime: Runtime, *, lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
+        commit_every_steps: int = DEFAULT_COMMIT_EVERY_STEPS,
+        commit_every_ms: float = DEFAULT_COMMIT_EVERY_MS,
+    ) -> None:
         self.rt = runtime
         self.lease_ttl_ms = lease_ttl_ms
+        self.commit_every_steps = commit_every_steps
+        """Pure node steps (``set``, ``decision``) run at most this many to a commit."""
+        self.commit_every_ms = commit_every_ms
+        """... and commit at least this often (ms), so ``logs --follow`` stays live."""
         self._save = committer(runtime.states, runtime.log)
         # room -> (last seq read, conversation threads before it): see _journal
         self._threads: dict[RoomId, tuple[int, Conversations | None]] = {}
@@ -298,11 +317,42 @@ class Runner:
         self, wf: Workflow, state: RoomState, holder: _LeaseHolder, on_event: EventCallback | None
     ) -> RoomState:
         now = self.rt.now
+        # Steps that do no IO (start, wake, chains of pure nodes) are batched: `pending` holds
+        # their events, not yet committed, after the committed state `saved`. A batch commits
+        # before any IO node runs, before the loop sleeps or returns, and at least every
+        # `commit_every_steps` node steps or `commit_every_ms`. A crash loses only pure steps,
+        # which the next run makes again: same state, same events.
+        saved = state
+        pending: list[Event] = []
+        since = 0.0  # time.monotonic() of the first pending event
         while True:
             if self.rt.stop_requested:
-                return state  # e.g. Ctrl-C: every step so far is committed; resume goes on
+                # e.g. Ctrl-C: every step so far is committed; resume goes on
+                return self._flush(saved, state, pending, holder, on_event)
             action = engine.next_action(state)
+            if action == "run" and engine.can_advance(wf, state):
+                if not pending:
+                    since = time.monotonic()
+                step = engine.advance(
+                    wf,
+                    state,
+                    now=now(),
+                    limit=min(_CHAIN_CHUNK, self.commit_every_steps - (state.steps - saved.steps)),
+                    timer=time.perf_counter,
+                    scrub=self._scrubber.outcome if self._scrubber else None,
+                )
+                pending.extend(step.events)
+                state = step.state
+                if (
+                    state.steps - saved.steps >= self.commit_every_steps
+                    or (time.monotonic() - since) * 1000 >= self.commit_every_ms
+                ):
+                    state = saved = self._flush(saved, state, pending, holder, on_event)
+                    await asyncio.sleep(0)  # a long chain lets the heartbeat and other rooms in
+                continue
             if action == "run":
+                if pending:  # an IO node runs only once the way to it is committed
+                    state = saved = self._flush(saved, state, pending, holder, on_event)
                 started = time.perf_counter()
                 state, outcome = await self._execute(wf, state, holder, on_event)
                 if outcome is None:
@@ -310,9 +360,13 @@ class Runner:
                 duration = (time.perf_counter() - started) * 1000
                 step = engine.decide(wf, state, outcome, now=now(), duration_ms=duration)
                 step = _storable(step, state, now, decided_in=(wf, duration))
-            elif action == "start":
+                state = saved = self._commit(step, state, holder, on_event)
+                continue
+            if action == "start":
                 step = engine.start(wf, state, now=now())
             elif action == "sleep":
+                if pending:
+                    state = saved = self._flush(saved, state, pending, holder, on_event)
                 assert state.wake_at is not None
                 if not await self._sleep(state):
                     return state  # a long backoff: not under the lease (see run)
@@ -320,10 +374,27 @@ class Runner:
             elif action == "wait" and state.wake_at is not None and state.wake_at <= now():
                 step = engine.wake(wf, state, now=now())
             else:
-                return state
-            if action != "run":
-                step = _storable(step, state, now)
-            state = self._commit(step, state, holder, on_event)
+                return self._flush(saved, state, pending, holder, on_event)
+            step = _storable(step, state, now)
+            if not pending:
+                since = time.monotonic()
+            pending.extend(step.events)
+            state = step.state
+
+    def _flush(
+        self,
+        saved: RoomState,
+        state: RoomState,
+        pending: list[Event],
+        holder: _LeaseHolder,
+        on_event: EventCallback | None,
+    ) -> RoomState:
+        """Commit the *pending* events that lead from *saved* to *state*; the state stored."""
+        if not pending:
+            return state
+        events = tuple(pending)
+        pending.clear()
+        return self._commit(engine.Step(state, events), saved, holder, on_event)
 
     async def _sleep(self, state: RoomState) -> bool:
         """Wait out a retry's backoff under the lease if it is short; True once the retry is

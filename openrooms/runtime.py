@@ -40,6 +40,8 @@ from openrooms.inputs import check_inputs
 from openrooms.registries import Registries, configured, load_plugins, open_registries
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runner import (
+    DEFAULT_COMMIT_EVERY_MS,
+    DEFAULT_COMMIT_EVERY_STEPS,
     DEFAULT_LEASE_TTL_MS,
     DEFAULT_MAX_LEASED_SLEEP_S,
     NO_INPUT,
@@ -146,6 +148,9 @@ class Runtime:
             from the process-wide defaults, the ``http`` tool following *config*'s
             allow-list); see :mod:`openrooms.registries`. They belong to this runtime:
             register on ``rt.tools``, ``rt.node_types``, ``rt.models``.
+        commit_every_steps, commit_every_ms: a run commits chains of pure nodes (``set``,
+            ``decision``) at least every this many node steps and this often (ms); IO
+            nodes, waits and ends always commit first. A crash re-runs the pure steps since.
     """
 
     def __init__(
@@ -159,6 +164,8 @@ class Runtime:
         models: ModelRegistry | None = None,
         config: RuntimeConfig | None = None,
         registries: Registries | None = None,
+        commit_every_steps: int = DEFAULT_COMMIT_EVERY_STEPS,
+        commit_every_ms: float = DEFAULT_COMMIT_EVERY_MS,
     ) -> None:
         self.config = config if config is not None else RuntimeConfig()
         if registries is None:
@@ -178,8 +185,15 @@ class Runtime:
         self.log = log
         self.now = clock
         self.owner = make_owner()
-        self._runner = Runner(self, lease_ttl_ms=lease_ttl_ms)
+        self._runner = Runner(
+            self,
+            lease_ttl_ms=lease_ttl_ms,
+            commit_every_steps=commit_every_steps,
+            commit_every_ms=commit_every_ms,
+        )
         self._workflows: dict[tuple[str, int], Workflow] = {}
+        # (id, version) -> digest of the definitions this runtime has stored
+        self._stored: dict[tuple[str, int], str] = {}
         self._lock = threading.Lock()
         self._stop = False
 
@@ -237,14 +251,20 @@ class Runtime:
             wf = workflow.build(registries=self.registries)
         else:
             wf = workflow
-        if (wf.id, wf.version) not in self._workflows:
+        key = (wf.id, wf.version)
+        if self._workflows.get(key) is wf and key in self._stored:
+            return wf  # this very workflow, stored by this runtime: no write at all
+        if key not in self._workflows:
             self._refuse_cycles(wf)
         definition = wf.to_dict()
-        self.states.put_workflow(
-            StoredWorkflow(wf.id, wf.version, workflow_digest(definition), definition, self.now())
-        )
+        digest = workflow_digest(definition)
+        if self._stored.get(key) != digest:  # identical content stored before is a no-op
+            self.states.put_workflow(
+                StoredWorkflow(wf.id, wf.version, digest, definition, self.now())
+            )
         with self._lock:
-            self._workflows[(wf.id, wf.version)] = wf
+            self._stored[key] = digest
+            self._workflows[key] = wf
         return wf
 
     def _refuse_cycles(self, wf: Workflow) -> None:

@@ -92,15 +92,16 @@ def _find(value: Any, path: str, depth: int) -> tuple[str, str] | None:
             problem = _string_problem(key)
             if problem is not None:
                 return (path, f"has a key that {problem}")
-            found = _find(item, _key_path(path, key), depth + 1)
+            # the path is built only for a problem found: most values have none
+            found = _find(item, "", depth + 1)
             if found is not None:
-                return found
+                return (_key_path(path, key) + found[0], found[1])
         return None
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            found = _find(item, f"{path}[{i}]", depth + 1)
+            found = _find(item, "", depth + 1)
             if found is not None:
-                return found
+                return (f"{path}[{i}]{found[0]}", found[1])
         return None
     if isinstance(value, str):  # subclasses (str enums) are stored as their text
         problem = _string_problem(value)
@@ -112,17 +113,18 @@ def _find(value: Any, path: str, depth: int) -> tuple[str, str] | None:
     return (path, f"is a {kind.__name__}, not a JSON value")
 
 
-def check_storable(value: Any, where: str) -> None:
+def check_storable(value: Any, where: str, *, depth: int = 0) -> None:
     """Raise unless *value* can be stored.
 
     Args:
         value: a value from outside (a tool result, input, a variable...).
         where: what holds it, for the message (``nodes.fetch output``).
+        depth: how deep *value* sits in what is stored (1: a value of an event's data).
 
     Raises:
         UnstorableValueError: naming *where*, the JSON path inside it and the problem.
     """
-    found = _find(value, "$", 0)
+    found = _find(value, "$", depth)
     if found is not None:
         raise UnstorableValueError(where, *found)
 

@@ -58,6 +58,13 @@ SCHEMA_VERSION: Final = 3
 # base.due_at(state) (a timer's wake_at, a queued room's queue time), NULL for most rooms:
 # its partial index holds only the rooms a worker may have to wake (due_rooms).
 #
+# A room's state is split so that a step writes only what changed (schema version 3):
+# `body` holds the scalar fields (a few hundred bytes, whatever the room's size), the hot
+# columns status, version, current_node, steps and wake_at mirror some of them for queries,
+# and variables, memory, usage and visits each have a JSON column, rewritten only when the
+# step changed it. A NULL container column means "in the body": how version 2 kept it, so
+# a migrated file's rows move their containers out on their next write.
+#
 # One events row per commit, not per event: a step writes two to four events, and each extra
 # B-tree insert cost more than the JSON of the whole batch (bench/engine.py). A row holds the
 # events first_seq..last_seq as a JSON array of compact rows (see _event_row); reads explode
@@ -71,7 +78,14 @@ CREATE TABLE IF NOT EXISTS rooms (
     lease_token INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL,
     body TEXT NOT NULL,
-    due_at INTEGER
+    due_at INTEGER,
+    current_node TEXT,
+    steps INTEGER,
+    wake_at INTEGER,
+    variables TEXT,
+    memory TEXT,
+    usage TEXT,
+    visits TEXT
 );
 CREATE INDEX IF NOT EXISTS rooms_by_created ON rooms (created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS rooms_by_due ON rooms (due_at, id) WHERE due_at IS NOT NULL;
@@ -98,10 +112,22 @@ CREATE TABLE IF NOT EXISTS workflows (
 );
 """
 
-# Version 2 -> 3: rooms.due_at and its index, filled from the stored states (a body that is
-# not JSON gets NULL: it is reported by `openrooms db check`, not here).
+# Version 2 -> 3 (columns appended, so a migrated table is the same as a new one): the hot
+# columns and rooms.due_at filled from the body (a body that is not JSON gets NULL: it is
+# reported by `openrooms db check`, not here); the containers stay in the body until the
+# row is next written.
 _MIGRATE_2_TO_3: Final = """
 ALTER TABLE rooms ADD COLUMN due_at INTEGER;
+ALTER TABLE rooms ADD COLUMN current_node TEXT;
+ALTER TABLE rooms ADD COLUMN steps INTEGER;
+ALTER TABLE rooms ADD COLUMN wake_at INTEGER;
+ALTER TABLE rooms ADD COLUMN variables TEXT;
+ALTER TABLE rooms ADD COLUMN memory TEXT;
+ALTER TABLE rooms ADD COLUMN usage TEXT;
+ALTER TABLE rooms ADD COLUMN visits TEXT;
+UPDATE rooms SET current_node = json_extract(body, '$.current_node'),
+    steps = json_extract(body, '$.steps'), wake_at = json_extract(body, '$.wake_at')
+    WHERE json_valid(body) AND json_type(body) = 'object';
 UPDATE rooms SET due_at = CASE
     WHEN NOT json_valid(body) THEN NULL
     WHEN status IN ('running', 'waiting') AND json_type(body, '$.wake_at') = 'integer'
@@ -113,6 +139,17 @@ CREATE INDEX IF NOT EXISTS rooms_by_due ON rooms (due_at, id) WHERE due_at IS NO
 """
 
 _MIGRATES_FROM: Final = (2,)
+
+_CONTAINERS: Final = ("variables", "memory", "usage", "visits")
+"""RoomState fields kept in their own columns, written only when a step changed them."""
+
+_ROOM_COLUMNS: Final = "id, body, variables, memory, usage, visits"
+"""What a state is read from."""
+_ROOM_COLUMNS_V2: Final = "id, body, NULL, NULL, NULL, NULL"
+"""... in a version 2 file opened read-only (not migrated): the body holds it all."""
+
+_KEEP: Final = 4096
+"""Rooms whose last written containers a store remembers (to skip unchanged ones)."""
 
 _SYNC_MODES: Final = ("full", "normal", "off", "extra")
 
@@ -252,6 +289,26 @@ def _checked_event_from_row(room_id: RoomId, row: Any) -> Event:
     )
 
 
+def _scalars(state: RoomState) -> dict[str, Any]:
+    """What a rooms row's body holds: the state without its containers (see _CONTAINERS)."""
+    return {
+        "room_id": state.room_id,
+        "name": state.name,
+        "workflow_id": state.workflow_id,
+        "workflow_version": state.workflow_version,
+        "status": state.status.value,
+        "current_node": state.current_node,
+        "attempt": state.attempt,
+        "steps": state.steps,
+        "wake_at": state.wake_at,
+        "reason": state.reason,
+        "created_at": state.created_at,
+        "updated_at": state.updated_at,
+        "version": state.version,
+        "node_seq": state.node_seq,
+    }
+
+
 def _not_json(name: str) -> Any:
     raise ValueError(f"the body holds {name}, which is not JSON")
 
@@ -313,6 +370,10 @@ class SQLiteStore(AtomicStore):
         self.path = str(path)
         self.read_only = read_only
         self._lock = threading.RLock()
+        # room -> (version, variables, memory, usage, visits) as last written by this store:
+        # a commit rewrites a container column only when the state holds another object
+        self._written: dict[RoomId, tuple[Any, ...]] = {}
+        self._room_columns = _ROOM_COLUMNS
         if read_only:
             self._db = self._open_read_only(busy_timeout_ms)
             return
@@ -344,7 +405,7 @@ class SQLiteStore(AtomicStore):
             return
         with _driver_errors(), self._transaction():
             found = self._schema_version()  # again: another process may have set it up
-            self._check_schema(found)
+            self._check_schema(found, writing=True)
             if found != SCHEMA_VERSION:
                 script = _SCHEMA if found == 0 else _MIGRATE_2_TO_3
                 for statement in script.split(";"):
@@ -360,9 +421,14 @@ class SQLiteStore(AtomicStore):
     def _schema_version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
-    def _check_schema(self, found: int) -> None:
-        """Refuse a file of a schema version other than ours, 0 (new) and those we migrate."""
-        if found not in (0, SCHEMA_VERSION, *_MIGRATES_FROM):
+    def _check_schema(self, found: int, *, writing: bool = False) -> None:
+        """Refuse a file of a schema version other than ours, 0 (new) and those we migrate
+        (when opened to write; a reader reads a version-2 file as it is)."""
+        if found in _MIGRATES_FROM:
+            if not writing:
+                self._room_columns = _ROOM_COLUMNS_V2
+            return
+        if found not in (0, SCHEMA_VERSION):
             raise BackendConfigError(
                 "sqlite",
                 f"{self.path} has schema version {found}; this OpenRooms reads version "
@@ -469,25 +535,50 @@ class SQLiteStore(AtomicStore):
     def create(self, state: RoomState) -> None:
         with _driver_errors(), self._transaction() as db:
             self._insert_room(db, state)
+        self._remember(state)
 
     @staticmethod
     def _insert_room(db: sqlite3.Connection, state: RoomState) -> None:
         try:
             db.execute(
-                "INSERT INTO rooms (id, workflow_id, status, version, created_at, body, due_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO rooms (id, workflow_id, status, version, created_at, body, "
+                "due_at, current_node, steps, wake_at, variables, memory, usage, visits) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     state.room_id,
                     state.workflow_id,
                     state.status.value,
                     state.version,
                     state.created_at,
-                    _dumps(serde.state_to_dict(state)),
+                    _dumps(_scalars(state)),
                     due_at(state),
+                    state.current_node,
+                    state.steps,
+                    state.wake_at,
+                    _dumps(state.variables),
+                    _dumps(state.memory),
+                    _dumps(state.usage),
+                    _dumps(state.visits),
                 ),
             )
         except sqlite3.IntegrityError:
             raise RoomExistsError(state.room_id) from None
+
+    def _remember(self, state: RoomState) -> None:
+        """Note the containers just written for *state*'s room (none kept once it ended)."""
+        written = self._written
+        if state.status.is_terminal:
+            written.pop(state.room_id, None)
+            return
+        if len(written) >= _KEEP and state.room_id not in written:
+            del written[next(iter(written))]  # the longest remembered
+        written[state.room_id] = (
+            state.version,
+            state.variables,
+            state.memory,
+            state.usage,
+            state.visits,
+        )
 
     def get(self, room_id: RoomId) -> RoomState:
         state = self.find(room_id)
@@ -497,14 +588,35 @@ class SQLiteStore(AtomicStore):
 
     def find(self, room_id: RoomId) -> RoomState | None:
         with _driver_errors(), self._lock:
-            row = self._db.execute("SELECT body FROM rooms WHERE id = ?", (room_id,)).fetchone()
-        return None if row is None else self._decode_state(room_id, row[0])
+            row = self._db.execute(
+                # S608: the column list is ours; values are parameters
+                f"SELECT {self._room_columns} FROM rooms WHERE id = ?",  # noqa: S608
+                (room_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        state = self._decode_state(room_id, row[1:])
+        if not self.read_only and None not in row[2:]:
+            # what the row's columns hold now (not a row from version 2, whose containers
+            # are in the body): a commit from it rewrites only what it changes
+            self._remember(state)
+        return state
 
-    def _decode_state(self, room_id: str, body: Any) -> RoomState:
-        """A rooms row's body as a state, or CorruptRoomError naming the file and row."""
+    def _decode_state(self, room_id: str, columns: Sequence[Any]) -> RoomState:
+        """A rooms row (body, variables, memory, usage, visits) as a state, or
+        CorruptRoomError naming the file, row and column."""
         where = f"{self.where}, table rooms, row id={room_id!r}"
         try:
-            state = serde.state_from_dict(_json(body))
+            fields = _json(columns[0])
+            for name, text in zip(_CONTAINERS, columns[1:], strict=True):
+                # NULL: still in the body (a row from version 2); a body that is not an
+                # object is left for state_from_dict to describe
+                if text is not None and isinstance(fields, dict):
+                    try:
+                        fields[name] = _json(text)
+                    except ValueError as exc:
+                        raise ValueError(f"column {name}: {exc}") from None
+            state = serde.state_from_dict(fields)
         except ValueError as exc:
             raise CorruptRoomError(room_id, where, str(exc)) from None
         except CorruptRoomError as exc:
@@ -516,45 +628,54 @@ class SQLiteStore(AtomicStore):
     def replace(
         self, state: RoomState, *, expected_version: int, lease: Lease | None = None
     ) -> None:
-        body = _dumps(serde.state_to_dict(state))
+        sql, params = self._update_sql(state, expected_version, lease)
         with _driver_errors(), self._transaction() as db:
-            self._update_room(db, state, expected_version, lease, body)
+            self._update_room(db, state, expected_version, sql, params)
+        self._remember(state)
+
+    def _update_sql(
+        self, state: RoomState, expected_version: int, lease: Lease | None
+    ) -> tuple[str, list[Any]]:
+        """The UPDATE of a step: the body and hot columns, and the containers that changed
+        since this store last wrote the room (all of them if it did not, or not last)."""
+        sets = (
+            "status = ?, version = ?, body = ?, due_at = ?, current_node = ?, steps = ?, "
+            "wake_at = ?"
+        )
+        params: list[Any] = [
+            state.status.value,
+            state.version,
+            _dumps(_scalars(state)),
+            due_at(state),
+            state.current_node,
+            state.steps,
+            state.wake_at,
+        ]
+        before = self._written.get(state.room_id)
+        if before is not None and before[0] != expected_version:
+            before = None
+        for i, name in enumerate(_CONTAINERS, 1):
+            value = getattr(state, name)
+            if before is None or before[i] is not value:
+                sets += f", {name} = ?"
+                params.append(_dumps(value))
+        params += [state.room_id, expected_version]
+        # S608: the statement is built from our column names only; values are parameters
+        sql = f"UPDATE rooms SET {sets} WHERE id = ? AND version = ?"  # noqa: S608
+        if lease is None:
+            return sql, params
+        params.append(lease.token)
+        return sql + " AND lease_token = ?", params
 
     def _update_room(
         self,
         db: sqlite3.Connection,
         state: RoomState,
         expected_version: int,
-        lease: Lease | None,
-        body: str,
+        sql: str,
+        params: Sequence[Any],
     ) -> None:
-        if lease is None:
-            cursor = db.execute(
-                "UPDATE rooms SET status = ?, version = ?, body = ?, due_at = ? "
-                "WHERE id = ? AND version = ?",
-                (
-                    state.status.value,
-                    state.version,
-                    body,
-                    due_at(state),
-                    state.room_id,
-                    expected_version,
-                ),
-            )
-        else:
-            cursor = db.execute(
-                "UPDATE rooms SET status = ?, version = ?, body = ?, due_at = ? "
-                "WHERE id = ? AND version = ? AND lease_token = ?",
-                (
-                    state.status.value,
-                    state.version,
-                    body,
-                    due_at(state),
-                    state.room_id,
-                    expected_version,
-                    lease.token,
-                ),
-            )
+        cursor = db.execute(sql, params)
         if cursor.rowcount == 0:
             exists = db.execute("SELECT 1 FROM rooms WHERE id = ?", (state.room_id,)).fetchone()
             if exists is None:
@@ -576,16 +697,17 @@ class SQLiteStore(AtomicStore):
         if workflow_id is not None:
             where.append("workflow_id = ?")
             params.append(workflow_id)
-        sql = "SELECT id, body FROM rooms"
+        sql = f"SELECT {self._room_columns} FROM rooms"  # noqa: S608 (our column list)
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         with _driver_errors(), self._lock:
             rows = self._db.execute(sql, (*params, int(limit))).fetchall()
         out = []
-        for room_id, body in rows:
+        for row in rows:
+            room_id = row[0]
             try:
-                out.append(self._decode_state(room_id, body))
+                out.append(self._decode_state(room_id, row[1:]))
             except CorruptRoomError as exc:
                 if on_corrupt is None:
                     raise
@@ -810,19 +932,20 @@ class SQLiteStore(AtomicStore):
             with _driver_errors(), self._transaction() as db:
                 self._insert_room(db, state)
                 self._insert_events(db, events)
+            self._remember(state)
             return
         if self.read_only:
             raise self._refuse_write()
         # The hot path, one call per step: encode before taking the write lock, and no
         # generator context managers (they cost more than the UPDATE on a small row).
-        body = _dumps(serde.state_to_dict(state))
         batch = _batch(events) if events else None
         db = self._db
         with self._lock:
+            sql, params = self._update_sql(state, expected_version, lease)
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    self._update_room(db, state, expected_version, lease, body)
+                    self._update_room(db, state, expected_version, sql, params)
                     # state and log commit together here, so the version check above makes
                     # the next seq free; the primary key still refuses a duplicate
                     if batch is not None:
@@ -834,6 +957,7 @@ class SQLiteStore(AtomicStore):
                     db.execute("ROLLBACK")
                     raise
                 db.execute("COMMIT")
+                self._remember(state)
             except sqlite3.OperationalError as exc:
                 raise BackendUnavailableError("sqlite", str(exc)) from exc
             except sqlite3.DatabaseError as exc:
@@ -877,16 +1001,14 @@ class SQLiteStore(AtomicStore):
     def _check_rows(self, split: bool) -> list[str]:
         problems = []
         room_ids = set()
-        timed = self._schema_version() >= 3  # a reader of a version-2 file: no due_at yet
-        rows = self._db.execute(
-            "SELECT id, body, due_at FROM rooms ORDER BY id"
-            if timed
-            else "SELECT id, body, NULL FROM rooms ORDER BY id"
-        )
-        for room_id, body, stored_due in rows:
+        timed = self._room_columns == _ROOM_COLUMNS  # a reader of a version-2 file: no due_at
+        due = "due_at" if timed else "NULL"
+        select = f"SELECT {self._room_columns}, {due} FROM rooms ORDER BY id"  # noqa: S608
+        for row in self._db.execute(select):
+            room_id, stored_due = row[0], row[-1]
             room_ids.add(room_id)
             try:
-                state = self._decode_state(room_id, body)
+                state = self._decode_state(room_id, row[1:-1])
             except CorruptRoomError as exc:
                 problems.append(f"{exc.where}: {exc.problem}")
                 continue

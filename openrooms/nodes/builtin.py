@@ -140,13 +140,49 @@ class SetExecutor(NodeExecutor):
         if len(assign) == 1:
             name, value = assign[0]
             return Outcome(assign={name: value.render(ctx.scope)})
-        variables = dict(ctx.variables)
         scope = ctx.scope  # made for this attempt alone, and it keeps `room` lazily available
-        scope["vars"] = variables
-        assigned: dict[str, Any] = {}
-        for name, value in assign:
-            assigned[name] = variables[name] = value.render(scope)
-        return Outcome(assign=assigned)
+        scope["vars"] = dict(ctx.variables)
+        return Outcome(assign=_assigned(assign, scope))
+
+    def is_pure(self, prepared: Any) -> bool:
+        # memory entries are saved through the journal: such a node runs as an IO node
+        return isinstance(prepared, PreparedSet) and not prepared.memory
+
+    def evaluate(self, prepared: Any, scope: dict[str, Any]) -> Outcome | dict[str, Any]:
+        assign: tuple[tuple[str, CompiledValue], ...] = prepared.assign
+        try:
+            if len(assign) == 1:
+                name, value = assign[0]
+                return {name: value.render(scope)}
+            if not assign:
+                return {}
+            variables = scope["vars"]
+            before = [(name, variables.get(name, _UNSET)) for name, _ in assign]
+            try:
+                return _assigned(assign, scope)
+            finally:  # the engine applies the outcome; the working variables stay as they were
+                for name, old in before:
+                    if old is _UNSET:
+                        variables.pop(name, None)
+                    else:
+                        variables[name] = old
+        except EvaluationError as exc:  # as the runner reports it for an executed node
+            info = ErrorInfo.from_exception(exc, with_traceback=False)
+            return Outcome.failed(info, retryable=False)
+
+
+_UNSET: Final[Any] = object()
+
+
+def _assigned(
+    assign: tuple[tuple[str, CompiledValue], ...], scope: dict[str, Any]
+) -> dict[str, Any]:
+    """Render *assign* in order into ``scope["vars"]``, so a later value sees the earlier."""
+    variables = scope["vars"]
+    assigned: dict[str, Any] = {}
+    for name, value in assign:
+        assigned[name] = variables[name] = value.render(scope)
+    return assigned
 
 
 @attrs.frozen(slots=True)
@@ -196,6 +232,12 @@ class DecisionExecutor(NodeExecutor):
 
     async def execute(self, ctx: NodeContext) -> Outcome:
         return Outcome()
+
+    def is_pure(self, prepared: Any) -> bool:
+        return True
+
+    def evaluate(self, prepared: Any, scope: dict[str, Any]) -> Outcome | dict[str, Any]:
+        return {}
 
 
 @attrs.frozen(slots=True)

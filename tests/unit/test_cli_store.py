@@ -151,17 +151,15 @@ WAITING = WorkflowBuilder("asks").wait("ask", prompt="go?").end("done").transiti
     ("statement", "problem"),
     [
         (
-            "UPDATE rooms SET body = json_set(body, '$.variables.n', 1) WHERE id = 'w'",
+            "UPDATE rooms SET variables = json_set(variables, '$.n', 1) WHERE id = 'w'",
             None,  # sound: the control case
         ),
         (
-            'UPDATE rooms SET body = replace(body, \'"variables":{\', \'"variables":{"n":NaN,\')'
-            " WHERE id = 'w'",
+            "UPDATE rooms SET variables = replace(variables, '{', '{\"n\":NaN,') WHERE id = 'w'",
             "the body holds NaN, which is not JSON",
         ),
         (
-            'UPDATE rooms SET body = replace(body, \'"variables":{\', \'"variables":{"n":1e400,\')'
-            " WHERE id = 'w'",
+            "UPDATE rooms SET variables = replace(variables, '{', '{\"n\":1e400,') WHERE id = 'w'",
             "the body holds 1e400, a number no store writes",
         ),
         (

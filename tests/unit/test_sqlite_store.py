@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,10 +16,13 @@ from openrooms import (
     CorruptRoomError,
     DatabaseNotFoundError,
     RoomNotFoundError,
+    Runtime,
     open_runtime,
 )
 from openrooms.backends import SQLiteStore, open_backend
 from openrooms.backends.sqlite import SCHEMA_VERSION
+from openrooms.events import Event
+from openrooms.room import RoomState
 from openrooms.types import RoomId
 from openrooms.workflow import WorkflowBuilder
 
@@ -256,12 +260,12 @@ def test_check_of_a_sound_file_is_empty_and_finds_gaps_and_orphans(tmp_path: Pat
     store = SQLiteStore(path, read_only=True)
     assert store.check() == []
     store.close()
-    sql(path, "DELETE FROM events WHERE room_id = 'a' AND first_seq = 2")
+    sql(path, "DELETE FROM events WHERE room_id = 'a' AND first_seq = 1")
     sql(path, "DELETE FROM rooms WHERE id = 'b'")
     store = SQLiteStore(path, read_only=True)
     problems = store.check()
     store.close()
-    assert any("row room_id='a'" in p and "expected first_seq 2" in p for p in problems)
+    assert any("row room_id='a'" in p and "expected first_seq 1" in p for p in problems)
     assert any(
         "row room_id='b' first_seq=1: events of a room that has no rooms row" in p for p in problems
     )
@@ -328,7 +332,7 @@ def test_state_and_event_decoders_raise_typed_errors() -> None:
         serde.event_from_dict("nope")  # type: ignore[arg-type]
 
 
-# --- schema migration -------------------------------------------------------------------------
+# --- schema version 2 -> 3 ----------------------------------------------------------------------
 
 TIMED = (
     WorkflowBuilder("timed")
@@ -340,34 +344,188 @@ TIMED = (
     .build()
 )
 
+V2_SCHEMA = """
+CREATE TABLE rooms (
+    id TEXT PRIMARY KEY,
+    workflow_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    lease_token INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX rooms_by_created ON rooms (created_at DESC, id DESC);
+CREATE TABLE events (
+    room_id TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (room_id, first_seq)
+) WITHOUT ROWID;
+CREATE TABLE leases (
+    room_id TEXT PRIMARY KEY,
+    owner TEXT,
+    token INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE workflows (
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (id, version)
+);
+"""
+
+ASKS = (
+    WorkflowBuilder("asks", variables={"n": 0, "big": list(range(50))})
+    .set("inc", {"n": "{{ vars.n + 1 }}"})
+    .wait("ask", prompt="go on?", timeout_s=3600)
+    .end("done")
+    .transitions(("inc", "ask"), ("ask", "done"))
+    .transition("ask", "done", on="timeout")
+    .build()
+)
+
+
+def version_2_file(path: Path) -> dict[str, Any]:
+    """A file as schema version 2 wrote it (the table layout of 5ea0db9, whole states in
+    ``body``, compact JSON): one completed and one waiting room. Returns their states."""
+    from openrooms import serde
+    from openrooms.backends import MemoryStore
+    from openrooms.backends.sqlite import _batch, _dumps
+    from openrooms.runtime import workflow_digest
+
+    memory = MemoryStore()
+    rt = Runtime(memory, memory)
+    rt.run(rt.create_room(WF, room_id="done").id)
+    rt.run(rt.create_room(ASKS, room_id="waits").id)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript(V2_SCHEMA)
+    states = {}
+    for wf in (WF, ASKS):
+        definition = wf.to_dict()
+        db.execute(
+            "INSERT INTO workflows VALUES (?, ?, ?, ?, ?)",
+            (wf.id, wf.version, workflow_digest(definition), _dumps(definition), 1),
+        )
+    for room_id in ("done", "waits"):
+        state = memory.get(RoomId(room_id))
+        states[room_id] = state
+        db.execute(
+            "INSERT INTO rooms VALUES (?, ?, ?, ?, 0, ?, ?)",
+            (
+                room_id,
+                state.workflow_id,
+                state.status.value,
+                state.version,
+                state.created_at,
+                _dumps(serde.state_to_dict(state)),
+            ),
+        )
+        db.execute("INSERT INTO events VALUES (?, ?, ?, ?)", _batch(memory.read(RoomId(room_id))))
+    db.execute("PRAGMA user_version = 2")
+    db.close()
+    return states
+
+
+def test_a_version_2_file_is_migrated_when_opened_to_write(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    before = version_2_file(path)
+    reader = SQLiteStore(path, read_only=True)  # read as it is: nothing is written
+    try:
+        assert reader.get(RoomId("waits")) == before["waits"]
+        assert sorted(s.room_id for s in reader.list_rooms()) == ["done", "waits"]
+        assert reader.check() == []
+        assert reader._schema_version() == 2
+    finally:
+        reader.close()
+    store = SQLiteStore(path)
+    try:
+        assert store._schema_version() == SCHEMA_VERSION == 3
+        for room_id, state in before.items():
+            assert store.get(RoomId(room_id)) == state
+        row = store._db.execute(
+            "SELECT current_node, steps, wake_at, variables FROM rooms WHERE id = 'waits'"
+        ).fetchone()
+        waiting = before["waits"]
+        # the hot columns come from the body; the containers stay there until the next write
+        assert row == ("ask", waiting.steps, waiting.wake_at, None)
+        assert store.check() == []
+    finally:
+        store.close()
+    with open_runtime(f"sqlite:///{path}") as rt:
+        done = rt.send_input("waits", {"ok": True})
+        assert done.status.value == "completed"
+        assert rt.replay("waits") == rt.get_room("waits") == done
+        assert rt.get_room("done") == before["done"]
+    db = sqlite3.connect(path)
+    body, variables = db.execute("SELECT body, variables FROM rooms WHERE id = 'waits'").fetchone()
+    db.close()
+    assert "variables" not in json.loads(body)  # moved out on its first write
+    assert json.loads(variables) == dict(done.variables)
+
+
+def test_a_step_rewrites_only_the_columns_it_changed(tmp_path: Path) -> None:
+    """A wait's input (no variable changes: the node has no output) leaves a large
+    ``variables`` column alone; a changed one is rewritten. Whatever was skipped, a reader
+    with no memory of the writes reads every state as it was committed."""
+    path = tmp_path / "rooms.db"
+    statements: list[str] = []
+    store = SQLiteStore(path)
+    store._db.set_trace_callback(statements.append)
+    rt = Runtime(store, store)
+    committed: list[RoomState] = []
+
+    def check(event: Event) -> None:
+        state = store.get(RoomId("r"))
+        if state.version == event.seq:  # the last event of a commit: compare with a reader
+            reader = SQLiteStore(path, read_only=True)
+            assert reader.get(RoomId("r")) == state == rt.replay("r")
+            reader.close()
+            committed.append(state)
+
+    rt.run(rt.create_room(ASKS, room_id="r").id, on_event=check)
+    statements.clear()
+    rt.run("r", on_event=check)  # nothing to do: it waits
+    rt.send_input("r", {"ok": True})
+    updates = [s for s in statements if s.startswith("UPDATE rooms SET status")]
+    assert updates and all("variables" not in s for s in updates)
+    assert all("visits" in s for s in updates)  # input completes the wait, enters the end
+    # a room another store moved on meanwhile: this store's memory of it is stale, unused
+    rt.run(rt.create_room(ASKS, room_id="r2", variables={"n": 5}).id)
+    other_store = SQLiteStore(path)
+    other = Runtime(other_store, other_store)
+    other.send_input("r2", {"ok": True})
+    assert rt.get_room("r2").status.value == "completed"
+    reader = SQLiteStore(path, read_only=True)
+    assert reader.get(RoomId("r")) == rt.get_room("r") == rt.replay("r")
+    assert reader.get(RoomId("r2")) == rt.get_room("r2") == rt.replay("r2")
+    reader.close()
+    other.close()
+    store.close()
+    assert committed
+
 
 def test_a_version_2_file_is_migrated_with_every_room_due_as_before(tmp_path: Path) -> None:
     path = tmp_path / "rooms.db"
-    with open_runtime(f"sqlite:///{path}") as rt:
-        waiting = rt.run(rt.create_room(TIMED, room_id="waiting").id)
-        rt.run(rt.create_room(TIMED, room_id="answered").id)
-        rt.send_input("answered", {"ok": 1})
-        rt.create_room(TIMED, room_id="damaged")
+    before = version_2_file(path)
+    waiting = before["waits"]
     assert waiting.wake_at is not None
-    # the file as version 2 wrote it: no due_at column, no index on it
-    sql(path, "DROP INDEX rooms_by_due")
-    sql(path, "ALTER TABLE rooms DROP COLUMN due_at")
-    sql(path, "UPDATE rooms SET status = 'waiting', body = '{not json' WHERE id = 'damaged'")
-    sql(path, "PRAGMA user_version = 2")
+    sql(path, "INSERT INTO rooms VALUES ('damaged', 'asks', 'waiting', 3, 0, 1, '{not json')")
     reader = SQLiteStore(path, read_only=True)  # a reader reads it and migrates nothing
     listed = reader.list_rooms(on_corrupt=lambda e: None)
     reader.close()
-    assert {s.room_id for s in listed} == {"waiting", "answered"}
+    assert {s.room_id for s in listed} == {"done", "waits"}
     store = SQLiteStore(path)
     try:
-        assert store.due_rooms(waiting.wake_at) == ["waiting"]
+        assert store.due_rooms(waiting.wake_at) == ["waits"]
         assert store.due_rooms(waiting.wake_at - 1) == []
         assert store.next_wake_at() == waiting.wake_at
         # every backfilled due_at agrees with its state; only the damaged body is reported
-        assert [p for p in store.check() if "row id=" in p] == [
-            f"{path}, table rooms, row id='damaged': the body is not valid JSON: Expecting "
-            "property name enclosed in double quotes: line 1 column 2 (char 1)"
-        ]
+        damaged = [p for p in store.check() if "row id=" in p]
+        assert len(damaged) == 1 and "row id='damaged'" in damaged[0], damaged
     finally:
         store.close()
     with sqlite3.connect(path) as db:
