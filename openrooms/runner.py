@@ -2,6 +2,12 @@
 
 One async loop per room. It stops when the room finishes, waits for input, or its
 lease is lost; a retry's backoff is slept through (the lease is renewed meanwhile).
+
+Its store calls go through :class:`~openrooms.storeio.StoreIO` (off the event loop where a
+store may block) and its leases are renewed by a :class:`~openrooms.lease.LeaseKeeper`
+thread; a lost lease cancels the running node and ``run`` raises
+:class:`~openrooms.errors.LeaseLostError`. Where state and log are different stores, the
+log is the fencing authority: see :func:`commit`.
 """
 
 from __future__ import annotations
@@ -15,20 +21,27 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
+import attrs
+
 from openrooms import deadline, engine
 from openrooms.backends.base import EventLog, Lease, StateStore
 from openrooms.errors import (
+    InfrastructureError,
+    LeaseLostError,
+    RoomExistsError,
     RoomLeasedError,
     StaleRoomError,
     UnstorableValueError,
 )
 from openrooms.events import ErrorInfo, Event, EventType
 from openrooms.journal import JOURNALED, Journal, RoomStoppedError
+from openrooms.lease import HeldLease, LeaseKeeper
 from openrooms.memory import Conversations
 from openrooms.nodes import LogRecord, NodeContext, Outcome
 from openrooms.room import RoomState, RoomStatus
 from openrooms.scrub import Scrubber
 from openrooms.storable import check_events
+from openrooms.storeio import StoreIO
 from openrooms.types import RoomId
 
 if TYPE_CHECKING:
@@ -115,20 +128,36 @@ def commit(
     expected_version: int | None,
     lease: Lease | None = None,
 ) -> None:
-    """Make *events* and *state* durable: in one transaction where one store holds both,
-    else the log first (so the log is never behind the state) and then the state.
+    """Make *events* and *state* durable: in one transaction where one store holds both
+    (the lease checked inside it), else the log first, then the state.
+
+    With two stores the log is the truth and the fencing authority: the append is refused,
+    atomically, when its first ``seq`` does not follow the log's last one or *lease* is
+    older than the room's fence in the log (:meth:`EventLog.fence`, raised by every new
+    lease holder before it reads the log). Once the log has taken the events the step is
+    committed, whatever happens to the state save that follows: that save only moves the
+    state store forward (compare-and-set on the version, so it never goes back), and where
+    it is refused (a newer runner or a roll-forward got there first) the state store is
+    brought up to the log by the next :meth:`~openrooms.runtime.Runtime.load_room`.
 
     Raises:
-        StaleRoomError: the version or lease check failed; nothing was saved (atomic stores).
+        StaleRoomError: the version, sequence or lease check failed; nothing was saved.
         RoomExistsError: creating (``expected_version=None``) a room that exists.
     """
     if cast(object, states) is log and hasattr(states, "commit"):
         states.commit(state, events, expected_version=expected_version, lease=lease)
         return
-    log.append(events)
     if expected_version is None:
+        try:
+            log.append(events, lease=lease)
+        except StaleRoomError:
+            if events and events[0].seq == 1 and log.last_seq(events[0].room_id) > 0:
+                raise RoomExistsError(state.room_id) from None
+            raise
         states.create(state)
-    else:
+        return
+    log.append(events, lease=lease)
+    with contextlib.suppress(StaleRoomError):  # committed: the log has it (see above)
         states.replace(state, expected_version=expected_version, lease=lease)
 
 
@@ -139,11 +168,22 @@ class Runner:
         self.rt = runtime
         self.lease_ttl_ms = lease_ttl_ms
         self._save = committer(runtime.states, runtime.log)
+        self._split = cast(object, runtime.states) is not runtime.log
+        self.io = StoreIO(runtime.states, runtime.log)
+        """How the store calls are made without stalling the event loop."""
+        self._keeper = LeaseKeeper(runtime.states, runtime.now)
         # room -> (last seq read, conversation threads before it): see _journal
         self._threads: dict[RoomId, tuple[int, Conversations | None]] = {}
+        # room -> infrastructure errors its journal met in the running attempt
+        self._failures: dict[RoomId, list[InfrastructureError]] = {}
         # the environment's secrets, read again at the start of every run (not every step:
         # reading os.environ costs more than a pure step)
         self._scrubber = Scrubber([])
+
+    def close(self) -> None:
+        """Stop the IO and lease-keeper threads (started again if the runner is used)."""
+        self.io.close()
+        self._keeper.close()
 
     async def run(
         self,
@@ -165,13 +205,61 @@ class Runner:
             RoomLeasedError: another live runner holds the room.
             RoomStatusError: *input* was given but the room is not waiting.
             SchemaValidationError: *input* breaks the wait node's schema (nothing is recorded).
-            StaleRoomError: the lease was lost to another runner mid-run.
+            LeaseLostError: the lease expired or was taken over mid-run; the running node was
+                cancelled and nothing more was committed.
+            InfrastructureError: a store failed (BackendUnavailableError, ...), also inside a
+                node; the room stays as last committed, to be resumed.
         """
         rt = self.rt
-        states = rt.states
+        io = self.io
         self._scrubber = Scrubber.from_environment()
         now = rt.now()
-        previous = states.find_lease(room_id)
+        previous = await io.call(rt.states.find_lease, room_id)
+        lease = await io.call(self._take_lease, room_id, force, now)
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+
+        def cancel_the_run() -> None:  # from the keeper's thread: the lease is lost
+            assert task is not None
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing runs
+                loop.call_soon_threadsafe(task.cancel)
+
+        holder = self._keeper.hold(lease, self.lease_ttl_ms, cancel_the_run)
+        try:
+            try:
+                state = await io.call(rt.load_room, room_id)
+                if engine.next_action(state) == "run" and state.steps > 0:
+                    # left mid-node by a runner that stopped: note it, then re-execute it
+                    owner = previous.owner if previous is not None else None
+                    step = engine.resumed(state, now=rt.now(), previous_owner=owner)
+                    if previous is not None:
+                        why = "expired" if previous.expires_at <= now else "taken over"
+                        step = _noting(step, previous_lease=why)
+                    state = await self._commit(step, state, holder, on_event)
+                wf = rt.workflow_for(state)
+                if input is not NO_INPUT:
+                    step = engine.receive_input(wf, state, input, now=rt.now())
+                    state = await self._commit(step, state, holder, on_event)
+                return await self._loop(wf, state, holder, on_event)
+            except asyncio.CancelledError:
+                if holder.lost is None or task is None:
+                    raise
+                task.uncancel()
+                raise LeaseLostError(room_id, rt.owner, holder.lost) from None
+        finally:
+            self._threads.pop(room_id, None)
+            self._failures.pop(room_id, None)
+            self._keeper.drop(holder)
+            if holder.lost is None:
+                with contextlib.suppress(Exception):
+                    await io.call(rt.states.release_lease, holder.lease)
+
+    def _take_lease(self, room_id: RoomId, force: bool, now: int) -> Lease:
+        """Acquire the room's lease and, with two stores, raise the log's fence to it before
+        anything is read: appends of earlier holders made before this are read; later ones
+        are refused."""
+        rt = self.rt
+        states = rt.states
         try:
             lease = states.acquire_lease(
                 room_id, rt.owner, ttl_ms=self.lease_ttl_ms, now=now, force=force
@@ -182,35 +270,17 @@ class Runner:
             lease = states.acquire_lease(
                 room_id, rt.owner, ttl_ms=self.lease_ttl_ms, now=now, force=True
             )
-        holder = _LeaseHolder(states, lease, self.lease_ttl_ms, rt.now)
-        heartbeat = asyncio.create_task(holder.beat())
-        try:
-            state = rt.load_room(room_id)
-            if engine.next_action(state) == "run" and state.steps > 0:
-                # left mid-node by a runner that stopped: note it, then re-execute the attempt
-                owner = previous.owner if previous is not None else None
-                state = self._commit(
-                    engine.resumed(state, now=rt.now(), previous_owner=owner),
-                    state,
-                    holder,
-                    on_event,
-                )
-            wf = rt.workflow_for(state)
-            if input is not NO_INPUT:
-                state = self._commit(
-                    engine.receive_input(wf, state, input, now=rt.now()), state, holder, on_event
-                )
-            return await self._loop(wf, state, holder, on_event)
-        finally:
-            self._threads.pop(room_id, None)
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-            with contextlib.suppress(Exception):
-                states.release_lease(holder.lease)
+        if self._split:
+            try:
+                rt.log.fence(room_id, lease.token)
+            except StaleRoomError:
+                raise LeaseLostError(
+                    room_id, rt.owner, "a runner with a newer lease fenced the log first"
+                ) from None
+        return lease
 
     async def _loop(
-        self, wf: Workflow, state: RoomState, holder: _LeaseHolder, on_event: EventCallback | None
+        self, wf: Workflow, state: RoomState, holder: HeldLease, on_event: EventCallback | None
     ) -> RoomState:
         now = self.rt.now
         while True:
@@ -239,32 +309,70 @@ class Runner:
                 return state
             if action != "run":
                 step = _storable(step, state, now)
-            state = self._commit(step, state, holder, on_event)
+            state = await self._commit(step, state, holder, on_event)
 
-    def _commit(
+    async def _commit(
         self,
         step: engine.Step,
         before: RoomState,
-        holder: _LeaseHolder,
+        holder: HeldLease,
         on_event: EventCallback | None,
     ) -> RoomState:
+        """Commit *step* through the IO path; the state after it (see :meth:`_committed`)."""
+        _check_held(holder, before.room_id, self.rt.owner)
+        try:
+            await self.io.call(
+                self._save,
+                step.state,
+                step.events,
+                expected_version=before.version,
+                lease=holder.lease,
+            )
+        except StaleRoomError:
+            return await self.io.call(self._refused, before, holder)
+        return self._committed(step, on_event)
+
+    def _commit_now(
+        self,
+        step: engine.Step,
+        before: RoomState,
+        holder: HeldLease,
+        on_event: EventCallback | None,
+    ) -> RoomState:
+        """:meth:`_commit` made at once, on the calling thread (a node's journal commits)."""
+        _check_held(holder, before.room_id, self.rt.owner)
         try:
             self._save(step.state, step.events, expected_version=before.version, lease=holder.lease)
         except StaleRoomError:
-            current = self.rt.states.find(before.room_id)
-            if current is not None and current.status.is_terminal:
-                return current  # cancelled (or failed) by someone else meanwhile: stop quietly
-            raise
+            return self._refused(before, holder)
+        return self._committed(step, on_event)
+
+    def _committed(self, step: engine.Step, on_event: EventCallback | None) -> RoomState:
         if on_event is not None:
             for e in step.events:
                 on_event(e)
         return step.state
 
+    def _refused(self, before: RoomState, holder: HeldLease) -> RoomState:
+        """After a refused commit: the room as someone else left it if it finished (cancelled,
+        say: the runner stops quietly); LeaseLostError if the lease is someone else's now;
+        else the StaleRoomError again."""
+        current = self.rt.load_room(before.room_id)  # the log's truth, rolled forward
+        if current.status.is_terminal:
+            return current
+        held = self.rt.states.find_lease(before.room_id)
+        if held is None or held.token != holder.lease.token:
+            holder.lost = holder.lost or (
+                f"taken over by {held.owner}" if held is not None else "released by someone else"
+            )
+            raise LeaseLostError(before.room_id, self.rt.owner, holder.lost)
+        raise StaleRoomError(before.room_id, before.version)
+
     def _journal(
         self,
         wf: Workflow,
         state: RoomState,
-        holder: _LeaseHolder,
+        holder: HeldLease,
         on_event: EventCallback | None,
     ) -> Journal:
         """The attempt's journal: its recorded calls (if it ran before) and a committer."""
@@ -277,6 +385,7 @@ class Runner:
             recorded = [e for e in log.read(room_id, after=state.node_seq) if e.type in JOURNALED]
         node_seq = state.node_seq
         scrubber = self._scrubber
+        failures = self._failures.setdefault(room_id, [])
 
         def commit(records: Sequence[LogRecord]) -> tuple[RoomState, Sequence[Event]]:
             current = journal.state
@@ -285,7 +394,11 @@ class Runner:
             # the room stays sound
             check_events(records, current.current_node)
             step = engine.record(wf, current, records, now=self.rt.now())
-            saved = self._commit(step, current, holder, on_event)
+            try:
+                saved = self._commit_now(step, current, holder, on_event)
+            except InfrastructureError as exc:
+                failures.append(exc)  # raised by the runner even if the node swallows it
+                raise
             if saved is not step.state:  # cancelled or failed from outside meanwhile
                 raise RoomStoppedError(room_id, saved.status.value)
             if saved.node_seq != current.node_seq or saved.status is not RoomStatus.RUNNING:
@@ -313,7 +426,7 @@ class Runner:
         self,
         wf: Workflow,
         state: RoomState,
-        holder: _LeaseHolder,
+        holder: HeldLease,
         on_event: EventCallback | None,
     ) -> tuple[RoomState, Outcome | None]:
         """Run one attempt of the current node; every failure becomes an ``error`` outcome.
@@ -332,7 +445,23 @@ class Runner:
         self,
         wf: Workflow,
         state: RoomState,
-        holder: _LeaseHolder,
+        holder: HeldLease,
+        on_event: EventCallback | None,
+    ) -> tuple[RoomState, Outcome | None]:
+        """One attempt; an InfrastructureError (a store failed, the lease was lost), raised
+        in the node or only seen by its journal, is raised on: it is not the node's failure."""
+        failures = self._failures.setdefault(state.room_id, [])
+        failures.clear()
+        after, outcome = await self._attempt_once(wf, state, holder, on_event)
+        if failures:
+            raise failures[0]
+        return after, outcome
+
+    async def _attempt_once(
+        self,
+        wf: Workflow,
+        state: RoomState,
+        holder: HeldLease,
         on_event: EventCallback | None,
     ) -> tuple[RoomState, Outcome | None]:
         assert state.current_node is not None
@@ -363,8 +492,10 @@ class Runner:
                 with deadline.within(timeout):
                     outcome = await asyncio.wait_for(np.executor.execute(ctx), timeout)
         except RoomStoppedError:
-            current = self.rt.states.find(state.room_id)
+            current = await self.io.call(self.rt.states.find, state.room_id)
             return (current if current is not None else _after(ctx, state)), None
+        except InfrastructureError:
+            raise
         except TimeoutError:
             return _after(ctx, state), Outcome.timed_out(timeout or 0.0)
         except Exception as exc:
@@ -415,15 +546,13 @@ def _after(ctx: NodeContext, state: RoomState) -> RoomState:
     return state if journal is None else journal.state
 
 
-class _LeaseHolder:
-    """Keeps a lease alive: renewed by a heartbeat task every third of its time to live."""
+def _check_held(holder: HeldLease, room_id: RoomId, owner: str) -> None:
+    """Nothing more is committed once the lease is lost."""
+    if holder.lost is not None:
+        raise LeaseLostError(room_id, owner, holder.lost)
 
-    def __init__(
-        self, states: StateStore, lease: Lease, ttl_ms: int, now: Callable[[], int]
-    ) -> None:
-        self.states, self.lease, self.ttl_ms, self.now = states, lease, ttl_ms, now
 
-    async def beat(self) -> None:
-        while True:
-            await asyncio.sleep(self.ttl_ms / 3000)
-            self.lease = self.states.renew_lease(self.lease, ttl_ms=self.ttl_ms, now=self.now())
+def _noting(step: engine.Step, **data: Any) -> engine.Step:
+    """*step* with *data* added to its last event (why a runner took a room over)."""
+    *rest, last = step.events
+    return attrs.evolve(step, events=(*rest, attrs.evolve(last, data={**last.data, **data})))
