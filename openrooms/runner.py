@@ -219,10 +219,15 @@ class Runner:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
 
+        running = True
+
+        def cancel_if_running() -> None:
+            if running and task is not None:
+                task.cancel()
+
         def cancel_the_run() -> None:  # from the keeper's thread: the lease is lost
-            assert task is not None
             with contextlib.suppress(RuntimeError):  # the loop is closed: nothing runs
-                loop.call_soon_threadsafe(task.cancel)
+                loop.call_soon_threadsafe(cancel_if_running)
 
         holder = self._keeper.hold(lease, self.lease_ttl_ms, cancel_the_run)
         try:
@@ -247,6 +252,7 @@ class Runner:
                 task.uncancel()
                 raise LeaseLostError(room_id, rt.owner, holder.lost) from None
         finally:
+            running = False
             self._threads.pop(room_id, None)
             self._failures.pop(room_id, None)
             self._keeper.drop(holder)
@@ -354,19 +360,19 @@ class Runner:
         return step.state
 
     def _refused(self, before: RoomState, holder: HeldLease) -> RoomState:
-        """After a refused commit: the room as someone else left it if it finished (cancelled,
-        say: the runner stops quietly); LeaseLostError if the lease is someone else's now;
-        else the StaleRoomError again."""
-        current = self.rt.load_room(before.room_id)  # the log's truth, rolled forward
+        """After a refused commit: LeaseLostError if the lease is someone else's now; else the
+        room as someone else left it if it finished (cancelled, say: the runner stops
+        quietly); else the StaleRoomError again."""
+        room_id = before.room_id
+        held = self.rt.states.find_lease(room_id)
+        if held is None or held.token != holder.lease.token:
+            why = f"taken over by {held.owner}" if held is not None else "taken over and released"
+            holder.lost = holder.lost or why
+            raise LeaseLostError(room_id, self.rt.owner, holder.lost)
+        current = self.rt.load_room(room_id)  # the log's truth, rolled forward
         if current.status.is_terminal:
             return current
-        held = self.rt.states.find_lease(before.room_id)
-        if held is None or held.token != holder.lease.token:
-            holder.lost = holder.lost or (
-                f"taken over by {held.owner}" if held is not None else "released by someone else"
-            )
-            raise LeaseLostError(before.room_id, self.rt.owner, holder.lost)
-        raise StaleRoomError(before.room_id, before.version)
+        raise StaleRoomError(room_id, before.version)
 
     def _journal(
         self,

@@ -1,0 +1,354 @@
+"""Durability across runners: fenced logs, lost leases, slow stores, infrastructure errors.
+
+Every runner here is a real :class:`~openrooms.runtime.Runtime` over real stores. The test
+devices are stores, not mocks: :class:`SlowStore` adds a delay to every call of a real
+store, :class:`GatedLog` holds one read of a real log until the test lets it go, and
+:class:`FailingStore` is a memory store that refuses chosen commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openrooms import (
+    BackendUnavailableError,
+    EventType,
+    LeaseLostError,
+    RoomStatus,
+    Runtime,
+    ToolRegistry,
+    WorkflowBuilder,
+    tool,
+)
+from openrooms.backends import Lease, MemoryStore, SQLiteStore
+from openrooms.events import Event
+from openrooms.room import RoomState
+from openrooms.types import RoomId
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.005)
+
+
+class Gate:
+    """A tool's first call is held until the test opens the gate; later calls are not."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+        self.cancelled = threading.Event()
+
+    def registry(self, first: int, later: int) -> ToolRegistry:
+        registry = ToolRegistry()
+
+        @tool(name="gated", registry=registry)
+        async def gated() -> int:
+            """Return a number; the first call waits for the gate."""
+            self.calls += 1
+            if self.calls > 1:
+                return later
+            self.entered.set()
+            try:
+                while not self.opened.is_set():
+                    await asyncio.sleep(0.005)
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
+            return first
+
+        return registry
+
+
+def gated_workflow(registry: ToolRegistry) -> Any:
+    return (
+        WorkflowBuilder("gated", variables={"x": 0})
+        .tool("call", "gated", {}, output="x")
+        .end("done")
+        .transition("call", "done")
+        .build(tools=registry)
+    )
+
+
+class RunInThread:
+    """``rt.run(room_id, ...)`` in a thread of its own; its result or error kept."""
+
+    def __init__(self, rt: Runtime, room_id: str, **kwargs: Any) -> None:
+        self.result: RoomState | None = None
+        self.error: BaseException | None = None
+        self.ended_at = 0.0
+        self._thread = threading.Thread(target=self._run, args=(rt, room_id, kwargs))
+        self._thread.start()
+
+    def _run(self, rt: Runtime, room_id: str, kwargs: dict[str, Any]) -> None:
+        try:
+            self.result = rt.run(room_id, **kwargs)
+        except BaseException as exc:
+            self.error = exc
+        self.ended_at = time.monotonic()
+
+    def join(self, timeout_s: float = 20.0) -> None:
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), "the run did not end"
+
+
+class GatedLog:
+    """An event log whose first ``read`` waits until ``opened`` is set (a test device: the
+    real log behind it does the work)."""
+
+    def __init__(self, log: MemoryStore | SQLiteStore) -> None:
+        self._log = log
+        self.reading = threading.Event()
+        self.opened = threading.Event()
+
+    def append(self, events: Sequence[Event], *, lease: Lease | None = None) -> None:
+        self._log.append(events, lease=lease)
+
+    def fence(self, room_id: RoomId, token: int) -> None:
+        self._log.fence(room_id, token)
+
+    def read(self, room_id: RoomId, **kwargs: Any) -> list[Event]:
+        if not self.reading.is_set():
+            self.reading.set()
+            assert self.opened.wait(20)
+        return self._log.read(room_id, **kwargs)
+
+    def last_seq(self, room_id: RoomId) -> int:
+        return self._log.last_seq(room_id)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(params=["memory+memory", "sqlite+memory", "memory+sqlite"])
+def split(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, Any]]:
+    kinds = request.param.split("+")
+    states, log = (
+        MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / f"{i}.db")
+        for i, kind in enumerate(kinds)
+    )
+    yield states, log
+    states.close()
+    log.close()
+
+
+def test_a_stale_runner_s_step_never_comes_back_with_split_stores(
+    split: tuple[Any, Any],
+) -> None:
+    """The issue's case, with real runners: A is mid-node when B takes the room over; A's
+    node then returns x=999 and A commits it after B took the lease but before B read the
+    log. The log refuses it (B fenced it first), A stops with LeaseLostError, and B's room
+    never sees 999."""
+    states, log = split
+    gate = Gate()
+    registry = gate.registry(first=999, later=1)
+    a = Runtime(states, log, tools=registry, lease_ttl_ms=60_000)  # no renewal in the test
+    room = a.create_room(gated_workflow(registry))
+    gated_log = GatedLog(log)
+    b = Runtime(states, gated_log, tools=registry)
+    run_a = RunInThread(a, room.id)
+    assert gate.entered.wait(10)
+    run_b = RunInThread(b, room.id, force=True)
+    assert gated_log.reading.wait(10)  # B holds the lease and has fenced the log
+    gate.opened.set()  # A's node returns x=999; A commits
+    run_a.join()
+    gated_log.opened.set()
+    run_b.join()
+    assert isinstance(run_a.error, LeaseLostError), run_a.error
+    assert run_b.error is None, run_b.error
+    assert run_b.result is not None and run_b.result.variables["x"] == 1
+    events = a.events(room.id)
+    assert "999" not in repr([e.data for e in events])
+    assert a.replay(room.id) == a.get_room(room.id) == run_b.result
+    resumed = [e for e in events if e.type is EventType.ROOM_RESUMED]
+    assert [e.data.get("previous_lease") for e in resumed] == ["taken over"]
+    b.close()
+    a.close()
+
+
+def test_losing_the_lease_cancels_the_running_node_within_a_renew_interval(
+    tmp_path: Path,
+) -> None:
+    """A second runner forces the lease from A while A's node runs: A's next renewal fails,
+    the node is cancelled, ``run`` raises LeaseLostError, and A commits nothing more."""
+    db = tmp_path / "rooms.db"
+    gate = Gate()
+    registry = gate.registry(first=999, later=1)
+    ttl_ms = 600
+    a = Runtime(SQLiteStore(db), SQLiteStore(db), tools=registry, lease_ttl_ms=ttl_ms)
+    room = a.create_room(gated_workflow(registry))
+    run_a = RunInThread(a, room.id)
+    assert gate.entered.wait(10)
+    b = Runtime(
+        states := SQLiteStore(db), states, tools=registry, lease_ttl_ms=60_000
+    )  # one store: the lease token is checked in its commit
+    taken_at = time.monotonic()
+    run_b = RunInThread(b, room.id, force=True)
+    run_a.join()
+    run_b.join()
+    assert isinstance(run_a.error, LeaseLostError), run_a.error
+    assert "lost its lease" in str(run_a.error)
+    assert gate.cancelled.is_set()  # the node was cancelled, not left to finish
+    assert run_a.ended_at - taken_at < ttl_ms / 3000 + 1.0
+    assert run_b.error is None and run_b.result is not None
+    assert run_b.result.status is RoomStatus.COMPLETED and run_b.result.variables["x"] == 1
+    events = b.events(room.id)
+    assert "999" not in repr([e.data for e in events])
+    calls = [e for e in events if e.type is EventType.TOOL_CALLED]
+    assert [e.data["result"] for e in calls] == [1]
+    assert b.replay(room.id) == b.get_room(room.id)
+    b.close()
+    a.close()
+
+
+class FailingStore(MemoryStore):
+    """A memory store whose commits carrying a TOOL_CALLED event fail while ``failing``."""
+
+    failing = True
+
+    def commit(
+        self,
+        state: RoomState,
+        events: Sequence[Event],
+        *,
+        expected_version: int | None,
+        lease: Lease | None = None,
+    ) -> None:
+        if self.failing and any(e.type is EventType.TOOL_CALLED for e in events):
+            raise BackendUnavailableError("memory", "the store went away (on purpose)")
+        super().commit(state, events, expected_version=expected_version, lease=lease)
+
+
+def test_a_store_failure_inside_a_node_stops_the_runner_and_is_not_the_node_s_failure() -> None:
+    """The journal commit of a tool call fails: no retry is used, no ``on: error`` branch is
+    taken, ``run`` raises the store's error, and the room resumes where it was."""
+    registry = ToolRegistry()
+
+    @tool(name="answer", registry=registry)
+    def answer() -> int:
+        """Return 42."""
+        return 42
+
+    wf = (
+        WorkflowBuilder("infra", variables={"x": 0})
+        .tool("call", "answer", {}, output="x", retry={"max_attempts": 3})
+        .end("done")
+        .end("fallback", status="failed", reason="the tool failed")
+        .transition("call", "done")
+        .transition("call", "fallback", on="error")
+        .build(tools=registry)
+    )
+    store = FailingStore()
+    rt = Runtime(store, store, tools=registry)
+    room = rt.create_room(wf)
+    with pytest.raises(BackendUnavailableError, match="on purpose"):
+        rt.run(room.id)
+    stuck = rt.get_room(room.id)
+    assert stuck.status is RoomStatus.RUNNING and stuck.current_node == "call"
+    assert stuck.attempt == 1
+    assert not rt.events(room.id, types=[EventType.NODE_FAILED, EventType.RETRY_SCHEDULED])
+    store.failing = False
+    done = rt.run(room.id)
+    assert done.status is RoomStatus.COMPLETED and done.current_node == "done"
+    assert done.variables["x"] == 42
+    assert [e.type for e in rt.events(room.id, types=[EventType.ROOM_RESUMED])] == [
+        EventType.ROOM_RESUMED
+    ]
+
+
+class SlowStore:
+    """A real memory store behind a delay on every call (a test device, like a far-away
+    database). It does not say ``may_block``, so the runner treats it as blocking."""
+
+    def __init__(self, store: MemoryStore, delay_s: float) -> None:
+        self.store, self.delay_s = store, delay_s
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.store, name)
+        if name == "may_block" or not callable(attr):
+            raise AttributeError(name)
+
+        def slow(*args: Any, **kwargs: Any) -> Any:
+            time.sleep(self.delay_s)
+            return attr(*args, **kwargs)
+
+        return slow
+
+
+def test_a_slow_store_neither_loses_its_lease_nor_delays_other_rooms() -> None:
+    """Every call of room A's store takes longer than the renew interval. A's lease never
+    expires while A runs, and room B, run in the same event loop over a fast store, makes
+    its steps meanwhile without waiting for A's store calls."""
+    delay_s, ttl_ms = 0.2, 450  # renewed every 150 ms; each call takes 200 ms
+    fast_a = MemoryStore()
+    slow = SlowStore(fast_a, delay_s)
+    rt_a = Runtime(slow, slow, lease_ttl_ms=ttl_ms)  # type: ignore[arg-type]
+    wf_a = (
+        WorkflowBuilder("slow", variables={"i": 0})
+        .set("inc", {"i": "{{ vars.i + 1 }}"})
+        .end("done")
+        .transition("inc", "inc", when="vars.i < 3")
+        .transition("inc", "done")
+        .build()
+    )
+    room_a = rt_a.create_room(wf_a)
+
+    registry = ToolRegistry()
+
+    @tool(name="pause", registry=registry)
+    async def pause() -> int:
+        """Yield to the event loop for a moment."""
+        await asyncio.sleep(0.005)
+        return 1
+
+    wf_b = (
+        WorkflowBuilder("quick", variables={"i": 0})
+        .tool("step", "pause", {}, output="got")
+        .set("inc", {"i": "{{ vars.i + 1 }}"})
+        .end("done")
+        .transition("step", "inc")
+        .transition("inc", "step", when="vars.i < 40")
+        .transition("inc", "done")
+        .build(tools=registry)
+    )
+    rt_b = Runtime(MemoryStore(), MemoryStore(), tools=registry)
+    room_b = rt_b.create_room(wf_b)
+
+    stamps: list[float] = []
+    expired: list[int] = []
+
+    def on_b_event(e: Event) -> None:
+        stamps.append(time.monotonic())
+        lease = fast_a.find_lease(room_a.room_id)
+        if lease is not None and lease.expires_at <= rt_a.now():
+            expired.append(lease.expires_at)
+
+    async def both() -> tuple[RoomState, RoomState, float]:
+        task_a = asyncio.create_task(rt_a.arun(room_a.room_id))
+        await asyncio.sleep(0)  # A starts first: its first store call is in flight
+        started = time.monotonic()
+        b = await rt_b.arun(room_b.room_id, on_event=on_b_event)
+        b_took = time.monotonic() - started
+        a = await task_a
+        return a, b, b_took
+
+    a, b, b_took = asyncio.run(both())
+    assert a.status is RoomStatus.COMPLETED and a.variables["i"] == 3
+    assert b.status is RoomStatus.COMPLETED and b.variables["i"] == 40
+    assert expired == []
+    gaps = [later - earlier for earlier, later in zip(stamps, stamps[1:], strict=False)]
+    assert max(gaps) < delay_s * 0.75, max(gaps)  # never waited for one of A's calls
+    assert b_took < 40 * delay_s / 4  # far less than A's calls would have taken it
+    rt_a.close()
+    rt_b.close()
