@@ -5,7 +5,8 @@ be renewed before that. The renewals are made by one thread per runtime, the
 :class:`LeaseKeeper`, not by a task on the event loop: a slow store call or a node that
 holds the loop (CPU-bound code, a blocking client) would delay a task, and a delayed
 renewal loses the lease. The keeper renews every held lease a third of its time to live
-after the last renewal; a renewal that the store refuses (the lease was taken over, or it
+after the last renewal was asked for (a slow store's answer comes later, and the lease
+runs from the asking); a renewal that the store refuses (the lease was taken over, or it
 expired and was taken) marks the lease lost and tells its runner at once, which cancels
 the running node (see :class:`~openrooms.runner.Runner`). A renewal that fails for another
 reason (the store is unreachable) is tried again until the lease would have expired; then
@@ -38,14 +39,21 @@ class HeldLease:
     __slots__ = ("_due", "interval_s", "lease", "lost", "on_lost", "ttl_ms")
 
     def __init__(
-        self, lease: Lease, ttl_ms: int, on_lost: Callable[[], None] | None = None
+        self,
+        lease: Lease,
+        ttl_ms: int,
+        on_lost: Callable[[], None] | None = None,
+        *,
+        age_ms: int = 0,
     ) -> None:
         self.lease = lease
         self.ttl_ms = ttl_ms
         self.interval_s = ttl_ms / 3000
         self.lost: str | None = None
         self.on_lost = on_lost
-        self._due = time.monotonic() + self.interval_s
+        # counted from when the lease was asked for, not from when a slow store granted it
+        age_s = min(max(age_ms, 0) / 1000, self.interval_s)
+        self._due = time.monotonic() - age_s + self.interval_s
 
 
 class LeaseKeeper:
@@ -68,7 +76,8 @@ class LeaseKeeper:
     ) -> HeldLease:
         """Keep *lease* renewed until :meth:`drop`; *on_lost* is called (from the keeper's
         thread) if it is lost meanwhile."""
-        held = HeldLease(lease, ttl_ms, on_lost)
+        age = self.now() - (lease.expires_at - ttl_ms)
+        held = HeldLease(lease, ttl_ms, on_lost, age_ms=age)
         with self._wake:
             self._held.add(held)
             if self._thread is None:

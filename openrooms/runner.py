@@ -213,9 +213,8 @@ class Runner:
         rt = self.rt
         io = self.io
         self._scrubber = Scrubber.from_environment()
-        now = rt.now()
         previous = await io.call(rt.states.find_lease, room_id)
-        lease = await io.call(self._take_lease, room_id, force, now)
+        now, lease = await io.call(self._take_lease, room_id, force)
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
 
@@ -260,12 +259,13 @@ class Runner:
                 with contextlib.suppress(Exception):
                     await io.call(rt.states.release_lease, holder.lease)
 
-    def _take_lease(self, room_id: RoomId, force: bool, now: int) -> Lease:
+    def _take_lease(self, room_id: RoomId, force: bool) -> tuple[int, Lease]:
         """Acquire the room's lease and, with two stores, raise the log's fence to it before
         anything is read: appends of earlier holders made before this are read; later ones
-        are refused."""
+        are refused. Returns the time it was asked for, and the lease."""
         rt = self.rt
         states = rt.states
+        now = rt.now()  # here, on the thread that asks: the lease runs from now
         try:
             lease = states.acquire_lease(
                 room_id, rt.owner, ttl_ms=self.lease_ttl_ms, now=now, force=force
@@ -283,7 +283,7 @@ class Runner:
                 raise LeaseLostError(
                     room_id, rt.owner, "a runner with a newer lease fenced the log first"
                 ) from None
-        return lease
+        return now, lease
 
     async def _loop(
         self, wf: Workflow, state: RoomState, holder: HeldLease, on_event: EventCallback | None
@@ -393,23 +393,40 @@ class Runner:
         scrubber = self._scrubber
         failures = self._failures.setdefault(room_id, [])
 
-        def commit(records: Sequence[LogRecord]) -> tuple[RoomState, Sequence[Event]]:
+        def prepare(records: Sequence[LogRecord]) -> tuple[RoomState, engine.Step]:
             current = journal.state
             records = [scrubber.record(r) for r in records]  # no known secret is stored
             # raises into the node, before the usage in them is added up: the node fails,
             # the room stays sound
             check_events(records, current.current_node)
-            step = engine.record(wf, current, records, now=self.rt.now())
-            try:
-                saved = self._commit_now(step, current, holder, on_event)
-            except InfrastructureError as exc:
-                failures.append(exc)  # raised by the runner even if the node swallows it
-                raise
+            return current, engine.record(wf, current, records, now=self.rt.now())
+
+        def check(
+            current: RoomState, step: engine.Step, saved: RoomState
+        ) -> tuple[RoomState, Sequence[Event]]:
             if saved is not step.state:  # cancelled or failed from outside meanwhile
                 raise RoomStoppedError(room_id, saved.status.value)
             if saved.node_seq != current.node_seq or saved.status is not RoomStatus.RUNNING:
                 raise RoomStoppedError(room_id, saved.status.value)  # e.g. a budget ran out
             return saved, step.events
+
+        def commit(records: Sequence[LogRecord]) -> tuple[RoomState, Sequence[Event]]:
+            current, step = prepare(records)
+            try:
+                saved = self._commit_now(step, current, holder, on_event)
+            except InfrastructureError as exc:
+                failures.append(exc)  # raised by the runner even if the node swallows it
+                raise
+            return check(current, step, saved)
+
+        async def acommit(records: Sequence[LogRecord]) -> tuple[RoomState, Sequence[Event]]:
+            current, step = prepare(records)
+            try:
+                saved = await self._commit(step, current, holder, on_event)
+            except InfrastructureError as exc:
+                failures.append(exc)
+                raise
+            return check(current, step, saved)
 
         def threads() -> Conversations:
             # read incrementally: a long room with many agent turns must not re-read its log
@@ -425,7 +442,14 @@ class Runner:
             self._threads[room_id] = (upto, found)
             return found
 
-        journal = Journal(state, recorded, commit, threads, echo=self.rt.recorded_calls is not None)
+        journal = Journal(
+            state,
+            recorded,
+            commit,
+            threads,
+            echo=self.rt.recorded_calls is not None,
+            acommitter=None if self.io.inline else acommit,
+        )
         return journal
 
     async def _execute(

@@ -158,8 +158,8 @@ async def _run_inline(
         record = LogRecord(EventType.BRANCH_COMPLETED, data, Level.INFO)
     if journal is not None and sub.journal is not None:
         if outcome.records:  # what the branch logged on completing, in the branch's scope
-            sub.journal.commit(*outcome.records)
-        journal.commit(record)
+            await sub.journal.acommit(*outcome.records)
+        await journal.acommit(record)
         return attrs.evolve(outcome, records=())
     return outcome
 
