@@ -57,7 +57,8 @@ class HeldLease:
 
 
 class LeaseKeeper:
-    """Renews every lease a runtime's runners hold, from one daemon thread.
+    """Renews every lease a runtime's runners hold, from one daemon thread (running only while
+    a lease is held).
 
     Args:
         states: the store the leases are in.
@@ -107,6 +108,9 @@ class LeaseKeeper:
         while True:
             with self._wake:
                 if self._closed:
+                    return
+                if not self._held:  # nothing to keep: leave (the next hold starts another)
+                    self._thread = None
                     return
                 now = time.monotonic()
                 due = [h for h in self._held if h._due <= now]

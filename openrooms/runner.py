@@ -366,7 +366,11 @@ class Runner:
         room_id = before.room_id
         held = self.rt.states.find_lease(room_id)
         if held is None or held.token != holder.lease.token:
-            why = f"taken over by {held.owner}" if held is not None else "taken over and released"
+            why = (
+                f"another runner took it over: {held.owner}"
+                if held is not None
+                else "another runner took it over, and has released it since"
+            )
             holder.lost = holder.lost or why
             raise LeaseLostError(room_id, self.rt.owner, holder.lost)
         current = self.rt.load_room(room_id)  # the log's truth, rolled forward

@@ -13,10 +13,10 @@ through a :class:`StoreIO`, which picks one of three ways per runtime, once:
   then is it made again on the IO thread. A SQLite step's commit (50 µs with
   ``synchronous=NORMAL``) costs less than the hand-off to a thread;
 - *on the IO thread*, for any other store (a network store, or a third-party one that does
-  not say): one daemon thread per runtime, fed by a :class:`queue.SimpleQueue`, answering
-  the event loop with ``call_soon_threadsafe`` (about 50 µs a round trip, a third of
-  ``loop.run_in_executor``'s). One thread keeps a room's calls in order without locks; the
-  runner awaits each call before it makes the next.
+  not say): one daemon thread per runtime (started on demand, ended when idle), fed by a
+  :class:`queue.SimpleQueue`, answering the event loop with ``call_soon_threadsafe`` (about
+  50 µs a round trip, a third of ``loop.run_in_executor``'s). One thread keeps a room's
+  calls in order without locks; the runner awaits each call before it makes the next.
 
 The lease is renewed by its own thread (:mod:`openrooms.lease`), so neither a slow store
 call nor a node that holds the event loop delays a renewal.
@@ -38,6 +38,8 @@ __all__ = ["StoreIO", "may_block"]
 T = TypeVar("T")
 
 _STOP: Final = object()
+_IDLE_S: Final = 5.0
+"""An IO thread with nothing to do for this long ends (a runtime left open costs nothing)."""
 
 
 def may_block(store: object) -> bool:
@@ -61,6 +63,7 @@ class StoreIO:
         self._tries: list[Callable[..., Any]] | None = (
             [t for t in tries if t is not None] if all(t is not None for t in tries) else None
         )
+        self._try = self._tries[0] if self._tries is not None and len(tries) == 1 else None
         self._name = name
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -74,6 +77,11 @@ class StoreIO:
         """
         if self.inline:
             return fn(*args, **kwargs)
+        if self._try is not None:  # one store that can be tried (SQLite): the hot path
+            try:
+                return self._try(fn, *args, **kwargs)  # type: ignore[no-any-return]
+            except WouldBlockError:
+                return await self.off_loop(fn, *args, **kwargs)
         if self._tries is not None:
             try:
                 return self._without_waiting(fn, args, kwargs)
@@ -92,8 +100,8 @@ class StoreIO:
         """``fn(*args, **kwargs)`` on the IO thread, whatever the stores say."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._start()
         self._jobs.put((fn, args, kwargs, loop, future))
+        self._start()  # after the put: a thread that saw an empty queue has left
         return await future
 
     def _start(self) -> None:
@@ -102,12 +110,19 @@ class StoreIO:
         with self._lock:
             if self._thread is None:
                 thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
-                thread.start()
                 self._thread = thread
+                thread.start()
 
     def _serve(self) -> None:
         while True:
-            job = self._jobs.get()
+            try:
+                job = self._jobs.get(timeout=_IDLE_S)
+            except queue.Empty:
+                with self._lock:
+                    if self._jobs.empty():  # idle: leave (the next call starts another)
+                        self._thread = None
+                        return
+                continue
             if job is _STOP:
                 return
             fn, args, kwargs, loop, future = job

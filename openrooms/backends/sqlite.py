@@ -469,13 +469,14 @@ class SQLiteStore(AtomicStore):
         Raises:
             WouldBlockError: a call would have had to wait.
         """
-        if not self._lock.acquire(blocking=False):
+        lock = self._lock
+        if not lock.acquire(blocking=False):
             raise WouldBlockError("sqlite", "another thread is using the store")
         waiting = self._db
         try:
             # a second connection that never waits (busy timeout 0): switching the busy
             # timeout of one connection back and forth costs a sixth of a step
-            self._db = self._nowait_connection()
+            self._db = self._nowait or self._nowait_connection()
             try:
                 return fn(*args, **kwargs)
             except BackendUnavailableError as exc:
@@ -487,7 +488,7 @@ class SQLiteStore(AtomicStore):
             finally:
                 self._db = waiting
         finally:
-            self._lock.release()
+            lock.release()
 
     def _nowait_connection(self) -> sqlite3.Connection:
         db = self._nowait
