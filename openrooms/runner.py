@@ -240,7 +240,7 @@ class Runner:
                         why = "expired" if previous.expires_at <= now else "taken over"
                         step = _noting(step, previous_lease=why)
                     state = await self._commit(step, state, holder, on_event)
-                wf = rt.workflow_for(state)
+                wf = await io.call(rt.workflow_for, state)
                 if input is not NO_INPUT:
                     step = engine.receive_input(wf, state, input, now=rt.now())
                     state = await self._commit(step, state, holder, on_event)

@@ -61,8 +61,9 @@ class Gate:
             if self.calls > 1:
                 return later
             self.entered.set()
+            deadline = time.monotonic() + 15  # a test that fails must not hang
             try:
-                while not self.opened.is_set():
+                while not self.opened.is_set() and time.monotonic() < deadline:
                     await asyncio.sleep(0.005)
             except asyncio.CancelledError:
                 self.cancelled.set()
@@ -213,6 +214,33 @@ def test_losing_the_lease_cancels_the_running_node_within_a_renew_interval(
     a.close()
 
 
+class UnreachableLeases(MemoryStore):
+    """A memory store whose lease renewals fail as if the store could not be reached."""
+
+    def renew_lease(self, lease: Lease, *, ttl_ms: int, now: int) -> Lease:
+        raise BackendUnavailableError("memory", "cannot reach the store (on purpose)")
+
+
+def test_a_lease_that_cannot_be_renewed_is_lost_when_it_expires() -> None:
+    """Renewals that fail for want of the store are tried again until the lease would have
+    expired; then the node is cancelled and ``run`` raises LeaseLostError saying why."""
+    store = UnreachableLeases()
+    gate = Gate()
+    registry = gate.registry(first=999, later=1)
+    ttl_ms = 300
+    rt = Runtime(store, store, tools=registry, lease_ttl_ms=ttl_ms)
+    room = rt.create_room(gated_workflow(registry))
+    started = time.monotonic()
+    with pytest.raises(LeaseLostError, match="could not be renewed before it expired"):
+        rt.run(room.id)
+    assert gate.cancelled.is_set()
+    assert time.monotonic() - started < ttl_ms / 1000 + 1.0
+    stuck = rt.get_room(room.id)
+    assert stuck.status is RoomStatus.RUNNING and stuck.current_node == "call"
+    assert not rt.events(room.id, types=[EventType.TOOL_CALLED, EventType.NODE_FAILED])
+    rt.close()
+
+
 class FailingStore(MemoryStore):
     """A memory store whose commits carrying a TOOL_CALLED event fail while ``failing``."""
 
@@ -314,7 +342,7 @@ def test_a_slow_store_neither_loses_its_lease_nor_delays_other_rooms() -> None:
 
     fast_a = MemoryStore()
     slow = SlowStore(fast_a, delay_s)
-    rt_a = Runtime(slow, slow, tools=registry, lease_ttl_ms=ttl_ms)  # type: ignore[arg-type]
+    rt_a = Runtime(slow, slow, tools=registry, lease_ttl_ms=ttl_ms)
     room_a = rt_a.create_room(looping("slow", 2))
     wf_b = looping("quick", 80)
     rt_b = Runtime(MemoryStore(), MemoryStore(), tools=registry)
