@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from openrooms._wording import article
-from openrooms.errors import Problem, RoomLimitError
+from openrooms.errors import InfrastructureError, Problem, RoomLimitError
 from openrooms.events import ErrorInfo, EventType, Level
 from openrooms.expressions import CompiledValue, compile_value
 from openrooms.journal import RoomStoppedError
@@ -140,7 +140,7 @@ async def _run_inline(
     )
     try:
         outcome = await inline.executor.execute(sub)
-    except RoomStoppedError:
+    except (RoomStoppedError, InfrastructureError):  # a store or lease failed: not the branch
         raise
     except Exception as exc:
         outcome = Outcome.from_exception(exc)

@@ -26,6 +26,7 @@ from openrooms import (
     Runtime,
     ToolRegistry,
     WorkflowBuilder,
+    serde,
     tool,
 )
 from openrooms.backends import Lease, MemoryStore, SQLiteStore
@@ -379,3 +380,65 @@ def test_a_slow_store_neither_loses_its_lease_nor_delays_other_rooms() -> None:
     assert max(gaps) < delay_s * 0.75, max(gaps)
     rt_a.close()
     rt_b.close()
+
+
+class FailingChildren(MemoryStore):
+    """A memory store whose commits for sub-workflow child rooms (ids with a ``.``) fail
+    while ``failing``."""
+
+    failing = True
+
+    def commit(
+        self,
+        state: RoomState,
+        events: Sequence[Event],
+        *,
+        expected_version: int | None,
+        lease: Lease | None = None,
+    ) -> None:
+        if self.failing and "." in state.room_id and expected_version is not None:
+            raise BackendUnavailableError("memory", "the store went away (on purpose)")
+        super().commit(state, events, expected_version=expected_version, lease=lease)
+
+
+def test_a_store_failure_in_a_map_branch_is_not_the_branch_s_failure() -> None:
+    """A child room of a ``map`` item cannot be committed: the parent's runner stops with the
+    store's error; the item is not failed, and the map does not take ``on: error``."""
+    child = (
+        WorkflowBuilder("child", variables={"n": 0})
+        .set("double", {"n": "{{ vars.n * 2 }}"})
+        .end("done")
+        .transition("double", "done")
+        .build()
+    )
+    parent = serde.workflow_from_text(
+        """
+id: parent
+variables: {xs: [1, 2]}
+nodes:
+  each:
+    type: map
+    items: "{{ vars.xs }}"
+    node: {type: subworkflow, workflow: child, input: {n: "{{ item }}"}}
+    output: results
+  done: {type: end}
+  fallback: {type: end, status: failed, reason: an item failed}
+transitions:
+  - {from: each, to: done}
+  - {from: each, to: fallback, on: error}
+""",
+        source="test.yaml",
+    )
+    store = FailingChildren()
+    rt = Runtime(store, store)
+    rt.register_workflow(child)
+    room = rt.create_room(parent)
+    with pytest.raises(BackendUnavailableError, match="on purpose"):
+        rt.run(room.id)
+    stuck = rt.get_room(room.id)
+    assert stuck.status is RoomStatus.RUNNING and stuck.current_node == "each"
+    assert not rt.events(room.id, types=[EventType.BRANCH_COMPLETED, EventType.NODE_FAILED])
+    store.failing = False
+    done = rt.run(room.id)
+    assert done.status is RoomStatus.COMPLETED, done.reason
+    assert [r["n"] for r in done.variables["results"]] == [2, 4]
