@@ -236,8 +236,12 @@ class Runner:
                     # left mid-node by a runner that stopped: note it, then re-execute it
                     owner = previous.owner if previous is not None else None
                     step = engine.resumed(state, now=rt.now(), previous_owner=owner)
-                    if previous is not None:
+                    if previous is not None and previous.owner != rt.owner:
+                        # what became of the lease before: it ran out, --force took it, or
+                        # its process was gone (taken over at once on the same host)
                         why = "expired" if previous.expires_at <= now else "taken over"
+                        if why == "taken over" and not force:
+                            why = "its process had exited"
                         step = _noting(step, previous_lease=why)
                     state = await self._commit(step, state, holder, on_event)
                 wf = await io.call(rt.workflow_for, state)
