@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -442,3 +443,68 @@ transitions:
     done = rt.run(room.id)
     assert done.status is RoomStatus.COMPLETED, done.reason
     assert [r["n"] for r in done.variables["results"]] == [2, 4]
+
+
+def test_a_sqlite_commit_that_must_wait_for_a_lock_waits_off_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    """Another connection (another process, say) holds the SQLite file's write lock: room A's
+    writes, tried inline without waiting, go to the IO thread and wait there, while room B
+    runs on in the same event loop; once the lock is let go, A finishes."""
+    db = tmp_path / "locked.db"
+    store = SQLiteStore(db, busy_timeout_ms=5_000)
+    rt_a = Runtime(store, store)
+    wf_a = (
+        WorkflowBuilder("a", variables={"i": 0})
+        .set("inc", {"i": "{{ vars.i + 1 }}"})
+        .end("done")
+        .transition("inc", "inc", when="vars.i < 3")
+        .transition("inc", "done")
+        .build()
+    )
+    room_a = rt_a.create_room(wf_a)
+
+    registry = ToolRegistry()
+
+    @tool(name="pause", registry=registry)
+    async def pause() -> int:
+        """Yield to the event loop for a moment."""
+        await asyncio.sleep(0.01)
+        return 1
+
+    wf_b = (
+        WorkflowBuilder("b", variables={"i": 0})
+        .tool("step", "pause", {}, output="got")
+        .set("inc", {"i": "{{ vars.i + 1 }}"})
+        .end("done")
+        .transition("step", "inc")
+        .transition("inc", "step", when="vars.i < 30")
+        .transition("inc", "done")
+        .build(tools=registry)
+    )
+    rt_b = Runtime(MemoryStore(), MemoryStore(), tools=registry)
+    room_b = rt_b.create_room(wf_b)
+    b_events: list[float] = []
+    a_events: list[float] = []
+
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # holds the write lock
+    unlocked_at: list[float] = []
+
+    async def both() -> tuple[RoomState, RoomState]:
+        task_a = asyncio.create_task(
+            rt_a.arun(room_a.room_id, on_event=lambda e: a_events.append(time.monotonic()))
+        )
+        b = await rt_b.arun(room_b.room_id, on_event=lambda e: b_events.append(time.monotonic()))
+        unlocked_at.append(time.monotonic())
+        other.execute("ROLLBACK")  # B is done: let A write
+        return await task_a, b
+
+    a, b = asyncio.run(both())
+    other.close()
+    assert b.status is RoomStatus.COMPLETED and b.variables["i"] == 30
+    assert a.status is RoomStatus.COMPLETED and a.variables["i"] == 3
+    assert a_events and min(a_events) > unlocked_at[0]  # A waited for the lock ...
+    assert len(b_events) > 90  # ... while B ran through its whole room
+    rt_a.close()
+    rt_b.close()
