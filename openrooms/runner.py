@@ -32,6 +32,7 @@ from openrooms.errors import (
     RoomLeasedError,
     StaleRoomError,
     UnstorableValueError,
+    WouldBlockError,
 )
 from openrooms.events import ErrorInfo, Event, EventType
 from openrooms.journal import JOURNALED, Journal, RoomStoppedError
@@ -329,17 +330,27 @@ class Runner:
         on_event: EventCallback | None,
     ) -> RoomState:
         """Commit *step* through the IO path; the state after it (see :meth:`_committed`)."""
+        io = self.io
+        if io.inline:  # the hot path of memory stores: no coroutine in between
+            return self._commit_now(step, before, holder, on_event)
         _check_held(holder, before.room_id, self.rt.owner)
+        args = (step.state, step.events)
         try:
-            await self.io.call(
-                self._save,
-                step.state,
-                step.events,
-                expected_version=before.version,
-                lease=holder.lease,
-            )
+            if io.try_now is not None:  # SQLite's hot path: inline unless it would wait
+                try:
+                    io.try_now(
+                        self._save, *args, expected_version=before.version, lease=holder.lease
+                    )
+                except WouldBlockError:
+                    await io.off_loop(
+                        self._save, *args, expected_version=before.version, lease=holder.lease
+                    )
+            else:
+                await io.call(
+                    self._save, *args, expected_version=before.version, lease=holder.lease
+                )
         except StaleRoomError:
-            return await self.io.call(self._refused, before, holder)
+            return await io.call(self._refused, before, holder)
         return self._committed(step, on_event)
 
     def _commit_now(
@@ -399,7 +410,8 @@ class Runner:
             recorded = [e for e in log.read(room_id, after=state.node_seq) if e.type in JOURNALED]
         node_seq = state.node_seq
         scrubber = self._scrubber
-        failures = self._failures.setdefault(room_id, [])
+        failures: list[InfrastructureError] = []  # this attempt's (see _execute)
+        self._failures[room_id] = failures
 
         def prepare(records: Sequence[LogRecord]) -> tuple[RoomState, engine.Step]:
             current = journal.state
@@ -475,27 +487,16 @@ class Runner:
         what the room stores.
         """
         after, outcome = await self._attempt(wf, state, holder, on_event)
+        # an InfrastructureError (a store failed, the lease was lost) that the attempt's
+        # journal met is raised on, even if the node caught it: it is not the node's failure
+        failures = self._failures.pop(state.room_id, None)
+        if failures:
+            raise failures[0]
         if outcome is None:
             return after, None
         return after, self._scrubber.outcome(outcome)
 
     async def _attempt(
-        self,
-        wf: Workflow,
-        state: RoomState,
-        holder: HeldLease,
-        on_event: EventCallback | None,
-    ) -> tuple[RoomState, Outcome | None]:
-        """One attempt; an InfrastructureError (a store failed, the lease was lost), raised
-        in the node or only seen by its journal, is raised on: it is not the node's failure."""
-        failures = self._failures.setdefault(state.room_id, [])
-        failures.clear()
-        after, outcome = await self._attempt_once(wf, state, holder, on_event)
-        if failures:
-            raise failures[0]
-        return after, outcome
-
-    async def _attempt_once(
         self,
         wf: Workflow,
         state: RoomState,

@@ -63,7 +63,11 @@ class StoreIO:
         self._tries: list[Callable[..., Any]] | None = (
             [t for t in tries if t is not None] if all(t is not None for t in tries) else None
         )
-        self._try = self._tries[0] if self._tries is not None and len(tries) == 1 else None
+        self.try_now: Callable[..., Any] | None = (
+            self._tries[0] if self._tries is not None and len(tries) == 1 else None
+        )
+        """The one store's ``call_without_waiting``, where there is one store to try (SQLite):
+        call it directly on the hot path, and :meth:`off_loop` on WouldBlockError."""
         self._name = name
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -77,9 +81,9 @@ class StoreIO:
         """
         if self.inline:
             return fn(*args, **kwargs)
-        if self._try is not None:  # one store that can be tried (SQLite): the hot path
+        if self.try_now is not None:  # one store that can be tried (SQLite): the hot path
             try:
-                return self._try(fn, *args, **kwargs)  # type: ignore[no-any-return]
+                return self.try_now(fn, *args, **kwargs)  # type: ignore[no-any-return]
             except WouldBlockError:
                 return await self.off_loop(fn, *args, **kwargs)
         if self._tries is not None:
