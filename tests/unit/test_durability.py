@@ -508,3 +508,37 @@ def test_a_sqlite_commit_that_must_wait_for_a_lock_waits_off_the_event_loop(
     assert len(b_events) > 90  # ... while B ran through its whole room
     rt_a.close()
     rt_b.close()
+
+
+def test_a_node_that_holds_the_event_loop_does_not_lose_the_lease() -> None:
+    """A tool that computes for three times the lease's time to live without yielding: the
+    lease keeper's thread renews the lease meanwhile, so it never expires."""
+    store = MemoryStore()
+    registry = ToolRegistry()
+    ttl_ms = 300
+    seen: list[int] = []
+
+    @tool(name="spin", registry=registry)
+    async def spin() -> int:
+        """Hold the event loop (CPU-bound work written as an async tool)."""
+        end = time.monotonic() + 3 * ttl_ms / 1000
+        while time.monotonic() < end:
+            (room,) = store.list_rooms()
+            lease = store.find_lease(room.room_id)
+            assert lease is not None
+            seen.append(lease.expires_at - rt.now())  # how long the lease has left
+            time.sleep(0.01)  # not a yield to the event loop: the loop stays blocked
+        return 1
+
+    wf = (
+        WorkflowBuilder("spin", variables={"x": 0})
+        .tool("call", "spin", {}, output="x")
+        .end("done")
+        .transition("call", "done")
+        .build(tools=registry)
+    )
+    rt = Runtime(store, store, tools=registry, lease_ttl_ms=ttl_ms)
+    room = rt.run(rt.create_room(wf).id)
+    assert room.status is RoomStatus.COMPLETED and room.variables["x"] == 1
+    assert seen and min(seen) > 0  # never expired while the loop was held
+    rt.close()
