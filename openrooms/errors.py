@@ -23,15 +23,19 @@ third-party tools (OpenRooms itself never pickles).
     ├── RoomStatusError                        the room's status does not allow the operation
     ├── RoomLeasedError                        another runner holds the room's lease
     ├── TransitionNotAllowedError              no transition matches a node's outcome
-    ├── StaleRoomError                         lost a compare-and-set; reload and retry
+    ├── InfrastructureError                    the stores or the lease failed, not a node: the
+    │   │                                      runner stops and the room stays resumable
+    │   ├── StaleRoomError                     lost a compare-and-set; reload and retry
+    │   │   └── LeaseLostError                 the runner's lease expired or was taken over
+    │   └── BackendError
+    │       ├── BackendUnavailableError        refused connection, locked database, timeout
+    │       │   └── WouldBlockError            a call made without waiting would have waited
+    │       ├── BackendConfigError (ValueError)  a backend URL that cannot be opened
+    │       ├── DatabaseNotFoundError (LookupError)  a read-only command found no database
+    │       └── CorruptDataError               a stored row does not decode (bad JSON, ...)
+    │           └── CorruptRoomError           ... and it belongs to a room, named by id
+    │               └── CorruptLogError        a room's events do not fold (a gap, a bad start)
     ├── RoomStoppedError                       the room was cancelled or stopped mid-node
-    ├── BackendError
-    │   ├── BackendUnavailableError            refused connection, locked database, timeout
-    │   ├── BackendConfigError (ValueError)    a backend URL that cannot be opened
-    │   ├── DatabaseNotFoundError (LookupError)  a read-only command found no database file
-    │   └── CorruptDataError                   a stored row does not decode (bad JSON, ...)
-    │       └── CorruptRoomError               ... and it belongs to a room, named by id
-    │           └── CorruptLogError            a room's events do not fold (a gap, a bad start)
     ├── MissingExtraError (ImportError)        an optional dependency is not installed
     ├── NodeTypeNotFoundError (LookupError)
     ├── ToolNotFoundError (LookupError)
@@ -66,7 +70,9 @@ __all__ = [
     "DatabaseNotFoundError",
     "EvaluationError",
     "ExpressionError",
+    "InfrastructureError",
     "InputError",
+    "LeaseLostError",
     "MissingAPIKeyError",
     "MissingExtraError",
     "NodeTypeNotFoundError",
@@ -91,6 +97,7 @@ __all__ = [
     "WorkflowConflictError",
     "WorkflowNotFoundError",
     "WorkflowValidationError",
+    "WouldBlockError",
 ]
 
 
@@ -309,7 +316,16 @@ class TransitionNotAllowedError(OpenRoomsError):
         )
 
 
-class StaleRoomError(OpenRoomsError):
+class InfrastructureError(OpenRoomsError):
+    """The stores or the lease failed, not the node that was running.
+
+    Raised inside a node (from a journal commit, say), it is never the node's failure: it
+    uses up no retry and takes no ``on: error`` branch. The runner stops and the room stays
+    as it was last committed, to be resumed.
+    """
+
+
+class StaleRoomError(InfrastructureError):
     """A compare-and-set save lost: the stored version is not the expected one."""
 
     def __init__(self, room_id: str, expected_version: int) -> None:
@@ -320,6 +336,25 @@ class StaleRoomError(OpenRoomsError):
         return (
             f"room {self.room_id!r} changed since version {self.expected_version}, "
             f"or its lease was lost; reload it and retry"
+        )
+
+
+class LeaseLostError(StaleRoomError):
+    """The runner's lease expired or another runner took it over: its work on the room stopped.
+
+    Nothing was committed by this runner after the loss; the room goes on with its new owner,
+    or is resumed.
+    """
+
+    def __init__(self, room_id: str, owner: str, why: str) -> None:
+        OpenRoomsError.__init__(self, room_id, owner, why)
+        self.room_id, self.owner, self.why = room_id, owner, why
+        self.expected_version = -1
+
+    def __str__(self) -> str:
+        return (
+            f"room {self.room_id!r}: this runner ({self.owner}) lost its lease ({self.why}); "
+            f"it stopped, and the room goes on with whoever holds the lease now"
         )
 
 
@@ -334,7 +369,7 @@ class RoomStoppedError(OpenRoomsError):
         return f"room {self.room_id!r} is {self.status} now; the running node stops"
 
 
-class BackendError(OpenRoomsError):
+class BackendError(InfrastructureError):
     """A storage or queue backend failed."""
 
     def __init__(self, backend: str, message: str) -> None:
@@ -347,6 +382,11 @@ class BackendError(OpenRoomsError):
 
 class BackendUnavailableError(BackendError):
     """The backend cannot be reached now (refused connection, locked database, timeout)."""
+
+
+class WouldBlockError(BackendUnavailableError):
+    """A store call made without waiting (``without_waiting()``) would have had to wait, for a
+    lock held by another connection, say; nothing was done, and the call can be made again."""
 
 
 class BackendConfigError(BackendError, ValueError):

@@ -21,7 +21,8 @@ never take each other's results.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from openrooms.errors import RoomStoppedError
@@ -52,6 +53,7 @@ class RecordedCalls(Protocol):
 
 
 Committer = Callable[[Sequence[LogRecord]], tuple[RoomState, Sequence[Event]]]
+AsyncCommitter = Callable[[Sequence[LogRecord]], Awaitable[tuple[RoomState, Sequence[Event]]]]
 ThreadReader = Callable[[], Conversations]
 
 
@@ -65,6 +67,8 @@ class Journal:
         threads: reads the conversation threads as they were before this attempt.
         scope: the branch this journal is for; ``""`` for the node itself.
         echo: commit each reused event again (a re-run writes a new log from the old one).
+        acommitter: makes records durable without stalling the event loop (for
+            :meth:`acommit`); *committer* is used when there is none.
     """
 
     def __init__(
@@ -77,8 +81,11 @@ class Journal:
         _shared: _Shared | None = None,
         *,
         echo: bool = False,
+        acommitter: AsyncCommitter | None = None,
     ) -> None:
-        self._shared = _shared or _Shared(state, list(recorded), committer, threads, echo)
+        self._shared = _shared or _Shared(
+            state, list(recorded), committer, threads, echo, acommitter
+        )
         self.scope = scope
 
     @property
@@ -119,14 +126,36 @@ class Journal:
         Raises:
             RoomStoppedError: the room finished (was cancelled, say) meanwhile.
         """
-        if self.scope:
-            records = tuple(
-                LogRecord(r.type, {**r.data, "scope": self.scope}, r.level, r.duration_ms, r.error)
-                for r in records
-            )
-        state, events = self._shared.committer(records)
+        state, events = self._shared.committer(self._scoped(records))
         self._shared.state = state
         return list(events)
+
+    async def acommit(self, *records: LogRecord) -> list[Event]:
+        """:meth:`commit`, awaited: on a store whose calls may block, the commit is made off
+        the event loop, so other rooms and branches run meanwhile. One attempt's commits are
+        made one at a time, in the order they were asked for (concurrent branches take
+        turns); do not mix with :meth:`commit` while one is in flight.
+
+        Raises:
+            RoomStoppedError: the room finished (was cancelled, say) meanwhile.
+        """
+        shared = self._shared
+        if shared.acommitter is None:
+            return self.commit(*records)
+        if shared.lock is None:
+            shared.lock = asyncio.Lock()
+        async with shared.lock:
+            state, events = await shared.acommitter(self._scoped(records))
+        shared.state = state
+        return list(events)
+
+    def _scoped(self, records: Sequence[LogRecord]) -> Sequence[LogRecord]:
+        if not self.scope:
+            return records
+        return tuple(
+            LogRecord(r.type, {**r.data, "scope": self.scope}, r.level, r.duration_ms, r.error)
+            for r in records
+        )
 
     def threads(self) -> dict[str, list[dict[str, Any]]]:
         """Every conversation thread as earlier nodes left it."""
@@ -148,7 +177,17 @@ class Journal:
 
 
 class _Shared:
-    __slots__ = ("committer", "echo", "recorded", "state", "thread_cache", "threads", "used")
+    __slots__ = (
+        "acommitter",
+        "committer",
+        "echo",
+        "lock",
+        "recorded",
+        "state",
+        "thread_cache",
+        "threads",
+        "used",
+    )
 
     def __init__(
         self,
@@ -157,7 +196,10 @@ class _Shared:
         committer: Committer,
         threads: ThreadReader,
         echo: bool,
+        acommitter: AsyncCommitter | None = None,
     ) -> None:
+        self.acommitter = acommitter
+        self.lock: asyncio.Lock | None = None
         self.echo = echo
         self.state = state
         self.recorded = recorded

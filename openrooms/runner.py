@@ -5,6 +5,13 @@ lease is lost. A short retry backoff (at most ``Runtime.max_leased_sleep_s``) is
 through under the lease; for a longer one the runner lets the lease go, so a worker
 (:mod:`openrooms.worker`) can wake the room when it is due, and then either returns
 (``hand_over``, as workers run rooms) or sleeps and takes the room back (a foreground run).
+Chains of pure nodes advance in one engine call and commit in batches.
+
+Its store calls go through :class:`~openrooms.storeio.StoreIO` (off the event loop where a
+store may block) and its leases are renewed by a :class:`~openrooms.lease.LeaseKeeper`
+thread; a lost lease cancels the running node and ``run`` raises
+:class:`~openrooms.errors.LeaseLostError`. Where state and log are different stores, the
+log is the fencing authority: see :func:`commit`.
 """
 
 from __future__ import annotations
@@ -18,20 +25,28 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
+import attrs
+
 from openrooms import deadline, engine
 from openrooms.backends.base import EventLog, Lease, StateStore
 from openrooms.errors import (
+    InfrastructureError,
+    LeaseLostError,
+    RoomExistsError,
     RoomLeasedError,
     StaleRoomError,
     UnstorableValueError,
+    WouldBlockError,
 )
 from openrooms.events import ErrorInfo, Event, EventType
 from openrooms.journal import JOURNALED, Journal, RoomStoppedError
+from openrooms.lease import HeldLease, LeaseKeeper
 from openrooms.memory import Conversations
 from openrooms.nodes import LogRecord, NodeContext, Outcome
 from openrooms.room import RoomState, RoomStatus
 from openrooms.scrub import Scrubber
 from openrooms.storable import check_events
+from openrooms.storeio import StoreIO
 from openrooms.types import RoomId
 
 if TYPE_CHECKING:
@@ -130,20 +145,36 @@ def commit(
     expected_version: int | None,
     lease: Lease | None = None,
 ) -> None:
-    """Make *events* and *state* durable: in one transaction where one store holds both,
-    else the log first (so the log is never behind the state) and then the state.
+    """Make *events* and *state* durable: in one transaction where one store holds both
+    (the lease checked inside it), else the log first, then the state.
+
+    With two stores the log is the truth and the fencing authority: the append is refused,
+    atomically, when its first ``seq`` does not follow the log's last one or *lease* is
+    older than the room's fence in the log (:meth:`EventLog.fence`, raised by every new
+    lease holder before it reads the log). Once the log has taken the events the step is
+    committed, whatever happens to the state save that follows: that save only moves the
+    state store forward (compare-and-set on the version, so it never goes back), and where
+    it is refused (a newer runner or a roll-forward got there first) the state store is
+    brought up to the log by the next :meth:`~openrooms.runtime.Runtime.load_room`.
 
     Raises:
-        StaleRoomError: the version or lease check failed; nothing was saved (atomic stores).
+        StaleRoomError: the version, sequence or lease check failed; nothing was saved.
         RoomExistsError: creating (``expected_version=None``) a room that exists.
     """
     if cast(object, states) is log and hasattr(states, "commit"):
         states.commit(state, events, expected_version=expected_version, lease=lease)
         return
-    log.append(events)
     if expected_version is None:
+        try:
+            log.append(events, lease=lease)
+        except StaleRoomError:
+            if events and events[0].seq == 1 and log.last_seq(events[0].room_id) > 0:
+                raise RoomExistsError(state.room_id) from None
+            raise
         states.create(state)
-    else:
+        return
+    log.append(events, lease=lease)
+    with contextlib.suppress(StaleRoomError):  # committed: the log has it (see above)
         states.replace(state, expected_version=expected_version, lease=lease)
 
 
@@ -165,13 +196,24 @@ class Runner:
         self.commit_every_ms = commit_every_ms
         """... and commit at least this often (ms), so ``logs --follow`` stays live."""
         self._save = committer(runtime.states, runtime.log)
+        self._split = cast(object, runtime.states) is not runtime.log
+        self.io = StoreIO(runtime.states, runtime.log)
+        """How the store calls are made without stalling the event loop."""
+        self._keeper = LeaseKeeper(runtime.states, runtime.now)
         # room -> (last seq read, conversation threads before it): see _journal
         self._threads: dict[RoomId, tuple[int, Conversations | None]] = {}
+        # room -> infrastructure errors its journal met in the running attempt
+        self._failures: dict[RoomId, list[InfrastructureError]] = {}
         # room -> the wake_at a run has just slept until off the lease: see _sleep
         self._slept: dict[RoomId, int] = {}
         # the environment's secrets, read again at the start of every run (not every step:
         # reading os.environ costs more than a pure step)
         self._scrubber = Scrubber([])
+
+    def close(self) -> None:
+        """Stop the IO and lease-keeper threads (started again if the runner is used)."""
+        self.io.close()
+        self._keeper.close()
 
     async def run(
         self,
@@ -200,7 +242,10 @@ class Runner:
             RoomLeasedError: another live runner holds the room.
             RoomStatusError: *input* was given but the room is not waiting.
             SchemaValidationError: *input* breaks the wait node's schema (nothing is recorded).
-            StaleRoomError: the lease was lost to another runner mid-run.
+            LeaseLostError: the lease expired or was taken over mid-run; the running node was
+                cancelled and nothing more was committed.
+            InfrastructureError: a store failed (BackendUnavailableError, ...), also inside a
+                node; the room stays as last committed, to be resumed.
         """
         self._scrubber = Scrubber.from_environment()
         state = await self._session(room_id, force, on_event, input)
@@ -225,11 +270,11 @@ class Runner:
         try:
             while True:
                 if rt.stop_requested:
-                    return rt.states.get(room_id)
+                    return await self.io.call(rt.states.get, room_id)
                 try:
                     return await self._session(room_id, False, on_event, NO_INPUT, seen=seen)
                 except RoomLeasedError:
-                    seen = self._relay(room_id, seen, on_event)
+                    seen = await self._relay(room_id, seen, on_event)
                 await asyncio.sleep(_FOLLOW_POLL_S)
         finally:
             self._slept.pop(room_id, None)
@@ -251,9 +296,9 @@ class Runner:
         while not self.rt.stop_requested:
             await asyncio.sleep(_FOLLOW_POLL_S)
 
-    def _relay(self, room_id: RoomId, seen: int, on_event: EventCallback | None) -> int:
+    async def _relay(self, room_id: RoomId, seen: int, on_event: EventCallback | None) -> int:
         """Pass the events another runner committed after *seen* to *on_event*; the last seq."""
-        for e in self.rt.log.read(room_id, after=seen):
+        for e in await self.io.call(self.rt.log.read, room_id, after=seen):
             if on_event is not None:
                 on_event(e)
             seen = e.seq
@@ -271,9 +316,66 @@ class Runner:
         """Run the room under one lease (see :meth:`run`); *seen*: the last event this run
         has shown, when it takes the room back (the others are relayed to *on_event*)."""
         rt = self.rt
+        io = self.io
+        previous = await io.call(rt.states.find_lease, room_id)
+        now, lease = await io.call(self._take_lease, room_id, force)
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+
+        running = True
+
+        def cancel_if_running() -> None:
+            if running and task is not None:
+                task.cancel()
+
+        def cancel_the_run() -> None:  # from the keeper's thread: the lease is lost
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing runs
+                loop.call_soon_threadsafe(cancel_if_running)
+
+        holder = self._keeper.hold(lease, self.lease_ttl_ms, cancel_the_run)
+        try:
+            try:
+                state = await io.call(rt.load_room, room_id)
+                if seen is not None and state.version > seen:
+                    await self._relay(room_id, seen, on_event)
+                if engine.next_action(state) == "run" and state.steps > 0:
+                    # left mid-node by a runner that stopped: note it, then re-execute it
+                    owner = previous.owner if previous is not None else None
+                    step = engine.resumed(state, now=rt.now(), previous_owner=owner)
+                    if previous is not None and previous.owner != rt.owner:
+                        # what became of the lease before: it ran out, --force took it, or
+                        # its process was gone (taken over at once on the same host)
+                        why = "expired" if previous.expires_at <= now else "taken over"
+                        if why == "taken over" and not force:
+                            why = "its process had exited"
+                        step = _noting(step, previous_lease=why)
+                    state = await self._commit(step, state, holder, on_event)
+                wf = await io.call(rt.workflow_for, state)
+                if input is not NO_INPUT:
+                    step = engine.receive_input(wf, state, input, now=rt.now())
+                    state = await self._commit(step, state, holder, on_event)
+                return await self._loop(wf, state, holder, on_event)
+            except asyncio.CancelledError:
+                if holder.lost is None or task is None:
+                    raise
+                task.uncancel()
+                raise LeaseLostError(room_id, rt.owner, holder.lost) from None
+        finally:
+            running = False
+            self._threads.pop(room_id, None)
+            self._failures.pop(room_id, None)
+            self._keeper.drop(holder)
+            if holder.lost is None:
+                with contextlib.suppress(Exception):
+                    await io.call(rt.states.release_lease, holder.lease)
+
+    def _take_lease(self, room_id: RoomId, force: bool) -> tuple[int, Lease]:
+        """Acquire the room's lease and, with two stores, raise the log's fence to it before
+        anything is read: appends of earlier holders made before this are read; later ones
+        are refused. Returns the time it was asked for, and the lease."""
+        rt = self.rt
         states = rt.states
-        now = rt.now()
-        previous = states.find_lease(room_id)
+        now = rt.now()  # here, on the thread that asks: the lease runs from now
         try:
             lease = states.acquire_lease(
                 room_id, rt.owner, ttl_ms=self.lease_ttl_ms, now=now, force=force
@@ -284,37 +386,17 @@ class Runner:
             lease = states.acquire_lease(
                 room_id, rt.owner, ttl_ms=self.lease_ttl_ms, now=now, force=True
             )
-        holder = _LeaseHolder(states, lease, self.lease_ttl_ms, rt.now)
-        heartbeat = asyncio.create_task(holder.beat())
-        try:
-            state = rt.load_room(room_id)
-            if seen is not None and state.version > seen:
-                self._relay(room_id, seen, on_event)
-            if engine.next_action(state) == "run" and state.steps > 0:
-                # left mid-node by a runner that stopped: note it, then re-execute the attempt
-                owner = previous.owner if previous is not None else None
-                state = self._commit(
-                    engine.resumed(state, now=rt.now(), previous_owner=owner),
-                    state,
-                    holder,
-                    on_event,
-                )
-            wf = rt.workflow_for(state)
-            if input is not NO_INPUT:
-                state = self._commit(
-                    engine.receive_input(wf, state, input, now=rt.now()), state, holder, on_event
-                )
-            return await self._loop(wf, state, holder, on_event)
-        finally:
-            self._threads.pop(room_id, None)
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-            with contextlib.suppress(Exception):
-                states.release_lease(holder.lease)
+        if self._split:
+            try:
+                rt.log.fence(room_id, lease.token)
+            except StaleRoomError:
+                raise LeaseLostError(
+                    room_id, rt.owner, "a runner with a newer lease fenced the log first"
+                ) from None
+        return now, lease
 
     async def _loop(
-        self, wf: Workflow, state: RoomState, holder: _LeaseHolder, on_event: EventCallback | None
+        self, wf: Workflow, state: RoomState, holder: HeldLease, on_event: EventCallback | None
     ) -> RoomState:
         now = self.rt.now
         # Steps that do no IO (start, wake, chains of pure nodes) are batched: `pending` holds
@@ -328,7 +410,7 @@ class Runner:
         while True:
             if self.rt.stop_requested:
                 # e.g. Ctrl-C: every step so far is committed; resume goes on
-                return self._flush(saved, state, pending, holder, on_event)
+                return await self._flush(saved, state, pending, holder, on_event)
             action = engine.next_action(state)
             if action == "run" and engine.can_advance(wf, state):
                 if not pending:
@@ -347,12 +429,12 @@ class Runner:
                     state.steps - saved.steps >= self.commit_every_steps
                     or (time.monotonic() - since) * 1000 >= self.commit_every_ms
                 ):
-                    state = saved = self._flush(saved, state, pending, holder, on_event)
+                    state = saved = await self._flush(saved, state, pending, holder, on_event)
                     await asyncio.sleep(0)  # a long chain lets the heartbeat and other rooms in
                 continue
             if action == "run":
                 if pending:  # an IO node runs only once the way to it is committed
-                    state = saved = self._flush(saved, state, pending, holder, on_event)
+                    state = saved = await self._flush(saved, state, pending, holder, on_event)
                 started = time.perf_counter()
                 state, outcome = await self._execute(wf, state, holder, on_event)
                 if outcome is None:
@@ -360,13 +442,13 @@ class Runner:
                 duration = (time.perf_counter() - started) * 1000
                 step = engine.decide(wf, state, outcome, now=now(), duration_ms=duration)
                 step = _storable(step, state, now, decided_in=(wf, duration))
-                state = saved = self._commit(step, state, holder, on_event)
+                state = saved = await self._commit(step, state, holder, on_event)
                 continue
             if action == "start":
                 step = engine.start(wf, state, now=now())
             elif action == "sleep":
                 if pending:
-                    state = saved = self._flush(saved, state, pending, holder, on_event)
+                    state = saved = await self._flush(saved, state, pending, holder, on_event)
                 assert state.wake_at is not None
                 if not await self._sleep(state):
                     return state  # a long backoff: not under the lease (see run)
@@ -374,19 +456,19 @@ class Runner:
             elif action == "wait" and state.wake_at is not None and state.wake_at <= now():
                 step = engine.wake(wf, state, now=now())
             else:
-                return self._flush(saved, state, pending, holder, on_event)
+                return await self._flush(saved, state, pending, holder, on_event)
             step = _storable(step, state, now)
             if not pending:
                 since = time.monotonic()
             pending.extend(step.events)
             state = step.state
 
-    def _flush(
+    async def _flush(
         self,
         saved: RoomState,
         state: RoomState,
         pending: list[Event],
-        holder: _LeaseHolder,
+        holder: HeldLease,
         on_event: EventCallback | None,
     ) -> RoomState:
         """Commit the *pending* events that lead from *saved* to *state*; the state stored."""
@@ -394,7 +476,7 @@ class Runner:
             return state
         events = tuple(pending)
         pending.clear()
-        return self._commit(engine.Step(state, events), saved, holder, on_event)
+        return await self._commit(engine.Step(state, events), saved, holder, on_event)
 
     async def _sleep(self, state: RoomState) -> bool:
         """Wait out a retry's backoff under the lease if it is short; True once the retry is
@@ -409,30 +491,82 @@ class Runner:
             await self.rt.sleep(delay_ms / 1000)
         return True
 
-    def _commit(
+    async def _commit(
         self,
         step: engine.Step,
         before: RoomState,
-        holder: _LeaseHolder,
+        holder: HeldLease,
         on_event: EventCallback | None,
     ) -> RoomState:
+        """Commit *step* through the IO path; the state after it (see :meth:`_committed`)."""
+        io = self.io
+        if io.inline:  # the hot path of memory stores: no coroutine in between
+            return self._commit_now(step, before, holder, on_event)
+        _check_held(holder, before.room_id, self.rt.owner)
+        args = (step.state, step.events)
+        try:
+            if io.try_now is not None:  # SQLite's hot path: inline unless it would wait
+                try:
+                    io.try_now(
+                        self._save, *args, expected_version=before.version, lease=holder.lease
+                    )
+                except WouldBlockError:
+                    await io.off_loop(
+                        self._save, *args, expected_version=before.version, lease=holder.lease
+                    )
+            else:
+                await io.call(
+                    self._save, *args, expected_version=before.version, lease=holder.lease
+                )
+        except StaleRoomError:
+            return await io.call(self._refused, before, holder)
+        return self._committed(step, on_event)
+
+    def _commit_now(
+        self,
+        step: engine.Step,
+        before: RoomState,
+        holder: HeldLease,
+        on_event: EventCallback | None,
+    ) -> RoomState:
+        """:meth:`_commit` made at once, on the calling thread (a node's journal commits)."""
+        _check_held(holder, before.room_id, self.rt.owner)
         try:
             self._save(step.state, step.events, expected_version=before.version, lease=holder.lease)
         except StaleRoomError:
-            current = self.rt.states.find(before.room_id)
-            if current is not None and current.status.is_terminal:
-                return current  # cancelled (or failed) by someone else meanwhile: stop quietly
-            raise
+            return self._refused(before, holder)
+        return self._committed(step, on_event)
+
+    def _committed(self, step: engine.Step, on_event: EventCallback | None) -> RoomState:
         if on_event is not None:
             for e in step.events:
                 on_event(e)
         return step.state
 
+    def _refused(self, before: RoomState, holder: HeldLease) -> RoomState:
+        """After a refused commit: LeaseLostError if the lease is someone else's now; else the
+        room as someone else left it if it finished (cancelled, say: the runner stops
+        quietly); else the StaleRoomError again."""
+        room_id = before.room_id
+        held = self.rt.states.find_lease(room_id)
+        if held is None or held.token != holder.lease.token:
+            why = (
+                f"another runner took it over: {held.owner}"
+                if held is not None
+                else "another runner took it over, and has released it since"
+            )
+            holder.lost = holder.lost or why
+            raise LeaseLostError(room_id, self.rt.owner, holder.lost)
+        current = self.rt.load_room(room_id)  # the log's truth, rolled forward
+        if current.status.is_terminal:
+            return current
+        raise StaleRoomError(room_id, before.version)
+
     def _journal(
         self,
         wf: Workflow,
         state: RoomState,
-        holder: _LeaseHolder,
+        holder: HeldLease,
         on_event: EventCallback | None,
     ) -> Journal:
         """The attempt's journal: its recorded calls (if it ran before) and a committer."""
@@ -445,20 +579,43 @@ class Runner:
             recorded = [e for e in log.read(room_id, after=state.node_seq) if e.type in JOURNALED]
         node_seq = state.node_seq
         scrubber = self._scrubber
+        failures: list[InfrastructureError] = []  # this attempt's (see _execute)
+        self._failures[room_id] = failures
 
-        def commit(records: Sequence[LogRecord]) -> tuple[RoomState, Sequence[Event]]:
+        def prepare(records: Sequence[LogRecord]) -> tuple[RoomState, engine.Step]:
             current = journal.state
             records = [scrubber.record(r) for r in records]  # no known secret is stored
             # raises into the node, before the usage in them is added up: the node fails,
             # the room stays sound
             check_events(records, current.current_node)
-            step = engine.record(wf, current, records, now=self.rt.now())
-            saved = self._commit(step, current, holder, on_event)
+            return current, engine.record(wf, current, records, now=self.rt.now())
+
+        def check(
+            current: RoomState, step: engine.Step, saved: RoomState
+        ) -> tuple[RoomState, Sequence[Event]]:
             if saved is not step.state:  # cancelled or failed from outside meanwhile
                 raise RoomStoppedError(room_id, saved.status.value)
             if saved.node_seq != current.node_seq or saved.status is not RoomStatus.RUNNING:
                 raise RoomStoppedError(room_id, saved.status.value)  # e.g. a budget ran out
             return saved, step.events
+
+        def commit(records: Sequence[LogRecord]) -> tuple[RoomState, Sequence[Event]]:
+            current, step = prepare(records)
+            try:
+                saved = self._commit_now(step, current, holder, on_event)
+            except InfrastructureError as exc:
+                failures.append(exc)  # raised by the runner even if the node swallows it
+                raise
+            return check(current, step, saved)
+
+        async def acommit(records: Sequence[LogRecord]) -> tuple[RoomState, Sequence[Event]]:
+            current, step = prepare(records)
+            try:
+                saved = await self._commit(step, current, holder, on_event)
+            except InfrastructureError as exc:
+                failures.append(exc)
+                raise
+            return check(current, step, saved)
 
         def threads() -> Conversations:
             # read incrementally: a long room with many agent turns must not re-read its log
@@ -474,14 +631,21 @@ class Runner:
             self._threads[room_id] = (upto, found)
             return found
 
-        journal = Journal(state, recorded, commit, threads, echo=self.rt.recorded_calls is not None)
+        journal = Journal(
+            state,
+            recorded,
+            commit,
+            threads,
+            echo=self.rt.recorded_calls is not None,
+            acommitter=None if self.io.inline else acommit,
+        )
         return journal
 
     async def _execute(
         self,
         wf: Workflow,
         state: RoomState,
-        holder: _LeaseHolder,
+        holder: HeldLease,
         on_event: EventCallback | None,
     ) -> tuple[RoomState, Outcome | None]:
         """Run one attempt of the current node; every failure becomes an ``error`` outcome.
@@ -492,6 +656,11 @@ class Runner:
         what the room stores.
         """
         after, outcome = await self._attempt(wf, state, holder, on_event)
+        # an InfrastructureError (a store failed, the lease was lost) that the attempt's
+        # journal met is raised on, even if the node caught it: it is not the node's failure
+        failures = self._failures.pop(state.room_id, None)
+        if failures:
+            raise failures[0]
         if outcome is None:
             return after, None
         return after, self._scrubber.outcome(outcome)
@@ -500,7 +669,7 @@ class Runner:
         self,
         wf: Workflow,
         state: RoomState,
-        holder: _LeaseHolder,
+        holder: HeldLease,
         on_event: EventCallback | None,
     ) -> tuple[RoomState, Outcome | None]:
         assert state.current_node is not None
@@ -531,8 +700,10 @@ class Runner:
                 with deadline.within(timeout):
                     outcome = await asyncio.wait_for(np.executor.execute(ctx), timeout)
         except RoomStoppedError:
-            current = self.rt.states.find(state.room_id)
+            current = await self.io.call(self.rt.states.find, state.room_id)
             return (current if current is not None else _after(ctx, state)), None
+        except InfrastructureError:
+            raise
         except TimeoutError:
             return _after(ctx, state), Outcome.timed_out(timeout or 0.0)
         except Exception as exc:
@@ -583,15 +754,13 @@ def _after(ctx: NodeContext, state: RoomState) -> RoomState:
     return state if journal is None else journal.state
 
 
-class _LeaseHolder:
-    """Keeps a lease alive: renewed by a heartbeat task every third of its time to live."""
+def _check_held(holder: HeldLease, room_id: RoomId, owner: str) -> None:
+    """Nothing more is committed once the lease is lost."""
+    if holder.lost is not None:
+        raise LeaseLostError(room_id, owner, holder.lost)
 
-    def __init__(
-        self, states: StateStore, lease: Lease, ttl_ms: int, now: Callable[[], int]
-    ) -> None:
-        self.states, self.lease, self.ttl_ms, self.now = states, lease, ttl_ms, now
 
-    async def beat(self) -> None:
-        while True:
-            await asyncio.sleep(self.ttl_ms / 3000)
-            self.lease = self.states.renew_lease(self.lease, ttl_ms=self.ttl_ms, now=self.now())
+def _noting(step: engine.Step, **data: Any) -> engine.Step:
+    """*step* with *data* added to its last event (why a runner took a room over)."""
+    *rest, last = step.events
+    return attrs.evolve(step, events=(*rest, attrs.evolve(last, data={**last.data, **data})))

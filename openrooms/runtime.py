@@ -422,14 +422,29 @@ class Runtime:
         return self.states.get(RoomId(room_id))
 
     def load_room(self, room_id: str) -> RoomState:
-        """The room's state, first rolled forward over log events the state store missed."""
-        state = self.states.get(RoomId(room_id))
-        tail = self.log.read(state.room_id, after=state.version)
-        if tail:
+        """The room's state, first rolled forward over log events the state store missed.
+
+        The log is the truth: its events were all accepted under the room's fence, so the
+        state folded from them is the room's, whoever saves it (the save is compare-and-set
+        on the version: it only ever moves the state store forward).
+
+        Raises:
+            RoomNotFoundError: no such room.
+            StaleRoomError: the state store kept changing while it was rolled forward.
+        """
+        rid = RoomId(room_id)
+        for _ in range(_CAS_RETRIES):
+            state = self.states.get(rid)
+            tail = self.log.read(rid, after=state.version)
+            if not tail:
+                return state
             rolled = engine.apply(state, tail)
-            self.states.replace(rolled, expected_version=state.version)
-            state = rolled
-        return state
+            try:
+                self.states.replace(rolled, expected_version=state.version)
+            except StaleRoomError:
+                continue  # moved on meanwhile (rolled forward by another reader): read again
+            return rolled
+        raise StaleRoomError(rid, -1)
 
     def list_rooms(
         self,
@@ -540,7 +555,11 @@ class Runtime:
         room is taken back after it, or followed while another runner has it.
 
         Raises:
-            RoomNotFoundError, RoomLeasedError (another live runner has it), StaleRoomError.
+            RoomNotFoundError, RoomLeasedError (another live runner has it).
+            LeaseLostError: the lease expired or was taken over mid-run; the node that was
+                running was cancelled and nothing more was committed.
+            InfrastructureError: a store failed (BackendUnavailableError, StaleRoomError,
+                ...), also inside a node; the room stays resumable.
         """
         return await self._runner.run(
             RoomId(room_id), force=force, on_event=on_event, hand_over=hand_over
@@ -552,7 +571,11 @@ class Runtime:
         """Run a room until it completes, fails or waits; also resumes a crashed run.
 
         Raises:
-            RoomNotFoundError, RoomLeasedError (another live runner has it), StaleRoomError.
+            RoomNotFoundError, RoomLeasedError (another live runner has it).
+            LeaseLostError: the lease expired or was taken over mid-run; the node that was
+                running was cancelled and nothing more was committed.
+            InfrastructureError: a store failed (BackendUnavailableError, StaleRoomError,
+                ...), also inside a node; the room stays resumable.
         """
         return asyncio.run(self._closing(self.arun(room_id, force=force, on_event=on_event)))
 
@@ -620,7 +643,7 @@ class Runtime:
     def _update(self, room_id: str, change: Callable[[RoomState], engine.Step]) -> RoomState:
         """Apply an engine step compare-and-set, reloading on a lost race."""
         for _ in range(_CAS_RETRIES):
-            state = self.states.get(RoomId(room_id))
+            state = self.load_room(room_id)  # the log may be ahead of a separate state store
             step = change(state)
             try:
                 commit(
@@ -632,7 +655,8 @@ class Runtime:
         raise RoomStatusError(room_id, "busy", "update it", "it changed on every attempt")
 
     def close(self) -> None:
-        """Close the backends."""
+        """Stop the runner's threads and close the backends."""
+        self._runner.close()
         self.states.close()
         if cast(object, self.log) is not self.states:
             self.log.close()

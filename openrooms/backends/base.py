@@ -2,6 +2,20 @@
 
 Our own implementations name the protocol as a base class so mypy checks their
 signatures; third-party backends only have to match the shape.
+
+Every store may be called from more than one thread (the runner's IO thread and its
+lease keeper); each call must be safe to make concurrently with the others.
+
+A store may say how the runner should call it with an optional class attribute
+``may_block``: ``False`` when no call ever waits on IO or another process (the memory
+store), so the runner calls it inline on its event loop; ``True`` (the default, also when
+the attribute is missing) when a call may wait (a network store), so the runner makes
+every call from a dedicated IO thread and its event loop never stalls. A store may also
+offer ``call_without_waiting(fn, *args, **kwargs)``: it calls *fn*, and where a call to
+the store inside it would have to wait (for a lock, say) raises
+:class:`~openrooms.errors.WouldBlockError` at once, having done nothing; the runner then
+makes its calls inline first and sends only those to the IO thread (SQLite: a commit
+costs less than a thread hand-off, but another process may hold the write lock).
 """
 
 from __future__ import annotations
@@ -164,13 +178,32 @@ class StateStore(Protocol):
 
 
 class EventLog(Protocol):
-    """Append-only per-room logs with gapless sequence numbers."""
+    """Append-only per-room logs with gapless sequence numbers.
 
-    def append(self, events: Sequence[Event]) -> None:
-        """Append events, all at once or none.
+    The log is the truth, so where state and log are different stores it is also the
+    fencing authority: each room has a *fence*, the highest lease token the log has seen,
+    and an append carrying a lease with a lower token is refused. A runner raises the fence
+    to its token (:meth:`fence`) right after it takes the lease and before it reads the log;
+    every append accepted before that is part of what it reads, and every later one from a
+    runner with an older lease is refused.
+    """
+
+    def append(self, events: Sequence[Event], *, lease: Lease | None = None) -> None:
+        """Append events, all at once or none, checked atomically with the append: the first
+        event's ``seq`` must follow the room's last one and, when *lease* is given, its token
+        must not be lower than the room's fence (a higher token raises the fence to it).
 
         Raises:
-            StaleRoomError: a sequence number is taken (another writer got there first).
+            StaleRoomError: a sequence number is taken (another writer got there first), or
+                *lease* is older than the room's fence (its holder lost it).
+        """
+
+    def fence(self, room_id: RoomId, token: int) -> None:
+        """Raise the room's fence to *token*: from now on appends carrying a lower token are
+        refused. Atomic with appends; *token* equal to the fence does nothing.
+
+        Raises:
+            StaleRoomError: the fence is already higher (a newer lease holder fenced it).
         """
 
     def read(

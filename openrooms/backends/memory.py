@@ -29,12 +29,16 @@ __all__ = ["MemoryJobQueue", "MemoryStore"]
 class MemoryStore(AtomicStore):
     """State, leases, workflows and logs in dicts, guarded by one lock."""
 
+    may_block = False
+    """No call waits on IO: the runner calls it inline on its event loop."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._states: dict[RoomId, RoomState] = {}
         self._logs: dict[RoomId, list[Event]] = {}
         self._leases: dict[RoomId, Lease] = {}
         self._tokens: dict[RoomId, int] = {}
+        self._fences: dict[RoomId, int] = {}  # the log's fence (EventLog.fence)
         self._workflows: dict[tuple[str, int], StoredWorkflow] = {}
 
     # StateStore
@@ -181,8 +185,10 @@ class MemoryStore(AtomicStore):
 
     # EventLog
 
-    def append(self, events: Sequence[Event]) -> None:
+    def append(self, events: Sequence[Event], *, lease: Lease | None = None) -> None:
         with self._lock:
+            if events and lease is not None:
+                self._fence(events[0].room_id, lease.token, events[0].seq - 1)
             self._append(events)
 
     def _append(self, events: Sequence[Event]) -> None:
@@ -193,6 +199,16 @@ class MemoryStore(AtomicStore):
         if events[0].seq != len(log) + 1:
             raise StaleRoomError(room_id, events[0].seq - 1)
         log.extend(events)
+
+    def fence(self, room_id: RoomId, token: int) -> None:
+        with self._lock:
+            self._fence(room_id, token, len(self._logs.get(room_id, ())))
+
+    def _fence(self, room_id: RoomId, token: int, version: int) -> None:
+        # where this store holds the leases too, the current lease's token fences as well
+        if max(self._fences.get(room_id, 0), self._tokens.get(room_id, 0)) > token:
+            raise StaleRoomError(room_id, version)
+        self._fences[room_id] = token
 
     def read(
         self,

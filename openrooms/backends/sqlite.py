@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from openrooms import serde
 from openrooms.backends.base import AtomicStore, Lease, StoredWorkflow, due_at
@@ -43,6 +43,7 @@ from openrooms.errors import (
     UnstorableValueError,
     WorkflowConflictError,
     WorkflowNotFoundError,
+    WouldBlockError,
 )
 from openrooms.events import Event, EventType, Level
 from openrooms.room import RoomState, RoomStatus
@@ -64,6 +65,10 @@ SCHEMA_VERSION: Final = 3
 # and variables, memory, usage and visits each have a JSON column, rewritten only when the
 # step changed it. A NULL container column means "in the body": how version 2 kept it, so
 # a migrated file's rows move their containers out on their next write.
+#
+# log_fences holds the log's fence of a room (EventLog.fence) where this file is a split
+# runtime's event log; where it holds the state too, rooms.lease_token fences the commit. It
+# is created on first use too (_FENCES), so files made before it need no new schema version.
 #
 # One events row per commit, not per event: a step writes two to four events, and each extra
 # B-tree insert cost more than the JSON of the whole batch (bench/engine.py). A row holds the
@@ -102,6 +107,10 @@ CREATE TABLE IF NOT EXISTS leases (
     token INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS log_fences (
+    room_id TEXT PRIMARY KEY,
+    token INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS workflows (
     id TEXT NOT NULL,
     version INTEGER NOT NULL,
@@ -151,7 +160,24 @@ _ROOM_COLUMNS_V2: Final = "id, body, NULL, NULL, NULL, NULL"
 _KEEP: Final = 4096
 """Rooms whose last written containers a store remembers (to skip unchanged ones)."""
 
+_T = TypeVar("_T")
+
 _SYNC_MODES: Final = ("full", "normal", "off", "extra")
+
+_FENCES: Final = (
+    "CREATE TABLE IF NOT EXISTS log_fences (room_id TEXT PRIMARY KEY, token INTEGER NOT NULL) "
+    "WITHOUT ROWID"
+)
+
+
+def _is_busy(exc: BaseException | None) -> bool:
+    """Whether a sqlite3 error says another connection holds a lock (SQLITE_BUSY/LOCKED)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 @contextlib.contextmanager
@@ -355,6 +381,10 @@ class SQLiteStore(AtomicStore):
             file holds no OpenRooms tables.
     """
 
+    may_block = True
+    """A call may wait for another process's write lock (or a slow disk); see
+    :meth:`without_waiting` for the calls that need not."""
+
     def __init__(
         self,
         path: str | Path,
@@ -374,6 +404,9 @@ class SQLiteStore(AtomicStore):
         # a commit rewrites a container column only when the state holds another object
         self._written: dict[RoomId, tuple[Any, ...]] = {}
         self._room_columns = _ROOM_COLUMNS
+        self._synchronous = synchronous.upper()
+        self._nowait: sqlite3.Connection | None = None  # see call_without_waiting
+        self._fences_ready = False
         if read_only:
             self._db = self._open_read_only(busy_timeout_ms)
             return
@@ -516,6 +549,53 @@ class SQLiteStore(AtomicStore):
         return BackendError(
             "sqlite", f"{self.where} was opened read-only; open it without read_only to write"
         )
+
+    def call_without_waiting(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+        """``fn(*args, **kwargs)``, its calls to this store made without waiting: where one
+        would (another thread is using the store, another process holds the write lock),
+        WouldBlockError is raised at once, nothing having been written. The runner calls the
+        store this way on its event loop, and sends only the calls that would wait to its IO
+        thread: a step's commit costs less than a hand-off to a thread.
+
+        Raises:
+            WouldBlockError: a call would have had to wait.
+        """
+        lock = self._lock
+        if not lock.acquire(blocking=False):
+            raise WouldBlockError("sqlite", "another thread is using the store")
+        waiting = self._db
+        try:
+            # a second connection that never waits (busy timeout 0): switching the busy
+            # timeout of one connection back and forth costs a sixth of a step
+            self._db = self._nowait or self._nowait_connection()
+            try:
+                return fn(*args, **kwargs)
+            except BackendUnavailableError as exc:
+                if not _is_busy(exc.__cause__):
+                    raise
+                if self._db.in_transaction:  # only a BEGIN is expected to fail; never leave one
+                    self._db.execute("ROLLBACK")
+                raise WouldBlockError("sqlite", f"{self.where} is locked") from exc
+            finally:
+                self._db = waiting
+        finally:
+            lock.release()
+
+    def _nowait_connection(self) -> sqlite3.Connection:
+        db = self._nowait
+        if db is None:
+            if self.read_only or self.path == ":memory:":
+                db = self._db  # no other process can hold its lock (or it is never written)
+            else:
+                with _driver_errors():
+                    db = sqlite3.connect(
+                        self.path, isolation_level=None, check_same_thread=False, timeout=0
+                    )
+                    db.execute("PRAGMA busy_timeout = 0")
+                    db.execute(f"PRAGMA synchronous = {self._synchronous}")
+                    db.execute("PRAGMA foreign_keys = ON")
+            self._nowait = db
+        return db
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -864,9 +944,41 @@ class SQLiteStore(AtomicStore):
 
     # EventLog
 
-    def append(self, events: Sequence[Event]) -> None:
+    def append(self, events: Sequence[Event], *, lease: Lease | None = None) -> None:
+        fenced = bool(events) and lease is not None
+        if fenced:
+            self._create_fences()
         with _driver_errors(), self._transaction() as db:
+            if fenced:
+                assert lease is not None
+                self._fence(db, events[0].room_id, lease.token, events[0].seq - 1)
             self._insert_events(db, events)
+
+    def fence(self, room_id: RoomId, token: int) -> None:
+        self._create_fences()
+        with _driver_errors(), self._transaction() as db:
+            self._fence(db, room_id, token, -1)
+
+    def _create_fences(self) -> None:
+        """The log_fences table, in a file made before it existed (once per store)."""
+        if not self._fences_ready:
+            with _driver_errors(), self._transaction() as db:
+                db.execute(_FENCES)
+            self._fences_ready = True
+
+    @staticmethod
+    def _fence(db: sqlite3.Connection, room_id: RoomId, token: int, version: int) -> None:
+        row = db.execute("SELECT token FROM log_fences WHERE room_id = ?", (room_id,)).fetchone()
+        # where this file holds the room's lease too, its current token fences as well
+        held = db.execute("SELECT lease_token FROM rooms WHERE id = ?", (room_id,)).fetchone()
+        if (row is not None and row[0] > token) or (held is not None and held[0] > token):
+            raise StaleRoomError(room_id, version)
+        if row is None or row[0] != token:
+            db.execute(
+                "INSERT INTO log_fences (room_id, token) VALUES (?, ?) "
+                "ON CONFLICT (room_id) DO UPDATE SET token = excluded.token",
+                (room_id, token),
+            )
 
     @staticmethod
     def _insert_events(db: sqlite3.Connection, events: Sequence[Event]) -> None:
@@ -939,9 +1051,9 @@ class SQLiteStore(AtomicStore):
         # The hot path, one call per step: encode before taking the write lock, and no
         # generator context managers (they cost more than the UPDATE on a small row).
         batch = _batch(events) if events else None
-        db = self._db
         with self._lock:
             sql, params = self._update_sql(state, expected_version, lease)
+            db = self._db  # under the lock: call_without_waiting swaps it
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
@@ -1048,3 +1160,5 @@ class SQLiteStore(AtomicStore):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._nowait is not None and self._nowait is not self._db:
+                self._nowait.close()

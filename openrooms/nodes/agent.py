@@ -152,7 +152,7 @@ class AgentExecutor(NodeExecutor):
             added.append(message)
             if message.tool_calls:
                 # durable before any tool runs, so a resumed attempt matches results to calls
-                loop.commit(record)
+                await loop.commit(record)
                 for call in message.tool_calls:
                     added.append(await loop.tool_turn(call))
                 continue
@@ -162,7 +162,7 @@ class AgentExecutor(NodeExecutor):
                 try:
                     answer = _structured(answer, prepared.compiled_output)
                 except SchemaValidationError as exc:
-                    loop.commit(record)
+                    await loop.commit(record)
                     if corrected:
                         raise
                     corrected = True  # one corrective turn, then the answer stands or fails
@@ -252,7 +252,7 @@ class _Loop:
         except CompletionError as exc:
             elapsed = (time.perf_counter() - started) * 1000
             data = {**base, "retryable": exc.retryable, "status": exc.status}
-            _commit(
+            await _acommit(
                 ctx,
                 LogRecord(
                     EventType.LLM_CALLED,
@@ -283,10 +283,10 @@ class _Loop:
         )
         return reply, record
 
-    def commit(self, record: LogRecord | None) -> None:
+    async def commit(self, record: LogRecord | None) -> None:
         """Make a turn's record durable now (a tool round trip or a correction follows)."""
         if record is not None:
-            _commit(self.ctx, record)
+            await _acommit(self.ctx, record)
 
     async def tool_turn(self, call: Any) -> Message:
         """Run (or reuse) one tool call the model asked for; the tool message answering it."""
@@ -301,7 +301,7 @@ class _Loop:
                 or journal.take(EventType.TOOL_CALLED, lambda e: e.data.get("call_id") == call.id)
                 is None
             ):
-                _commit(
+                await _acommit(
                     ctx,
                     LogRecord(
                         EventType.TOOL_CALLED,
@@ -352,6 +352,11 @@ def _api_base(ctx: NodeContext, agent: str, default: str | None) -> str | None:
 def _commit(ctx: NodeContext, record: LogRecord) -> None:
     if ctx.journal is not None:
         ctx.journal.commit(record)
+
+
+async def _acommit(ctx: NodeContext, record: LogRecord) -> None:
+    if ctx.journal is not None:
+        await ctx.journal.acommit(record)
 
 
 def _commit_quietly(ctx: NodeContext, record: LogRecord) -> None:

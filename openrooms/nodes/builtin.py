@@ -453,7 +453,7 @@ async def call_tool(
         record = LogRecord(EventType.TOOL_CALLED, data, Level.ERROR, elapsed, info)
         if journal is None:
             return Outcome.failed(info, retryable=retryable, records=(record,))
-        journal.commit(record)
+        await journal.acommit(record)
         return Outcome.failed(info, retryable=retryable)
     elapsed = (time.perf_counter() - started) * 1000
     try:
@@ -464,7 +464,7 @@ async def call_tool(
         record = LogRecord(EventType.TOOL_CALLED, data, Level.ERROR, elapsed, info)
         if journal is None:
             return Outcome.failed(info, retryable=False, records=(record,))
-        journal.commit(record)
+        await journal.acommit(record)
         return Outcome.failed(info, retryable=False)
     limit = ctx.runtime.config.max_logged_bytes if ctx.runtime else DEFAULT_MAX_LOGGED_BYTES
     logged, truncated = truncate_json(result, limit)
@@ -474,7 +474,7 @@ async def call_tool(
     record = LogRecord(EventType.TOOL_CALLED, data, Level.INFO, elapsed)
     if journal is None:
         return Outcome.ok(result, records=(record,))
-    journal.commit(record)
+    await journal.acommit(record)
     return Outcome.ok(result)
 
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from openrooms._wording import article, is_variable_name
-from openrooms.errors import Problem, RoomLimitError
+from openrooms.errors import InfrastructureError, Problem, RoomLimitError
 from openrooms.events import ErrorInfo, EventType, Level
 from openrooms.expressions import CompiledValue, compile_value
 from openrooms.journal import RoomStoppedError
@@ -142,7 +142,7 @@ async def _run_inline(
     )
     try:
         outcome = await inline.executor.execute(sub)
-    except RoomStoppedError:
+    except (RoomStoppedError, InfrastructureError):  # a store or lease failed: not the branch
         raise
     except Exception as exc:
         outcome = Outcome.from_exception(exc)
@@ -160,8 +160,8 @@ async def _run_inline(
         record = LogRecord(EventType.BRANCH_COMPLETED, data, Level.INFO)
     if journal is not None and sub.journal is not None:
         if outcome.records:  # what the branch logged on completing, in the branch's scope
-            sub.journal.commit(*outcome.records)
-        journal.commit(record)
+            await sub.journal.acommit(*outcome.records)
+        await journal.acommit(record)
         return attrs.evolve(outcome, records=())
     return outcome
 

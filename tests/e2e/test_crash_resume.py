@@ -109,6 +109,7 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path: Path
         assert rt.get_room(room.id).visits == {"add": 3000, "check": 3000, "done": 1}
         resumed_events = [e for e in log if e.type is EventType.ROOM_RESUMED]
         assert len(resumed_events) == 1 and resumed_events[0].seq == interrupted_at + 1
+        assert resumed_events[0].data["previous_lease"] == "its process had exited"
         assert rt.replay(room.id) == rt.get_room(room.id)
     with sqlite3.connect(path) as check:
         assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

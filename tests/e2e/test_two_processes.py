@@ -278,7 +278,8 @@ def test_a_second_process_is_refused_a_room_another_one_is_running(tmp_path: Pat
 
 def test_a_forced_takeover_fences_out_the_old_runner(tmp_path: Path) -> None:
     """``--force`` takes a live runner's room: the attempt runs again with the same key, the
-    new owner commits it, and the old runner's late result is refused, not logged twice."""
+    new owner commits it, and the old runner's late result is refused, not logged twice; the
+    old runner raises LeaseLostError."""
     path = tmp_path / "force.db"
     db = f"sqlite:///{path}"
     old = python(GATED, db, "block", "new", "-")
@@ -297,9 +298,9 @@ def test_a_forced_takeover_fences_out_the_old_runner(tmp_path: Path) -> None:
     old.stdin.write("\n")  # the old runner's tool returns now, after the takeover
     old.stdin.flush()
     old_last = finish(old).strip().splitlines()[-1]
-    # it stops without overwriting anything: the room it finds is already completed
-    assert old_last.startswith("final "), old_last
-    assert json.loads(old_last.removeprefix("final "))["status"] == "completed"
+    # it stops without overwriting anything, and says why: its lease was taken over
+    assert old_last.startswith("error LeaseLostError: "), old_last
+    assert "lost its lease (another runner took it over" in old_last
 
     with open_runtime(db) as rt:
         log = rt.events(room_id)

@@ -126,6 +126,8 @@ def test_a_short_room_makes_four_write_transactions_on_sqlite(tmp_path: Path) ->
     store = SQLiteStore(tmp_path / "rooms.db")
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
+    # the runner's commits go through the connection that never waits for a lock
+    store._nowait_connection().set_trace_callback(statements.append)
     rt = Runtime(store, store)
     wf = loop(2)
     rt.run(rt.create_room(wf).id)

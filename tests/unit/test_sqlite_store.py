@@ -475,6 +475,8 @@ def test_a_step_rewrites_only_the_columns_it_changed(tmp_path: Path) -> None:
     statements: list[str] = []
     store = SQLiteStore(path)
     store._db.set_trace_callback(statements.append)
+    # the runner's commits go through the connection that never waits for a lock
+    store._nowait_connection().set_trace_callback(statements.append)
     rt = Runtime(store, store)
     committed: list[RoomState] = []
 
