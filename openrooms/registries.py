@@ -182,6 +182,12 @@ def load_plugins(registries: Registries, plugins: Iterable[str]) -> None:
         name = name.strip()
         if not name or name in registries.plugins:
             continue
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise PluginError(
+                name,
+                "a plugin is named by its module's import name, dotted like "
+                "'my_company.openrooms_tools', not by a file path",
+            )
         try:
             module = importlib.import_module(name)
         except Exception as exc:  # a plugin's own bug too (RuntimeError, RecursionError...)

@@ -332,3 +332,12 @@ def test_the_module_level_helpers_reach_only_runtimes_opened_afterwards(
             assert after.run(after.create_room(shouting()).room_id).variables["n"] == 42
         assert "double" not in before.tools and "shout" not in before.node_types
         shouting().build()  # outside a runtime: checked against the defaults
+
+
+@pytest.mark.parametrize("name", ["plugins/tools.py", "..up", "a b", "x.", "\udcff"])
+def test_a_plugin_named_by_anything_but_an_import_name_is_refused_before_importing(
+    name: str,
+) -> None:
+    with pytest.raises(PluginError, match="import name, dotted like") as info:
+        open_runtime("memory://", plugins=[name])
+    assert info.value.plugin == name
