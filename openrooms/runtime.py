@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from openrooms.llm.registry import ModelRegistry
     from openrooms.nodes.registry import NodeRegistry
     from openrooms.rerun import RerunReport
+    from openrooms.storeio import StoreIO
     from openrooms.tools.registry import ToolRegistry
 
 __all__ = ["Runtime", "open_runtime", "workflow_digest"]
@@ -238,6 +239,12 @@ class Runtime:
         return load_workflow(path, registries=self.registries)
 
     # --- workflows --------------------------------------------------------------------------
+
+    @property
+    def store_io(self) -> StoreIO:
+        """How this runtime calls its stores from async code without stalling the event loop
+        (:mod:`openrooms.storeio`): ``await rt.store_io.call(rt.states.find, room_id)``."""
+        return self._runner.io
 
     def register_workflow(self, workflow: Workflow | WorkflowBuilder) -> Workflow:
         """Store a definition so rooms (in any process) can run it; identical content is a no-op.

@@ -133,12 +133,12 @@ class Worker:
         try:
             while not self._stopping:
                 self._wake.clear()
-                self._start_due()
+                await self._start_due()
                 if self._tasks:
                     idle_since = time.monotonic()
                 elif idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
                     break
-                timeout = self._sleep_s()
+                timeout = await self._sleep_s()
                 if idle_exit_s is not None and not self._tasks:
                     timeout = min(timeout, max(0.0, idle_since + idle_exit_s - time.monotonic()))
                 if timeout > 0:
@@ -153,7 +153,7 @@ class Worker:
             await self._close_models()
         return self.rooms_run
 
-    def _start_due(self) -> None:
+    async def _start_due(self) -> None:
         """Start runs of queued jobs and due rooms, up to the free slots."""
         now = time.monotonic()
         for room_id, until in list(self._held_off.items()):
@@ -169,8 +169,11 @@ class Worker:
         free = self.concurrency - len(self._tasks)
         if free <= 0:
             return
-        due = self.rt.states.due_rooms(
-            self.rt.now(), limit=free + len(self._tasks) + len(self._held_off)
+        # through the runner's store IO: a network store's query must not stall the rooms
+        due = await self.rt.store_io.call(
+            self.rt.states.due_rooms,
+            self.rt.now(),
+            limit=free + len(self._tasks) + len(self._held_off),
         )
         for room_id in due:
             if room_id in self._tasks or room_id in self._held_off:
@@ -206,11 +209,11 @@ class Worker:
         if self.on_done is not None:
             self.on_done(state)
 
-    def _sleep_s(self) -> float:
+    async def _sleep_s(self) -> float:
         """Seconds until something may be due: the store's next wake-up, the queue's next
         job, a held-off room's turn; *poll_s* at most, for rooms made elsewhere meanwhile."""
         timeout = self.poll_s
-        wake_at = self.rt.states.next_wake_at()
+        wake_at = await self.rt.store_io.call(self.rt.states.next_wake_at)
         if wake_at is not None:
             ahead_ms = wake_at - self.rt.now()
             # one already due is being run, waits for a free slot (a finished run wakes the
