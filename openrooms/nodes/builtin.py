@@ -31,6 +31,7 @@ from openrooms.expressions import (
     compile_template,
     compile_value,
 )
+from openrooms.memory import RoomMemory
 from openrooms.nodes.base import (
     CONFIG_NAMES,
     LogRecord,
@@ -39,7 +40,6 @@ from openrooms.nodes.base import (
     Outcome,
     unknown_keys,
 )
-from openrooms.memory import RoomMemory
 from openrooms.plan import PreparedEnd, PreparedWait
 from openrooms.schema import check_schema, compile_schema
 from openrooms.storable import check_storable
