@@ -42,6 +42,7 @@ from openrooms.nodes.base import (
 )
 from openrooms.plan import PreparedEnd, PreparedWait
 from openrooms.schema import check_schema, compile_schema
+from openrooms.scrub import Scrubber, secrets_in
 from openrooms.storable import check_storable
 from openrooms.tools.base import ToolContext
 from openrooms.tools.redact import redact, truncate_json
@@ -449,8 +450,6 @@ async def call_tool(
         attempt=ctx.attempt,
         memory=_memory_of(ctx) if tool.context_param is not None else None,
     )
-    from openrooms.scrub import Scrubber, secrets_in
-
     # the credentials this call carries (an Authorization header, ?api_key=) stay out of
     # its result and error; the runner scrubs the environment's keys from everything
     scrub = Scrubber(secrets_in(args))
