@@ -23,7 +23,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Final
 
@@ -597,7 +597,7 @@ class Schema:
         raw: the schema as written.
     """
 
-    __slots__ = ("_validator", "raw")
+    __slots__ = ("_fast", "_patterns", "_validator", "raw")
 
     def __init__(self, raw: Mapping[str, Any] | bool) -> None:
         from referencing import Registry
@@ -611,6 +611,9 @@ class Schema:
             given = dict(raw)
         # an empty registry: no reference is ever fetched from the network
         self._validator: Validator = _validator_class()(given, registry=Registry())
+        # only patterns need a time budget; setting one costs more than a simple check
+        self._patterns = _has_patterns(raw)
+        self._fast = _fast_check(raw)
 
     def problems(self, value: object, path: str = "") -> list[Problem]:
         """Every way *value* breaks the schema, each at its path (``input.items[2].name``)."""
@@ -637,7 +640,12 @@ class Schema:
     def _check(self, value: object, path: str) -> tuple[list[Problem], bool]:
         from referencing.exceptions import Unresolvable
 
-        token = _deadline.set(_Budget(time.monotonic() + PATTERN_BUDGET_S))
+        fast = self._fast
+        if fast is not None and fast(value):
+            return [], False  # valid; a value it cannot vouch for is checked in full below
+        token = (
+            _deadline.set(_Budget(time.monotonic() + PATTERN_BUDGET_S)) if self._patterns else None
+        )
         try:
             # a bounded number: a huge value breaking its schema everywhere stays cheap
             errors = list(itertools.islice(self._validator.iter_errors(value), 2 * MAX_PROBLEMS))
@@ -646,7 +654,8 @@ class Schema:
         except Unresolvable as exc:
             return [Problem(path, f"the schema has a reference that leads nowhere: {exc}")], False
         finally:
-            _deadline.reset(token)
+            if token is not None:
+                _deadline.reset(token)
         # a value of the wrong type gets that one problem, not one per keyword besides
         wrong_type = {
             (tuple(e.absolute_path), id(e.schema)) for e in errors if e.validator == "type"
@@ -665,6 +674,81 @@ class Schema:
             del problems[MAX_PROBLEMS:]
             problems.append(Problem(path, f"more problems than the {MAX_PROBLEMS} listed"))
         return problems, timed_out
+
+
+def _has_patterns(schema: object) -> bool:
+    """Whether *schema* has a ``pattern`` or ``patternProperties`` anywhere (a property so
+    named counts too: a budget set for nothing costs little)."""
+    if isinstance(schema, Mapping):
+        return any(
+            key in ("pattern", "patternProperties") or _has_patterns(value)
+            for key, value in schema.items()
+        )
+    if isinstance(schema, list | tuple):
+        return any(_has_patterns(item) for item in schema)
+    return False
+
+
+_EXACT_TYPES: Final[Mapping[str, frozenset[type]]] = {
+    "string": frozenset({str}),
+    "integer": frozenset({int}),
+    "number": frozenset({int, float}),
+    "boolean": frozenset({bool}),
+    "null": frozenset({type(None)}),
+    "object": frozenset({dict}),
+    "array": frozenset({list}),
+}
+_NOTES: Final = frozenset({"description", "title", "default", "examples", "$comment"})
+
+
+def _fast_check(schema: object) -> Callable[[object], bool] | None:
+    """For a simple object schema (``properties`` of plain types, ``required``,
+    ``additionalProperties: false``: what :func:`~openrooms.tools.schema_from_signature`
+    derives), a check that says True only for a value the full check accepts; False means
+    "ask the full check", which also words the problems. None for any other schema."""
+    if not isinstance(schema, Mapping) or schema.get("type") != "object":
+        return None
+    if (
+        not set(schema)
+        <= {"type", "properties", "required", "additionalProperties", "$schema"} | _NOTES
+    ):
+        return None
+    properties = schema.get("properties", {})
+    required = schema.get("required", [])
+    extra = schema.get("additionalProperties", True)
+    if not isinstance(properties, Mapping) or not isinstance(extra, bool):
+        return None
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        return None
+    types: dict[str, frozenset[type] | None] = {}
+    for name, prop in properties.items():
+        if not isinstance(prop, Mapping) or not set(prop) <= {"type"} | _NOTES:
+            return None
+        kind = prop.get("type")
+        if kind is None:
+            types[name] = None  # anything goes
+        elif isinstance(kind, str) and kind in _EXACT_TYPES:
+            types[name] = _EXACT_TYPES[kind]
+        else:
+            return None
+    needed = tuple(required)
+
+    def check(value: object) -> bool:
+        if type(value) is not dict:
+            return False
+        for name in needed:
+            if name not in value:
+                return False
+        for key, item in value.items():
+            if key in types:
+                allowed = types[key]
+                if allowed is not None and type(item) not in allowed:
+                    return False
+            elif not extra:
+                return False
+        return True
+
+    return check
 
 
 def _value_message(e: Any) -> str:

@@ -57,10 +57,15 @@ def secrets_in(args: Any) -> list[str]:
     """The credentials a tool call's arguments carry: values under credential-named keys
     (``Authorization``, ``api_key``, ``token``...; the token alone too, for
     ``Bearer <token>``), and credential-named query parameters and passwords in URLs."""
+    if type(args) is dict and not args:
+        return []
     found: list[str] = []
 
     def walk(value: Any, sensitive: bool, depth: int = 0) -> None:
         if depth > MAX_DEPTH:  # no store keeps it: the storability check refuses it
+            return
+        kind = type(value)
+        if kind in _SCALARS:  # the common case, without the slower ABC checks below
             return
         if isinstance(value, Mapping):
             for k, v in value.items():
@@ -79,6 +84,9 @@ def secrets_in(args: Any) -> list[str]:
 
     walk(args, False)
     return [v for v in found if len(v) >= MIN_SECRET_LENGTH]
+
+
+_SCALARS: Final = frozenset({int, float, bool, type(None)})
 
 
 def _url_secrets(url: str) -> list[str]:
@@ -103,6 +111,9 @@ class Scrubber:
     __slots__ = ("_pattern",)
 
     def __init__(self, secrets: Iterable[str]) -> None:
+        if not secrets:  # an empty list or tuple (a call without credentials): nothing to do
+            self._pattern = None
+            return
         forms: set[str] = set()
         for secret in secrets:
             if len(secret) >= MIN_SECRET_LENGTH:

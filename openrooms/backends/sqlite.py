@@ -16,6 +16,7 @@ behind, so it needs no write lock either when the schema is current.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -313,6 +314,19 @@ def _checked_event_from_row(room_id: RoomId, row: Any) -> Event:
             "duration_ms": duration_ms,
         }
     )
+
+
+@functools.cache
+def _update_statement(changed: int, fenced: bool) -> str:
+    """The UPDATE of a step writing the containers whose bits are set in *changed* (bit
+    1 + their index in _CONTAINERS), checking the lease token if *fenced*; built once."""
+    sets = "status = ?, version = ?, body = ?, due_at = ?, current_node = ?, steps = ?, wake_at = ?"
+    for bit, name in enumerate(_CONTAINERS, 1):
+        if changed & (1 << bit):
+            sets += f", {name} = ?"
+    # S608: the statement is built from our column names only; values are parameters
+    sql = f"UPDATE rooms SET {sets} WHERE id = ? AND version = ?"  # noqa: S608
+    return sql + " AND lease_token = ?" if fenced else sql
 
 
 def _scalars(state: RoomState) -> dict[str, Any]:
@@ -718,10 +732,6 @@ class SQLiteStore(AtomicStore):
     ) -> tuple[str, list[Any]]:
         """The UPDATE of a step: the body and hot columns, and the containers that changed
         since this store last wrote the room (all of them if it did not, or not last)."""
-        sets = (
-            "status = ?, version = ?, body = ?, due_at = ?, current_node = ?, steps = ?, "
-            "wake_at = ?"
-        )
         params: list[Any] = [
             state.status.value,
             state.version,
@@ -734,18 +744,15 @@ class SQLiteStore(AtomicStore):
         before = self._written.get(state.room_id)
         if before is not None and before[0] != expected_version:
             before = None
-        for i, name in enumerate(_CONTAINERS, 1):
-            value = getattr(state, name)
-            if before is None or before[i] is not value:
-                sets += f", {name} = ?"
+        changed = 0  # a bit per container written, in _CONTAINERS order
+        for bit, value in enumerate((state.variables, state.memory, state.usage, state.visits), 1):
+            if before is None or before[bit] is not value:
+                changed |= 1 << bit
                 params.append(_dumps(value))
         params += [state.room_id, expected_version]
-        # S608: the statement is built from our column names only; values are parameters
-        sql = f"UPDATE rooms SET {sets} WHERE id = ? AND version = ?"  # noqa: S608
-        if lease is None:
-            return sql, params
-        params.append(lease.token)
-        return sql + " AND lease_token = ?", params
+        if lease is not None:
+            params.append(lease.token)
+        return _update_statement(changed, lease is not None), params
 
     def _update_room(
         self,

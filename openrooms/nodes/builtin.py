@@ -31,6 +31,7 @@ from openrooms.expressions import (
     compile_template,
     compile_value,
 )
+from openrooms.memory import RoomMemory
 from openrooms.nodes.base import (
     CONFIG_NAMES,
     LogRecord,
@@ -41,6 +42,7 @@ from openrooms.nodes.base import (
 )
 from openrooms.plan import PreparedEnd, PreparedWait
 from openrooms.schema import check_schema, compile_schema
+from openrooms.scrub import Scrubber, secrets_in
 from openrooms.storable import check_storable
 from openrooms.tools.base import ToolContext
 from openrooms.tools.redact import redact, truncate_json
@@ -384,7 +386,8 @@ class ToolExecutor(NodeExecutor):
     async def execute(self, ctx: NodeContext) -> Outcome:
         prepared: PreparedTool = ctx.prepared
         if not prepared.splicing:
-            return await call_tool(ctx, prepared.tool, prepared.args.render(ctx.scope))
+            args = prepared.args.render(ctx.scope)
+            return await call_tool(ctx, prepared.tool, args, commit_at_once=False)
         # the running tool decides, whatever registry the workflow was validated against
         tool = ctx.tools.find(prepared.tool)
         rules = tool.templating if tool is not None else {}
@@ -398,19 +401,30 @@ class ToolExecutor(NodeExecutor):
         for arg, template in prepared.texts.items():
             if rules.get(arg) == "url":
                 args[arg] = _render_url(template, ctx.scope)
-        return await call_tool(ctx, prepared.tool, args)
+        return await call_tool(ctx, prepared.tool, args, commit_at_once=False)
 
 
 async def call_tool(
-    ctx: NodeContext, name: str, args: Any, *, call_id: str | None = None
+    ctx: NodeContext,
+    name: str,
+    args: Any,
+    *,
+    call_id: str | None = None,
+    commit_at_once: bool = True,
 ) -> Outcome:
     """Call tool *name* once for this attempt, through the journal.
 
     A call the attempt already recorded (it ran before a crash) is not made again: its
     recorded result or error is the outcome. Otherwise the call runs and its
-    ``TOOL_CALLED`` event is committed at once.
+    ``TOOL_CALLED`` event is committed at once, or, with ``commit_at_once=False`` (a node
+    that makes this one call and nothing after it), returned in the outcome's ``records``,
+    to be committed with the node's completion in one transaction. A crash before that
+    commit makes the call again, with the same idempotency key, as a crash during the
+    call would: at least once either way.
     """
-    journal = ctx.journal
+    journal = ctx.journal_if_used
+    if journal is None and (commit_at_once or _may_have_recorded(ctx)):
+        journal = ctx.journal
     if journal is not None:
         recorded = journal.take(
             EventType.TOOL_CALLED,
@@ -421,6 +435,8 @@ async def call_tool(
                 unstorable = recorded.error.type == UnstorableValueError.__name__
                 return Outcome.failed(recorded.error, retryable=not unstorable)
             return Outcome.ok(recorded.data.get("result"))
+    if not commit_at_once:
+        journal = None  # the record goes in the outcome
     tool = ctx.tools.get(name)
     key = ctx.idempotency_key if call_id is None else f"{ctx.idempotency_key}:{call_id}"
     data: dict[str, Any] = {"tool": name, "args": redact(args), "idempotency_key": key}
@@ -432,10 +448,8 @@ async def call_tool(
         node=ctx.node.id,
         idempotency_key=key,
         attempt=ctx.attempt,
-        memory=journal.memory() if journal is not None else None,
+        memory=_memory_of(ctx) if tool.context_param is not None else None,
     )
-    from openrooms.scrub import Scrubber, secrets_in
-
     # the credentials this call carries (an Authorization header, ?api_key=) stay out of
     # its result and error; the runner scrubs the environment's keys from everything
     scrub = Scrubber(secrets_in(args))
@@ -456,18 +470,21 @@ async def call_tool(
         await journal.acommit(record)
         return Outcome.failed(info, retryable=retryable)
     elapsed = (time.perf_counter() - started) * 1000
-    try:
-        check_storable(result, f"nodes.{ctx.node.id} tool {name!r} result")
-    except UnstorableValueError as exc:
-        # logged as the call's error, so a resumed attempt reuses it rather than call again
-        info = ErrorInfo.from_exception(exc, with_traceback=False)
-        record = LogRecord(EventType.TOOL_CALLED, data, Level.ERROR, elapsed, info)
-        if journal is None:
-            return Outcome.failed(info, retryable=False, records=(record,))
-        await journal.acommit(record)
-        return Outcome.failed(info, retryable=False)
-    limit = ctx.runtime.config.max_logged_bytes if ctx.runtime else DEFAULT_MAX_LOGGED_BYTES
-    logged, truncated = truncate_json(result, limit)
+    if result is None or type(result) is bool:  # nothing to check, nothing to cut
+        logged, truncated = result, False
+    else:
+        try:
+            check_storable(result, f"nodes.{ctx.node.id} tool {name!r} result")
+        except UnstorableValueError as exc:
+            # logged as the call's error, so a resumed attempt reuses it rather than call again
+            info = ErrorInfo.from_exception(exc, with_traceback=False)
+            record = LogRecord(EventType.TOOL_CALLED, data, Level.ERROR, elapsed, info)
+            if journal is None:
+                return Outcome.failed(info, retryable=False, records=(record,))
+            await journal.acommit(record)
+            return Outcome.failed(info, retryable=False)
+        limit = ctx.runtime.config.max_logged_bytes if ctx.runtime else DEFAULT_MAX_LOGGED_BYTES
+        logged, truncated = truncate_json(result, limit)
     data["result"] = logged
     if truncated:
         data["truncated"] = True  # a resumed attempt calls the tool again rather than reuse it
@@ -476,6 +493,21 @@ async def call_tool(
         return Outcome.ok(result, records=(record,))
     await journal.acommit(record)
     return Outcome.ok(result)
+
+
+def _may_have_recorded(ctx: NodeContext) -> bool:
+    """Whether the attempt may have recorded calls before (it ran before a crash, or the
+    room is re-run from an old log): only then is its journal worth making to ask."""
+    room = ctx.room
+    return room.version > room.node_seq or (
+        ctx.runtime is not None and ctx.runtime.recorded_calls is not None
+    )
+
+
+def _memory_of(ctx: NodeContext) -> RoomMemory | None:
+    """The room's memory for a tool that takes a :class:`ToolContext`."""
+    journal = ctx.journal
+    return journal.memory() if journal is not None else None
 
 
 class WaitExecutor(NodeExecutor):

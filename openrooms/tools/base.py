@@ -92,6 +92,7 @@ class Tool:
     context_param: str | None = None
     templating: Mapping[str, ArgKind] = attrs.field(factory=dict, validator=_check_templating)
     _compiled: Schema | None = attrs.field(init=False, default=None, eq=False, repr=False)
+    _is_async: bool | None = attrs.field(init=False, default=None, eq=False, repr=False)
 
     async def call(self, args: Mapping[str, Any], ctx: ToolContext) -> Any:
         """Validate *args* against the schema and run the tool. The ``tool`` node (or agent)
@@ -110,8 +111,12 @@ class Tool:
         kwargs = dict(args)
         if self.context_param is not None:
             kwargs[self.context_param] = ctx
+        is_async = self._is_async
+        if is_async is None:  # asked once: inspect's answer costs a microsecond a call
+            is_async = inspect.iscoroutinefunction(self.fn)
+            object.__setattr__(self, "_is_async", is_async)
         try:
-            if inspect.iscoroutinefunction(self.fn):
+            if is_async:
                 result = await self.fn(**kwargs)
             else:
                 result = await _in_daemon_thread(self.fn, kwargs)

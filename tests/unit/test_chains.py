@@ -115,9 +115,9 @@ def test_an_io_node_runs_only_once_the_way_to_it_is_committed() -> None:
     started = [e for e in log if e.type is EventType.NODE_STARTED and e.node == "call"]
     assert at[1] == at[2] == started[0].seq
     assert state.variables["seen"] == started[0].seq
-    # created; started, a, b and into the call; the call's journal; its completion (into c);
-    # c and the end
-    assert [node_steps(b) for b in store.batches] == [0, 3, 0, 1, 1]
+    # created; started, a, b and into the call; the call with its completion (into c): one
+    # commit, the TOOL_CALLED record in it; c and the end
+    assert [node_steps(b) for b in store.batches] == [0, 3, 1, 1]
 
 
 def test_a_short_room_makes_four_write_transactions_on_sqlite(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from openrooms import (
     LeaseLostError,
     RoomStatus,
     Runtime,
+    ToolContext,
     ToolRegistry,
     WorkflowBuilder,
     serde,
@@ -296,6 +297,63 @@ def test_a_store_failure_inside_a_node_stops_the_runner_and_is_not_the_node_s_fa
     assert [e.type for e in rt.events(room.id, types=[EventType.ROOM_RESUMED])] == [
         EventType.ROOM_RESUMED
     ]
+
+
+class BatchRecordingStore(FailingStore):
+    """A :class:`FailingStore` that keeps the event types of every commit it took."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[EventType]] = []
+
+    def commit(
+        self,
+        state: RoomState,
+        events: Sequence[Event],
+        *,
+        expected_version: int | None,
+        lease: Lease | None = None,
+    ) -> None:
+        super().commit(state, events, expected_version=expected_version, lease=lease)
+        self.batches.append([e.type for e in events])
+
+
+def test_a_tool_node_s_call_commits_with_its_completion_and_runs_again_if_that_is_lost() -> None:
+    """One commit per tool step: the TOOL_CALLED record and the node's completion. When
+    that commit fails, the call is made again on resume with the same idempotency key (at
+    least once), and the log holds it once."""
+    registry = ToolRegistry()
+    keys: list[str] = []
+
+    @tool(name="charge", registry=registry)
+    def charge(ctx: ToolContext) -> str:
+        """Charge once per idempotency key."""
+        keys.append(ctx.idempotency_key)
+        return "charged"
+
+    wf = (
+        WorkflowBuilder("one_commit", variables={"x": None})
+        .tool("call", "charge", {}, output="x")
+        .end("done")
+        .transition("call", "done")
+        .build(tools=registry)
+    )
+    store = BatchRecordingStore()
+    rt = Runtime(store, store, tools=registry)
+    room = rt.create_room(wf)
+    with pytest.raises(BackendUnavailableError, match="on purpose"):
+        rt.run(room.id)
+    assert len(keys) == 1
+    assert not rt.events(room.id, types=[EventType.TOOL_CALLED, EventType.NODE_COMPLETED])
+    store.failing = False
+    done = rt.run(room.id)
+    assert done.status is RoomStatus.COMPLETED and done.variables["x"] == "charged"
+    assert keys == [keys[0], keys[0]]  # made again, with the same key
+    (called,) = rt.events(room.id, types=[EventType.TOOL_CALLED])
+    assert called.data["idempotency_key"] == keys[0]
+    (step,) = [b for b in store.batches if EventType.TOOL_CALLED in b]
+    assert step.index(EventType.TOOL_CALLED) < step.index(EventType.NODE_COMPLETED)
+    rt.close()
 
 
 class SlowStore:

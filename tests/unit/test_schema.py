@@ -591,3 +591,56 @@ def test_only_the_pattern_that_ran_out_of_time_is_blamed() -> None:
         validate({"s": "a" * 40 + "!"}, schema, what="v")
     messages = [p.message for p in info.value.problems]
     assert len(messages) == 1 and "'^(a|a)*$' took too long" in messages[0]
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=6,
+)
+_SIMPLE_TYPES = ["string", "integer", "number", "boolean", "null", "object", "array"]
+
+
+@st.composite
+def _simple_schemas(draw: st.DrawFn) -> dict[str, Any]:
+    names = draw(st.lists(st.sampled_from("abcd"), unique=True, max_size=4))
+    properties: dict[str, Any] = {}
+    for name in names:
+        kind = draw(st.none() | st.sampled_from(_SIMPLE_TYPES))
+        properties[name] = {} if kind is None else {"type": kind, "description": name}
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if names:
+        schema["required"] = draw(st.lists(st.sampled_from(names), unique=True))
+    extra = draw(st.none() | st.booleans())
+    if extra is not None:
+        schema["additionalProperties"] = extra
+    return schema
+
+
+@given(
+    _simple_schemas(),
+    st.dictionaries(st.sampled_from("abcde"), _JSON_VALUES, max_size=5) | _JSON_VALUES,
+)
+def test_a_simple_schema_s_quick_check_agrees_with_the_full_one(schema: Any, value: Any) -> None:
+    """Object schemas of plain-typed properties are checked without jsonschema when the
+    value fits; what the quick check cannot vouch for gets the full check's problems."""
+    quick = compile_schema(schema)
+    full = compile_schema(schema)
+    assert quick._fast is not None
+    full._fast = None
+    assert quick.problems(value, "args") == full.problems(value, "args")
+
+
+def test_the_quick_check_vouches_for_fitting_arguments_of_a_derived_schema() -> None:
+    from openrooms.tools import schema_from_signature
+
+    def refund(order_id: str, amount: float, note: str = "") -> None:
+        """Refund."""
+
+    compiled = compile_schema(schema_from_signature(refund)[0])
+    assert compiled._fast is not None
+    assert compiled._fast({"order_id": "A-1", "amount": 2.5})
+    assert not compiled._fast({"order_id": "A-1"})  # left to the full check, which words it
+    assert compiled.problems({"order_id": "A-1"}, "args") == [
+        Problem("args", "missing required property 'amount'")
+    ]
