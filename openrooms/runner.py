@@ -44,7 +44,7 @@ from openrooms.lease import HeldLease, LeaseKeeper
 from openrooms.memory import Conversations
 from openrooms.nodes import LogRecord, NodeContext, Outcome
 from openrooms.room import RoomState, RoomStatus
-from openrooms.scrub import Scrubber
+from openrooms.scrub import Scrubber, environment_scrubber
 from openrooms.storable import check_events
 from openrooms.storeio import StoreIO
 from openrooms.types import RoomId
@@ -206,8 +206,8 @@ class Runner:
         self._failures: dict[RoomId, list[InfrastructureError]] = {}
         # room -> the wake_at a run has just slept until off the lease: see _sleep
         self._slept: dict[RoomId, int] = {}
-        # the environment's secrets, read again at the start of every run (not every step:
-        # reading os.environ costs more than a pure step)
+        # the environment's secrets, looked at again at the start of every run (not every
+        # step: even the check that it is unchanged costs more than a pure step)
         self._scrubber = Scrubber([])
 
     def close(self) -> None:
@@ -247,7 +247,7 @@ class Runner:
             InfrastructureError: a store failed (BackendUnavailableError, ...), also inside a
                 node; the room stays as last committed, to be resumed.
         """
-        self._scrubber = Scrubber.from_environment()
+        self._scrubber = environment_scrubber()
         state = await self._session(room_id, force, on_event, input)
         while not hand_over and engine.next_action(state) == "sleep":
             if self.rt.stop_requested:
