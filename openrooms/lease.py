@@ -34,9 +34,10 @@ class HeldLease:
     Attributes:
         lease: the lease as last renewed (its token never changes).
         lost: why the lease was lost (``None`` while it is held).
+        released: whether the runner's last commit released it.
     """
 
-    __slots__ = ("_due", "interval_s", "lease", "lost", "on_lost", "ttl_ms")
+    __slots__ = ("_due", "interval_s", "lease", "lost", "on_lost", "released", "ttl_ms")
 
     def __init__(
         self,
@@ -50,6 +51,7 @@ class HeldLease:
         self.ttl_ms = ttl_ms
         self.interval_s = ttl_ms / 3000
         self.lost: str | None = None
+        self.released = False
         self.on_lost = on_lost
         # counted from when the lease was asked for, not from when a slow store granted it
         age_s = min(max(age_ms, 0) / 1000, self.interval_s)
