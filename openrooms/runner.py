@@ -582,6 +582,9 @@ commit_and_release`)."""
                 duration = (time.perf_counter() - started) * 1000
                 step = engine.decide(wf, state, outcome, now=now(), duration_ms=duration)
                 step = _storable(step, state, now, decided_in=(wf, duration))
+                if self._releasing is not None and _stays(step.state, now):
+                    # the room ends or waits: this is the session's last commit
+                    return await self._finish(state, step.state, [*step.events], holder, on_event)
                 state = saved = await self._commit(step, state, holder, on_event)
                 continue
             if action == "start":
@@ -856,6 +859,15 @@ commit_and_release`)."""
                 retryable=False,
             )
         return _after(ctx, state), outcome
+
+
+def _stays(state: RoomState, now: Callable[[], int]) -> bool:
+    """Whether a run's loop would stop at *state* (it ended, or waits for input or a time
+    not yet come): then the commit that leads to it is the session's last."""
+    action = engine.next_action(state)
+    if action in ("run", "start", "sleep"):
+        return False
+    return not (action == "wait" and state.wake_at is not None and state.wake_at <= now())
 
 
 def _leasing(store: object, name: str, *plain: str) -> Callable[..., Any] | None:
