@@ -39,14 +39,16 @@ def with_tool(registry: ToolRegistry) -> Workflow:
     )
 
 
-def test_the_sync_api_runs_every_room_on_one_event_loop_until_close() -> None:
+def test_the_sync_api_runs_every_room_on_one_event_loop_and_lease_keeper_until_close() -> None:
     registry = default_tools.copy()
     loops: list[asyncio.AbstractEventLoop] = []
+    keepers: list[threading.Thread] = []
 
     @tool(name="probe", registry=registry)
     async def probe() -> int:
-        """Note the event loop the node runs on."""
+        """Note the event loop the node runs on, and the thread keeping its lease."""
         loops.append(asyncio.get_running_loop())
+        keepers.extend(t for t in threading.enumerate() if t.name == "openrooms-lease-keeper")
         return 1
 
     store = MemoryStore()
@@ -55,9 +57,10 @@ def test_the_sync_api_runs_every_room_on_one_event_loop_until_close() -> None:
     for _ in range(3):
         assert rt.run(rt.create_room(wf).id).status is RoomStatus.COMPLETED
     assert len(loops) == 3 and loops[0] is loops[1] is loops[2]
+    assert len(keepers) == 3 and keepers[0] is keepers[1] is keepers[2]
     assert not loops[0].is_closed()
     rt.close()
-    assert loops[0].is_closed()
+    assert loops[0].is_closed() and not keepers[0].is_alive()
 
 
 def test_the_sync_api_refuses_to_run_inside_a_running_event_loop() -> None:
