@@ -200,7 +200,7 @@ class Runtime:
         # the event loop of the sync API (run, send_input), kept between calls: a new loop
         # per call costs more than a short room's whole run (see _run_sync)
         self._aio: asyncio.Runner | None = None
-        self._aio_close: Callable[[], Any] | None = None  # closes it, once (a finalizer)
+        self._aio_close: weakref.finalize[Any, Any] | None = None  # closes it, once
         self._aio_pid = 0
         self._aio_lock = threading.Lock()
 
@@ -601,6 +601,8 @@ class Runtime:
         try:
             aio = self._aio
             if aio is None or self._aio_pid != os.getpid():
+                if self._aio_close is not None:  # a forked child: the parent's loop is its own
+                    self._aio_close.detach()
                 aio = self._aio = asyncio.Runner()
                 self._aio_pid = os.getpid()
                 # closed by close(), or when the runtime is collected
@@ -692,10 +694,15 @@ class Runtime:
 
     def close(self) -> None:
         """Stop the runner's threads and event loop, and close the backends."""
-        with self._aio_lock:
-            close_loop, self._aio_close, self._aio = self._aio_close, None, None
-        if close_loop is not None:
-            close_loop()
+        # not while a run is on the loop (close() called from a node, or another thread):
+        # then the loop is closed when the runtime is collected
+        if self._aio_lock.acquire(blocking=False):
+            try:
+                close_loop, self._aio_close, self._aio = self._aio_close, None, None
+            finally:
+                self._aio_lock.release()
+            if close_loop is not None:
+                close_loop()
         self._runner.close()
         self.states.close()
         if cast(object, self.log) is not self.states:
