@@ -577,6 +577,9 @@ class Runtime:
     ) -> RoomState:
         """Run a room until it completes, fails or waits; also resumes a crashed run.
 
+        Runs on this runtime's own event loop, kept between calls until :meth:`close` (from
+        inside a running event loop, await :meth:`arun` instead: this raises RuntimeError).
+
         Raises:
             RoomNotFoundError, RoomLeasedError (another live runner has it).
             LeaseLostError: the lease expired or was taken over mid-run; the node that was
