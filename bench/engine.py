@@ -30,14 +30,11 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from openrooms import Runtime, Workflow, WorkflowBuilder
 from openrooms.backends import MemoryStore, SQLiteStore
-from openrooms.events import Event
-from openrooms.room import RoomState
 from openrooms.tools import ToolRegistry, default_tools, tool
 
 
@@ -185,18 +182,24 @@ def short_room_workflow() -> Workflow:
 
 
 class CountingSQLiteStore(SQLiteStore):
-    """SQLiteStore counting its write transactions (``BEGIN IMMEDIATE``), to print them."""
+    """SQLiteStore counting its write transactions (``BEGIN IMMEDIATE``), to print them: on
+    its connections, so that none of its methods is changed."""
 
     writes = 0
 
-    def _transaction(self) -> Any:
-        CountingSQLiteStore.writes += 1
-        return super()._transaction()
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._db.set_trace_callback(self._count)
 
-    def commit(self, state: RoomState, events: Sequence[Event], **kwargs: Any) -> None:
-        if kwargs.get("expected_version") is not None:
-            CountingSQLiteStore.writes += 1  # the hot path opens its own transaction
-        super().commit(state, events, **kwargs)
+    def _nowait_connection(self) -> sqlite3.Connection:
+        db = super()._nowait_connection()
+        db.set_trace_callback(self._count)
+        return db
+
+    @staticmethod
+    def _count(sql: str) -> None:
+        if sql.startswith("BEGIN IMMEDIATE"):
+            CountingSQLiteStore.writes += 1
 
 
 def run_rooms(

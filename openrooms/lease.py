@@ -26,6 +26,9 @@ __all__ = ["HeldLease", "LeaseKeeper"]
 
 _RETRY_S = 0.05
 """How soon a renewal that failed for a reason other than a lost lease is tried again."""
+_IDLE_S = 5.0
+"""A keeper with no lease to keep for this long ends (many short rooms in a row reuse one
+thread; a runtime left open costs nothing)."""
 
 
 class HeldLease:
@@ -34,9 +37,10 @@ class HeldLease:
     Attributes:
         lease: the lease as last renewed (its token never changes).
         lost: why the lease was lost (``None`` while it is held).
+        released: whether the runner's last commit released it.
     """
 
-    __slots__ = ("_due", "interval_s", "lease", "lost", "on_lost", "ttl_ms")
+    __slots__ = ("_due", "interval_s", "lease", "lost", "on_lost", "released", "ttl_ms")
 
     def __init__(
         self,
@@ -50,6 +54,7 @@ class HeldLease:
         self.ttl_ms = ttl_ms
         self.interval_s = ttl_ms / 3000
         self.lost: str | None = None
+        self.released = False
         self.on_lost = on_lost
         # counted from when the lease was asked for, not from when a slow store granted it
         age_s = min(max(age_ms, 0) / 1000, self.interval_s)
@@ -57,8 +62,8 @@ class HeldLease:
 
 
 class LeaseKeeper:
-    """Renews every lease a runtime's runners hold, from one daemon thread (running only while
-    a lease is held).
+    """Renews every lease a runtime's runners hold, from one daemon thread (running while a
+    lease is held, and a few seconds after).
 
     Args:
         states: the store the leases are in.
@@ -105,13 +110,22 @@ class LeaseKeeper:
             thread.join()
 
     def _keep(self) -> None:
+        idle_since = None
         while True:
             with self._wake:
                 if self._closed:
                     return
-                if not self._held:  # nothing to keep: leave (the next hold starts another)
-                    self._thread = None
-                    return
+                if not self._held:
+                    # nothing to keep: wait a while for the next hold, then leave (the next
+                    # hold after that starts another thread)
+                    now = time.monotonic()
+                    idle_since = now if idle_since is None else idle_since
+                    if now - idle_since >= _IDLE_S:
+                        self._thread = None
+                        return
+                    self._wake.wait(idle_since + _IDLE_S - now)
+                    continue
+                idle_since = None
                 now = time.monotonic()
                 due = [h for h in self._held if h._due <= now]
                 if not due:

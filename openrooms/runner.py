@@ -44,7 +44,7 @@ from openrooms.lease import HeldLease, LeaseKeeper
 from openrooms.memory import Conversations
 from openrooms.nodes import LogRecord, NodeContext, Outcome
 from openrooms.room import RoomState, RoomStatus
-from openrooms.scrub import Scrubber
+from openrooms.scrub import Scrubber, environment_scrubber
 from openrooms.storable import check_events
 from openrooms.storeio import StoreIO
 from openrooms.types import RoomId
@@ -197,6 +197,17 @@ class Runner:
         """... and commit at least this often (ms), so ``logs --follow`` stays live."""
         self._save = committer(runtime.states, runtime.log)
         self._split = cast(object, runtime.states) is not runtime.log
+        # a store holding both that takes and lets go of leases in its commits: a short room
+        # is then one write (see _begin_unleased), and a session's last commit releases
+        self._acquiring: Callable[..., Lease] | None = None
+        self._releasing: Callable[..., None] | None = None
+        if not self._split:
+            self._acquiring = _leasing(
+                runtime.states, "acquire_and_commit", "commit", "acquire_lease", "release_lease"
+            )
+            self._releasing = _leasing(
+                runtime.states, "commit_and_release", "commit", "release_lease"
+            )
         self.io = StoreIO(runtime.states, runtime.log)
         """How the store calls are made without stalling the event loop."""
         self._keeper = LeaseKeeper(runtime.states, runtime.now)
@@ -206,8 +217,8 @@ class Runner:
         self._failures: dict[RoomId, list[InfrastructureError]] = {}
         # room -> the wake_at a run has just slept until off the lease: see _sleep
         self._slept: dict[RoomId, int] = {}
-        # the environment's secrets, read again at the start of every run (not every step:
-        # reading os.environ costs more than a pure step)
+        # the environment's secrets, looked at again at the start of every run (not every
+        # step: even the check that it is unchanged costs more than a pure step)
         self._scrubber = Scrubber([])
 
     def close(self) -> None:
@@ -247,7 +258,7 @@ class Runner:
             InfrastructureError: a store failed (BackendUnavailableError, ...), also inside a
                 node; the room stays as last committed, to be resumed.
         """
-        self._scrubber = Scrubber.from_environment()
+        self._scrubber = environment_scrubber()
         state = await self._session(room_id, force, on_event, input)
         while not hand_over and engine.next_action(state) == "sleep":
             if self.rt.stop_requested:
@@ -318,7 +329,16 @@ class Runner:
         rt = self.rt
         io = self.io
         previous = await io.call(rt.states.find_lease, room_id)
-        now, lease = await io.call(self._take_lease, room_id, force)
+        begun = None
+        if self._acquiring is not None and seen is None:
+            begun = await self._begin_unleased(room_id, force, on_event, input, previous)
+            if begun is not None and begun[2] is None:
+                return begun[0]  # done in one commit (or nothing to do): no lease held
+        if begun is None:
+            now, lease = await io.call(self._take_lease, room_id, force)
+        else:
+            assert begun[2] is not None
+            now, lease = 0, begun[2]
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
 
@@ -335,6 +355,8 @@ class Runner:
         holder = self._keeper.hold(lease, self.lease_ttl_ms, cancel_the_run)
         try:
             try:
+                if begun is not None:  # its first commit took the lease
+                    return await self._loop(begun[1], begun[0], holder, on_event)
                 state = await io.call(rt.load_room, room_id)
                 if seen is not None and state.version > seen:
                     await self._relay(room_id, seen, on_event)
@@ -365,9 +387,127 @@ class Runner:
             self._threads.pop(room_id, None)
             self._failures.pop(room_id, None)
             self._keeper.drop(holder)
-            if holder.lost is None:
+            if holder.lost is None and not holder.released:
                 with contextlib.suppress(Exception):
                     await io.call(rt.states.release_lease, holder.lease)
+
+    async def _begin_unleased(
+        self,
+        room_id: RoomId,
+        force: bool,
+        on_event: EventCallback | None,
+        input: Any,
+        previous: Lease | None,
+    ) -> tuple[RoomState, Workflow, Lease | None] | None:
+        """Begin a session whose lease is taken by its first commit (a store that holds both
+        state and log, and offers :meth:`~openrooms.backends.base.LeasingStore.acquire_and_commit`).
+
+        The room is read without the lease, and the steps that do no IO (its start, input, a
+        due wake-up, a chain of pure nodes) are made in memory; they are then committed in
+        the transaction that acquires the lease, compare-and-set on the version read, so the
+        result is the same as acquiring first: a runner that got there meanwhile makes the
+        commit fail, and nothing is saved. A room that ends or waits after them releases the
+        lease in that same transaction too: a short room's run is one write.
+
+        Returns the state, its workflow and the lease (None once released, or when there
+        was nothing to do), or None where the run must take the lease first: the room was
+        left mid-node, must sleep before anything else, or another runner got there first
+        (taking the lease then says who).
+        """
+        rt = self.rt
+        now = rt.now
+        if previous is not None and previous.owner != rt.owner and previous.expires_at > now():
+            if not force and not _owner_is_gone(previous.owner):
+                raise RoomLeasedError(room_id, previous.owner, previous.expires_at)
+            force = True
+        saved = state = await self.io.call(rt.load_room, room_id)
+        if engine.next_action(state) == "run" and state.steps > 0:
+            return None  # left mid-node: the taking over is noted under the lease
+        wf = await self.io.call(rt.workflow_for, state)
+        pending: list[Event] = []
+        if input is not NO_INPUT:
+            step = engine.receive_input(wf, state, input, now=now())
+            pending.extend(step.events)
+            state = step.state
+        since = time.monotonic()
+        while True:  # the part of Runner._loop before its first commit
+            if rt.stop_requested:
+                final = True
+                break
+            action = engine.next_action(state)
+            if action == "run" and engine.can_advance(wf, state):
+                done = state.steps - saved.steps
+                if (
+                    done >= self.commit_every_steps
+                    or (time.monotonic() - since) * 1000 >= self.commit_every_ms
+                ):
+                    final = False
+                    break
+                step = engine.advance(
+                    wf,
+                    state,
+                    now=now(),
+                    limit=min(_CHAIN_CHUNK, self.commit_every_steps - done),
+                    timer=time.perf_counter,
+                    scrub=self._scrubber.outcome if self._scrubber else None,
+                )
+            elif action == "start":
+                step = _storable(engine.start(wf, state, now=now()), state, now)
+            elif action == "wait" and state.wake_at is not None and state.wake_at <= now():
+                step = _storable(engine.wake(wf, state, now=now()), state, now)
+            else:
+                final = action not in ("run", "sleep")  # an IO node or a backoff: leased
+                break
+            pending.extend(step.events)
+            state = step.state
+        if not pending:
+            return (state, wf, None) if final else None
+        events = tuple(pending)
+        assert self._acquiring is not None
+        try:
+            lease = await self.io.call(
+                self._acquiring,
+                state,
+                events,
+                expected_version=saved.version,
+                owner=rt.owner,
+                ttl_ms=self.lease_ttl_ms,
+                now=now(),
+                force=force,
+                release=final,
+            )
+        except (RoomLeasedError, StaleRoomError):
+            return None  # another runner got there first
+        self._committed(engine.Step(state, events), on_event)
+        return state, wf, None if final else lease
+
+    async def _finish(
+        self,
+        saved: RoomState,
+        state: RoomState,
+        pending: list[Event],
+        holder: HeldLease,
+        on_event: EventCallback | None,
+    ) -> RoomState:
+        """The session's last commit (see :meth:`_flush`), releasing the lease in the same
+        transaction where the store can (:meth:`~openrooms.backends.base.LeasingStore.\
+commit_and_release`)."""
+        release = self._releasing
+        if not pending or release is None:
+            return await self._flush(saved, state, pending, holder, on_event)
+        _check_held(holder, state.room_id, self.rt.owner)
+        # renewed no more: a renewal after the release would report the lease lost
+        self._keeper.drop(holder)
+        events = tuple(pending)
+        pending.clear()
+        try:
+            await self.io.call(
+                release, state, events, expected_version=saved.version, lease=holder.lease
+            )
+        except StaleRoomError:
+            return await self.io.call(self._refused, saved, holder)
+        holder.released = True
+        return self._committed(engine.Step(state, events), on_event)
 
     def _take_lease(self, room_id: RoomId, force: bool) -> tuple[int, Lease]:
         """Acquire the room's lease and, with two stores, raise the log's fence to it before
@@ -410,7 +550,7 @@ class Runner:
         while True:
             if self.rt.stop_requested:
                 # e.g. Ctrl-C: every step so far is committed; resume goes on
-                return await self._flush(saved, state, pending, holder, on_event)
+                return await self._finish(saved, state, pending, holder, on_event)
             action = engine.next_action(state)
             if action == "run" and engine.can_advance(wf, state):
                 if not pending:
@@ -442,6 +582,9 @@ class Runner:
                 duration = (time.perf_counter() - started) * 1000
                 step = engine.decide(wf, state, outcome, now=now(), duration_ms=duration)
                 step = _storable(step, state, now, decided_in=(wf, duration))
+                if self._releasing is not None and _stays(step.state, now):
+                    # the room ends or waits: this is the session's last commit
+                    return await self._finish(state, step.state, [*step.events], holder, on_event)
                 state = saved = await self._commit(step, state, holder, on_event)
                 continue
             if action == "start":
@@ -456,7 +599,7 @@ class Runner:
             elif action == "wait" and state.wake_at is not None and state.wake_at <= now():
                 step = engine.wake(wf, state, now=now())
             else:
-                return await self._flush(saved, state, pending, holder, on_event)
+                return await self._finish(saved, state, pending, holder, on_event)
             step = _storable(step, state, now)
             if not pending:
                 since = time.monotonic()
@@ -716,6 +859,34 @@ class Runner:
                 retryable=False,
             )
         return _after(ctx, state), outcome
+
+
+def _stays(state: RoomState, now: Callable[[], int]) -> bool:
+    """Whether a run's loop would stop at *state* (it ended, or waits for input or a time
+    not yet come): then the commit that leads to it is the session's last."""
+    action = engine.next_action(state)
+    if action in ("run", "start", "sleep"):
+        return False
+    return not (action == "wait" and state.wake_at is not None and state.wake_at <= now())
+
+
+def _leasing(store: object, name: str, *plain: str) -> Callable[..., Any] | None:
+    """*store*'s method *name* (a :class:`~openrooms.backends.base.LeasingStore`'s), unless
+    its class changed one of the *plain* methods whose work it does in one transaction (a
+    subclass that counts or fails commits, or a wrapper that delays them) and not *name*:
+    such a store is asked the separate way, so its own methods are the ones called."""
+    method = getattr(store, name, None)
+    if method is None:
+        return None
+    mro = type(store).__mro__
+
+    def defined_at(attr: str) -> int:
+        return next((i for i, cls in enumerate(mro) if attr in vars(cls)), len(mro))
+
+    at = defined_at(name)
+    if any(defined_at(p) < at for p in plain):
+        return None
+    return cast("Callable[..., Any]", method)
 
 
 def _storable(

@@ -18,7 +18,8 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -197,6 +198,12 @@ class Runtime:
         self._stored: dict[tuple[str, int], str] = {}
         self._lock = threading.Lock()
         self._stop = False
+        # the event loop of the sync API (run, send_input), kept between calls: a new loop
+        # per call costs more than a short room's whole run (see _run_sync)
+        self._aio: asyncio.Runner | None = None
+        self._aio_close: weakref.finalize[Any, Any] | None = None  # closes it, once
+        self._aio_pid = 0
+        self._aio_lock = threading.Lock()
 
     @property
     def tools(self) -> ToolRegistry:
@@ -577,6 +584,9 @@ class Runtime:
     ) -> RoomState:
         """Run a room until it completes, fails or waits; also resumes a crashed run.
 
+        Runs on this runtime's own event loop, kept between calls until :meth:`close` (from
+        inside a running event loop, await :meth:`arun` instead: this raises RuntimeError).
+
         Raises:
             RoomNotFoundError, RoomLeasedError (another live runner has it).
             LeaseLostError: the lease expired or was taken over mid-run; the node that was
@@ -584,9 +594,40 @@ class Runtime:
             InfrastructureError: a store failed (BackendUnavailableError, StaleRoomError,
                 ...), also inside a node; the room stays resumable.
         """
-        return asyncio.run(self._closing(self.arun(room_id, force=force, on_event=on_event)))
+        return self._run_sync(self.arun(room_id, force=force, on_event=on_event))
 
     resume = run
+
+    def _run_sync(self, work: Coroutine[Any, Any, RoomState]) -> RoomState:
+        """Run *work* to its end as ``asyncio.run`` would (model clients closed, tasks it left
+        cancelled; RuntimeError from inside a running event loop), on this runtime's own
+        event loop, kept open until :meth:`close`. A call made while another thread runs
+        one gets a loop of its own, as does a forked child."""
+        if _loop_running():
+            work.close()  # never awaited: closed here, so no warning says so
+            raise RuntimeError("cannot run a room synchronously inside a running event loop")
+        if not self._aio_lock.acquire(blocking=False):  # another thread's run has the loop
+            return asyncio.run(self._closing(work))
+        try:
+            aio = self._aio
+            if aio is None or self._aio_pid != os.getpid():
+                if self._aio_close is not None:  # a forked child: the parent's loop is its own
+                    self._aio_close.detach()
+                aio = self._aio = asyncio.Runner()
+                self._aio_pid = os.getpid()
+                # closed by close(), or when the runtime is collected
+                self._aio_close = weakref.finalize(self, _close_loop, aio, aio.get_loop())
+                first = True
+            else:
+                first = False
+            try:
+                return aio.run(self._closing(work))
+            finally:
+                _cancel_left(aio.get_loop())
+                if first:  # as after asyncio.run: the thread has no current loop
+                    asyncio.set_event_loop(None)
+        finally:
+            self._aio_lock.release()
 
     def request_stop(self) -> None:
         """Make every runner of this runtime stop at its next step boundary, now and later.
@@ -623,7 +664,7 @@ class Runtime:
                 surrogate...); nothing is recorded.
             RoomNotFoundError / RoomLeasedError.
         """
-        return asyncio.run(self._closing(self.asend_input(room_id, data, on_event=on_event)))
+        return self._run_sync(self.asend_input(room_id, data, on_event=on_event))
 
     def cancel(self, room_id: str, *, reason: str = "cancelled") -> RoomState:
         """Cancel an unfinished room; a runner working on it stops at its next commit.
@@ -662,7 +703,16 @@ class Runtime:
         raise RoomStatusError(room_id, "busy", "update it", "it changed on every attempt")
 
     def close(self) -> None:
-        """Stop the runner's threads and close the backends."""
+        """Stop the runner's threads and event loop, and close the backends."""
+        # not while a run is on the loop (close() called from a node, or another thread):
+        # then the loop is closed when the runtime is collected
+        if self._aio_lock.acquire(blocking=False):
+            try:
+                close_loop, self._aio_close, self._aio = self._aio_close, None, None
+            finally:
+                self._aio_lock.release()
+            if close_loop is not None:
+                close_loop()
         self._runner.close()
         self.states.close()
         if cast(object, self.log) is not self.states:
@@ -673,6 +723,35 @@ class Runtime:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _cancel_left(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks a run left on *loop* and let them end (as ``asyncio.run`` does)."""
+    if loop.is_closed():
+        return
+    left = asyncio.all_tasks(loop)
+    if not left:
+        return
+    for task in left:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+
+
+def _close_loop(aio: asyncio.Runner, loop: asyncio.AbstractEventLoop) -> None:
+    """Close a runtime's event loop; from a finalizer on a thread that runs another loop,
+    only the loop itself (its async generators and executor are left to end)."""
+    if _loop_running():
+        loop.close()
+    else:
+        aio.close()
 
 
 def open_runtime(

@@ -30,7 +30,13 @@ from openrooms.nodes.base import LogRecord, Outcome
 from openrooms.storable import MAX_DEPTH
 from openrooms.tools.redact import REDACTED, is_sensitive_key
 
-__all__ = ["MIN_SECRET_LENGTH", "Scrubber", "environment_secrets", "secrets_in"]
+__all__ = [
+    "MIN_SECRET_LENGTH",
+    "Scrubber",
+    "environment_scrubber",
+    "environment_secrets",
+    "secrets_in",
+]
 
 MIN_SECRET_LENGTH: Final = 8
 """Shorter values are never scrubbed (they are not credentials, and would garble text)."""
@@ -51,6 +57,28 @@ def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
         if _SECRET_NAME.search(name):
             found.extend(part.strip() for part in value.split(","))
     return [v for v in found if len(v) >= MIN_SECRET_LENGTH]
+
+
+def environment_scrubber() -> Scrubber:
+    """A :class:`Scrubber` for the secrets ``os.environ`` holds now.
+
+    The one made last is reused while the environment is unchanged, which a comparison of
+    its raw mapping tells in a few microseconds (reading it through ``os.environ`` decodes
+    every name and value: a tenth of a short room's run). The runner asks at the start of
+    every run, so a key set or changed since the last one is known to it.
+    """
+    global _last_environment
+    raw = getattr(os.environ, "_data", None)  # CPython's mapping behind os.environ
+    now = dict(raw) if isinstance(raw, dict) else dict(os.environ)
+    last = _last_environment
+    if last is not None and last[0] == now:
+        return last[1]
+    scrubber = Scrubber(environment_secrets())
+    _last_environment = (now, scrubber)
+    return scrubber
+
+
+_last_environment: tuple[dict[Any, Any], Scrubber] | None = None
 
 
 def secrets_in(args: Any) -> list[str]:

@@ -22,6 +22,7 @@ from openrooms.backends.base import (
     EventLog,
     JobQueue,
     Lease,
+    LeasingStore,
     StateStore,
     StoredWorkflow,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "EventLog",
     "JobQueue",
     "Lease",
+    "LeasingStore",
     "MemoryJobQueue",
     "MemoryStore",
     "SQLiteStore",

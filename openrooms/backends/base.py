@@ -35,6 +35,7 @@ __all__ = [
     "EventLog",
     "JobQueue",
     "Lease",
+    "LeasingStore",
     "StateStore",
     "StoredWorkflow",
     "due_at",
@@ -244,6 +245,54 @@ class AtomicStore(StateStore, EventLog, Protocol):
         ``expected_version=None`` creates the room (RoomExistsError if it exists); otherwise
         the save is compare-and-set as in :meth:`StateStore.replace`.
         """
+
+
+class LeasingStore(AtomicStore, Protocol):
+    """An :class:`AtomicStore` that also takes and lets go of a room's lease in the
+    transaction of a commit: a short room's run (start, a chain of pure nodes, end) is then
+    one transaction, not three (acquire, commit, release). Optional: the runner uses these
+    methods where a store that holds both state and log has both, and otherwise makes the
+    separate calls."""
+
+    def acquire_and_commit(
+        self,
+        state: RoomState,
+        events: Sequence[Event],
+        *,
+        expected_version: int,
+        owner: str,
+        ttl_ms: int,
+        now: int,
+        force: bool = False,
+        release: bool = False,
+    ) -> Lease:
+        """:meth:`~StateStore.acquire_lease` then :meth:`~AtomicStore.commit` under the new
+        lease, in one transaction; with *release*, :meth:`~StateStore.release_lease` too.
+        Returns the lease (no longer held, with *release*).
+
+        Raises:
+            RoomLeasedError: another live owner holds the lease (and not *force*).
+            StaleRoomError: the room is not at *expected_version*.
+            RoomNotFoundError: no such room.
+            In each case nothing was saved and no lease was taken.
+        """
+        ...
+
+    def commit_and_release(
+        self,
+        state: RoomState,
+        events: Sequence[Event],
+        *,
+        expected_version: int,
+        lease: Lease,
+    ) -> None:
+        """:meth:`~AtomicStore.commit` under *lease*, then release it, in one transaction.
+
+        Raises:
+            StaleRoomError: the version or lease check failed; nothing was saved and the
+                lease was not released.
+        """
+        ...
 
 
 class JobQueue(Protocol):

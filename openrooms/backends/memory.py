@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from openrooms.backends.base import AtomicStore, JobQueue, Lease, StoredWorkflow, due_at
+from openrooms.backends.base import JobQueue, Lease, LeasingStore, StoredWorkflow, due_at
 from openrooms.backends.selection import select_events
 from openrooms.errors import (
     CorruptRoomError,
@@ -26,7 +26,7 @@ from openrooms.types import RoomId
 __all__ = ["MemoryJobQueue", "MemoryStore"]
 
 
-class MemoryStore(AtomicStore):
+class MemoryStore(LeasingStore):
     """State, leases, workflows and logs in dicts, guarded by one lock."""
 
     may_block = False
@@ -131,11 +131,14 @@ class MemoryStore(AtomicStore):
             held = self._leases.get(room_id)
             if held is not None and held.owner != owner and held.expires_at > now and not force:
                 raise RoomLeasedError(room_id, held.owner, held.expires_at)
-            token = self._tokens.get(room_id, 0) + 1
-            self._tokens[room_id] = token
-            lease = Lease(room_id, owner, token, now + ttl_ms)
-            self._leases[room_id] = lease
-            return lease
+            return self._take_lease(room_id, owner, ttl_ms, now)
+
+    def _take_lease(self, room_id: RoomId, owner: str, ttl_ms: int, now: int) -> Lease:
+        token = self._tokens.get(room_id, 0) + 1
+        self._tokens[room_id] = token
+        lease = Lease(room_id, owner, token, now + ttl_ms)
+        self._leases[room_id] = lease
+        return lease
 
     def renew_lease(self, lease: Lease, *, ttl_ms: int, now: int) -> Lease:
         with self._lock:
@@ -245,6 +248,64 @@ class MemoryStore(AtomicStore):
             else:
                 self._replace(state, expected_version, lease)
             self._append(events)
+
+    # LeasingStore
+
+    def acquire_and_commit(
+        self,
+        state: RoomState,
+        events: Sequence[Event],
+        *,
+        expected_version: int,
+        owner: str,
+        ttl_ms: int,
+        now: int,
+        force: bool = False,
+        release: bool = False,
+    ) -> Lease:
+        room_id = state.room_id
+        with self._lock:
+            # every check before anything changes: a refusal leaves no trace
+            current = self._states.get(room_id)
+            if current is None:
+                raise RoomNotFoundError(room_id)
+            held = self._leases.get(room_id)
+            if held is not None and held.owner != owner and held.expires_at > now and not force:
+                raise RoomLeasedError(room_id, held.owner, held.expires_at)
+            self._check_commit(state, events, expected_version)
+            lease = self._take_lease(room_id, owner, ttl_ms, now)
+            self._replace(state, expected_version, lease)
+            self._append(events)
+            if release:
+                del self._leases[room_id]
+            return lease
+
+    def commit_and_release(
+        self,
+        state: RoomState,
+        events: Sequence[Event],
+        *,
+        expected_version: int,
+        lease: Lease,
+    ) -> None:
+        with self._lock:
+            self._check_commit(state, events, expected_version)
+            self._replace(state, expected_version, lease)
+            self._append(events)
+            held = self._leases.get(lease.room_id)
+            if held is not None and held.token == lease.token:
+                del self._leases[lease.room_id]
+
+    def _check_commit(
+        self, state: RoomState, events: Sequence[Event], expected_version: int
+    ) -> None:
+        if events and events[0].seq != len(self._logs.get(state.room_id, ())) + 1:
+            raise StaleRoomError(state.room_id, events[0].seq - 1)
+        current = self._states.get(state.room_id)
+        if current is None:
+            raise RoomNotFoundError(state.room_id)
+        if current.version != expected_version:
+            raise StaleRoomError(state.room_id, expected_version)
 
     def close(self) -> None:
         pass

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from openrooms import serde
-from openrooms.backends.base import AtomicStore, Lease, StoredWorkflow, due_at
+from openrooms.backends.base import Lease, LeasingStore, StoredWorkflow, due_at
 from openrooms.backends.selection import select_events
 from openrooms.errors import (
     BackendConfigError,
@@ -378,7 +378,7 @@ def _json(body: Any) -> Any:
         raise ValueError(f"the body is not UTF-8 (byte {exc.start})") from None
 
 
-class SQLiteStore(AtomicStore):
+class SQLiteStore(LeasingStore):
     """:class:`AtomicStore` in one SQLite file.
 
     Args:
@@ -845,26 +845,37 @@ class SQLiteStore(AtomicStore):
         self, room_id: RoomId, owner: str, *, ttl_ms: int, now: int, force: bool = False
     ) -> Lease:
         with _driver_errors(), self._transaction() as db:
-            if db.execute("SELECT 1 FROM rooms WHERE id = ?", (room_id,)).fetchone() is None:
-                raise RoomNotFoundError(room_id, self.where)
-            row = db.execute(
-                "SELECT owner, token, expires_at FROM leases WHERE room_id = ?", (room_id,)
-            ).fetchone()
-            token = 1
-            if row is not None:
-                held_by, held_token, expires_at = row
-                if held_by is not None and held_by != owner and expires_at > now and not force:
-                    raise RoomLeasedError(room_id, held_by, expires_at)
-                token = held_token + 1
-            lease = Lease(room_id, owner, token, now + ttl_ms)
-            db.execute(
-                "INSERT INTO leases (room_id, owner, token, expires_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (room_id) DO UPDATE SET owner = excluded.owner, "
-                "token = excluded.token, expires_at = excluded.expires_at",
-                (room_id, owner, token, lease.expires_at),
-            )
-            db.execute("UPDATE rooms SET lease_token = ? WHERE id = ?", (token, room_id))
-            return lease
+            return self._acquire(db, room_id, owner, ttl_ms, now, force)
+
+    def _acquire(
+        self,
+        db: sqlite3.Connection,
+        room_id: RoomId,
+        owner: str,
+        ttl_ms: int,
+        now: int,
+        force: bool,
+    ) -> Lease:
+        if db.execute("SELECT 1 FROM rooms WHERE id = ?", (room_id,)).fetchone() is None:
+            raise RoomNotFoundError(room_id, self.where)
+        row = db.execute(
+            "SELECT owner, token, expires_at FROM leases WHERE room_id = ?", (room_id,)
+        ).fetchone()
+        token = 1
+        if row is not None:
+            held_by, held_token, expires_at = row
+            if held_by is not None and held_by != owner and expires_at > now and not force:
+                raise RoomLeasedError(room_id, held_by, expires_at)
+            token = held_token + 1
+        lease = Lease(room_id, owner, token, now + ttl_ms)
+        db.execute(
+            "INSERT INTO leases (room_id, owner, token, expires_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (room_id) DO UPDATE SET owner = excluded.owner, "
+            "token = excluded.token, expires_at = excluded.expires_at",
+            (room_id, owner, token, lease.expires_at),
+        )
+        db.execute("UPDATE rooms SET lease_token = ? WHERE id = ?", (token, room_id))
+        return lease
 
     def renew_lease(self, lease: Lease, *, ttl_ms: int, now: int) -> Lease:
         renewed = Lease(lease.room_id, lease.owner, lease.token, now + ttl_ms)
@@ -878,12 +889,16 @@ class SQLiteStore(AtomicStore):
         return renewed
 
     def release_lease(self, lease: Lease) -> None:
-        # the row stays, so the next token is still higher than every earlier one
         with _driver_errors(), self._transaction() as db:
-            db.execute(
-                "UPDATE leases SET owner = NULL, expires_at = 0 WHERE room_id = ? AND token = ?",
-                (lease.room_id, lease.token),
-            )
+            self._release(db, lease)
+
+    @staticmethod
+    def _release(db: sqlite3.Connection, lease: Lease) -> None:
+        # the row stays, so the next token is still higher than every earlier one
+        db.execute(
+            "UPDATE leases SET owner = NULL, expires_at = 0 WHERE room_id = ? AND token = ?",
+            (lease.room_id, lease.token),
+        )
 
     def find_lease(self, room_id: RoomId) -> Lease | None:
         with _driver_errors(), self._lock:
@@ -1081,6 +1096,62 @@ class SQLiteStore(AtomicStore):
                 raise BackendUnavailableError("sqlite", str(exc)) from exc
             except sqlite3.DatabaseError as exc:
                 raise BackendUnavailableError("sqlite", f"{type(exc).__name__}: {exc}") from exc
+
+    # LeasingStore
+
+    def acquire_and_commit(
+        self,
+        state: RoomState,
+        events: Sequence[Event],
+        *,
+        expected_version: int,
+        owner: str,
+        ttl_ms: int,
+        now: int,
+        force: bool = False,
+        release: bool = False,
+    ) -> Lease:
+        return self._commit_leased(
+            state, events, expected_version, None, (owner, ttl_ms, now, force), release
+        )
+
+    def commit_and_release(
+        self,
+        state: RoomState,
+        events: Sequence[Event],
+        *,
+        expected_version: int,
+        lease: Lease,
+    ) -> None:
+        self._commit_leased(state, events, expected_version, lease, None, True)
+
+    def _commit_leased(
+        self,
+        state: RoomState,
+        events: Sequence[Event],
+        expected_version: int,
+        lease: Lease | None,
+        acquire: tuple[str, int, int, bool] | None,
+        release: bool,
+    ) -> Lease:
+        """A commit, in the transaction that first acquires the lease (*acquire*: owner,
+        ttl_ms, now, force) and/or releases it after (*release*); rolled back whole."""
+        batch = _batch(events) if events else None
+        with _driver_errors(), self._transaction() as db:
+            if acquire is not None:
+                lease = self._acquire(db, state.room_id, *acquire)
+            assert lease is not None
+            sql, params = self._update_sql(state, expected_version, lease)
+            self._update_room(db, state, expected_version, sql, params)
+            if batch is not None:
+                try:
+                    db.execute(_INSERT_EVENTS, batch)
+                except sqlite3.IntegrityError:
+                    raise StaleRoomError(state.room_id, expected_version) from None
+            if release:
+                self._release(db, lease)
+        self._remember(state)
+        return lease
 
     def check(self, *, split: bool = False) -> list[str]:
         """Every problem in the file: SQLite's integrity check, then a decode of every row.

@@ -8,7 +8,7 @@ import attrs
 import pytest
 
 from openrooms import engine
-from openrooms.backends import AtomicStore, StoredWorkflow, open_backend
+from openrooms.backends import AtomicStore, LeasingStore, StoredWorkflow, open_backend
 from openrooms.errors import (
     CorruptRoomError,
     RoomExistsError,
@@ -336,3 +336,80 @@ def test_a_leased_room_is_due_only_once_its_lease_is_released_or_expired(
     store.release_lease(lease)
     assert store.due_rooms(5000) == ["a"]
     assert store.next_wake_at() == 1000
+
+
+# LeasingStore: a lease taken and let go in a commit's own transaction
+
+
+def test_acquire_and_commit_takes_the_lease_and_commits_under_it(store: LeasingStore) -> None:
+    state = make_room(store)
+    step = engine.start(WF, state, now=2000)
+    lease = store.acquire_and_commit(
+        step.state, step.events, expected_version=state.version, owner="w1", ttl_ms=1000, now=2000
+    )
+    assert (lease.owner, lease.expires_at) == ("w1", 3000)
+    assert store.find_lease(state.room_id) == lease
+    assert store.get(state.room_id) == step.state
+    assert [e.seq for e in store.read(state.room_id)] == list(range(1, step.state.version + 1))
+    with pytest.raises(RoomLeasedError):
+        store.acquire_lease(state.room_id, "w2", ttl_ms=1000, now=2500)
+
+
+def test_acquire_and_commit_refused_leaves_no_trace(store: LeasingStore) -> None:
+    """Refused for another owner's live lease, or a stale version: nothing is saved, no
+    lease is taken, no token is used up."""
+    state = make_room(store)
+    step = engine.start(WF, state, now=2000)
+    held = store.acquire_lease(state.room_id, "w1", ttl_ms=1000, now=1500)
+    with pytest.raises(RoomLeasedError):
+        store.acquire_and_commit(
+            step.state, step.events, expected_version=state.version, owner="w2", ttl_ms=9, now=2000
+        )
+    assert store.find_lease(state.room_id) == held
+    store.release_lease(held)
+    with pytest.raises(StaleRoomError):
+        store.acquire_and_commit(
+            step.state, step.events, expected_version=state.version + 1, owner="w2", ttl_ms=9, now=1
+        )
+    assert store.find_lease(state.room_id) is None
+    assert store.get(state.room_id) == state
+    assert store.last_seq(state.room_id) == state.version
+    assert store.acquire_lease(state.room_id, "w3", ttl_ms=9, now=2).token == held.token + 1
+
+
+def test_acquire_and_commit_with_release_leaves_the_room_free_and_fenced(
+    store: LeasingStore,
+) -> None:
+    state = make_room(store)
+    step = engine.start(WF, state, now=2000)
+    lease = store.acquire_and_commit(
+        step.state,
+        step.events,
+        expected_version=state.version,
+        owner="w1",
+        ttl_ms=1000,
+        now=2000,
+        release=True,
+    )
+    assert store.find_lease(state.room_id) is None
+    assert store.get(state.room_id) == step.state
+    later = store.acquire_lease(state.room_id, "w2", ttl_ms=1000, now=2001)
+    assert later.token == lease.token + 1
+    again = engine.fail(step.state, now=2002, reason="x")
+    with pytest.raises(StaleRoomError):  # the released lease writes no more
+        store.commit(again.state, again.events, expected_version=step.state.version, lease=lease)
+
+
+def test_commit_and_release_commits_then_lets_the_lease_go(store: LeasingStore) -> None:
+    state = make_room(store)
+    old = store.acquire_lease(state.room_id, "w1", ttl_ms=1000, now=0)
+    step = engine.start(WF, state, now=10)
+    taken = store.acquire_lease(state.room_id, "w2", ttl_ms=1000, now=5, force=True)
+    with pytest.raises(StaleRoomError):  # a lost lease neither commits nor releases
+        store.commit_and_release(step.state, step.events, expected_version=state.version, lease=old)
+    assert store.find_lease(state.room_id) == taken
+    assert store.get(state.room_id) == state
+    store.commit_and_release(step.state, step.events, expected_version=state.version, lease=taken)
+    assert store.find_lease(state.room_id) is None
+    assert store.get(state.room_id) == step.state
+    assert store.last_seq(state.room_id) == step.state.version

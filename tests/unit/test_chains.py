@@ -120,9 +120,10 @@ def test_an_io_node_runs_only_once_the_way_to_it_is_committed() -> None:
     assert [node_steps(b) for b in store.batches] == [0, 3, 1, 1]
 
 
-def test_a_short_room_makes_four_write_transactions_on_sqlite(tmp_path: Path) -> None:
-    """Create; take the lease; run (start, five pure steps and the end in one commit);
-    release the lease. The workflow, stored with the first room, is not written again."""
+def test_a_short_room_makes_two_write_transactions_on_sqlite(tmp_path: Path) -> None:
+    """Create; then run: take the lease, start, five pure steps and the end, and release
+    the lease, in one commit. The workflow, stored with the first room, is not written
+    again."""
     store = SQLiteStore(tmp_path / "rooms.db")
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
@@ -137,5 +138,6 @@ def test_a_short_room_makes_four_write_transactions_on_sqlite(tmp_path: Path) ->
         state = rt.run(rt.create_room(wf).id)
         assert state.status.value == "completed" and state.steps == 5
         writes.append(statements.count("BEGIN IMMEDIATE"))
+        assert store.find_lease(state.room_id) is None
     store.close()
-    assert writes == [4, 4, 4]
+    assert writes == [2, 2, 2]
