@@ -109,7 +109,8 @@ def test_a_run_with_an_io_node_takes_the_lease_in_its_first_commit_and_lets_it_g
     tmp_path: Path,
 ) -> None:
     """Start and ``a`` are committed in the transaction that takes the lease; the tool runs
-    under it; its step commits; the end commits and releases: three writes, not five."""
+    under it; its call, its completion and the end commit together and release the lease:
+    two writes, not five."""
     registry = default_tools.copy()
     store = SQLiteStore(tmp_path / "rooms.db")
     held: list[Lease | None] = []
@@ -126,7 +127,7 @@ def test_a_run_with_an_io_node_takes_the_lease_in_its_first_commit_and_lets_it_g
     state = rt.run(room.id)
     assert state.status is RoomStatus.COMPLETED and state.variables["r"] == 7
     assert held[0] is not None and held[0].owner == rt.owner
-    assert statements.count("BEGIN IMMEDIATE") == 3
+    assert statements.count("BEGIN IMMEDIATE") == 2
     assert store.find_lease(room.room_id) is None
     assert [e.seq for e in rt.events(room.id)] == list(range(1, state.version + 1))
     rt.close()
