@@ -13,7 +13,8 @@ import contextvars
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -85,6 +86,18 @@ class NodePlan:
     prepared: Any
     routes: Mapping[str, tuple[Route, ...]]
     pure: bool = False
+    # fixed per plan, read by engine.advance on every node of a chain
+    ok_routes: tuple[Route, ...] = attrs.field(init=False, eq=False, repr=False)
+    evaluate: Callable[[dict[str, Any]], Any] = attrs.field(init=False, eq=False, repr=False)
+
+    @ok_routes.default
+    def _ok_routes(self) -> tuple[Route, ...]:
+        return self.routes.get("ok", ())
+
+    @evaluate.default
+    def _evaluate(self) -> Callable[[dict[str, Any]], Any]:
+        """The executor's ``evaluate`` with this node's prepared config bound."""
+        return partial(self.executor.evaluate, self.prepared)
 
     @property
     def kind(self) -> str:
