@@ -273,7 +273,7 @@ class _Emitter:
         duration_ms: float | None = None,
     ) -> None:
         assert self.room_id is not None
-        e = Event(
+        e = _Event(
             self.room_id,
             self.d["version"] + 1,
             type,
@@ -883,7 +883,7 @@ def _complete(
     em.fail(node_id, str(refused), ErrorInfo(type(refused).__name__, str(refused)))
 
 
-_Event: Final = Event
+_Event: Final = Event.make
 _COMPLETED: Final = _E.NODE_COMPLETED
 _TRANSITION: Final = _E.TRANSITION
 _STARTED: Final = _E.NODE_STARTED

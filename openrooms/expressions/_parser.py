@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, Final
 
 from openrooms._wording import closest
 from openrooms.errors import EvaluationError, ExpressionError
@@ -79,18 +78,9 @@ def _apply(fn: Callable[[Any, Any], Any], a: Fn, b: Fn) -> Fn:
     return lambda s: fn(a(s), b(s))
 
 
-_MISSING: Any = object()
 _INT_LIMIT = 2**MAX_INT_BITS  # |r| < this: r.bit_length() <= MAX_INT_BITS
 _EXACT_FLOAT = 2**53  # an integer constant this small converts to float exactly
-_ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {"+": operator.add, "-": operator.sub}
-_COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
+_COMPARISONS: Final = frozenset({"<", "<=", ">", ">=", "==", "!="})
 
 
 def _fused(
@@ -99,7 +89,11 @@ def _fused(
     """``x.key + 1``, ``x.key < 10`` and kin (a number constant on the right) as one closure
     reading the key and computing the common cases, numbers within the limits; anything
     else goes to the general code (*op_fn*, the operation of ``_BINARY``), which decides
-    and explains exactly as before. None where the shape does not fit."""
+    and explains exactly as before. None where the shape does not fit.
+
+    The closures read ``s[name][key]`` directly: any failure there, and any value but an
+    int or a float (never a bool, as ``_is_num``), takes the fallback.
+    """
     c = right.const
     if left.key_of is None or not right.is_const or (type(c) is not int and type(c) is not float):
         return None
@@ -110,51 +104,47 @@ def _fused(
         return op_fn(get(s), c)
 
     if op in _COMPARISONS:
-        compare = _COMPARISONS[op]
 
         def fuse(fallback: Fn) -> Fn:
-            def compared(s: Mapping[str, Any]) -> Any:
-                obj = s.get(scope_name)
-                if type(obj) is dict:
-                    v = obj.get(k, _MISSING)
-                    if type(v) is int or type(v) is float:  # never a bool: _is_num
-                        return compare(v, c)
-                return fallback(s)
+            return _compared(op, scope_name, k, c, fallback)
 
-            return compared
-
-    elif op in _ARITHMETIC and type(c) is int and -_EXACT_FLOAT < c < _EXACT_FLOAT:
-        calc = _ARITHMETIC[op]
+    elif op in ("+", "-") and type(c) is int and -_EXACT_FLOAT < c < _EXACT_FLOAT:
+        # x - c is x + (-c), exactly, for ints and for floats (IEEE 754)
+        addend = c if op == "+" else -c
 
         def fuse(fallback: Fn) -> Fn:
             def computed(s: Mapping[str, Any]) -> Any:
-                obj = s.get(scope_name)
-                if type(obj) is dict:
-                    v = obj.get(k, _MISSING)
-                    if type(v) is int:
-                        r = calc(v, c)
-                        if -_INT_LIMIT < r < _INT_LIMIT:
-                            return r
-                    elif type(v) is float:
-                        r = calc(v, c)
-                        if r - r == 0.0:  # finite
-                            return r
+                try:
+                    obj = s[scope_name]
+                    v = obj[k] if type(obj) is dict else None
+                except Exception:
+                    return fallback(s)
+                if type(v) is int:
+                    r = v + addend
+                    if -_INT_LIMIT < r < _INT_LIMIT:
+                        return r
+                elif type(v) is float:
+                    f = v + addend
+                    if f - f == 0.0:  # finite
+                        return f
                 return fallback(s)
 
             return computed
 
-    elif op in _ARITHMETIC and type(c) is float:
-        calc = _ARITHMETIC[op]
+    elif op in ("+", "-") and type(c) is float:
+        addend_f = c if op == "+" else -c
 
         def fuse(fallback: Fn) -> Fn:
             def computed(s: Mapping[str, Any]) -> Any:
-                obj = s.get(scope_name)
-                if type(obj) is dict:
-                    v = obj.get(k, _MISSING)
-                    if type(v) is float:
-                        r = calc(v, c)
-                        if r - r == 0.0:  # finite
-                            return r
+                try:
+                    obj = s[scope_name]
+                    v = obj[k] if type(obj) is dict else None
+                except Exception:
+                    return fallback(s)
+                if type(v) is float:
+                    r = v + addend_f
+                    if r - r == 0.0:  # finite
+                        return r
                 return fallback(s)
 
             return computed
@@ -162,6 +152,74 @@ def _fused(
     else:
         return None
     return _Node(fuse(general), text, fuse=fuse)
+
+
+def _compared(op: str, scope_name: str, k: str, c: int | float, fallback: Fn) -> Fn:
+    """The closure of ``name.key <op> c`` for :func:`_fused`, one per operator: the
+    comparison written out, where calling ``operator.lt`` would cost as much again."""
+
+    def lt(s: Mapping[str, Any]) -> Any:
+        try:
+            obj = s[scope_name]
+            v = obj[k] if type(obj) is dict else None
+        except Exception:
+            return fallback(s)
+        if type(v) is int or type(v) is float:
+            return v < c
+        return fallback(s)
+
+    def le(s: Mapping[str, Any]) -> Any:
+        try:
+            obj = s[scope_name]
+            v = obj[k] if type(obj) is dict else None
+        except Exception:
+            return fallback(s)
+        if type(v) is int or type(v) is float:
+            return v <= c
+        return fallback(s)
+
+    def gt(s: Mapping[str, Any]) -> Any:
+        try:
+            obj = s[scope_name]
+            v = obj[k] if type(obj) is dict else None
+        except Exception:
+            return fallback(s)
+        if type(v) is int or type(v) is float:
+            return v > c
+        return fallback(s)
+
+    def ge(s: Mapping[str, Any]) -> Any:
+        try:
+            obj = s[scope_name]
+            v = obj[k] if type(obj) is dict else None
+        except Exception:
+            return fallback(s)
+        if type(v) is int or type(v) is float:
+            return v >= c
+        return fallback(s)
+
+    def eq(s: Mapping[str, Any]) -> Any:
+        try:
+            obj = s[scope_name]
+            v = obj[k] if type(obj) is dict else None
+        except Exception:
+            return fallback(s)
+        if type(v) is int or type(v) is float:
+            return v == c
+        return fallback(s)
+
+    def ne(s: Mapping[str, Any]) -> Any:
+        try:
+            obj = s[scope_name]
+            v = obj[k] if type(obj) is dict else None
+        except Exception:
+            return fallback(s)
+        if type(v) is int or type(v) is float:
+            return v != c
+        return fallback(s)
+
+    closures: dict[str, Fn] = {"<": lt, "<=": le, ">": gt, ">=": ge, "==": eq, "!=": ne}
+    return closures[op]
 
 
 class _Parser:
@@ -436,9 +494,12 @@ class _Parser:
 
             def fuse(fallback: Fn) -> Fn:
                 def get_scoped(s: Mapping[str, Any]) -> Any:
-                    obj = s.get(scope_name)
-                    if type(obj) is dict and k in obj:
-                        return obj[k]
+                    try:
+                        obj = s[scope_name]
+                        if type(obj) is dict:
+                            return obj[k]
+                    except Exception:
+                        return fallback(s)
                     return fallback(s)
 
                 return get_scoped

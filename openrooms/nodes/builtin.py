@@ -160,6 +160,18 @@ class SetExecutor(NodeExecutor):
             # applies the outcome, so they are put back as they were (the last one is
             # read by nothing and never written)
             variables = scope["vars"]
+            if len(renderers) == 2:  # the loop below, unrolled
+                (first, render_first), (second, render_second) = renderers
+                value = render_first(scope)
+                old = variables.get(first, _UNSET)
+                variables[first] = value
+                try:
+                    return {first: value, second: render_second(scope)}
+                finally:
+                    if old is _UNSET:
+                        del variables[first]
+                    else:
+                        variables[first] = old
             assigned: dict[str, Any] = {}
             before: list[tuple[str, Any]] = []
             last = len(renderers) - 1
