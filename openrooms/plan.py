@@ -96,8 +96,11 @@ class NodePlan:
 
     @evaluate.default
     def _evaluate(self) -> Callable[[dict[str, Any]], Any]:
-        """The executor's ``evaluate`` with this node's prepared config bound."""
-        return partial(self.executor.evaluate, self.prepared)
+        """The executor's ``evaluate`` for this node (:meth:`NodeExecutor.evaluator`)."""
+        make = getattr(self.executor, "evaluator", None)  # an executor not derived from ours
+        if make is None:
+            return partial(self.executor.evaluate, self.prepared)
+        return make(self.prepared)  # type: ignore[no-any-return]
 
     @property
     def kind(self) -> str:

@@ -148,6 +148,41 @@ class SetExecutor(NodeExecutor):
         # memory entries are saved through the journal: such a node runs as an IO node
         return isinstance(prepared, PreparedSet) and not prepared.memory
 
+    def evaluator(self, prepared: Any) -> Callable[[dict[str, Any]], Outcome | dict[str, Any]]:
+        # evaluate() made for one or two assignments, the common sizes
+        renderers: tuple[tuple[str, Renderer], ...] = prepared.renderers
+        if len(renderers) == 1:
+            name, render = renderers[0]
+
+            def evaluate_one(scope: dict[str, Any]) -> Outcome | dict[str, Any]:
+                try:
+                    return {name: render(scope)}
+                except EvaluationError as exc:
+                    return _evaluation_failed(exc)
+
+            return evaluate_one
+        if len(renderers) == 2:
+            (first, render_first), (second, render_second) = renderers
+
+            def evaluate_two(scope: dict[str, Any]) -> Outcome | dict[str, Any]:
+                variables = scope["vars"]
+                try:
+                    value = render_first(scope)
+                    old = variables.get(first, _UNSET)
+                    variables[first] = value  # the second value sees the first (see evaluate)
+                    try:
+                        return {first: value, second: render_second(scope)}
+                    finally:
+                        if old is _UNSET:
+                            del variables[first]
+                        else:
+                            variables[first] = old
+                except EvaluationError as exc:
+                    return _evaluation_failed(exc)
+
+            return evaluate_two
+        return partial(self.evaluate, prepared)
+
     def evaluate(self, prepared: Any, scope: dict[str, Any]) -> Outcome | dict[str, Any]:
         renderers: tuple[tuple[str, Renderer], ...] = prepared.renderers
         try:
@@ -160,18 +195,6 @@ class SetExecutor(NodeExecutor):
             # applies the outcome, so they are put back as they were (the last one is
             # read by nothing and never written)
             variables = scope["vars"]
-            if len(renderers) == 2:  # the loop below, unrolled
-                (first, render_first), (second, render_second) = renderers
-                value = render_first(scope)
-                old = variables.get(first, _UNSET)
-                variables[first] = value
-                try:
-                    return {first: value, second: render_second(scope)}
-                finally:
-                    if old is _UNSET:
-                        del variables[first]
-                    else:
-                        variables[first] = old
             assigned: dict[str, Any] = {}
             before: list[tuple[str, Any]] = []
             last = len(renderers) - 1
@@ -188,9 +211,15 @@ class SetExecutor(NodeExecutor):
                     else:
                         variables[name] = old
             return assigned
-        except EvaluationError as exc:  # as the runner reports it for an executed node
-            info = ErrorInfo.from_exception(exc, with_traceback=False)
-            return Outcome.failed(info, retryable=False)
+        except EvaluationError as exc:
+            return _evaluation_failed(exc)
+
+
+def _evaluation_failed(exc: EvaluationError) -> Outcome:
+    """A value that failed to render: the node's error, as the runner reports it for an
+    executed node, and not retried."""
+    info = ErrorInfo.from_exception(exc, with_traceback=False)
+    return Outcome.failed(info, retryable=False)
 
 
 _UNSET: Final[Any] = object()
@@ -267,6 +296,13 @@ class DecisionExecutor(NodeExecutor):
 
     def evaluate(self, prepared: Any, scope: dict[str, Any]) -> Outcome | dict[str, Any]:
         return {}
+
+    def evaluator(self, prepared: Any) -> Callable[[dict[str, Any]], Outcome | dict[str, Any]]:
+        return _nothing
+
+
+def _nothing(scope: dict[str, Any]) -> dict[str, Any]:
+    return {}
 
 
 @attrs.frozen(slots=True)
