@@ -79,6 +79,8 @@ class NodePlan:
 
     ``pure``: the executor evaluates this node synchronously, with no IO
     (:meth:`NodeExecutor.is_pure`), so the engine runs it in a chain (``engine.advance``).
+    Made from the fields, for that chain: ``ok_routes`` (the routes on ``ok``) and
+    ``evaluate`` (*scope* -> outcome, the executor's :meth:`NodeExecutor.evaluator`).
     """
 
     node: Node
@@ -86,7 +88,6 @@ class NodePlan:
     prepared: Any
     routes: Mapping[str, tuple[Route, ...]]
     pure: bool = False
-    # fixed per plan, read by engine.advance on every node of a chain
     ok_routes: tuple[Route, ...] = attrs.field(init=False, eq=False, repr=False)
     evaluate: Callable[[dict[str, Any]], Any] = attrs.field(init=False, eq=False, repr=False)
 
