@@ -273,7 +273,7 @@ class _Emitter:
         duration_ms: float | None = None,
     ) -> None:
         assert self.room_id is not None
-        e = Event(
+        e = _Event(
             self.room_id,
             self.d["version"] + 1,
             type,
@@ -656,7 +656,7 @@ def advance(
     d = em.d
     # copied once for the whole chain; the fold changes them in place from here on
     variables = _own(d, em.owned, "variables")
-    _own(d, em.owned, "visits")
+    visits = _own(d, em.owned, "visits")
     scope: dict[str, Any] = {
         "vars": variables,
         "memory": d["memory"],
@@ -668,45 +668,129 @@ def advance(
     nodes = wf.plan.nodes
     np = nodes[d["current_node"]]
     duration: float | None = None
+    events = em.events
+    room_id = em.room_id
+    assert room_id is not None
+    # the hot path below keeps the event counters and the node in locals, written into `d`
+    # (_sync) before the general code reads it; `steps` and `attempt` stay in `d`, where
+    # `room` in expressions reads them
+    seq, node_seq = d["version"], d["node_seq"]
+    checked_entry = wf.budget is not None
+    max_steps = wf.max_steps
     for _ in range(max(1, limit)):
         if timer is not None:
             started = timer()
         try:
-            result = np.executor.evaluate(np.prepared, scope)
+            result = np.evaluate(scope)
         except Exception as exc:  # as the runner does for any node: the node's error
             result = Outcome.from_exception(exc)
         if timer is not None:
             duration = (timer() - started) * 1000
-        if type(result) is dict and scrub is None and not np.node.output:
-            # the hot path: a plain success given as its assignments
-            checked = None
-            if result and not _plain(result):
-                checked = _storable_outcome(np.node.id, Outcome(assign=result))
-            if checked is not None and checked.is_failure:
-                _finish(em, wf, np, checked, duration_ms=duration, scope=scope)
+        if (
+            type(result) is dict
+            and scrub is None
+            and not np.node.output
+            and (not result or _plain(result))
+        ):
+            # the hot path: a plain success given as its assignments. The events are those
+            # of _complete, each folded here by the rule of _apply_into for its type (the
+            # property tests check that folding the events gives the same state).
+            node_id = np.node.id
+            seq += 1
+            if result:
+                assign = dict(result)
+                variables.update(assign)
+                data: dict[str, Any] = {"outcome": "ok", "assign": assign}
             else:
-                _complete(em, wf, np, result, duration, scope)
+                data = {"outcome": "ok"}
+            events.append(
+                _Event(room_id, seq, _COMPLETED, _INFO, now, node_id, data, None, duration)
+            )
+            route = None
+            try:
+                for route in np.ok_routes:
+                    guard = route.guard
+                    if guard is None or guard.evaluator(scope):  # is_truthy
+                        break
+                else:
+                    route = None
+            except EvaluationError as exc:
+                assert route is not None
+                _sync(d, seq, node_seq, node_id, now)
+                em.fail(
+                    node_id,
+                    f"transitions[{route.index}].when: {exc}",
+                    ErrorInfo.from_exception(exc, with_traceback=False),
+                )
+                break
+            if route is None:
+                _sync(d, seq, node_seq, node_id, now)
+                refused = TransitionNotAllowedError(room_id, node_id, "ok")
+                em.fail(node_id, str(refused), ErrorInfo(type(refused).__name__, str(refused)))
+                break
+            target = route.target
+            seq += 1
+            transition = {"from": node_id, "to": target, "on": "ok", "index": route.index}
+            events.append(_Event(room_id, seq, _TRANSITION, _DEBUG, now, node_id, transition))
+            np = nodes[target]
+            steps = d["steps"]
+            if checked_entry or steps >= max_steps or not np.pure:
+                _sync(d, seq, node_seq, target, now)
+                _enter(em, wf, target)  # the checks, a wait or an end: the general way
+                seq, node_seq = d["version"], d["node_seq"]
+            else:
+                # NODE_STARTED of the next pure node; the room is running with no timer
+                seq += 1
+                visit = visits.get(target, 0) + 1
+                started_data = {"attempt": 1, "visit": visit}
+                events.append(_Event(room_id, seq, _STARTED, _INFO, now, target, started_data))
+                visits[target] = visit
+                d["attempt"] = 1
+                d["steps"] = steps + 1
+                node_seq = seq
+                continue
         else:
-            outcome = result if isinstance(result, Outcome) else Outcome(assign=result)
-            if scrub is not None:
-                outcome = scrub(outcome)
-            if outcome.assign or outcome.output is not None:
-                outcome = _storable_outcome(np.node.id, outcome)
-            if (
-                outcome.label in FAILURE_LABELS
-                or outcome.output is not None
-                or outcome.records
-                or np.node.output
-            ):
-                _finish(em, wf, np, outcome, duration_ms=duration, scope=scope)
+            _sync(d, seq, node_seq, np.node.id, now)
+            if type(result) is dict and scrub is None and not np.node.output:
+                # a success whose values need the full storable check
+                checked = _storable_outcome(np.node.id, Outcome(assign=result))
+                if checked.is_failure:
+                    _finish(em, wf, np, checked, duration_ms=duration, scope=scope)
+                else:
+                    _complete(em, wf, np, result, duration, scope)
             else:
-                _complete(em, wf, np, outcome.assign, duration, scope, outcome.label)
+                outcome = result if isinstance(result, Outcome) else Outcome(assign=result)
+                if scrub is not None:
+                    outcome = scrub(outcome)
+                if outcome.assign or outcome.output is not None:
+                    outcome = _storable_outcome(np.node.id, outcome)
+                if (
+                    outcome.label in FAILURE_LABELS
+                    or outcome.output is not None
+                    or outcome.records
+                    or np.node.output
+                ):
+                    _finish(em, wf, np, outcome, duration_ms=duration, scope=scope)
+                else:
+                    _complete(em, wf, np, outcome.assign, duration, scope, outcome.label)
+            seq, node_seq = d["version"], d["node_seq"]
         if d["status"] is not RoomStatus.RUNNING or d["wake_at"] is not None:
             break
         np = nodes[d["current_node"]]
         if not np.pure:
             break
+    else:
+        _sync(d, seq, node_seq, np.node.id, now)
     return em.step()
+
+
+def _sync(d: dict[str, Any], seq: int, node_seq: int, node: str, now: int) -> None:
+    """Write the hot path's counters and node of :func:`advance` into the field dict *d*."""
+    if seq != d["version"]:
+        d["version"] = seq
+        d["updated_at"] = now
+    d["node_seq"] = node_seq
+    d["current_node"] = node
 
 
 _MAX_PLAIN_INT: Final = 2**63
@@ -799,7 +883,7 @@ def _complete(
     em.fail(node_id, str(refused), ErrorInfo(type(refused).__name__, str(refused)))
 
 
-_Event: Final = Event
+_Event: Final = Event.make
 _COMPLETED: Final = _E.NODE_COMPLETED
 _TRANSITION: Final = _E.TRANSITION
 _STARTED: Final = _E.NODE_STARTED

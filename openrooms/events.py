@@ -104,3 +104,34 @@ class Event:
     data: Mapping[str, Any] = attrs.field(factory=dict)
     error: ErrorInfo | None = None
     duration_ms: float | None = None
+
+    @classmethod
+    def make(
+        cls,
+        room_id: RoomId,
+        seq: int,
+        type: EventType,
+        level: Level,
+        timestamp: int,
+        node: str | None,
+        data: Mapping[str, Any],
+        error: ErrorInfo | None = None,
+        duration_ms: float | None = None,
+    ) -> Event:
+        """The same event as ``Event(...)`` with every field given, made faster: the engine
+        makes three per transition. Nothing is checked or converted (nor is it by the
+        constructor; attrs adds nothing to this class but the slots)."""
+        e = _new(cls)
+        e.room_id = room_id
+        e.seq = seq
+        e.type = type
+        e.level = level
+        e.timestamp = timestamp
+        e.node = node
+        e.data = data
+        e.error = error
+        e.duration_ms = duration_ms
+        return e
+
+
+_new = object.__new__

@@ -13,7 +13,8 @@ import contextvars
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -78,6 +79,8 @@ class NodePlan:
 
     ``pure``: the executor evaluates this node synchronously, with no IO
     (:meth:`NodeExecutor.is_pure`), so the engine runs it in a chain (``engine.advance``).
+    Made from the fields, for that chain: ``ok_routes`` (the routes on ``ok``) and
+    ``evaluate`` (*scope* -> outcome, the executor's :meth:`NodeExecutor.evaluator`).
     """
 
     node: Node
@@ -85,6 +88,20 @@ class NodePlan:
     prepared: Any
     routes: Mapping[str, tuple[Route, ...]]
     pure: bool = False
+    ok_routes: tuple[Route, ...] = attrs.field(init=False, eq=False, repr=False)
+    evaluate: Callable[[dict[str, Any]], Any] = attrs.field(init=False, eq=False, repr=False)
+
+    @ok_routes.default
+    def _ok_routes(self) -> tuple[Route, ...]:
+        return self.routes.get("ok", ())
+
+    @evaluate.default
+    def _evaluate(self) -> Callable[[dict[str, Any]], Any]:
+        """The executor's ``evaluate`` for this node (:meth:`NodeExecutor.evaluator`)."""
+        make = getattr(self.executor, "evaluator", None)  # an executor not derived from ours
+        if make is None:
+            return partial(self.executor.evaluate, self.prepared)
+        return make(self.prepared)  # type: ignore[no-any-return]
 
     @property
     def kind(self) -> str:

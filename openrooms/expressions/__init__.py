@@ -59,12 +59,17 @@ class Expression:
     Attributes:
         source: the text it was compiled from.
         names: the top-level names it reads (``vars``, ``input``, ...).
+        evaluator: the compiled function itself, *scope* -> value: the same as
+            :meth:`evaluate`, without a method call in between (for hot loops).
     """
 
-    __slots__ = ("_fn", "names", "source")
+    __slots__ = ("_fn", "evaluator", "names", "source")
 
-    def __init__(self, source: str, fn: Fn, names: frozenset[str]) -> None:
+    def __init__(
+        self, source: str, fn: Fn, names: frozenset[str], evaluator: Fn | None = None
+    ) -> None:
         self.source, self._fn, self.names = source, fn, names
+        self.evaluator: Fn = evaluator if evaluator is not None else self.evaluate
 
     def evaluate(self, scope: Mapping[str, Any]) -> Any:
         """The expression's value in *scope*.
@@ -93,7 +98,16 @@ def compile_expression(source: str, *, names: Collection[str] | None = None) -> 
             static limit.
     """
     node, used = _parse(source, names)
-    return Expression(source, node.fn, used)
+    if node.fuse is None:
+        return Expression(source, node.fn, used)
+    # one closure for the whole expression: its fallback reports errors with the source
+    general = node.fn
+
+    def explained(scope: Mapping[str, Any]) -> Any:
+        return _run(general, scope, source)
+
+    fused = node.fuse(explained)
+    return Expression(source, fused, used, fused)
 
 
 class Template:
@@ -186,14 +200,20 @@ def compile_template(source: str, *, names: Collection[str] | None = None) -> Te
 
 
 class CompiledValue:
-    """A JSON value whose strings may be templates. Create with :func:`compile_value`."""
+    """A JSON value whose strings may be templates. Create with :func:`compile_value`.
 
-    __slots__ = ("_render", "is_constant", "names")
+    Attributes:
+        renderer: the compiled function itself, *scope* -> value: the same as
+            :meth:`render`, without a method call in between (for hot loops).
+    """
+
+    __slots__ = ("_render", "is_constant", "names", "renderer")
 
     def __init__(
         self, render: Callable[[Mapping[str, Any]], Any], names: frozenset[str], is_constant: bool
     ) -> None:
         self._render, self.names, self.is_constant = render, names, is_constant
+        self.renderer = render
 
     def render(self, scope: Mapping[str, Any]) -> Any:
         """A new JSON value with every template rendered in *scope*.
@@ -215,16 +235,8 @@ def _compile_any(
         t = compile_template(value, names=names)
         if t.is_constant:
             return (lambda _s: value), frozenset(), True
-        if t._single is not None:  # the common "{{ expr }}": call its closure directly
-            fast, slow = t._single._fn, t._single.evaluate
-
-            def single(s: Mapping[str, Any]) -> Any:
-                try:
-                    return fast(s)
-                except Exception:
-                    return slow(s)
-
-            return single, t.names, False
+        if t._single is not None:  # the common "{{ expr }}": the expression's own function
+            return t._single.evaluator, t.names, False
         return t.render, t.names, False
     if isinstance(value, Mapping):
         items = [(k, *_compile_any(v, names, depth + 1)) for k, v in value.items()]

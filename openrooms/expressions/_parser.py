@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, Final
 
 from openrooms._wording import closest
 from openrooms.errors import EvaluationError, ExpressionError
 from openrooms.expressions._limits import (
     _MAX_FOLDED_SIZE,
     MAX_EXPRESSION_LENGTH,
+    MAX_INT_BITS,
     MAX_NESTING,
     _Limit,
 )
@@ -35,9 +36,15 @@ Fn = Callable[[Mapping[str, Any]], Any]
 
 
 class _Node:
-    """A compiled subtree: its closure, whether it is a constant, and how to describe it."""
+    """A compiled subtree: its closure, whether it is a constant, and how to describe it.
 
-    __slots__ = ("const", "fn", "is_const", "scope_name", "text")
+    ``fuse``, where set, builds the subtree's closure around a given fallback: the closure
+    computes the common cases itself, never raising, and calls the fallback for everything
+    else (``fn`` is ``fuse`` over the general code). An expression whose tree has one is
+    evaluated by a single closure, its fallback reporting errors with the source.
+    """
+
+    __slots__ = ("const", "fn", "fuse", "is_const", "key_of", "scope_name", "text")
 
     def __init__(
         self,
@@ -46,9 +53,13 @@ class _Node:
         const: Any = None,
         is_const: bool = False,
         scope_name: str | None = None,
+        key_of: tuple[str, str] | None = None,
+        fuse: Callable[[Fn], Fn] | None = None,
     ) -> None:
         self.fn, self.text, self.const, self.is_const = fn, text, const, is_const
         self.scope_name = scope_name  # set on a bare name read from the scope
+        self.key_of = key_of  # (scope name, key) of `name.key`, a constant key of a bare name
+        self.fuse = fuse
 
 
 def _constant(value: Any, text: str) -> _Node:
@@ -65,6 +76,150 @@ def _both(a: Fn, b: Fn) -> Fn:
 
 def _apply(fn: Callable[[Any, Any], Any], a: Fn, b: Fn) -> Fn:
     return lambda s: fn(a(s), b(s))
+
+
+_INT_LIMIT = 2**MAX_INT_BITS  # |r| < this: r.bit_length() <= MAX_INT_BITS
+_EXACT_FLOAT = 2**53  # an integer constant this small converts to float exactly
+_COMPARISONS: Final = frozenset({"<", "<=", ">", ">=", "==", "!="})
+
+
+def _fused(
+    op: str, op_fn: Callable[[Any, Any], Any], left: _Node, right: _Node, text: str
+) -> _Node | None:
+    """``x.key + 1``, ``x.key < 10`` and kin (a number constant on the right) as one closure
+    reading the key and computing the common cases, numbers within the limits; anything
+    else goes to the general code (*op_fn*, the operation of ``_BINARY``), which decides
+    and explains exactly as before. None where the shape does not fit.
+
+    The closures read ``s[name][key]`` directly: any failure there, and any value but an
+    int or a float (never a bool, as ``_is_num``), takes the fallback.
+    """
+    c = right.const
+    if left.key_of is None or not right.is_const or (type(c) is not int and type(c) is not float):
+        return None
+    scope_name, k = left.key_of
+    get = left.fn
+
+    def general(s: Mapping[str, Any]) -> Any:
+        return op_fn(get(s), c)
+
+    if op in _COMPARISONS:
+
+        def fuse(fallback: Fn) -> Fn:
+            return _compared(op, scope_name, k, c, fallback)
+
+    elif op in ("+", "-") and type(c) is int and -_EXACT_FLOAT < c < _EXACT_FLOAT:
+        # x - c is x + (-c), exactly, for ints and for floats (IEEE 754)
+        addend = c if op == "+" else -c
+
+        def fuse(fallback: Fn) -> Fn:
+            def computed(s: Mapping[str, Any]) -> Any:
+                try:
+                    obj = s[scope_name]
+                    v = obj[k] if type(obj) is dict else None
+                except Exception:
+                    return fallback(s)
+                if type(v) is int:
+                    r = v + addend
+                    if -_INT_LIMIT < r < _INT_LIMIT:
+                        return r
+                elif type(v) is float:
+                    f = v + addend
+                    if f - f == 0.0:  # finite
+                        return f
+                return fallback(s)
+
+            return computed
+
+    elif op in ("+", "-") and type(c) is float:
+        addend_f = c if op == "+" else -c
+
+        def fuse(fallback: Fn) -> Fn:
+            def computed(s: Mapping[str, Any]) -> Any:
+                try:
+                    obj = s[scope_name]
+                    v = obj[k] if type(obj) is dict else None
+                except Exception:
+                    return fallback(s)
+                if type(v) is float:
+                    r = v + addend_f
+                    if r - r == 0.0:  # finite
+                        return r
+                return fallback(s)
+
+            return computed
+
+    else:
+        return None
+    return _Node(fuse(general), text, fuse=fuse)
+
+
+def _compared(op: str, scope_name: str, k: str, c: int | float, fallback: Fn) -> Fn:
+    """The closure of ``name.key <op> c`` for :func:`_fused`, one per operator: the
+    comparison written out, where calling ``operator.lt`` would cost as much again."""
+
+    def lt(s: Mapping[str, Any]) -> Any:
+        try:
+            obj = s[scope_name]
+            v = obj[k] if type(obj) is dict else None
+        except Exception:
+            return fallback(s)
+        if type(v) is int or type(v) is float:
+            return v < c
+        return fallback(s)
+
+    def le(s: Mapping[str, Any]) -> Any:
+        try:
+            obj = s[scope_name]
+            v = obj[k] if type(obj) is dict else None
+        except Exception:
+            return fallback(s)
+        if type(v) is int or type(v) is float:
+            return v <= c
+        return fallback(s)
+
+    def gt(s: Mapping[str, Any]) -> Any:
+        try:
+            obj = s[scope_name]
+            v = obj[k] if type(obj) is dict else None
+        except Exception:
+            return fallback(s)
+        if type(v) is int or type(v) is float:
+            return v > c
+        return fallback(s)
+
+    def ge(s: Mapping[str, Any]) -> Any:
+        try:
+            obj = s[scope_name]
+            v = obj[k] if type(obj) is dict else None
+        except Exception:
+            return fallback(s)
+        if type(v) is int or type(v) is float:
+            return v >= c
+        return fallback(s)
+
+    def eq(s: Mapping[str, Any]) -> Any:
+        try:
+            obj = s[scope_name]
+            v = obj[k] if type(obj) is dict else None
+        except Exception:
+            return fallback(s)
+        if type(v) is int or type(v) is float:
+            return v == c
+        return fallback(s)
+
+    def ne(s: Mapping[str, Any]) -> Any:
+        try:
+            obj = s[scope_name]
+            v = obj[k] if type(obj) is dict else None
+        except Exception:
+            return fallback(s)
+        if type(v) is int or type(v) is float:
+            return v != c
+        return fallback(s)
+
+    closures: dict[str, Fn] = {"<": lt, "<=": le, ">": gt, ">=": ge, "==": eq, "!=": ne}
+    return closures[op]
 
 
 class _Parser:
@@ -174,6 +329,7 @@ class _Parser:
     def comparison(self) -> _Node:
         node = self.additive()
         parts: list[tuple[Callable[[Any, Any], Any], _Node]] = []
+        op_names: list[str] = []
         while True:
             t = self.tok
             if t.kind == "op" and t.text in ("==", "!=", "<", "<=", ">", ">="):
@@ -188,12 +344,17 @@ class _Parser:
             else:
                 break
             parts.append((_BINARY[op], self.additive()))
+            op_names.append(op)
         if not parts:
             return node
         if len(parts) == 1:
             (op_fn, right), a = parts[0], node.fn
             b = right.fn
-            return self.fold_if(_Node(lambda s: op_fn(a(s), b(s)), f"{node.text} ..."), node, right)
+            text = f"{node.text} ..."
+            fused = _fused(op_names[0], op_fn, node, right, text)
+            if fused is not None:
+                return fused
+            return self.fold_if(_Node(lambda s: op_fn(a(s), b(s)), text), node, right)
         first = node.fn
         chain = [(op_fn, right.fn) for op_fn, right in parts]
 
@@ -218,10 +379,9 @@ class _Parser:
             self.i += 1
             right = operand()
             fn, a, b = _BINARY[op], node.fn, right.fn
-            node = self.fold_if(
-                _Node(_apply(fn, a, b), f"{node.text} {op} {right.text}"),
-                node,
-                right,
+            text = f"{node.text} {op} {right.text}"
+            node = _fused(op, fn, node, right, text) or self.fold_if(
+                _Node(_apply(fn, a, b), text), node, right
             )
         return node
 
@@ -332,13 +492,19 @@ class _Parser:
         if target.scope_name is not None:
             scope_name = target.scope_name
 
-            def get_scoped(s: Mapping[str, Any]) -> Any:
-                obj = s.get(scope_name)
-                if type(obj) is dict and k in obj:
-                    return obj[k]
-                return get(s)
+            def fuse(fallback: Fn) -> Fn:
+                def get_scoped(s: Mapping[str, Any]) -> Any:
+                    try:
+                        obj = s[scope_name]
+                        if type(obj) is dict:
+                            return obj[k]
+                    except Exception:
+                        return fallback(s)
+                    return fallback(s)
 
-            return _Node(get_scoped, text)
+                return get_scoped
+
+            return _Node(fuse(get), text, key_of=(scope_name, k), fuse=fuse)
 
         def get_const(s: Mapping[str, Any]) -> Any:
             obj = owner(s)

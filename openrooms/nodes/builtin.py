@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, Final
 from urllib.parse import quote
@@ -150,30 +150,82 @@ class SetExecutor(NodeExecutor):
         # memory entries are saved through the journal: such a node runs as an IO node
         return isinstance(prepared, PreparedSet) and not prepared.memory
 
+    def evaluator(self, prepared: Any) -> Callable[[dict[str, Any]], Outcome | dict[str, Any]]:
+        # evaluate() made for one or two assignments, the common sizes
+        renderers: tuple[tuple[str, Renderer], ...] = prepared.renderers
+        if len(renderers) == 1:
+            name, render = renderers[0]
+
+            def evaluate_one(scope: dict[str, Any]) -> Outcome | dict[str, Any]:
+                try:
+                    return {name: render(scope)}
+                except EvaluationError as exc:
+                    return _evaluation_failed(exc)
+
+            return evaluate_one
+        if len(renderers) == 2:
+            (first, render_first), (second, render_second) = renderers
+
+            def evaluate_two(scope: dict[str, Any]) -> Outcome | dict[str, Any]:
+                variables = scope["vars"]
+                try:
+                    value = render_first(scope)
+                    old = variables.get(first, _UNSET)
+                    variables[first] = value  # the second value sees the first (see evaluate)
+                    try:
+                        return {first: value, second: render_second(scope)}
+                    finally:
+                        if old is _UNSET:
+                            del variables[first]
+                        else:
+                            variables[first] = old
+                except EvaluationError as exc:
+                    return _evaluation_failed(exc)
+
+            return evaluate_two
+        return partial(self.evaluate, prepared)
+
     def evaluate(self, prepared: Any, scope: dict[str, Any]) -> Outcome | dict[str, Any]:
-        assign: tuple[tuple[str, CompiledValue], ...] = prepared.assign
+        renderers: tuple[tuple[str, Renderer], ...] = prepared.renderers
         try:
-            if len(assign) == 1:
-                name, value = assign[0]
-                return {name: value.render(scope)}
-            if not assign:
+            if len(renderers) == 1:
+                name, render = renderers[0]
+                return {name: render(scope)}
+            if not renderers:
                 return {}
+            # a later value sees the earlier ones in the working variables; the engine
+            # applies the outcome, so they are put back as they were (the last one is
+            # read by nothing and never written)
             variables = scope["vars"]
-            before = [(name, variables.get(name, _UNSET)) for name, _ in assign]
+            assigned: dict[str, Any] = {}
+            before: list[tuple[str, Any]] = []
+            last = len(renderers) - 1
             try:
-                return _assigned(assign, scope)
-            finally:  # the engine applies the outcome; the working variables stay as they were
+                for i, (name, render) in enumerate(renderers):
+                    value = assigned[name] = render(scope)
+                    if i != last:
+                        before.append((name, variables.get(name, _UNSET)))
+                        variables[name] = value
+            finally:
                 for name, old in before:
                     if old is _UNSET:
-                        variables.pop(name, None)
+                        del variables[name]
                     else:
                         variables[name] = old
-        except EvaluationError as exc:  # as the runner reports it for an executed node
-            info = ErrorInfo.from_exception(exc, with_traceback=False)
-            return Outcome.failed(info, retryable=False)
+            return assigned
+        except EvaluationError as exc:
+            return _evaluation_failed(exc)
+
+
+def _evaluation_failed(exc: EvaluationError) -> Outcome:
+    """A value that failed to render: the node's error, as the runner reports it for an
+    executed node, and not retried."""
+    info = ErrorInfo.from_exception(exc, with_traceback=False)
+    return Outcome.failed(info, retryable=False)
 
 
 _UNSET: Final[Any] = object()
+Renderer = Callable[[Mapping[str, Any]], Any]
 
 
 def _assigned(
@@ -193,6 +245,12 @@ class PreparedSet:
 
     assign: tuple[tuple[str, CompiledValue], ...]
     memory: tuple[tuple[str, CompiledValue], ...]
+    # (name, render function) of each assignment, for evaluate in a chain
+    renderers: tuple[tuple[str, Renderer], ...] = attrs.field(init=False, eq=False, repr=False)
+
+    @renderers.default
+    def _renderers(self) -> tuple[tuple[str, Renderer], ...]:
+        return tuple((name, value.renderer) for name, value in self.assign)
 
 
 def _is_key(name: str, e: Event) -> bool:
@@ -240,6 +298,13 @@ class DecisionExecutor(NodeExecutor):
 
     def evaluate(self, prepared: Any, scope: dict[str, Any]) -> Outcome | dict[str, Any]:
         return {}
+
+    def evaluator(self, prepared: Any) -> Callable[[dict[str, Any]], Outcome | dict[str, Any]]:
+        return _nothing
+
+
+def _nothing(scope: dict[str, Any]) -> dict[str, Any]:
+    return {}
 
 
 @attrs.frozen(slots=True)

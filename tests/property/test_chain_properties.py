@@ -27,6 +27,7 @@ ASSIGNS = [
     {"i": "{{ vars.i + 1 }}", "j": "{{ vars.nope }}"},  # fails after a first assignment
     {"f": "{{ (vars.i + 1) * 1e308 * 10 }}"},  # overflows: an error outcome
     {"t": "é{{ vars.i }}", "l": "{{ [vars.i, {'k': vars.i}] }}"},  # not plain: checked in full
+    {"i": "{{ vars.i - 0.5 }}", "b": "{{ vars.i >= 2 }}", "i2": "{{ vars.i * 2 }}"},
 ]
 GUARDS = [None, "vars.i > 3", "vars.i % 2 == 0", "vars.nope > 1", "room.steps > 4"]
 
