@@ -757,7 +757,7 @@ def advance(
                 if checked.is_failure:
                     _finish(em, wf, np, checked, duration_ms=duration, scope=scope)
                 else:
-                    _complete(em, wf, np, result, duration, scope)
+                    _complete(em, wf, np, checked.assign, duration, scope)
             else:
                 outcome = result if isinstance(result, Outcome) else Outcome(assign=result)
                 if scrub is not None:
@@ -892,16 +892,40 @@ _DEBUG: Final = Level.DEBUG
 
 
 def _storable_outcome(node_id: str, outcome: Outcome) -> Outcome:
-    """*outcome*, or the node's non-retryable error when a value in it cannot be stored."""
+    """*outcome*, or the node's non-retryable error when a value in it cannot be stored.
+
+    Its lists and objects are copied: a chain changes its working variables in place, and
+    a value such as ``{{ vars }}`` is that very dict (kept as it is, the room's variables
+    would come to hold themselves, and the event's data would change after the fact)."""
     try:
-        if outcome.assign:
-            check_storable(outcome.assign, f"nodes.{node_id} assign", depth=1)
-        if outcome.output is not None:
-            check_storable(outcome.output, f"nodes.{node_id} output")
+        assign = outcome.assign
+        if assign:
+            check_storable(assign, f"nodes.{node_id} assign", depth=1)
+            if any(type(v) in (dict, list, tuple) for v in assign.values()):
+                assign = {k: _detached(v) for k, v in assign.items()}
+        output = outcome.output
+        if output is not None:
+            check_storable(output, f"nodes.{node_id} output")
+            output = _detached(output)
     except UnstorableValueError as exc:
         info = ErrorInfo.from_exception(exc, with_traceback=False)
         return Outcome.failed(info, retryable=False)
-    return outcome
+    if assign is outcome.assign and output is outcome.output:
+        return outcome
+    return attrs.evolve(outcome, assign=assign, output=output)
+
+
+def _detached(value: Any) -> Any:
+    """*value* with its lists and objects copied (a storable value: JSON types, bounded
+    depth), so it shares no container with the state it was computed from."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _detached(v) for k, v in value.items()}
+    if kind is list:
+        return [_detached(v) for v in value]
+    if kind is tuple:
+        return tuple(_detached(v) for v in value)
+    return value
 
 
 def record(wf: Workflow, state: RoomState, records: Iterable[LogRecord], *, now: int) -> Step:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from openrooms import Runtime, Workflow, WorkflowBuilder, engine
+import pytest
+
+from openrooms import Runtime, Workflow, WorkflowBuilder, engine, open_runtime
 from openrooms.backends import MemoryStore, SQLiteStore
 from openrooms.backends.base import Lease
 from openrooms.events import Event, EventType
-from openrooms.room import RoomState
+from openrooms.room import RoomState, RoomStatus
 from openrooms.tools import default_tools, tool
 from openrooms.types import RoomId
 
@@ -141,3 +143,32 @@ def test_a_short_room_makes_two_write_transactions_on_sqlite(tmp_path: Path) -> 
         assert store.find_lease(state.room_id) is None
     store.close()
     assert writes == [2, 2, 2]
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_a_set_node_that_stores_vars_itself_stores_a_copy_not_the_working_dict(
+    tmp_path: Path, backend: str
+) -> None:
+    """A chain changes its working variables in place: ``{{ vars }}`` assigned must be a
+    snapshot, else the room's variables come to hold themselves (found by the hostile
+    generators: a RecursionError and "Circular reference detected" at the commit)."""
+    wf = (
+        WorkflowBuilder("snapshots", variables={"n": 1})
+        .set("a", {"before": "{{ vars }}", "n": "{{ vars.n + 1 }}"})
+        .set("b", {"again": "{{ [vars.before, vars.n] }}", "n": "{{ vars.n + 1 }}"})
+        .set("c", {"whole": "{{ vars }}"})
+        .end("done")
+        .transitions(("a", "b"), ("b", "c"), ("c", "done"))
+        .build()
+    )
+    url = "memory://" if backend == "memory" else f"sqlite:///{tmp_path / 'rooms.db'}"
+    with open_runtime(url) as rt:
+        state = rt.run(rt.create_room(wf).id)
+        assert state.status is RoomStatus.COMPLETED, state.reason
+        v = state.variables
+        assert v["before"] == {"n": 1}
+        assert v["again"] == [{"n": 1}, 2]
+        assert v["whole"] == {"n": 3, "before": {"n": 1}, "again": [{"n": 1}, 2]}
+        assert rt.replay(state.id) == state == rt.get_room(state.id)
+        completed = [e for e in rt.events(state.id) if e.type is EventType.NODE_COMPLETED]
+        assert completed[0].data["assign"]["before"] == {"n": 1}  # as it was, not as it became
