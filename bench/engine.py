@@ -35,7 +35,9 @@ from pathlib import Path
 
 from openrooms import Runtime, Workflow, WorkflowBuilder
 from openrooms.backends import MemoryStore, SQLiteStore
+from openrooms.events import Event, EventType, Level
 from openrooms.tools import ToolRegistry, default_tools, tool
+from openrooms.types import RoomId
 
 
 def loop_workflow(transitions: int) -> Workflow:
@@ -103,6 +105,48 @@ def raw_sqlite(path: Path, steps: int, synchronous: str, state_row: str, event_r
         )
         db.execute("COMMIT")
     db.close()
+
+
+def events_by_hand(transitions: int) -> list[Event]:
+    """The loop's floor for any engine that logs it: the same variable updates as
+    :func:`plain_python`, plus the three events OpenRooms logs per transition (NODE_STARTED,
+    NODE_COMPLETED with the assignments, TRANSITION), made with ``Event.make`` and kept, as a
+    store keeps them; no expression language, no checks, no state object."""
+    room, now, info, debug = RoomId("r"), 0, Level.INFO, Level.DEBUG
+    started, completed, moved = (
+        EventType.NODE_STARTED,
+        EventType.NODE_COMPLETED,
+        EventType.TRANSITION,
+    )
+    make = Event.make
+    events: list[Event] = []
+    append = events.append
+    v = {"n": 0, "a": 0, "b": 0}
+    visits = {"a": 0, "b": 0, "c": 0}
+    node, seq = "a", 0
+    while True:
+        visits[node] += 1
+        seq += 1
+        append(make(room, seq, started, info, now, node, {"attempt": 1, "visit": visits[node]}))
+        if node == "a":
+            assign = {"n": v["n"] + 1, "a": v["a"] + 2}
+            nxt = "b"
+        elif node == "b":
+            assign = {"n": v["n"] + 1, "b": v["b"] + 3}
+            nxt = "c"
+        else:
+            assign = {"n": v["n"] + 1}
+            nxt = "a" if assign["n"] < transitions else "done"
+        v.update(assign)
+        seq += 1
+        data = {"outcome": "ok", "assign": assign}
+        append(make(room, seq, completed, info, now, node, data, None, 0.0))
+        seq += 1
+        route = {"from": node, "to": nxt, "on": "ok", "index": 0}
+        append(make(room, seq, moved, debug, now, node, route))
+        if nxt == "done":
+            return events
+        node = nxt
 
 
 def transitions_library(n: int) -> Callable[[], dict[str, int]] | None:
@@ -334,6 +378,11 @@ def main() -> None:
         ratio = mem / peer_s
         note += f"; {ratio:.2f}x the peer (target <= 0.3x)"
         targets.append(("in-memory vs `transitions`", f"{ratio:.2f}x <= 0.3x", ratio <= 0.3))
+    by_hand = best(repeat, lambda: events_by_hand(n))
+    floor_note = "the same loop and its 3 events/transition written by hand (a floor)"
+    if peer_s is not None:
+        floor_note += f"; {by_hand / peer_s:.2f}x the peer"
+    rows.append(("hand-written loop making the same events", by_hand, floor_note))
     rows.append(("openrooms memory:// (set loop)", mem, note))
     for sync in ("FULL", "NORMAL"):
         raw = best(repeat, lambda s=sync: raw_sqlite(fresh("raw"), steps, s, state_row, event_row))
