@@ -32,7 +32,7 @@ from openrooms.memory import Conversations, RoomMemory
 from openrooms.nodes.base import LogRecord
 from openrooms.room import RoomState
 
-__all__ = ["JOURNALED", "Journal", "RecordedCalls", "RoomStoppedError"]
+__all__ = ["JOURNALED", "Journal", "RecordedCalls", "RoomStoppedError", "logged_since_start"]
 
 JOURNALED: frozenset[EventType] = frozenset(
     {
@@ -44,6 +44,12 @@ JOURNALED: frozenset[EventType] = frozenset(
     }
 )
 """Event types an attempt records while it runs; a re-execution reuses them."""
+
+
+def logged_since_start(state: RoomState) -> bool:
+    """Whether the running attempt logged anything after its NODE_STARTED (it ran before a
+    crash and recorded calls): only then is there a journal to read back from the log."""
+    return state.version > state.node_seq
 
 
 class RecordedCalls(Protocol):

@@ -39,7 +39,7 @@ from openrooms.errors import (
     WouldBlockError,
 )
 from openrooms.events import ErrorInfo, Event, EventType
-from openrooms.journal import JOURNALED, Journal, RoomStoppedError
+from openrooms.journal import JOURNALED, Journal, RoomStoppedError, logged_since_start
 from openrooms.lease import HeldLease, LeaseKeeper
 from openrooms.memory import Conversations
 from openrooms.nodes import LogRecord, NodeContext, Outcome
@@ -718,7 +718,7 @@ commit_and_release`)."""
         recorded: list[Event] = []
         if self.rt.recorded_calls is not None:  # a re-run: the original log answers
             recorded = list(self.rt.recorded_calls.get(state.idempotency_key, ()))
-        elif state.version > state.node_seq:  # something was logged after NODE_STARTED
+        elif logged_since_start(state):
             recorded = [e for e in log.read(room_id, after=state.node_seq) if e.type in JOURNALED]
         node_seq = state.node_seq
         scrubber = self._scrubber

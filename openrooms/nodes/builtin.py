@@ -31,6 +31,7 @@ from openrooms.expressions import (
     compile_template,
     compile_value,
 )
+from openrooms.journal import logged_since_start
 from openrooms.memory import RoomMemory
 from openrooms.nodes.base import (
     CONFIG_NAMES,
@@ -563,8 +564,7 @@ async def call_tool(
 def _may_have_recorded(ctx: NodeContext) -> bool:
     """Whether the attempt may have recorded calls before (it ran before a crash, or the
     room is re-run from an old log): only then is its journal worth making to ask."""
-    room = ctx.room
-    return room.version > room.node_seq or (
+    return logged_since_start(ctx.room) or (
         ctx.runtime is not None and ctx.runtime.recorded_calls is not None
     )
 
