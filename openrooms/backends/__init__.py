@@ -1,6 +1,7 @@
 """Backends chosen by URL: ``memory://``, ``sqlite:///path``; more register themselves.
 
-``open_backend(url)`` returns an object implementing :class:`StateStore` and/or
+``postgresql://`` (or ``postgres://``) opens :class:`PostgresStore` (the ``postgres``
+extra). ``open_backend(url)`` returns an object implementing :class:`StateStore` and/or
 :class:`EventLog` (both, for the built-in ones). New schemes register a factory in a
 :class:`BackendRegistry` (a runtime's ``rt.backends``, or the process-wide defaults with
 :func:`register_backend`), like fsspec's protocol registry. A factory that takes a
@@ -30,6 +31,7 @@ from openrooms.errors import BackendConfigError
 
 if TYPE_CHECKING:
     from openrooms.backends.memory import MemoryJobQueue, MemoryStore
+    from openrooms.backends.postgres import PostgresStore
     from openrooms.backends.sqlite import SQLiteStore
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "LeasingStore",
     "MemoryJobQueue",
     "MemoryStore",
+    "PostgresStore",
     "SQLiteStore",
     "StateStore",
     "StoredWorkflow",
@@ -73,11 +76,11 @@ class BackendRegistry:
         registry = cls()
         registry.register("memory", _open_memory)
         registry.register("sqlite", _open_sqlite)
+        registry.register("postgresql", _open_postgres)
+        registry.register("postgres", _open_postgres)
         for scheme, extra, module in [
             ("redis", "redis", "redis"),
             ("rediss", "redis", "redis"),
-            ("postgresql", "postgres", "psycopg"),
-            ("postgres", "postgres", "psycopg"),
         ]:
             registry.register(scheme, _server_backend(extra, module))
         return registry
@@ -220,6 +223,16 @@ def _open_sqlite(url: str, *, read_only: bool = False) -> SQLiteStore:
     )
 
 
+def _open_postgres(url: str, *, read_only: bool = False) -> PostgresStore:
+    """``postgresql://`` / ``postgres://``: psycopg is imported only now."""
+    scheme = url.split("://", 1)[0].lower()
+    require("psycopg", feature=f"the {scheme}:// backend", extra="postgres")
+    require("psycopg_pool", feature=f"the {scheme}:// backend", extra="postgres")
+    from openrooms.backends.postgres import PostgresStore
+
+    return PostgresStore(url, read_only=read_only)
+
+
 def _server_backend(extra: str, module: str) -> Factory:
     """A scheme whose backend needs an extra: the extra's absence is named, not a KeyError."""
 
@@ -242,6 +255,7 @@ adds. Every runtime's registries start from a copy."""
 _LAZY = {
     "MemoryStore": "openrooms.backends.memory",
     "MemoryJobQueue": "openrooms.backends.memory",
+    "PostgresStore": "openrooms.backends.postgres",
     "SQLiteStore": "openrooms.backends.sqlite",
 }
 
