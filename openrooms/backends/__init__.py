@@ -51,6 +51,7 @@ __all__ = [
     "default_backends",
     "open_backend",
     "register_backend",
+    "upgrade_backend",
 ]
 
 DEFAULT_DB_URL: Final = "sqlite:///./.openrooms/openrooms.db"
@@ -179,6 +180,48 @@ def open_backend(
         DatabaseNotFoundError: *read_only* and the SQLite file does not exist.
     """
     return (registry if registry is not None else default_backends).open(url, read_only=read_only)
+
+
+def upgrade_backend(url: str, *, registry: BackendRegistry | None = None) -> str:
+    """Bring the schema of the database *url* names up to date (``openrooms db upgrade``),
+    creating it if there is none; idempotent, and safe to run from two processes at once.
+
+    Postgres runs its migrations under an advisory lock; a SQLite file is migrated by
+    opening it to write; other schemes are opened (and closed), which sets up what they need.
+
+    Returns:
+        One line saying what was done, naming the database (never its password).
+
+    Raises:
+        BackendConfigError: an unknown scheme, bad settings, or a schema newer than this
+            OpenRooms.
+        BackendUnavailableError: the database cannot be reached.
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "sqlite"
+    if scheme in ("postgresql", "postgres") and (registry is None or "postgresql" in registry):
+        require("psycopg", feature=f"the {scheme}:// backend", extra="postgres")
+        from openrooms.backends import postgres
+
+        before, after = postgres.upgrade(url)
+        where = postgres.PostgresStore.describe(url)
+    elif scheme == "sqlite":
+        from openrooms.backends.sqlite import SQLiteStore
+
+        store = open_backend(url, registry=registry)
+        try:
+            after = store._schema_version() if isinstance(store, SQLiteStore) else 0
+            where = store.where if isinstance(store, SQLiteStore) else url
+        finally:
+            store.close()
+        return f"{where}: schema version {after} (SQLite files are migrated when opened)"
+    else:
+        open_backend(url, registry=registry).close()
+        return f"{scheme}:// opened; it keeps no versioned schema"
+    if before == after:
+        return f"{where}: schema version {after}, up to date"
+    if before == 0:
+        return f"{where}: created, schema version {after}"
+    return f"{where}: upgraded from schema version {before} to {after}"
 
 
 def _open_memory(url: str, *, read_only: bool = False) -> MemoryStore:

@@ -39,7 +39,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -68,9 +68,6 @@ from openrooms.errors import (
 from openrooms.events import Event, EventType, Level
 from openrooms.room import RoomState, RoomStatus
 from openrooms.types import RoomId
-
-if TYPE_CHECKING:
-    from psycopg.abc import Query
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "upgrade"]
 
@@ -268,7 +265,7 @@ BEGIN
     END IF;
     RAISE EXCEPTION 'the OpenRooms event log is append-only: % on %.events refused',
         TG_OP, TG_TABLE_SCHEMA
-        USING HINT = 'only a retention job deletes events, after SET LOCAL openrooms.retention = on';
+        USING HINT = 'a retention job deletes events after SET LOCAL openrooms.retention = on';
 END
 $fn$;
 CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
@@ -317,6 +314,9 @@ _LEASED: Final = (
 )
 
 _LEVELS: Final = list(Level)
+
+_Query = str | bytes | sql.SQL | sql.Composed
+"""A statement: our literal SQL, or composed with sql.Identifier; never user text."""
 
 
 def _room_key(schema: str, room_id: str) -> str:
@@ -430,6 +430,15 @@ class PostgresStore(LeasingStore):
             name=f"openrooms {target.where}",
         )
 
+    @staticmethod
+    def describe(url: str) -> str:
+        """How messages name the database *url* points to (the password left out).
+
+        Raises:
+            BackendConfigError: *url* cannot be read.
+        """
+        return _Target(url).where
+
     @property
     def where(self) -> str:
         """The database as messages name it: ``postgresql://user@host:port/db (schema s)``."""
@@ -465,12 +474,12 @@ class PostgresStore(LeasingStore):
     def _refuse_write(self) -> BackendError:
         return _read_only_error(self._target)
 
-    def _rows(self, query: Query, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def _rows(self, query: _Query, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._errors(), self._pool.connection() as conn:
             return conn.execute(query, params).fetchall()
 
     def _write(
-        self, query: Query, params: Sequence[Any], room_id: str = "", version: int = -1
+        self, query: _Query, params: Sequence[Any], room_id: str = "", version: int = -1
     ) -> list[tuple[Any, ...]]:
         """Run a write; an event whose (room, seq) is taken is StaleRoomError(room_id,
         version): another writer got there first."""
@@ -894,14 +903,13 @@ class PostgresStore(LeasingStore):
             None,
             *_state_params(state, expected_version),
         )
-        lease = self._leased(
+        return self._leased(
             state.room_id,
             params,
             _batch(events),
             release=release,
             expected_version=expected_version,
         )
-        return lease
 
     def commit_and_release(
         self,
@@ -969,13 +977,20 @@ def _schema_version(conn: psycopg.Connection[Any]) -> int:
                 "not make; use another schema (?schema=NAME in the URL)",
             )
         return 0
-    found = conn.execute(sql.SQL("SELECT max(version) FROM {}").format(sql.Identifier(_VERSION_TABLE)))
+    found = conn.execute(
+        sql.SQL("SELECT max(version) FROM {}").format(sql.Identifier(_VERSION_TABLE))
+    )
     value = found.fetchone()
     return int(value[0] or 0) if value else 0
 
 
-def _migrate(conn: psycopg.Connection[Any], schema: str, *, only_if_new: bool = False,
-             target: int = SCHEMA_VERSION) -> tuple[int, int]:
+def _migrate(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    *,
+    only_if_new: bool = False,
+    target: int = SCHEMA_VERSION,
+) -> tuple[int, int]:
     """Apply the migrations *schema* has not had, up to *target*, in one transaction under
     an advisory lock (a second process waits, then finds nothing to do). Returns the
     versions before and after. With *only_if_new*, a schema that already has a version is
