@@ -412,9 +412,9 @@ class SchemaOutdatedError(BackendConfigError):
 class DatabaseNotFoundError(BackendError, LookupError):
     """A read-only opening found no database at *path* (read-only commands never create one)."""
 
-    def __init__(self, path: str, detail: str = "") -> None:
-        OpenRoomsError.__init__(self, path, detail)
-        self.backend, self.message = "sqlite", detail
+    def __init__(self, path: str, detail: str = "", backend: str = "sqlite") -> None:
+        OpenRoomsError.__init__(self, path, detail, backend)
+        self.backend, self.message = backend, detail
         self.path, self.detail = path, detail
 
     def __str__(self) -> str:
@@ -423,6 +423,11 @@ class DatabaseNotFoundError(BackendError, LookupError):
             if self.detail
             else (f"no database at {self.path}")
         )
+        if self.backend != "sqlite":
+            return (
+                f"{what}; nothing has been stored there. Check --db (or OPENROOMS_DB), or "
+                f"create it with `openrooms db upgrade`"
+            )
         return (
             f"{what}; nothing has been stored there. Run from the folder where you ran "
             f"`openrooms run`, or pass --db URL (or set OPENROOMS_DB)"

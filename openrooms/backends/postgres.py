@@ -22,9 +22,10 @@ update writes no event. Commits that take or let go of the lease call one server
 function (``openrooms_leased``) installed by the migrations, which locks the room's row
 first; the fenced append of a split runtime's log calls ``openrooms_append``.
 
-Live tails. An ``AFTER INSERT`` trigger on ``events`` sends ``NOTIFY openrooms_events`` with
-the md5 of ``schema/room_id`` as payload; :meth:`PostgresStore.wait_for_events` listens on a
-connection of its own, so ``logs --follow`` wakes as soon as a commit lands.
+Live tails. An ``AFTER INSERT`` trigger on ``events`` (one row per commit) sends ``NOTIFY
+openrooms_events`` with the md5 of ``schema/room_id`` as payload;
+:meth:`PostgresStore.wait_for_events` listens on a connection of its own, so
+``logs --follow`` wakes as soon as a commit lands.
 
 The log is append-only: a statement trigger refuses ``UPDATE``, ``DELETE`` and ``TRUNCATE``
 on ``events`` unless the transaction set ``openrooms.retention`` to ``on`` (``SET LOCAL``),
@@ -48,6 +49,7 @@ from psycopg_pool import ConnectionPool
 
 from openrooms import serde
 from openrooms.backends.base import Lease, LeasingStore, StoredWorkflow, due_at
+from openrooms.backends.selection import select_events
 from openrooms.backends.sqlite import _dumps, _event_from_row, _event_row, _json
 from openrooms.errors import (
     BackendConfigError,
@@ -84,8 +86,11 @@ _URL_OPTIONS: Final = ("schema", "pool_max", "pool_timeout")
 # keys and refuses \u0000); the hot columns mirror what queries filter on, and lease_token
 # mirrors the current lease's fencing token so a step's UPDATE checks it with the version.
 # fillfactor 80: most steps change no indexed column, so their updates stay on the page (HOT).
-# events: one row per event, its body the compact JSON array of sqlite._event_row; type and
-# level are columns so reads filter and limit in SQL.
+# events: one row per commit, not per event (as in SQLite): the events first_seq..last_seq as
+# a JSON array of compact rows (sqlite._event_row). A step writes two to four events, and a row
+# each cost a third more per commit than one row (bench/postgres.py); reads explode the
+# batches and filter in Python. The primary key (room_id, first_seq) finds a room's log from
+# any seq, and refuses a second batch at the same place.
 _V1: Final = """
 CREATE TABLE rooms (
     id text COLLATE "C" PRIMARY KEY,
@@ -103,11 +108,10 @@ CREATE INDEX rooms_by_workflow ON rooms (workflow_id, created_at DESC, id DESC);
 CREATE INDEX rooms_by_due ON rooms (due_at, id) WHERE due_at IS NOT NULL;
 CREATE TABLE events (
     room_id text COLLATE "C" NOT NULL,
-    seq bigint NOT NULL,
-    type text NOT NULL,
-    level text NOT NULL,
+    first_seq bigint NOT NULL,
+    last_seq bigint NOT NULL,
     body text NOT NULL,
-    PRIMARY KEY (room_id, seq)
+    PRIMARY KEY (room_id, first_seq)
 );
 CREATE TABLE leases (
     room_id text COLLATE "C" PRIMARY KEY,
@@ -136,7 +140,7 @@ CREATE TABLE workflows (
 CREATE FUNCTION openrooms_leased(
     p_room text, p_owner text, p_ttl bigint, p_now bigint, p_force boolean, p_held bigint,
     p_expected bigint, p_status text, p_version bigint, p_body text, p_due bigint,
-    p_events json, p_release boolean
+    p_first bigint, p_last bigint, p_events text, p_release boolean
 ) RETURNS TABLE (o_code integer, o_token bigint, o_expires bigint, o_recoveries integer,
                  o_owner text)
 LANGUAGE plpgsql AS $fn$
@@ -188,9 +192,10 @@ BEGIN
         UPDATE rooms SET status = p_status, version = p_version, body = p_body,
             due_at = p_due, lease_token = n_token
             WHERE id = p_room;
-        INSERT INTO events (room_id, seq, type, level, body)
-            SELECT p_room, (e->>0)::bigint, e->>1, e->>2, e::text
-            FROM json_array_elements(p_events) AS e;
+        IF p_events IS NOT NULL THEN
+            INSERT INTO events (room_id, first_seq, last_seq, body)
+                VALUES (p_room, p_first, p_last, p_events);
+        END IF;
     END IF;
     IF p_owner IS NOT NULL THEN
         INSERT INTO leases AS l (room_id, owner, token, expires_at, recoveries)
@@ -211,14 +216,16 @@ $fn$;
 -- EventLog.append: the first seq must follow the log's last one and, with p_token, the
 -- token must not be below the room's fence (raised to it). 0 done, 2 stale; a refusal
 -- writes nothing. The fence row stays locked until commit, so a fence() racing this waits.
-CREATE FUNCTION openrooms_append(p_room text, p_token bigint, p_first bigint, p_events json)
-RETURNS integer
+CREATE FUNCTION openrooms_append(
+    p_room text, p_token bigint, p_first bigint, p_last bigint, p_events text
+) RETURNS integer
 LANGUAGE plpgsql AS $fn$
 DECLARE
     v_last bigint;
 BEGIN
-    SELECT coalesce(max(e.seq), 0) INTO v_last FROM events e WHERE e.room_id = p_room;
-    IF p_first <> v_last + 1 THEN
+    SELECT e.last_seq INTO v_last FROM events e WHERE e.room_id = p_room
+        ORDER BY e.first_seq DESC LIMIT 1;
+    IF p_first <> coalesce(v_last, 0) + 1 THEN
         RETURN 2;
     END IF;
     IF p_token IS NOT NULL THEN
@@ -232,29 +239,26 @@ BEGIN
             RETURN 2;
         END IF;
     END IF;
-    INSERT INTO events (room_id, seq, type, level, body)
-        SELECT p_room, (e->>0)::bigint, e->>1, e->>2, e::text
-        FROM json_array_elements(p_events) AS e;
+    INSERT INTO events (room_id, first_seq, last_seq, body)
+        VALUES (p_room, p_first, p_last, p_events);
     RETURN 0;
 END
 $fn$;
 """
 
-# Version 2: the events table's triggers. A NOTIFY per statement that inserted events (one
-# per room it touched), for live tails; and the refusal of UPDATE, DELETE and TRUNCATE
-# outside the retention path.
+# Version 2: the events table's triggers. A NOTIFY per commit (a row trigger: a statement
+# trigger with a transition table cost more), for live tails; and the refusal of UPDATE,
+# DELETE and TRUNCATE outside the retention path.
 _V2: Final = """
 CREATE FUNCTION openrooms_events_notify() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
-    PERFORM pg_notify('openrooms_events', md5(TG_TABLE_SCHEMA || '/' || n.room_id))
-        FROM (SELECT DISTINCT room_id FROM new_events) AS n;
+    PERFORM pg_notify('openrooms_events', md5(TG_TABLE_SCHEMA || '/' || NEW.room_id));
     RETURN NULL;
 END
 $fn$;
 CREATE TRIGGER events_notify AFTER INSERT ON events
-    REFERENCING NEW TABLE AS new_events
-    FOR EACH STATEMENT EXECUTE FUNCTION openrooms_events_notify();
+    FOR EACH ROW EXECUTE FUNCTION openrooms_events_notify();
 
 CREATE FUNCTION openrooms_events_append_only() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
@@ -280,21 +284,23 @@ SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 
 _VERSION_TABLE: Final = "openrooms_schema"
 
-# the hot path: one statement, one round trip (see the module docstring)
-_COMMIT: Final = """
-WITH u AS (
-    UPDATE rooms SET status = %s, version = %s, body = %s, due_at = %s
-    WHERE id = %s AND version = %s{fence}
-    RETURNING id
-), e AS (
-    INSERT INTO events (room_id, seq, type, level, body)
-    SELECT u.id, (j->>0)::bigint, j->>1, j->>2, j::text
-    FROM u, json_array_elements(%s::json) AS j
+# the hot path: one statement, one round trip (see the module docstring); the events' INSERT
+# reads the UPDATE's row, so a refused update inserts nothing
+_UPDATE_ROOM: Final = """
+UPDATE rooms SET status = %s, version = %s, body = %s, due_at = %s
+WHERE id = %s AND version = %s{fence}
+RETURNING id
+"""
+_WITH_EVENTS: Final = """
+WITH u AS ({update}), e AS (
+    INSERT INTO events (room_id, first_seq, last_seq, body) SELECT u.id, %s, %s, %s FROM u
 )
 SELECT count(*) FROM u
 """
-_UPDATE: Final = _COMMIT.format(fence="")
-_UPDATE_FENCED: Final = _COMMIT.format(fence=" AND lease_token = %s")
+_UPDATE: Final = _UPDATE_ROOM.format(fence="")
+_UPDATE_FENCED: Final = _UPDATE_ROOM.format(fence=" AND lease_token = %s")
+_COMMIT: Final = _WITH_EVENTS.format(update=_UPDATE)
+_COMMIT_FENCED: Final = _WITH_EVENTS.format(update=_UPDATE_FENCED)
 _CREATE: Final = """
 WITH r AS (
     INSERT INTO rooms (id, workflow_id, status, version, created_at, due_at, body)
@@ -302,18 +308,21 @@ WITH r AS (
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ), e AS (
-    INSERT INTO events (room_id, seq, type, level, body)
-    SELECT r.id, (j->>0)::bigint, j->>1, j->>2, j::text
-    FROM r, json_array_elements(%s::json) AS j
+    INSERT INTO events (room_id, first_seq, last_seq, body)
+    SELECT r.id, %s, %s, %s FROM r WHERE %s
 )
 SELECT count(*) FROM r
 """
 _LEASED: Final = (
     "SELECT o_code, o_token, o_expires, o_recoveries, o_owner "
-    "FROM openrooms_leased(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::json, %s)"
+    "FROM openrooms_leased(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
-
-_LEVELS: Final = list(Level)
+# a room's log from seq *after* + 1: from the batch that holds it (or the first)
+_READ: Final = (
+    "SELECT first_seq, last_seq, body FROM events WHERE room_id = %s AND first_seq >= "
+    "(SELECT coalesce(max(first_seq), 0) FROM events WHERE room_id = %s AND first_seq <= %s) "
+    "ORDER BY first_seq"
+)
 
 _Query = str | bytes | sql.SQL | sql.Composed
 """A statement: our literal SQL, or composed with sql.Identifier; never user text."""
@@ -448,7 +457,9 @@ class PostgresStore(LeasingStore):
         if found == SCHEMA_VERSION:
             return
         if found == 0:
-            raise DatabaseNotFoundError(self.where, "the schema holds no OpenRooms tables")
+            raise DatabaseNotFoundError(
+                self.where, "the schema holds no OpenRooms tables", _BACKEND
+            )
         if found < SCHEMA_VERSION:
             raise SchemaOutdatedError(_BACKEND, self.where, found, SCHEMA_VERSION)
         raise _newer(self._target, found)
@@ -512,7 +523,8 @@ class PostgresStore(LeasingStore):
             state.created_at,
             due_at(state),
             _dumps(serde.state_to_dict(state)),
-            _batch(events),
+            *_batch(events),
+            bool(events),
         )
         rows = self._write(_CREATE, params, state.room_id, 0)
         if rows[0][0] == 0:
@@ -562,9 +574,14 @@ class PostgresStore(LeasingStore):
         ]
         if lease is not None:
             params.append(lease.token)
-        params.append(_batch(events))
-        query = _UPDATE if lease is None else _UPDATE_FENCED
+        if events:
+            params += _batch(events)
+            query = _COMMIT if lease is None else _COMMIT_FENCED
+        else:
+            query = _UPDATE if lease is None else _UPDATE_FENCED
         rows = self._write(query, params, state.room_id, expected_version)
+        if not events:
+            rows = [(len(rows),)]
         if rows[0][0] == 0:
             if not self._rows("SELECT 1 FROM rooms WHERE id = %s", (state.room_id,)):
                 raise RoomNotFoundError(state.room_id, self.where)
@@ -641,18 +658,19 @@ class PostgresStore(LeasingStore):
         self, room_id: RoomId, owner: str, *, ttl_ms: int, now: int, force: bool = False
     ) -> Lease:
         params = (room_id, owner, ttl_ms, now, force, None, None, None, None, None, None)
-        return self._leased(room_id, params, "[]", release=False, expected_version=-1)
+        return self._leased(room_id, params, (), release=False, expected_version=-1)
 
     def _leased(
         self,
         room_id: str,
         params: tuple[Any, ...],
-        batch: str,
+        events: Sequence[Event],
         *,
         release: bool,
         expected_version: int,
     ) -> Lease:
-        rows = self._write(_LEASED, (*params, batch, release), room_id, expected_version)
+        query_params = (*params, *_batch(events), release)
+        rows = self._write(_LEASED, query_params, room_id, expected_version)
         code, token, expires_at, recoveries, owner = rows[0]
         if code == 1:
             raise RoomNotFoundError(room_id, self.where)
@@ -762,8 +780,8 @@ class PostgresStore(LeasingStore):
         room_id, first = events[0].room_id, events[0].seq
         token = None if lease is None else lease.token
         rows = self._write(
-            "SELECT openrooms_append(%s, %s, %s, %s::json)",
-            (room_id, token, first, _batch(events)),
+            "SELECT openrooms_append(%s, %s, %s, %s, %s)",
+            (room_id, token, *_batch(events)),
             room_id,
             first - 1,
         )
@@ -791,36 +809,37 @@ class PostgresStore(LeasingStore):
         min_level: Level | None = None,
         types: Sequence[EventType] | None = None,
     ) -> list[Event]:
-        query = "SELECT seq, body FROM events WHERE room_id = %s AND seq > %s"
-        params: list[Any] = [room_id, after]
-        if min_level is not None:
-            query += " AND level = ANY(%s)"
-            params.append([lv.value for lv in _LEVELS if lv.rank >= min_level.rank])
-        if types is not None:
-            query += " AND type = ANY(%s)"
-            params.append([EventType(t).value for t in types])
-        query += " ORDER BY seq"
-        if limit is not None:
-            query += " LIMIT %s"
-            params.append(int(limit))
-        rows = self._rows(query, params)
-        return [self._decode_event(room_id, seq, body) for seq, body in rows]
+        query = _READ
+        if limit is not None and min_level is None and types is None:
+            query += " LIMIT %s"  # every batch holds an event: *limit* batches are enough
+            rows = self._rows(query, (room_id, room_id, after + 1, int(limit) + 1))
+        else:
+            rows = self._rows(query, (room_id, room_id, after + 1))
+        decoded = (e for row in rows for e in self._decode_events(room_id, *row))
+        return select_events(decoded, after=after, limit=limit, min_level=min_level, types=types)
 
-    def _decode_event(self, room_id: RoomId, seq: int, body: Any) -> Event:
-        where = f"{self.where}, table events, row room_id={room_id!r} seq={seq}"
+    def _decode_events(self, room_id: RoomId, first: int, last: int, body: Any) -> list[Event]:
+        """An events row's batch, or CorruptRoomError naming the schema and row."""
+        where = f"{self.where}, table events, row room_id={room_id!r} first_seq={first}"
         try:
-            event = _event_from_row(room_id, _json(body))
+            items = _json(body)
+            if not isinstance(items, list):
+                raise ValueError(f"the body is a JSON {type(items).__name__}, not an array")
+            events = [_event_from_row(room_id, item) for item in items]
         except ValueError as exc:
             raise CorruptRoomError(room_id, where, str(exc)) from None
         except CorruptRoomError as exc:
-            raise CorruptRoomError(room_id, where, exc.problem) from None
-        if event.seq != seq:
-            raise CorruptRoomError(room_id, where, f"the body is event {event.seq}")
-        return event
+            raise CorruptRoomError(room_id, f"{where}, {exc.where}", exc.problem) from None
+        if [e.seq for e in events] != list(range(first, last + 1)):
+            raise CorruptRoomError(room_id, where, f"the body is not events {first}..{last}")
+        return events
 
     def last_seq(self, room_id: RoomId) -> int:
-        rows = self._rows("SELECT max(seq) FROM events WHERE room_id = %s", (room_id,))
-        return int(rows[0][0] or 0)
+        rows = self._rows(
+            "SELECT last_seq FROM events WHERE room_id = %s ORDER BY first_seq DESC LIMIT 1",
+            (room_id,),
+        )
+        return int(rows[0][0]) if rows else 0
 
     def wait_for_events(self, room_id: RoomId, after_seq: int, timeout_s: float) -> bool:
         """Block until the room's log holds an event past *after_seq*, or *timeout_s* passes.
@@ -906,7 +925,7 @@ class PostgresStore(LeasingStore):
         return self._leased(
             state.room_id,
             params,
-            _batch(events),
+            events,
             release=release,
             expected_version=expected_version,
         )
@@ -928,9 +947,7 @@ class PostgresStore(LeasingStore):
             lease.token,
             *_state_params(state, expected_version),
         )
-        self._leased(
-            state.room_id, params, _batch(events), release=True, expected_version=expected_version
-        )
+        self._leased(state.room_id, params, events, release=True, expected_version=expected_version)
 
     def close(self) -> None:
         with self._listen_lock:
@@ -949,11 +966,15 @@ def _state_params(state: RoomState, expected_version: int) -> tuple[Any, ...]:
     )
 
 
-def _batch(events: Sequence[Event]) -> str:
-    """A commit's events as one JSON array of compact rows; the server splits it."""
-    if events and events[-1].seq - events[0].seq != len(events) - 1:
-        raise StaleRoomError(events[0].room_id, events[0].seq - 1)  # not one gapless run
-    return _dumps([_event_row(e) for e in events])
+def _batch(events: Sequence[Event]) -> tuple[int | None, int | None, str | None]:
+    """The events row of a commit: first_seq, last_seq and the JSON array of compact rows
+    (all None without events)."""
+    if not events:
+        return None, None, None
+    first, last = events[0].seq, events[-1].seq
+    if last - first != len(events) - 1:
+        raise StaleRoomError(events[0].room_id, first - 1)  # not one gapless run
+    return first, last, _dumps([_event_row(e) for e in events])
 
 
 def _schema_version(conn: psycopg.Connection[Any]) -> int:
