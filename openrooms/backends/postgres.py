@@ -78,6 +78,9 @@ CHANNEL: Final = "openrooms_events"
 """The NOTIFY channel of new events; the payload is :func:`_room_key`."""
 _LOCK_CLASS: Final = 0x6F72
 """First key of the upgrade's advisory lock (the second is the schema's hash)."""
+_FOLLOW_CLASS: Final = 0x6F66
+"""First key of a follower's advisory lock on a room (the second: hashtext of schema/room);
+the events trigger of migration 2 names it as 28518."""
 _URL_OPTIONS: Final = ("schema", "pool_max", "pool_timeout")
 
 # Version 1: the tables and the functions commits call. Ids are COLLATE "C": rooms list and
@@ -246,14 +249,25 @@ END
 $fn$;
 """
 
-# Version 2: the events table's triggers. A NOTIFY per commit (a row trigger: a statement
-# trigger with a transition table cost more), for live tails; and the refusal of UPDATE,
-# DELETE and TRUNCATE outside the retention path.
+# Version 2: the events table's triggers, for live tails and an append-only log.
+#
+# NOTIFY only where someone follows the room. A NOTIFY costs a commit ~15% of a step, and
+# takes a lock every notifying commit of the cluster queues on. So a follower holds an
+# advisory lock on the room (shared, class _FOLLOW_CLASS) while it waits, and a commit's row
+# trigger notifies only when it cannot take that lock exclusively. No wake-up is lost: a
+# commit that got the lock holds it until it ends, so a follower arriving meanwhile waits for
+# that commit and then reads its events; a commit after the follower took it notifies.
+# (A row trigger: a statement trigger with a transition table cost more.)
 _V2: Final = """
 CREATE FUNCTION openrooms_events_notify() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_room text := TG_TABLE_SCHEMA || '/' || NEW.room_id;
 BEGIN
-    PERFORM pg_notify('openrooms_events', md5(TG_TABLE_SCHEMA || '/' || NEW.room_id));
+    -- a follower holds this lock shared while it waits; nobody follows when we get it
+    IF NOT pg_try_advisory_xact_lock(28518, hashtext(v_room)) THEN
+        PERFORM pg_notify('openrooms_events', md5(v_room));
+    END IF;
     RETURN NULL;
 END
 $fn$;
@@ -844,9 +858,10 @@ class PostgresStore(LeasingStore):
     def wait_for_events(self, room_id: RoomId, after_seq: int, timeout_s: float) -> bool:
         """Block until the room's log holds an event past *after_seq*, or *timeout_s* passes.
 
-        Listens (``LISTEN openrooms_events``) on a connection of its own, so a commit by any
-        process wakes it at once; a notification of another room, or one that arrived before
-        the call, leads to a check, not a return.
+        Listens (``LISTEN openrooms_events``) on a connection of its own and, while it waits,
+        holds the room's follower lock (shared), which makes commits to the room notify; so
+        a commit by any process wakes it at once. A notification of another room, or one that
+        arrived before the call, leads to a check, not a return.
 
         Returns:
             True if the log grew past *after_seq*, False on timeout.
@@ -856,17 +871,22 @@ class PostgresStore(LeasingStore):
         """
         deadline = time.monotonic() + max(0.0, timeout_s)
         key = _room_key(self.schema, room_id)
+        lock = (_FOLLOW_CLASS, f"{self.schema}/{room_id}")
         with self._listen_lock, self._errors():
             conn = self._listening()
             try:
-                # after LISTEN: a commit from here on is notified, one before it is seen here
-                if self.last_seq(room_id) > after_seq:
-                    return True
-                while (remaining := deadline - time.monotonic()) > 0:
-                    for note in conn.notifies(timeout=remaining, stop_after=1):
-                        if note.payload == key and self.last_seq(room_id) > after_seq:
-                            return True
-                return False
+                # a commit holding the lock ends first; every commit after notifies
+                conn.execute("SELECT pg_advisory_lock_shared(%s, hashtext(%s))", lock)
+                try:
+                    if self.last_seq(room_id) > after_seq:
+                        return True
+                    while (remaining := deadline - time.monotonic()) > 0:
+                        for note in conn.notifies(timeout=remaining, stop_after=1):
+                            if note.payload == key and self.last_seq(room_id) > after_seq:
+                                return True
+                    return False
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock_shared(%s, hashtext(%s))", lock)
             except BaseException:
                 self._close_listener()
                 raise

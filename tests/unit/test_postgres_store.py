@@ -240,6 +240,25 @@ def test_a_commit_on_another_connection_wakes_a_waiter_at_once(url: str) -> None
         follower.close()
 
 
+def test_a_commit_notifies_only_while_someone_follows_the_room(
+    url: str, store: PostgresStore
+) -> None:
+    """NOTIFY costs every commit; it is sent only where a follower holds the room's lock."""
+    state = make_room(store)
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as listener:
+        listener.execute("LISTEN openrooms_events")
+        step = engine.start(WF, state, now=2000)
+        store.commit(step.state, step.events, expected_version=state.version)
+        assert list(listener.notifies(timeout=0.2)) == []  # nobody follows r1
+        listener.execute(
+            "SELECT pg_advisory_lock_shared(28518, hashtext(%s))", (f"{store.schema}/r1",)
+        )
+        again = engine.fail(step.state, now=3000, reason="x")
+        store.commit(again.state, again.events, expected_version=step.state.version)
+        notes = list(listener.notifies(timeout=5, stop_after=1))
+        assert len(notes) == 1 and notes[0].channel == "openrooms_events"
+
+
 def test_follow_yields_a_new_event_without_waiting_for_the_poll_interval(url: str) -> None:
     """Runtime.follow with a 60 s poll interval: an input written by another runtime
     reaches the follower in well under a second."""
