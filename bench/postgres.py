@@ -12,6 +12,8 @@ see the same load; each run in a fresh schema, dropped afterwards):
   UPDATE, COMMIT; four round trips);
 - ``raw, one round trip``: the same transaction as one statement (a data-modifying CTE in
   autocommit): the floor of any store that sends one statement per step;
+- ``PostgresStore.commit alone``: the same loop's commits, its steps computed beforehand,
+  made in a bare loop: the store's cost (its statement and its Python) without the runner;
 - ``openrooms postgresql://``: bench/engine.py's loop through a no-op ``tool`` node (every
   step commits) on PostgresStore;
 - ``openrooms memory://``: the same loop with no IO at all (the Python a step needs).
@@ -36,8 +38,11 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).parent))
 from engine import noop_tools, row_sizes, run_openrooms_tools, run_rooms, tool_loop_workflow
 
+from openrooms import Runtime, Workflow, engine
 from openrooms.backends import MemoryStore
 from openrooms.backends.postgres import PostgresStore
+from openrooms.nodes import Outcome
+from openrooms.tools import ToolRegistry
 
 DEFAULT_URL = os.environ.get(
     "OPENROOMS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -111,6 +116,28 @@ def raw_one_trip(url: str, schema: str, steps: int, state_row: str, event_row: s
         return time.perf_counter() - started
 
 
+def commits_alone(url: str, wf: Workflow, tools: ToolRegistry, steps: int) -> float:
+    """The tool loop's commits in a bare loop (the steps made beforehand, as the engine
+    makes them); returns the seconds per commit."""
+    store = PostgresStore(url)
+    try:
+        room = Runtime(store, store, tools=tools).create_room(wf)
+        state = store.get(room.id)
+        first = engine.start(wf, state, now=1)
+        store.commit(first.state, first.events, expected_version=state.version)
+        made, current = [], first.state
+        for _ in range(steps):
+            step = engine.decide(wf, current, Outcome.ok(None), now=2, duration_ms=1.0)
+            made.append((current.version, step))
+            current = step.state
+        started = time.perf_counter()
+        for version, step in made:
+            store.commit(step.state, step.events, expected_version=version)
+        return (time.perf_counter() - started) / len(made)
+    finally:
+        store.close()
+
+
 def timed(fn: Callable[[], object]) -> float:
     started = time.perf_counter()
     fn()
@@ -140,6 +167,9 @@ def main() -> None:
         "raw, one round trip (one CTE statement per step)": lambda: raw_one_trip(
             url, schemas.fresh(), steps, state_row, event_row
         ),
+        "PostgresStore.commit alone (steps made beforehand)": lambda: (
+            steps * commits_alone(with_schema(url, schemas.fresh()), wf, tools, steps - 5)
+        ),
         "openrooms postgresql:// (no-op tool loop)": ours,
         "openrooms memory:// (same loop, no IO)": lambda: timed(
             lambda: run_openrooms_tools(MemoryStore(), wf, tools)
@@ -153,7 +183,7 @@ def main() -> None:
     finally:
         schemas.drop()
     names = list(rows)
-    raw, one_trip, pg = best[names[0]], best[names[1]], best[names[2]]
+    raw, one_trip, pg = best[names[0]], best[names[1]], best[names[3]]
     width = max(map(len, names))
     print(
         f"\n{steps:,} steps through a no-op tool node on Postgres, best of {args.repeat}; "
@@ -163,8 +193,10 @@ def main() -> None:
     print(f"{'-' * width}  {'-' * 8}  {'-' * 8}  {'-' * 11}")
     for name in names:
         note = ""
-        if name == names[2]:
+        if name == names[3]:
             note = f"{pg / raw:.2f}x raw txn/step; {pg / one_trip:.2f}x one round trip"
+        elif name == names[2]:
+            note = f"{best[name] / raw:.2f}x raw txn/step; {best[name] / one_trip:.2f}x one trip"
         elif name == names[1]:
             note = f"{one_trip / raw:.2f}x raw txn/step"
         print(f"{name:<{width}}  {best[name]:>8.3f}  {best[name] / steps * 1e6:>8.0f}  {note}")
