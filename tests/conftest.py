@@ -98,7 +98,7 @@ def drop_postgres_schema(url: str) -> None:
 
 def make_store(kind: str, tmp_path: Path) -> AtomicStore:
     """A fresh store of *kind* that keeps its data under *tmp_path* (Postgres: in a new
-    schema); :func:`discard_store` closes it and drops what it made."""
+    schema, dropped when the test ends, or by :func:`discard_store`)."""
     if kind == "memory":
         return MemoryStore()
     if kind == "sqlite":
@@ -112,20 +112,31 @@ def make_store(kind: str, tmp_path: Path) -> AtomicStore:
         except BaseException:
             drop_postgres_schema(url)
             raise
-        _URLS[id(store)] = url
+        _MADE[id(store)] = (store, url)
         return store
     raise ValueError(kind)
 
 
-_URLS: dict[int, str] = {}
-"""id(store) -> the URL of a Postgres store make_store opened (its schema is dropped)."""
+_MADE: dict[int, tuple[Any, str]] = {}
+"""id(store) -> (store, URL) of the Postgres stores make_store opened in this test."""
 
 
 def discard_store(store: Any) -> None:
     """Close a store made by :func:`make_store` and drop what it made (a Postgres schema)."""
     store.close()
-    url = _URLS.pop(id(store), None)
-    if url is not None:
+    made = _MADE.pop(id(store), None)
+    if made is not None:
+        drop_postgres_schema(made[1])
+
+
+@pytest.fixture(autouse=True)
+def _drop_postgres_schemas() -> Iterator[None]:
+    """Every schema make_store made for a test is dropped when it ends (its store closed
+    first), whether or not the test's own fixtures discarded it."""
+    yield
+    while _MADE:
+        store, url = _MADE.popitem()[1]
+        store.close()
         drop_postgres_schema(url)
 
 
