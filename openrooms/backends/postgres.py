@@ -757,6 +757,62 @@ class PostgresStore(LeasingStore):
         )
         self._leased(state.room_id, params, events, release=True, expected_version=expected_version)
 
+    def check(self, *, split: bool = False) -> list[str]:
+        """Every problem in the schema's rows (``openrooms db check``): each rooms row must
+        decode to the room it is filed under, with ``due_at`` as its state says; each events
+        row to its batch, numbered ``first_seq..last_seq`` without gaps between rows; each
+        workflows row to a JSON object. Events of a room with no rooms row are reported too,
+        unless *split* (this database is only the state store or only the log of a runtime).
+
+        Returns:
+            One line per problem (``where: what``); an empty list for a sound schema.
+
+        Raises:
+            BackendUnavailableError: the database cannot be read.
+        """
+        problems: list[str] = []
+        # one snapshot for the whole pass
+        with self._errors(), self._pool.connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            room_ids = set()
+            for room_id, body, stored_due in conn.execute(
+                "SELECT id, body, due_at FROM rooms ORDER BY id"
+            ):
+                room_ids.add(room_id)
+                try:
+                    state = self._decode_state(room_id, body)
+                except CorruptRoomError as exc:
+                    problems.append(f"{exc.where}: {exc.problem}")
+                    continue
+                if stored_due != due_at(state):
+                    problems.append(
+                        f"{self.where}, table rooms, row id={room_id!r}: due_at is "
+                        f"{stored_due}, its state says {due_at(state)}; a worker would wake "
+                        "it at the wrong time"
+                    )
+            expected: dict[str, int] = {}
+            for room_id, first, last, body in conn.execute(
+                "SELECT room_id, first_seq, last_seq, body FROM events ORDER BY room_id, first_seq"
+            ):
+                where = f"{self.where}, table events, row room_id={room_id!r} first_seq={first}"
+                if not split and room_id not in room_ids and room_id not in expected:
+                    problems.append(f"{where}: events of a room that has no rooms row")
+                if first != expected.get(room_id, 1):
+                    problems.append(f"{where}: expected first_seq {expected.get(room_id, 1)}")
+                expected[room_id] = last + 1
+                try:
+                    self._decode_events(room_id, first, last, body)
+                except CorruptRoomError as exc:
+                    problems.append(f"{exc.where}: {exc.problem}")
+            for row in conn.execute(
+                "SELECT id, version, digest, body, created_at FROM workflows ORDER BY id, version"
+            ):
+                try:
+                    self._decode_workflow(row)
+                except CorruptDataError as exc:
+                    problems.append(f"{exc.where}: {exc.problem}")
+        return problems
+
     def close(self) -> None:
         with self._listen_lock:
             self._close_listener()

@@ -489,3 +489,25 @@ def test_an_unreachable_test_postgres_skips_locally_and_fails_under_ci(
         env=env,
     )
     assert outcome in done.stdout, done.stdout + done.stderr
+
+
+def test_db_check_reads_every_row_and_names_the_damaged_ones(
+    url: str, store: PostgresStore
+) -> None:
+    state = make_room(store)
+    assert cli(url, "db", "check").stdout.strip() == "ok"
+    with raw(url) as conn:
+        conn.execute(
+            "INSERT INTO rooms (id, workflow_id, status, version, created_at, body) "
+            "VALUES ('bad', 'wf', 'created', 1, 0, '{not json')"
+        )
+        conn.execute(
+            "INSERT INTO events (room_id, first_seq, last_seq, body) VALUES (%s, 5, 5, '[]')",
+            (state.room_id,),
+        )
+    checked = cli(url, "db", "check")
+    assert checked.returncode == 1, checked.stderr
+    lines = checked.stdout.splitlines()
+    assert any("table rooms, row id='bad'" in line and "not valid JSON" in line for line in lines)
+    assert any("first_seq=5: expected first_seq 2" in line for line in lines)
+    assert any("first_seq=5: the body is not events 5..5" in line for line in lines)
