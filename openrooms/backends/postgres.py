@@ -22,10 +22,12 @@ update writes no event. Commits that take or let go of the lease call one server
 function (``openrooms_leased``) installed by the migrations, which locks the room's row
 first; the fenced append of a split runtime's log calls ``openrooms_append``.
 
-Live tails. An ``AFTER INSERT`` trigger on ``events`` (one row per commit) sends ``NOTIFY
-openrooms_events`` with the md5 of ``schema/room_id`` as payload;
-:meth:`PostgresStore.wait_for_events` listens on a connection of its own, so
-``logs --follow`` wakes as soon as a commit lands.
+Live tails. :meth:`PostgresStore.wait_for_events` listens (``LISTEN openrooms_events``) on
+a connection of its own and holds the room's follower lock (an advisory lock, shared) while
+it waits; an ``AFTER INSERT`` trigger on ``events`` (one row per commit) sends ``NOTIFY``,
+with the md5 of ``schema/room_id`` as payload, when it cannot take that lock exclusively:
+only commits to a followed room pay for a NOTIFY, and ``logs --follow`` wakes as soon as a
+commit lands (see postgres_schema.py for why no wake-up is lost).
 
 The log is append-only: a statement trigger refuses ``UPDATE``, ``DELETE`` and ``TRUNCATE``
 on ``events`` unless the transaction set ``openrooms.retention`` to ``on`` (``SET LOCAL``),
@@ -165,6 +167,14 @@ class _Target:
         self.conninfo = urlunsplit(
             (parts.scheme, parts.netloc, parts.path, urlencode(libpq, quote_via=quote), "")
         )
+        try:
+            psycopg.conninfo.conninfo_to_dict(self.conninfo)  # libpq's own parse
+        except psycopg.Error as exc:
+            raise BackendConfigError(
+                _BACKEND,
+                f"{redact(url)}: {exc}; the URL takes schema, pool_max, pool_timeout and "
+                "libpq's parameters",
+            ) from None
         user = f"{parts.username}@" if parts.username else ""
         self.where = f"postgresql://{user}{self.host}/{dbname} (schema {self.schema})"
         """How messages name the database: never with the password."""

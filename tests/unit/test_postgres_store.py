@@ -372,7 +372,7 @@ def test_an_unreachable_server_is_backend_unavailable_naming_the_host_not_the_pa
 
 
 def test_bad_url_options_are_config_errors_without_the_password() -> None:
-    for bad in ("pool_max=0", "pool_timeout=soon", "schema="):
+    for bad in ("pool_max=0", "pool_timeout=soon", "schema=", "no_such_option=1"):
         with pytest.raises(BackendConfigError) as caught:
             open_backend(f"postgres://u:s3cretpw@127.0.0.1:5432/test?{bad}")
         assert "s3cretpw" not in str(caught.value)
