@@ -172,7 +172,8 @@ class _Target:
         except psycopg.Error as exc:
             raise BackendConfigError(
                 _BACKEND,
-                f"{redact(url)}: {exc}; the URL takes schema, pool_max, pool_timeout and "
+                f"{redact(url)}: {' '.join(str(exc).split())}; the URL takes schema, pool_max, "
+                "pool_timeout and "
                 "libpq's parameters",
             ) from None
         user = f"{parts.username}@" if parts.username else ""
