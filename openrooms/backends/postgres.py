@@ -432,7 +432,7 @@ class PostgresStore(LeasingStore):
     def count_rooms(self, prefix: str) -> int:
         if not prefix:
             return int(self._rows("SELECT count(*) FROM rooms")[0][0])
-        if prefix[-1] < "\U0010ffff":
+        if prefix[-1] < "\U0010ffff" and not "\ud7ff" <= prefix[-1] < "\ue000":
             # ids are COLLATE "C" (code-point order): a range on the primary key
             upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
             rows = self._rows(
