@@ -299,6 +299,13 @@ class PostgresStore(LeasingStore):
         return _read_only_error(self._target)
 
     def _rows(self, query: _Query, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read. A connection the server dropped (a restart, say) is replaced and the
+        read made once more: reads can be repeated."""
+        try:
+            with self._errors(), self._pool.connection() as conn:
+                return conn.execute(query, params).fetchall()
+        except BackendUnavailableError:
+            self._drop_broken()
         with self._errors(), self._pool.connection() as conn:
             return conn.execute(query, params).fetchall()
 
@@ -306,16 +313,26 @@ class PostgresStore(LeasingStore):
         self, query: _Query, params: Sequence[Any], room_id: str = "", version: int = -1
     ) -> list[tuple[Any, ...]]:
         """Run a write; an event whose (room, seq) is taken is StaleRoomError(room_id,
-        version): another writer got there first."""
+        version): another writer got there first. A write is not made again when the
+        connection fails (it may have committed); the runner stops, and the room resumes."""
         if self.read_only:
             raise self._refuse_write()
         try:
             with self._errors(), self._pool.connection() as conn:
                 return conn.execute(query, params).fetchall()
+        except BackendUnavailableError:
+            self._drop_broken()
+            raise
         except BackendError as exc:
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
                 raise StaleRoomError(room_id, version) from None
             raise
+
+    def _drop_broken(self) -> None:
+        """After a failed call: test the pool's idle connections, replacing those the server
+        dropped, so that one failure (not one per pooled connection) follows a restart."""
+        with contextlib.suppress(psycopg.Error):
+            self._pool.check()
 
     def clock_ms(self) -> int:
         """The database server's clock (``clock_timestamp()``), ms since the epoch."""

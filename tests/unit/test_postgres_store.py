@@ -511,3 +511,32 @@ def test_db_check_reads_every_row_and_names_the_damaged_ones(
     assert any("table rooms, row id='bad'" in line and "not valid JSON" in line for line in lines)
     assert any("first_seq=5: expected first_seq 2" in line for line in lines)
     assert any("first_seq=5: the body is not events 5..5" in line for line in lines)
+
+
+def test_a_connection_the_server_dropped_is_replaced(url: str) -> None:
+    """A server restart drops every pooled connection: a read is made again on a new one; a
+    write fails once (it may have committed) and the next one works."""
+    name = f"or_test_{uuid.uuid4().hex[:8]}"
+    store = PostgresStore(f"{url}&application_name={name}")
+
+    def drop_the_store_s_connections() -> None:  # this store's, and nobody else's
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            dropped = admin.execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                (name,),
+            ).fetchall()
+        assert dropped
+
+    try:
+        state = make_room(store)
+        drop_the_store_s_connections()
+        assert store.get(state.room_id) == state  # the read was made again
+        drop_the_store_s_connections()
+        step = engine.start(WF, state, now=2000)
+        with pytest.raises(BackendUnavailableError):
+            store.commit(step.state, step.events, expected_version=state.version)
+        store.commit(step.state, step.events, expected_version=state.version)
+        assert store.get(state.room_id) == step.state
+    finally:
+        store.close()
