@@ -145,8 +145,11 @@ class _Target:
         query = parse_qsl(parts.query, keep_blank_values=True)
         ours = {k: v for k, v in query if k in _URL_OPTIONS}
         libpq = [(k, v) for k, v in query if k not in _URL_OPTIONS]
-        if not any(k == "connect_timeout" for k, _ in libpq):
+        given = {k for k, _ in libpq}
+        if "connect_timeout" not in given:
             libpq.append(("connect_timeout", "10"))
+        if "application_name" not in given:  # how pg_stat_activity names our connections
+            libpq.append(("application_name", "openrooms"))
         try:
             host = parts.hostname or "localhost"
             port = parts.port or 5432
