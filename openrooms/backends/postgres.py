@@ -472,6 +472,18 @@ class PostgresStore(LeasingStore):
         )
         return [RoomId(r[0]) for r in rows]
 
+    def expired_rooms(self, now: int, *, limit: int = 100) -> list[RoomId]:
+        """Running or queued rooms whose lease expired unreleased (their runner died), the
+        earliest expiry first, then by id: what a sweeper re-enqueues."""
+        rows = self._rows(
+            "SELECT l.room_id FROM leases l JOIN rooms r ON r.id = l.room_id "
+            "WHERE l.owner IS NOT NULL AND l.expires_at <= %s "
+            "AND r.status IN ('running', 'queued') "
+            "ORDER BY l.expires_at, l.room_id LIMIT %s",
+            (now, int(limit)),
+        )
+        return [RoomId(r[0]) for r in rows]
+
     def next_wake_at(self) -> int | None:
         # the earliest due room nobody holds bounds the answer; held rooms due before it
         # may wake earlier, at their lease's expiry

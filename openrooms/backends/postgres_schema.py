@@ -71,6 +71,7 @@ CREATE TABLE leases (
     expires_at bigint NOT NULL,
     recoveries integer NOT NULL DEFAULT 0
 );
+CREATE INDEX leases_unreleased ON leases (expires_at, room_id) WHERE owner IS NOT NULL;
 CREATE TABLE log_fences (
     room_id text COLLATE "C" PRIMARY KEY,
     token bigint NOT NULL
@@ -125,8 +126,9 @@ BEGIN
             RETURN;
         END IF;
         n_token := greatest(coalesce(l_token, 0), v_token) + 1;
-        -- taken over from a holder that never let go (expired, not released): a recovery
-        IF l_owner IS NOT NULL AND l_expires <= p_now THEN
+        -- taken over from a holder that never let go (its lease expired, or is taken by
+        -- force, unreleased): one recovery more; after a release (owner NULL), none
+        IF l_owner IS NOT NULL THEN
             n_recoveries := l_recoveries + 1;
         END IF;
         n_expires := p_now + p_ttl;

@@ -322,12 +322,35 @@ def test_recoveries_count_takeovers_of_expired_unreleased_leases(store: Postgres
     clean = store.acquire_lease(room, "w4", ttl_ms=100, now=600)
     assert clean.recoveries == 0
     forced = store.acquire_lease(room, "w5", ttl_ms=100, now=650, force=True)
-    assert forced.recoveries == 0  # taken while live: not a crashed holder's room
+    assert forced.recoveries == 1  # w4 never let go either
     step = engine.start(WF, state, now=900)
     taken = store.acquire_and_commit(
         step.state, step.events, expected_version=state.version, owner="w6", ttl_ms=9, now=900
     )
-    assert taken.recoveries == 1  # w5's lease expired at 750
+    assert taken.recoveries == 2  # nor did w5
+
+
+def test_expired_rooms_are_running_or_queued_rooms_whose_lease_ran_out_unreleased(
+    store: PostgresStore,
+) -> None:
+    def started(room_id: str) -> RoomId:
+        state = make_room(store, room_id)
+        step = engine.start(WF, state, now=1100)
+        store.commit(step.state, step.events, expected_version=state.version)
+        return state.room_id
+
+    crashed, later, released = started("crashed"), started("later"), started("released")
+    queued = make_room(store, "queued")
+    store.replace(engine.queue(queued, now=1200).state, expected_version=queued.version)
+    done = make_room(store, "done")
+    store.acquire_lease(crashed, "w1", ttl_ms=100, now=0)
+    store.acquire_lease(later, "w1", ttl_ms=300, now=0)
+    store.acquire_lease(queued.room_id, "w1", ttl_ms=200, now=0)
+    store.acquire_lease(done.room_id, "w1", ttl_ms=100, now=0)  # created, not running: no
+    store.release_lease(store.acquire_lease(released, "w1", ttl_ms=100, now=0))
+    assert store.expired_rooms(99) == []
+    assert store.expired_rooms(1000) == ["crashed", "queued", "later"]
+    assert store.expired_rooms(1000, limit=2) == ["crashed", "queued"]
 
 
 def test_clock_ms_is_the_server_s_clock(store: PostgresStore) -> None:
