@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import operator
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import attrs
 
@@ -30,7 +30,7 @@ from openrooms.errors import (
     TransitionNotAllowedError,
     UnstorableValueError,
 )
-from openrooms.events import ErrorInfo, Event, EventType, Level
+from openrooms.events import ErrorInfo, Event, EventBatch, EventType, Hop, Level
 from openrooms.expressions import is_truthy
 from openrooms.nodes.base import FAILURE_LABELS, LogRecord, Outcome
 from openrooms.plan import NodePlan, PreparedEnd, PreparedWait
@@ -74,7 +74,8 @@ class Step:
     """The result of one engine call: the new state and the events that produced it."""
 
     state: RoomState
-    events: tuple[Event, ...]
+    events: Sequence[Event]
+    """A tuple, or an :class:`~openrooms.events.EventBatch` (:func:`advance`)."""
 
     @property
     def action(self) -> Action:
@@ -259,7 +260,7 @@ class _Emitter:
     def __init__(self, state: RoomState | None, now: int, room_id: RoomId | None = None) -> None:
         self.d: dict[str, Any] = _fields(state) if state is not None else {"version": 0}
         self.owned: set[str] = set()
-        self.events: list[Event] = []
+        self.events: list[Event | Hop] = []  # Hops only in advance (see EventBatch)
         self.now = now
         self.room_id = state.room_id if state is not None else room_id
 
@@ -291,7 +292,8 @@ class _Emitter:
         self.emit(_E.ROOM_FAILED, Level.ERROR, node, {"reason": reason}, error)
 
     def step(self) -> Step:
-        return Step(RoomState(**self.d), tuple(self.events))
+        # only advance adds Hops, and it returns its events as an EventBatch
+        return Step(RoomState(**self.d), cast("tuple[Event, ...]", tuple(self.events)))
 
 
 class RoomView(Mapping[str, Any]):
@@ -695,17 +697,14 @@ def advance(
             # the hot path: a plain success given as its assignments. The events are those
             # of _complete, each folded here by the rule of _apply_into for its type (the
             # property tests check that folding the events gives the same state).
+            # Its NODE_COMPLETED, TRANSITION and NODE_STARTED are recorded as one Hop, made
+            # into events when the batch is read (EventBatch).
             node_id = np.node.id
             seq += 1
+            assign = None
             if result:
                 assign = dict(result)
                 variables.update(assign)
-                data: dict[str, Any] = {"outcome": "ok", "assign": assign}
-            else:
-                data = {"outcome": "ok"}
-            events.append(
-                _Event(room_id, seq, _COMPLETED, _INFO, now, node_id, data, None, duration)
-            )
             route = None
             try:
                 for route in np.ok_routes:
@@ -716,6 +715,7 @@ def advance(
                     route = None
             except EvaluationError as exc:
                 assert route is not None
+                events.append(_completed(room_id, seq, now, node_id, assign, duration))
                 _sync(d, seq, node_seq, node_id, now)
                 em.fail(
                     node_id,
@@ -724,26 +724,25 @@ def advance(
                 )
                 break
             if route is None:
+                events.append(_completed(room_id, seq, now, node_id, assign, duration))
                 _sync(d, seq, node_seq, node_id, now)
                 refused = TransitionNotAllowedError(room_id, node_id, "ok")
                 em.fail(node_id, str(refused), ErrorInfo(type(refused).__name__, str(refused)))
                 break
             target = route.target
-            seq += 1
-            transition = {"from": node_id, "to": target, "on": "ok", "index": route.index}
-            events.append(_Event(room_id, seq, _TRANSITION, _DEBUG, now, node_id, transition))
             np = nodes[target]
             steps = d["steps"]
             if checked_entry or steps >= max_steps or not np.pure:
+                events.append((seq, now, node_id, assign, duration, route.index, target, None))
+                seq += 1
                 _sync(d, seq, node_seq, target, now)
                 _enter(em, wf, target)  # the checks, a wait or an end: the general way
                 seq, node_seq = d["version"], d["node_seq"]
             else:
-                # NODE_STARTED of the next pure node; the room is running with no timer
-                seq += 1
+                # and NODE_STARTED of the next pure node; the room is running with no timer
                 visit = visits.get(target, 0) + 1
-                started_data = {"attempt": 1, "visit": visit}
-                events.append(_Event(room_id, seq, _STARTED, _INFO, now, target, started_data))
+                events.append((seq, now, node_id, assign, duration, route.index, target, visit))
+                seq += 2
                 visits[target] = visit
                 d["attempt"] = 1
                 d["steps"] = steps + 1
@@ -781,7 +780,20 @@ def advance(
             break
     else:
         _sync(d, seq, node_seq, np.node.id, now)
-    return em.step()
+    return Step(RoomState(**d), EventBatch(room_id, events))
+
+
+def _completed(
+    room_id: RoomId,
+    seq: int,
+    now: int,
+    node_id: str,
+    assign: dict[str, Any] | None,
+    duration: float | None,
+) -> Event:
+    """The hot path's ``NODE_COMPLETED`` (of :func:`advance`) when no transition follows."""
+    data = {"outcome": "ok"} if assign is None else {"outcome": "ok", "assign": assign}
+    return _Event(room_id, seq, _COMPLETED, _INFO, now, node_id, data, None, duration)
 
 
 def _sync(d: dict[str, Any], seq: int, node_seq: int, node: str, now: int) -> None:
