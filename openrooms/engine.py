@@ -262,7 +262,8 @@ class _Emitter:
         self.owned: set[str] = set()
         self.events: list[Event | Hop] = []  # Hops only in advance (see EventBatch)
         self.now = now
-        self.room_id = state.room_id if state is not None else room_id
+        # a new room (no state yet) is given its id
+        self.room_id: RoomId = state.room_id if state is not None else cast(RoomId, room_id)
 
     def emit(
         self,
@@ -273,7 +274,6 @@ class _Emitter:
         error: ErrorInfo | None = None,
         duration_ms: float | None = None,
     ) -> None:
-        assert self.room_id is not None
         e = _Event(
             self.room_id,
             self.d["version"] + 1,
@@ -319,6 +319,19 @@ class RoomView(Mapping[str, Any]):
         return len(_ROOM_KEYS)
 
 
+def _room_now(d: dict[str, Any]) -> dict[str, Any]:
+    """``room`` as a dict of its values now: for guards read before the room changes again
+    (an expression reads a dict's keys on its fastest path)."""
+    return {
+        "id": d["room_id"],
+        "name": d["name"],
+        "workflow": d["workflow_id"],
+        "version": d["workflow_version"],
+        "attempt": d["attempt"],
+        "steps": d["steps"],
+    }
+
+
 _ROOM_KEYS: Final = {
     "id": "room_id",
     "name": "name",
@@ -352,8 +365,22 @@ def _enter(em: _Emitter, wf: Workflow, node_id: str) -> None:
         if breach is not None:
             _exceeded(em, wf, node_id, breach)
             return
-    visit = d["visits"].get(node_id, 0) + 1
-    em.emit(_E.NODE_STARTED, Level.INFO, node_id, {"attempt": 1, "visit": visit})
+    # NODE_STARTED, folded here by the rule of _apply_into (the hot path of every step)
+    visits = d["visits"] if "visits" in em.owned else _own(d, em.owned, "visits")
+    visit = visits.get(node_id, 0) + 1
+    seq = d["version"] + 1
+    now = em.now
+    em.events.append(
+        _Event(em.room_id, seq, _STARTED, _INFO, now, node_id, {"attempt": 1, "visit": visit})
+    )
+    visits[node_id] = visit
+    d["current_node"] = node_id
+    d["attempt"] = 1
+    d["steps"] += 1
+    d["wake_at"] = None
+    d["status"] = RoomStatus.RUNNING
+    d["node_seq"] = d["version"] = seq
+    d["updated_at"] = now
     np = wf.plan.nodes[node_id]
     prepared = np.prepared
     if isinstance(prepared, PreparedWait):
@@ -477,14 +504,28 @@ def _finish(
         if error is not None:
             error_scope = {"type": error.type, "message": error.message}
     else:
+        # NODE_COMPLETED, folded here by the rule of _apply_into (the hot path of every step)
         data: dict[str, Any] = {"outcome": label}
-        if outcome.output is not None:
-            data["output"] = outcome.output
-        if outcome.assign:
-            data["assign"] = dict(outcome.assign)
-        if node.output:
-            data["output_to"] = node.output
-        em.emit(_E.NODE_COMPLETED, Level.INFO, node_id, data, None, duration_ms)
+        output = outcome.output
+        if output is not None:
+            data["output"] = output
+        assign = outcome.assign
+        target = node.output
+        if assign or target:
+            owned = em.owned
+            variables = d["variables"] if "variables" in owned else _own(d, owned, "variables")
+            if assign:
+                data["assign"] = assign = dict(assign)
+                variables.update(assign)
+            if target:
+                data["output_to"] = target
+                variables[target] = output
+        seq = d["version"] + 1
+        em.events.append(
+            _Event(em.room_id, seq, _COMPLETED, _INFO, em.now, node_id, data, None, duration_ms)
+        )
+        d["version"] = seq
+        d["updated_at"] = em.now
         labels = (label,)
     if outcome.output is not None or input is not None or error_scope is not None:
         scope = None
@@ -498,7 +539,7 @@ def _finish(
                         "output": outcome.output,
                         "input": input,
                         "error": error_scope,
-                        "room": RoomView(d),
+                        "room": _room_now(d),
                     }
                 try:
                     if not is_truthy(route.guard.evaluate(scope)):
@@ -510,13 +551,17 @@ def _finish(
                         ErrorInfo.from_exception(exc, with_traceback=False),
                     )
                     return
-            em.emit(
-                _E.TRANSITION,
-                Level.DEBUG,
-                node_id,
-                {"from": node_id, "to": route.target, "on": lab, "index": route.index},
+            # TRANSITION, folded here by the rule of _apply_into
+            target = route.target
+            seq = d["version"] + 1
+            transition = {"from": node_id, "to": target, "on": lab, "index": route.index}
+            em.events.append(
+                _Event(em.room_id, seq, _TRANSITION, _DEBUG, em.now, node_id, transition)
             )
-            _enter(em, wf, route.target)
+            d["current_node"] = target
+            d["version"] = seq
+            d["updated_at"] = em.now
+            _enter(em, wf, target)
             return
     refused = TransitionNotAllowedError(d["room_id"], node_id, label)
     detail = f" ({outcome.error.type}: {outcome.error.message})" if outcome.error else ""
@@ -672,7 +717,6 @@ def advance(
     duration: float | None = None
     events = em.events
     room_id = em.room_id
-    assert room_id is not None
     # the hot path below keeps the event counters and the node in locals, written into `d`
     # (_sync) before the general code reads it; `steps` and `attempt` stay in `d`, where
     # `room` in expressions reads them
@@ -847,7 +891,6 @@ def _complete(
     events = em.events
     now = em.now
     room_id = em.room_id
-    assert room_id is not None
     node_id = np.node.id
     seq = d["version"] + 1
     data: dict[str, Any] = {"outcome": label}
