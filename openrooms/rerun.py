@@ -148,8 +148,8 @@ def rerun(rt: Runtime, room_id: str) -> RerunReport:
     while replayed.status is RoomStatus.WAITING and inputs:
         replayed = shadow.send_input(room_id, inputs.pop(0))
 
-    new = [e for e in store.read(first.room_id) if e.type not in _SKIPPED]
-    old = [e for e in original if e.type not in _SKIPPED]
+    new = _in_branch_order([e for e in store.read(first.room_id) if e.type not in _SKIPPED])
+    old = _in_branch_order([e for e in original if e.type not in _SKIPPED])
     for a, b in zip(old, new, strict=False):
         if _key(a) != _key(b):
             return RerunReport(
@@ -168,6 +168,40 @@ def rerun(rt: Runtime, room_id: str) -> RerunReport:
             _describe(extra) if longer is new else None,
         )
     return RerunReport(room_id, True, len(old), replayed.status.value)
+
+
+def _in_branch_order(events: list[Event]) -> list[Event]:
+    """*events* with the calls of concurrent branches grouped by branch.
+
+    A ``parallel`` or ``map`` node runs its branches concurrently, so their journaled events
+    (calls, ``BRANCH_COMPLETED``) interleave in the order the calls happened to finish: a
+    matter of timing, not of the workflow. Each run of journaled events of one node is
+    sorted by branch, stably: every branch's events keep their order, and a node without
+    branches keeps its log as it is."""
+    out: list[Event] = []
+    run: list[Event] = []
+    for e in events:
+        if e.type in JOURNALED and (not run or run[0].node == e.node):
+            run.append(e)
+            continue
+        out += sorted(run, key=_branch) if len(run) > 1 else run
+        run = [e] if e.type in JOURNALED else []
+        if not run:
+            out.append(e)
+    out += sorted(run, key=_branch) if len(run) > 1 else run
+    return out
+
+
+def _branch(e: Event) -> str:
+    """The branch a journaled event belongs to ('' outside any): a call made in a branch
+    is tagged with its path (``scope``: ``a``, or ``a/x`` nested), and the branch's
+    ``BRANCH_COMPLETED``, committed by the node around it, names the branch."""
+    scope = e.data.get("scope")
+    scope = scope if isinstance(scope, str) else ""
+    if e.type is EventType.BRANCH_COMPLETED:
+        branch = str(e.data.get("branch", ""))
+        return f"{scope}/{branch}" if scope else branch
+    return scope
 
 
 def _children(
