@@ -30,7 +30,6 @@ from openrooms.events import Event, EventType, Level
 from openrooms.registries import Registries, validating_with
 from openrooms.rerun import _in_branch_order, _key
 from openrooms.room import RoomStatus
-from openrooms.storeio import may_block
 from openrooms.testing import memory_runtime
 from openrooms.types import RoomId
 from tests.conftest import BACKENDS, make_store
@@ -111,15 +110,8 @@ transitions:
 
 
 def test_a_deterministic_room_reruns_identically_without_repeating_side_effects(
-    rt: Runtime, request: pytest.FixtureRequest
+    rt: Runtime,
 ) -> None:
-    if may_block(rt.states) and not hasattr(rt.states, "call_without_waiting"):
-        # Known issue (found with the Postgres store; a MemoryStore with may_block = True
-        # shows it too): with store calls on the IO thread, the map node's two branches
-        # interleave their journal events (TOOL_CALLED, TOOL_CALLED, BRANCH_COMPLETED x2),
-        # while the in-memory rerun runs one branch to its end first: same events, another
-        # order, so the rerun reports a divergence. Timing-dependent, hence not strict.
-        request.applymarker(pytest.mark.xfail(strict=False, reason="fan-out order, IO thread"))
     room = rt.run(rt.create_room(CHARGE).id)
     state = rt.send_input(room.id, {"ok": True})
     assert state.status is RoomStatus.COMPLETED
