@@ -769,7 +769,8 @@ def _close_loop(aio: asyncio.Runner, loop: asyncio.AbstractEventLoop) -> None:
 def backend_urls(
     db: str | None = None, *, state_url: str | None = None, log_url: str | None = None
 ) -> tuple[str, str]:
-    """The state store's and the event log's URLs, by :func:`open_runtime`'s precedence."""
+    """The state store's and the event log's URLs, by :func:`open_runtime`'s precedence,
+    without opening them (``openrooms db upgrade`` must not open a schema that is behind)."""
     env = os.environ.get
     if db is not None:  # an explicit URL beats every environment variable
         return state_url or db, log_url or db
@@ -821,7 +822,14 @@ def open_runtime(
         registries = open_registries(plugins, config=config)
     else:
         load_plugins(registries, plugins)
-    s_url, l_url = backend_urls(db, state_url=state_url, log_url=log_url)
+    env = os.environ.get
+    if db is not None:  # an explicit URL beats every environment variable
+        s_url = state_url or db
+        l_url = log_url or db
+    else:
+        one = env("OPENROOMS_DB") or DEFAULT_DB_URL
+        s_url = state_url or env("OPENROOMS_STATE_URL") or one
+        l_url = log_url or env("OPENROOMS_LOG_URL") or one
     backends = registries.backends
     states = open_backend(s_url, read_only=read_only, registry=backends)
     try:
