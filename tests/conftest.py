@@ -96,13 +96,14 @@ def drop_postgres_schema(url: str) -> None:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def make_store(kind: str, tmp_path: Path) -> AtomicStore:
-    """A fresh store of *kind* that keeps its data under *tmp_path* (Postgres: in a new
-    schema, dropped when the test ends, or by :func:`discard_store`)."""
+def make_store(kind: str, tmp_path: Path, name: str = "contract") -> AtomicStore:
+    """A fresh store of *kind* that keeps its data under *tmp_path* (SQLite: in the file
+    *name*.db; Postgres: in a new schema, dropped when the test ends, or by
+    :func:`discard_store`)."""
     if kind == "memory":
         return MemoryStore()
     if kind == "sqlite":
-        return SQLiteStore(tmp_path / "contract.db")
+        return SQLiteStore(tmp_path / f"{name}.db")
     if kind == "postgres":
         from openrooms.backends.postgres import PostgresStore
 

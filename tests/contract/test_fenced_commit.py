@@ -17,7 +17,7 @@ import attrs
 import pytest
 
 from openrooms import engine
-from openrooms.backends import AtomicStore, EventLog, Lease, SQLiteStore, StateStore
+from openrooms.backends import EventLog, Lease, StateStore
 from openrooms.errors import RoomExistsError, StaleRoomError
 from openrooms.events import Event
 from openrooms.nodes import Outcome
@@ -83,17 +83,11 @@ class Pair:
         return Runtime(self.states, self.log).load_room(room)
 
 
-def _open(kind: str, tmp_path: Path, name: str) -> AtomicStore:
-    if kind == "sqlite":
-        return SQLiteStore(tmp_path / f"{name}.db")
-    return make_store(kind, tmp_path)  # postgres: a schema of its own
-
-
 @pytest.fixture(params=PAIRS)
 def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
     kinds = request.param.split("+")
-    states = _open(kinds[0], tmp_path, "state")
-    log = states if len(kinds) == 1 else _open(kinds[1], tmp_path, "log")
+    states = make_store(kinds[0], tmp_path, "state")  # postgres: a schema of its own
+    log = states if len(kinds) == 1 else make_store(kinds[1], tmp_path, "log")
     yield Pair(states, log)
     discard_store(states)
     if log is not states:
