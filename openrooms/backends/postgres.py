@@ -47,7 +47,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from openrooms import serde
 from openrooms.backends.base import Lease, LeasingStore, StoredWorkflow, due_at
@@ -307,7 +307,9 @@ class PostgresStore(LeasingStore):
         try:
             with self._errors(), self._pool.connection() as conn:
                 return conn.execute(query, params).fetchall()
-        except BackendUnavailableError:
+        except BackendUnavailableError as exc:
+            if isinstance(exc.__cause__, PoolTimeout):
+                raise  # no connection for pool_timeout: the server is down, not one link
             self._drop_broken()
         with self._errors(), self._pool.connection() as conn:
             return conn.execute(query, params).fetchall()
