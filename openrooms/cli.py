@@ -40,7 +40,7 @@ from openrooms.inputs import parse_var
 from openrooms.present import ProgressPrinter, log_line, progress_line, short
 from openrooms.registries import Registries, open_registries
 from openrooms.room import RoomState, RoomStatus
-from openrooms.runtime import Runtime, open_runtime
+from openrooms.runtime import Runtime, backend_urls, open_runtime
 from openrooms.terminal import printable
 from openrooms.types import RoomId
 from openrooms.workflow import Workflow, load_workflow
@@ -913,7 +913,7 @@ def logs(
 
 @cli.group()
 def db() -> None:
-    """Look after the database: check it for damage.
+    """Look after the database: bring its schema up to date, check it for damage.
 
     Example:
 
@@ -921,10 +921,32 @@ def db() -> None:
     """
 
 
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Create or migrate the database's schema to this version of OpenRooms.
+
+    Idempotent: a schema that is up to date is left as it is, and two processes running it
+    at once migrate once (Postgres: under an advisory lock). Upgrades the state store and
+    the event log where they are different databases. A Postgres schema that is behind is
+    never migrated by opening it; run this after installing a new OpenRooms.
+
+    Example:
+
+        openrooms --db "postgresql://postgres@127.0.0.1:5432/app?schema=openrooms" db upgrade
+    """
+    from openrooms.backends import upgrade_backend
+
+    registries: Registries = ctx.obj["registries"]
+    for url in dict.fromkeys(backend_urls(ctx.obj["db"])):
+        click.echo(upgrade_backend(url, registry=registries.backends))
+
+
 @db.command("check")
 @click.pass_context
 def db_check(ctx: click.Context) -> None:
-    """Check the database: SQLite's integrity check, then a decode of every stored row.
+    """Check the database: SQLite's integrity check (SQLite files), then a decode of every
+    stored row (SQLite and Postgres).
 
     Opens the file read-only. Prints `ok` and exits 0 when the file is sound; otherwise
     prints one line per problem (the table, the row and what is wrong) and exits 1.
@@ -940,7 +962,7 @@ def db_check(ctx: click.Context) -> None:
             check = getattr(store, "check", None)
             if check is None:
                 raise _failure(
-                    f"{type(store).__name__} has no check; `db check` reads SQLite files",
+                    f"{type(store).__name__} has no check; `db check` reads SQLite and Postgres",
                     EXIT_INVALID,  # not 1, which says the database is damaged
                 )
             problems += check(split=len(stores) > 1)

@@ -31,6 +31,8 @@ third-party tools (OpenRooms itself never pickles).
     │       ├── BackendUnavailableError        refused connection, locked database, timeout
     │       │   └── WouldBlockError            a call made without waiting would have waited
     │       ├── BackendConfigError (ValueError)  a backend URL that cannot be opened
+    │       │   └── SchemaOutdatedError          the database's schema is behind: run
+    │       │                                    ``openrooms db upgrade``
     │       ├── DatabaseNotFoundError (LookupError)  a read-only command found no database
     │       └── CorruptDataError               a stored row does not decode (bad JSON, ...)
     │           └── CorruptRoomError           ... and it belongs to a room, named by id
@@ -86,6 +88,7 @@ __all__ = [
     "RoomNotFoundError",
     "RoomStatusError",
     "RoomStoppedError",
+    "SchemaOutdatedError",
     "SchemaValidationError",
     "StaleRoomError",
     "ToolError",
@@ -393,12 +396,25 @@ class BackendConfigError(BackendError, ValueError):
     """A backend URL that names an unknown scheme or cannot be opened as given."""
 
 
+class SchemaOutdatedError(BackendConfigError):
+    """The database's schema is older than this OpenRooms needs; ``openrooms db upgrade``
+    migrates it. Opening never migrates an existing schema on its own."""
+
+    def __init__(self, backend: str, where: str, found: int, expected: int) -> None:
+        OpenRoomsError.__init__(self, backend, where, found, expected)
+        self.backend, self.where, self.found, self.expected = backend, where, found, expected
+        self.message = (
+            f"{where} has schema version {found}; this OpenRooms needs version {expected}. "
+            "Run `openrooms db upgrade` with the same --db URL (or OPENROOMS_DB) to migrate it"
+        )
+
+
 class DatabaseNotFoundError(BackendError, LookupError):
     """A read-only opening found no database at *path* (read-only commands never create one)."""
 
-    def __init__(self, path: str, detail: str = "") -> None:
-        OpenRoomsError.__init__(self, path, detail)
-        self.backend, self.message = "sqlite", detail
+    def __init__(self, path: str, detail: str = "", backend: str = "sqlite") -> None:
+        OpenRoomsError.__init__(self, path, detail, backend)
+        self.backend, self.message = backend, detail
         self.path, self.detail = path, detail
 
     def __str__(self) -> str:
@@ -407,6 +423,11 @@ class DatabaseNotFoundError(BackendError, LookupError):
             if self.detail
             else (f"no database at {self.path}")
         )
+        if self.backend != "sqlite":
+            return (
+                f"{what}; nothing has been stored there. Check --db (or OPENROOMS_DB), or "
+                f"create it with `openrooms db upgrade`"
+            )
         return (
             f"{what}; nothing has been stored there. Run from the folder where you ran "
             f"`openrooms run`, or pass --db URL (or set OPENROOMS_DB)"

@@ -64,9 +64,11 @@ if TYPE_CHECKING:
     from openrooms.storeio import StoreIO
     from openrooms.tools.registry import ToolRegistry
 
-__all__ = ["Runtime", "open_runtime", "workflow_digest"]
+__all__ = ["Runtime", "backend_urls", "open_runtime", "workflow_digest"]
 
 _CAS_RETRIES: Final = 20
+_FOLLOW_WAIT_S: Final = 5.0
+"""Longest wait on a log's ``wait_for_events`` in :meth:`Runtime.follow` before it looks again."""
 
 
 def _now_ms() -> int:
@@ -511,13 +513,18 @@ class Runtime:
         types: Sequence[EventType | str] | None = None,
         stop_when_idle: bool = True,
     ) -> Iterator[Event]:
-        """Yield a room's events as they are written, polling every *poll_s* seconds.
+        """Yield a room's events as they are written.
+
+        Where the log can say when it grows (a ``wait_for_events(room_id, after_seq,
+        timeout_s)`` method: Postgres' LISTEN/NOTIFY) it waits on that, and wakes as soon as
+        a commit lands; otherwise it polls every *poll_s* seconds.
 
         Stops once the room is finished (or waiting, when *stop_when_idle*) and every
         event up to that point has been yielded.
         """
         cursor = after
         rid = RoomId(room_id)
+        wait = getattr(self.log, "wait_for_events", None)
         while True:
             state = self.states.get(rid)
             for e in self.log.read(rid, after=cursor):
@@ -531,7 +538,12 @@ class Runtime:
                 state.status.is_terminal or (stop_when_idle and state.status is RoomStatus.WAITING)
             ):
                 return
-            time.sleep(poll_s)
+            if wait is not None:
+                # a state change always comes with events, so the log growing is the signal;
+                # the timeout only bounds how long a lost notification could delay us
+                wait(rid, cursor, _FOLLOW_WAIT_S)
+            else:
+                time.sleep(poll_s)
 
     def replay(self, room_id: str) -> RoomState:
         """Rebuild the room's state by folding its whole log (it equals the stored state)."""
@@ -752,6 +764,21 @@ def _close_loop(aio: asyncio.Runner, loop: asyncio.AbstractEventLoop) -> None:
         loop.close()
     else:
         aio.close()
+
+
+def backend_urls(
+    db: str | None = None, *, state_url: str | None = None, log_url: str | None = None
+) -> tuple[str, str]:
+    """The state store's and the event log's URLs, by :func:`open_runtime`'s precedence,
+    without opening them (``openrooms db upgrade`` must not open a schema that is behind)."""
+    env = os.environ.get
+    if db is not None:  # an explicit URL beats every environment variable
+        return state_url or db, log_url or db
+    one = env("OPENROOMS_DB") or DEFAULT_DB_URL
+    return (
+        state_url or env("OPENROOMS_STATE_URL") or one,
+        log_url or env("OPENROOMS_LOG_URL") or one,
+    )
 
 
 def open_runtime(

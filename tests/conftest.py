@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -44,16 +48,97 @@ POSTGRES_URL = os.environ.get(
     "OPENROOMS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "postgres"]
 
 
-def make_store(kind: str, tmp_path: Path) -> AtomicStore:
-    """A fresh store of *kind* that keeps its data under *tmp_path*."""
+@functools.cache
+def _postgres_problem() -> str | None:
+    """Why the test Postgres cannot be used (None when it can); asked once per session."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install 'openrooms[postgres]')"
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        return f"Postgres at {POSTGRES_URL} is unreachable ({exc}); start it or set " + (
+            "OPENROOMS_TEST_POSTGRES_URL"
+        )
+    return None
+
+
+def require_postgres() -> None:
+    """Skip the test when the test Postgres is unreachable; under CI=true, fail it."""
+    problem = _postgres_problem()
+    if problem is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {problem}")
+        pytest.skip(problem)
+
+
+def postgres_url(schema: str | None = None) -> str:
+    """POSTGRES_URL with ``?schema=`` a new, unused schema (or *schema*); drop it with
+    :func:`drop_postgres_schema`."""
+    require_postgres()
+    parts = urlsplit(POSTGRES_URL)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "schema"]
+    query.append(("schema", schema or f"or_test_{uuid.uuid4().hex[:12]}"))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def drop_postgres_schema(url: str) -> None:
+    """Drop the schema *url* names (and everything in it)."""
+    import psycopg
+    from psycopg import sql
+
+    schema = dict(parse_qsl(urlsplit(url).query))["schema"]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def make_store(kind: str, tmp_path: Path, name: str = "contract") -> AtomicStore:
+    """A fresh store of *kind* that keeps its data under *tmp_path* (SQLite: in the file
+    *name*.db; Postgres: in a new schema, dropped when the test ends, or by
+    :func:`discard_store`)."""
     if kind == "memory":
         return MemoryStore()
     if kind == "sqlite":
-        return SQLiteStore(tmp_path / "contract.db")
+        return SQLiteStore(tmp_path / f"{name}.db")
+    if kind == "postgres":
+        from openrooms.backends.postgres import PostgresStore
+
+        url = postgres_url()
+        try:
+            store = PostgresStore(url)
+        except BaseException:
+            drop_postgres_schema(url)
+            raise
+        _MADE[id(store)] = (store, url)
+        return store
     raise ValueError(kind)
+
+
+_MADE: dict[int, tuple[Any, str]] = {}
+"""id(store) -> (store, URL) of the Postgres stores make_store opened in this test."""
+
+
+def discard_store(store: Any) -> None:
+    """Close a store made by :func:`make_store` and drop what it made (a Postgres schema)."""
+    store.close()
+    made = _MADE.pop(id(store), None)
+    if made is not None:
+        drop_postgres_schema(made[1])
+
+
+@pytest.fixture(autouse=True)
+def _drop_postgres_schemas() -> Iterator[None]:
+    """Every schema make_store made for a test is dropped when it ends (its store closed
+    first), whether or not the test's own fixtures discarded it."""
+    yield
+    while _MADE:
+        store, url = _MADE.popitem()[1]
+        store.close()
+        drop_postgres_schema(url)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -61,7 +146,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AtomicStor
     """Each backend in turn, as state store and event log at once."""
     s = make_store(request.param, tmp_path)
     yield s
-    s.close()
+    discard_store(s)
 
 
 def _defaults() -> dict[str, list[str]]:

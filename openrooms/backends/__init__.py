@@ -1,6 +1,7 @@
 """Backends chosen by URL: ``memory://``, ``sqlite:///path``; more register themselves.
 
-``open_backend(url)`` returns an object implementing :class:`StateStore` and/or
+``postgresql://`` (or ``postgres://``) opens :class:`PostgresStore` (the ``postgres``
+extra). ``open_backend(url)`` returns an object implementing :class:`StateStore` and/or
 :class:`EventLog` (both, for the built-in ones). New schemes register a factory in a
 :class:`BackendRegistry` (a runtime's ``rt.backends``, or the process-wide defaults with
 :func:`register_backend`), like fsspec's protocol registry. A factory that takes a
@@ -30,6 +31,7 @@ from openrooms.errors import BackendConfigError
 
 if TYPE_CHECKING:
     from openrooms.backends.memory import MemoryJobQueue, MemoryStore
+    from openrooms.backends.postgres import PostgresStore
     from openrooms.backends.sqlite import SQLiteStore
 
 __all__ = [
@@ -42,12 +44,14 @@ __all__ = [
     "LeasingStore",
     "MemoryJobQueue",
     "MemoryStore",
+    "PostgresStore",
     "SQLiteStore",
     "StateStore",
     "StoredWorkflow",
     "default_backends",
     "open_backend",
     "register_backend",
+    "upgrade_backend",
 ]
 
 DEFAULT_DB_URL: Final = "sqlite:///./.openrooms/openrooms.db"
@@ -73,11 +77,11 @@ class BackendRegistry:
         registry = cls()
         registry.register("memory", _open_memory)
         registry.register("sqlite", _open_sqlite)
+        registry.register("postgresql", _open_postgres)
+        registry.register("postgres", _open_postgres)
         for scheme, extra, module in [
             ("redis", "redis", "redis"),
             ("rediss", "redis", "redis"),
-            ("postgresql", "postgres", "psycopg"),
-            ("postgres", "postgres", "psycopg"),
         ]:
             registry.register(scheme, _server_backend(extra, module))
         return registry
@@ -178,6 +182,48 @@ def open_backend(
     return (registry if registry is not None else default_backends).open(url, read_only=read_only)
 
 
+def upgrade_backend(url: str, *, registry: BackendRegistry | None = None) -> str:
+    """Bring the schema of the database *url* names up to date (``openrooms db upgrade``),
+    creating it if there is none; idempotent, and safe to run from two processes at once.
+
+    Postgres runs its migrations under an advisory lock; a SQLite file is migrated by
+    opening it to write; other schemes are opened (and closed), which sets up what they need.
+
+    Returns:
+        One line saying what was done, naming the database (never its password).
+
+    Raises:
+        BackendConfigError: an unknown scheme, bad settings, or a schema newer than this
+            OpenRooms.
+        BackendUnavailableError: the database cannot be reached.
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "sqlite"
+    if scheme in ("postgresql", "postgres") and (registry is None or "postgresql" in registry):
+        require("psycopg", feature=f"the {scheme}:// backend", extra="postgres")
+        from openrooms.backends import postgres
+
+        before, after = postgres.upgrade(url)
+        where = postgres.PostgresStore.describe(url)
+    elif scheme == "sqlite":
+        from openrooms.backends.sqlite import SQLiteStore
+
+        store = open_backend(url, registry=registry)
+        try:
+            after = store._schema_version() if isinstance(store, SQLiteStore) else 0
+            where = store.where if isinstance(store, SQLiteStore) else url
+        finally:
+            store.close()
+        return f"{where}: schema version {after} (SQLite files are migrated when opened)"
+    else:
+        open_backend(url, registry=registry).close()
+        return f"{scheme}:// opened; it keeps no versioned schema"
+    if before == after:
+        return f"{where}: schema version {after}, up to date"
+    if before == 0:
+        return f"{where}: created, schema version {after}"
+    return f"{where}: upgraded from schema version {before} to {after}"
+
+
 def _open_memory(url: str, *, read_only: bool = False) -> MemoryStore:
     from openrooms.backends.memory import MemoryStore
 
@@ -220,6 +266,16 @@ def _open_sqlite(url: str, *, read_only: bool = False) -> SQLiteStore:
     )
 
 
+def _open_postgres(url: str, *, read_only: bool = False) -> PostgresStore:
+    """``postgresql://`` / ``postgres://``: psycopg is imported only now."""
+    scheme = url.split("://", 1)[0].lower()
+    require("psycopg", feature=f"the {scheme}:// backend", extra="postgres")
+    require("psycopg_pool", feature=f"the {scheme}:// backend", extra="postgres")
+    from openrooms.backends.postgres import PostgresStore
+
+    return PostgresStore(url, read_only=read_only)
+
+
 def _server_backend(extra: str, module: str) -> Factory:
     """A scheme whose backend needs an extra: the extra's absence is named, not a KeyError."""
 
@@ -242,6 +298,7 @@ adds. Every runtime's registries start from a copy."""
 _LAZY = {
     "MemoryStore": "openrooms.backends.memory",
     "MemoryJobQueue": "openrooms.backends.memory",
+    "PostgresStore": "openrooms.backends.postgres",
     "SQLiteStore": "openrooms.backends.sqlite",
 }
 

@@ -17,7 +17,7 @@ import attrs
 import pytest
 
 from openrooms import engine
-from openrooms.backends import EventLog, Lease, MemoryStore, SQLiteStore, StateStore
+from openrooms.backends import EventLog, Lease, StateStore
 from openrooms.errors import RoomExistsError, StaleRoomError
 from openrooms.events import Event
 from openrooms.nodes import Outcome
@@ -26,6 +26,7 @@ from openrooms.runner import commit
 from openrooms.runtime import Runtime
 from openrooms.types import RoomId
 from openrooms.workflow import WorkflowBuilder
+from tests.conftest import discard_store, make_store
 
 WF = (
     WorkflowBuilder("fenced", variables={"i": 0})
@@ -36,7 +37,17 @@ WF = (
     .build()
 )
 
-PAIRS = ["memory", "sqlite", "memory+sqlite", "sqlite+memory", "sqlite+sqlite"]
+PAIRS = [
+    "memory",
+    "sqlite",
+    "postgres",
+    "memory+sqlite",
+    "sqlite+memory",
+    "sqlite+sqlite",
+    "sqlite+postgres",
+    "postgres+memory",
+    "postgres+postgres",
+]
 """State store + event log: one store for both, or two ("state+log")."""
 
 
@@ -72,19 +83,15 @@ class Pair:
         return Runtime(self.states, self.log).load_room(room)
 
 
-def _open(kind: str, tmp_path: Path, name: str) -> MemoryStore | SQLiteStore:
-    return MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / f"{name}.db")
-
-
 @pytest.fixture(params=PAIRS)
 def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
     kinds = request.param.split("+")
-    states = _open(kinds[0], tmp_path, "state")
-    log = states if len(kinds) == 1 else _open(kinds[1], tmp_path, "log")
+    states = make_store(kinds[0], tmp_path, "state")  # postgres: a schema of its own
+    log = states if len(kinds) == 1 else make_store(kinds[1], tmp_path, "log")
     yield Pair(states, log)
-    states.close()
+    discard_store(states)
     if log is not states:
-        log.close()
+        discard_store(log)
 
 
 def make_room(pair: Pair, room: str = "r1") -> RoomState:
