@@ -98,6 +98,32 @@ def _key(e: Event) -> tuple[Any, ...]:
     return (e.type, e.node, data, err)
 
 
+def _branch(e: Event) -> str | None:
+    """The fan-out branch an event belongs to (its top-level scope), or None."""
+    scope = e.data.get(
+        "scope", e.data.get("branch") if e.type is EventType.BRANCH_COMPLETED else None
+    )
+    return scope.split("/", 1)[0] if isinstance(scope, str) and scope else None
+
+
+def _in_branch_order(events: list[Event]) -> list[Event]:
+    """*events* with each run of consecutive branch events stably sorted by branch: concurrent
+    branches interleave their events as their store calls happen to finish (a store that
+    blocks, called from an IO thread, interleaves them unlike the in-memory re-run), while
+    each branch's own events keep their order."""
+    out: list[Event] = []
+    run: list[Event] = []
+    for e in [*events, None]:
+        if e is not None and _branch(e) is not None:
+            run.append(e)
+            continue
+        out += sorted(run, key=lambda r: _branch(r) or "")
+        run = []
+        if e is not None:
+            out.append(e)
+    return out
+
+
 def _describe(e: Event) -> dict[str, Any]:
     return {"seq": e.seq, "type": e.type.value, "node": e.node, "data": dict(e.data)}
 
@@ -148,8 +174,8 @@ def rerun(rt: Runtime, room_id: str) -> RerunReport:
     while replayed.status is RoomStatus.WAITING and inputs:
         replayed = shadow.send_input(room_id, inputs.pop(0))
 
-    new = [e for e in store.read(first.room_id) if e.type not in _SKIPPED]
-    old = [e for e in original if e.type not in _SKIPPED]
+    new = _in_branch_order([e for e in store.read(first.room_id) if e.type not in _SKIPPED])
+    old = _in_branch_order([e for e in original if e.type not in _SKIPPED])
     for a, b in zip(old, new, strict=False):
         if _key(a) != _key(b):
             return RerunReport(

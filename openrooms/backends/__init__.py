@@ -1,4 +1,5 @@
-"""Backends chosen by URL: ``memory://``, ``sqlite:///path``; more register themselves.
+"""Backends chosen by URL: ``memory://``, ``sqlite:///path``, ``redis://host:port/db``;
+more register themselves.
 
 ``open_backend(url)`` returns an object implementing :class:`StateStore` and/or
 :class:`EventLog` (both, for the built-in ones). New schemes register a factory in a
@@ -30,6 +31,7 @@ from openrooms.errors import BackendConfigError
 
 if TYPE_CHECKING:
     from openrooms.backends.memory import MemoryJobQueue, MemoryStore
+    from openrooms.backends.redis import RedisStore
     from openrooms.backends.sqlite import SQLiteStore
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "LeasingStore",
     "MemoryJobQueue",
     "MemoryStore",
+    "RedisStore",
     "SQLiteStore",
     "StateStore",
     "StoredWorkflow",
@@ -73,9 +76,9 @@ class BackendRegistry:
         registry = cls()
         registry.register("memory", _open_memory)
         registry.register("sqlite", _open_sqlite)
+        registry.register("redis", _open_redis)
+        registry.register("rediss", _open_redis)
         for scheme, extra, module in [
-            ("redis", "redis", "redis"),
-            ("rediss", "redis", "redis"),
             ("postgresql", "postgres", "psycopg"),
             ("postgres", "postgres", "psycopg"),
         ]:
@@ -220,6 +223,14 @@ def _open_sqlite(url: str, *, read_only: bool = False) -> SQLiteStore:
     )
 
 
+def _open_redis(url: str, *, read_only: bool = False) -> Any:
+    scheme = url.split("://", 1)[0].lower()
+    require("redis", feature=f"the {scheme}:// backend", extra="redis")
+    from openrooms.backends.redis import open_redis
+
+    return open_redis(url, read_only=read_only)
+
+
 def _server_backend(extra: str, module: str) -> Factory:
     """A scheme whose backend needs an extra: the extra's absence is named, not a KeyError."""
 
@@ -243,6 +254,7 @@ _LAZY = {
     "MemoryStore": "openrooms.backends.memory",
     "MemoryJobQueue": "openrooms.backends.memory",
     "SQLiteStore": "openrooms.backends.sqlite",
+    "RedisStore": "openrooms.backends.redis",  # needs the redis extra
 }
 
 

@@ -47,13 +47,16 @@ class Lease:
     """The right to run one room, until ``expires_at`` (ms).
 
     ``token`` (the fencing token) grows with every acquisition, so a save carrying an
-    older token — from a runner that lost its lease — is refused.
+    older token — from a runner that lost its lease — is refused. ``recoveries`` counts the
+    takeovers in a row from a runner that never let go (its lease expired unreleased: it
+    crashed or stalled); a clean release resets it to 0.
     """
 
     room_id: RoomId
     owner: str
     token: int
     expires_at: int
+    recoveries: int = 0
 
 
 @attrs.frozen(slots=True)

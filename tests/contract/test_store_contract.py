@@ -23,7 +23,7 @@ from openrooms.nodes import Outcome
 from openrooms.room import RoomState, RoomStatus
 from openrooms.types import RoomId
 from openrooms.workflow import WorkflowBuilder
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, open_service, redis_url
 
 WF = (
     WorkflowBuilder("contract", variables={"i": 0})
@@ -261,8 +261,13 @@ def test_listing_with_on_corrupt_lists_every_sound_room(store: AtomicStore) -> N
 
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_read_only_opening_sees_what_a_writer_committed(kind: str, tmp_path: Path) -> None:
-    url = "memory://contract-read-only" if kind == "memory" else f"sqlite:///{tmp_path}/ro.db"
-    writer = open_backend(url)
+    urls = {
+        "memory": "memory://contract-read-only",
+        "sqlite": f"sqlite:///{tmp_path}/ro.db",
+        "redis": redis_url(),
+    }
+    url = urls[kind]
+    writer = open_service(url)
     state = make_room(writer)
     writer.put_workflow(StoredWorkflow("wf", 1, "d1", {"id": "wf", "version": 1}, 10))
     step = engine.start(WF, state, now=2000)
