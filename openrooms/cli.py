@@ -140,7 +140,8 @@ class _Group(click.Group):
 @click.option(
     "--db",
     metavar="URL",
-    help="Backend URL for state and log [env OPENROOMS_DB; default "
+    help="Backend URL for state and log: sqlite:///FILE, redis://HOST:PORT/DB, ... [env "
+    "OPENROOMS_DB, then the config's backends.db, DATABASE_URL, REDIS_URL; default "
     "sqlite:///./.openrooms/openrooms.db].",
 )
 @click.option(

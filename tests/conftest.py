@@ -42,6 +42,12 @@ settings.register_profile(
     ],
 )
 
+# The original design's variables choose a runtime's backends (openrooms/urls.py) when no
+# OPENROOMS_* URL is set: a developer's own DATABASE_URL must never receive the suite's rooms.
+# Tests find the services at OPENROOMS_TEST_*_URL instead.
+for _name in ("DATABASE_URL", "REDIS_URL"):
+    os.environ.pop(_name, None)
+
 REDIS_URL = os.environ.get("OPENROOMS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get(
     "OPENROOMS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -72,13 +78,14 @@ def open_service(url: str, **kwargs: object) -> AtomicStore:
     return store
 
 
-def make_store(kind: str, tmp_path: Path) -> AtomicStore:
-    """A fresh store of *kind* that keeps its data under *tmp_path* (Redis: a new key
-    prefix on db 15, whose keys are deleted when the test ends)."""
+def make_store(kind: str, tmp_path: Path, name: str = "contract") -> AtomicStore:
+    """A fresh store of *kind* that keeps its data under *tmp_path* (SQLite: in the file
+    *name*.db; Redis: under a new key prefix on db 15, whose keys are deleted when the test
+    ends)."""
     if kind == "memory":
         return MemoryStore()
     if kind == "sqlite":
-        return SQLiteStore(tmp_path / "contract.db")
+        return SQLiteStore(tmp_path / f"{name}.db")
     if kind == "redis":
         return open_service(redis_url())
     raise ValueError(kind)

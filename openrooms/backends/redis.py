@@ -76,8 +76,8 @@ from openrooms.errors import (
 )
 from openrooms.events import Event, EventType, Level
 from openrooms.room import RoomState, RoomStatus
-from openrooms.tools.redact import redact
 from openrooms.types import RoomId
+from openrooms.urls import display_url
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore", "open_redis"]
 
@@ -328,7 +328,7 @@ def open_redis(url: str, *, read_only: bool = False) -> RedisStore:
             names it; a password in the URL is never shown).
         BackendUnavailableError: the server cannot be reached (or refused the login).
     """
-    shown = redact(url)
+    shown = display_url(url)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -419,7 +419,8 @@ class RedisStore(LeasingStore):
         settings: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 30.0}
         settings.update(options or {})
         try:
-            self._client = redis.Redis(
+            # Any: redis-py's annotations are a union of its sync and async replies
+            self._client: Any = redis.Redis(
                 host=host,
                 port=port,
                 db=db,
@@ -702,9 +703,7 @@ class RedisStore(LeasingStore):
         key = self._workflow_key(workflow_id)
         with self._errors():
             if version is None:
-                versions = [
-                    int(f[2:]) for f in self._client.hkeys(key) if f.startswith(b"d:")
-                ]
+                versions = [int(f[2:]) for f in self._client.hkeys(key) if f.startswith(b"d:")]
                 if not versions:
                     raise WorkflowNotFoundError(workflow_id, version)
                 version = max(versions)
