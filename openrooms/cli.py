@@ -928,7 +928,8 @@ def db_check(ctx: click.Context) -> None:
     """Check the database: SQLite's integrity check, then a decode of every stored row.
 
     Opens the file read-only. Prints `ok` and exits 0 when the file is sound; otherwise
-    prints one line per problem (the table, the row and what is wrong) and exits 1.
+    prints one line per problem (the table, the row and what is wrong) and exits 1. On
+    Redis, every key under the prefix is decoded and the indexes compared with the rooms.
 
     Example:
 
@@ -941,7 +942,7 @@ def db_check(ctx: click.Context) -> None:
             check = getattr(store, "check", None)
             if check is None:
                 raise _failure(
-                    f"{type(store).__name__} has no check; `db check` reads SQLite files",
+                    f"{type(store).__name__} has no check; `db check` reads SQLite and Redis",
                     EXIT_INVALID,  # not 1, which says the database is damaged
                 )
             problems += check(split=len(stores) > 1)

@@ -713,7 +713,7 @@ class RedisStore(LeasingStore):
         return self._decode_workflow(workflow_id, version, digest, body)
 
     def _decode_workflow(
-        self, workflow_id: str, version: int, digest: bytes, body: bytes
+        self, workflow_id: str, version: int, digest: bytes, body: bytes | None
     ) -> StoredWorkflow:
         try:
             fields = _json(body)
@@ -902,6 +902,75 @@ class RedisStore(LeasingStore):
         if acquire is None:
             return None
         return Lease(room_id, owner, int(reply[1]), expires, int(reply[2]))
+
+    def check(self, *, split: bool = False) -> list[str]:
+        """Every problem under the prefix (what ``openrooms db check`` prints): each room
+        hash must decode to the room it is filed under and be in the due index at its
+        :func:`~openrooms.backends.base.due_at` and in the listing; each log must decode,
+        numbered 1, 2, ... without gaps; each workflow definition must decode. Logs of a room
+        with no room hash are reported too, unless *split* (this is only the log or only the
+        state of a runtime).
+
+        Returns:
+            One line per problem (``where: what``); an empty list when all is sound.
+
+        Raises:
+            BackendUnavailableError: the server cannot be reached.
+        """
+        problems: list[str] = []
+        client = self._client
+        rooms: set[str] = set()
+        with self._errors():
+            listed = {m.decode() for m in client.zrange(self._rooms, 0, -1)}
+            due = {m.decode(): int(s) for m, s in client.zrange(self._due, 0, -1, withscores=True)}
+            room_keys = sorted(k.decode() for k in client.scan_iter(match=f"{self.prefix}room:*"))
+            log_keys = sorted(k.decode() for k in client.scan_iter(match=f"{self.prefix}log:*"))
+        for key in room_keys:
+            room_id = RoomId(key[len(self._room_key("")) :])
+            rooms.add(room_id)
+            try:
+                with self._errors():
+                    row = client.hmget(key, _STATE_FIELDS)
+                state = self._decode_state(room_id, row)
+            except CorruptRoomError as exc:
+                problems.append(f"{exc.where}: {exc.problem}")
+                continue
+            where = f"{self.where}, key {key!r}"
+            if due.get(room_id) != due_at(state):
+                problems.append(
+                    f"{where}: the due index says {due.get(room_id)}, its state says "
+                    f"{due_at(state)}; a worker would wake it at the wrong time"
+                )
+            if room_id not in listed:
+                problems.append(f"{where}: missing from {self._rooms!r} (`rooms` omits it)")
+        for key in log_keys:
+            room_id = RoomId(key[len(self._log_key("")) :])
+            where = f"{self.where}, key {key!r}"
+            if not split and room_id not in rooms:
+                problems.append(f"{where}: events of a room that has no room key")
+            try:
+                seqs = [e.seq for e in self.read(room_id)]
+            except CorruptRoomError as exc:
+                problems.append(f"{exc.where}: {exc.problem}")
+                continue
+            if seqs != list(range(1, len(seqs) + 1)):
+                problems.append(f"{where}: holds events {seqs[:5]}..., not 1..{len(seqs)}")
+        with self._errors():
+            workflows = [m.decode() for m in client.zrange(self._workflows, 0, -1)]
+        for workflow_id in workflows:
+            with self._errors():
+                fields = client.hgetall(self._workflow_key(workflow_id))
+            for name, digest in sorted(fields.items()):
+                if not name.startswith(b"d:"):
+                    continue
+                version = int(name[2:])
+                try:
+                    self._decode_workflow(
+                        workflow_id, version, digest, fields.get(b"b:%d" % version)
+                    )
+                except CorruptDataError as exc:
+                    problems.append(f"{exc.where}: {exc.problem}")
+        return problems
 
     def close(self) -> None:
         with contextlib.suppress(redis.exceptions.RedisError):

@@ -123,7 +123,7 @@ def test_db_check_of_a_store_that_is_not_sqlite_is_a_usage_error() -> None:
     """Exit 1 would say the database is damaged; a memory store has nothing to check."""
     result = invoke("--db", "memory://", "db", "check")
     assert result.exit_code == 2
-    assert result.stderr == "Error: MemoryStore has no check; `db check` reads SQLite files\n"
+    assert result.stderr == "Error: MemoryStore has no check; `db check` reads SQLite and Redis\n"
 
 
 def test_db_check_of_split_state_and_log_files_checks_both(

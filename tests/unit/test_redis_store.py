@@ -233,3 +233,20 @@ def test_a_fenced_append_checks_the_lease_tokens_this_store_gave(store: RedisSto
         store.append(started.events, lease=old)
     store.append(started.events, lease=Lease(RoomId("r1"), "w2", old.token + 1, 10_000))
     assert store.last_seq(RoomId("r1")) == started.state.version
+
+
+def test_check_finds_a_wrong_due_index_a_log_without_a_room_and_a_gap(
+    store: RedisStore,
+) -> None:
+    rt = Runtime(store, store)
+    room = rt.create_room(WF)
+    rt.run(room.id)
+    assert store.check() == []
+    client(store).zadd(f"{store.prefix}due", {room.id: 5})
+    client(store).xadd(f"{store.prefix}log:ghost", {"e": b"[1]"}, id="0-3")
+    client(store).hset(f"{store.prefix}wf:counts", "b:1", b"[]")
+    problems = store.check()
+    assert any("the due index says 5, its state says None" in p for p in problems), problems
+    assert any("log:ghost'" in p and "room key" in p for p in problems), problems
+    assert any("field b:1" in p for p in problems), problems
+    assert not any("room key" in p for p in store.check(split=True))
