@@ -414,6 +414,7 @@ class RedisStore(LeasingStore):
         self.prefix = prefix
         self.read_only = read_only
         self.address = f"{host}:{port}"
+        self.db = db
         self.where = f"redis {host}:{port}/{db} (prefix {prefix!r})"
         """The server, database and prefix, as error messages name them (no password)."""
         settings: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 30.0}
@@ -477,7 +478,7 @@ class RedisStore(LeasingStore):
             yield
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise BackendUnavailableError(
-                "redis", f"cannot reach {self.address} ({self.where}): {exc}"
+                "redis", f"cannot reach {self.address} (db {self.db}): {exc}"
             ) from exc
         except redis.exceptions.RedisError as exc:
             raise BackendError("redis", f"{self.where}: {type(exc).__name__}: {exc}") from exc

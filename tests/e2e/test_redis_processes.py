@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,8 +17,11 @@ import pytest
 
 from openrooms import engine
 from openrooms.backends import RedisStore
+from openrooms.errors import BackendUnavailableError
 from openrooms.room import RoomStatus
+from openrooms.runtime import Runtime
 from openrooms.types import RoomId
+from openrooms.workflow import Workflow
 from tests.conftest import open_service, redis_url
 
 ROOT = Path(__file__).parents[2]
@@ -131,3 +136,60 @@ def test_sigkill_mid_run_on_redis_then_resume_finishes_the_room(tmp_path: Path) 
         assert store.check() == []
     finally:
         store.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
+    """A private redis-server on a spare loopback port, its append-only file in *folder*."""
+    server = shutil.which("redis-server")
+    if server is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    process = subprocess.Popen(
+        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly",
+         "yes", "--appendfsync", "always", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while True:  # poll until it answers
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return process
+        except OSError:
+            pass
+        assert process.poll() is None, "redis-server exited"
+        assert time.monotonic() < deadline, "redis-server did not answer within 20 s"
+        time.sleep(0.02)
+
+
+def test_a_store_reconnects_after_its_redis_server_restarts(tmp_path: Path) -> None:
+    port = _free_port()
+    server = _start_redis(port, tmp_path)
+    store = None
+    try:
+        store = open_service(f"redis://127.0.0.1:{port}/0?prefix=restart:")
+        rt = Runtime(store, store)
+        wf = Workflow.from_yaml(LOOP.replace("target: 3000", "target: 3"))
+        waiting = rt.create_room(wf)
+        server.terminate()  # SIGTERM by PID: the server writes its append-only file and exits
+        server.wait(timeout=30)
+        with pytest.raises(BackendUnavailableError, match=f"cannot reach 127.0.0.1:{port}"):
+            store.get(waiting.id)
+        server = _start_redis(port, tmp_path)
+        assert store.get(waiting.id) == waiting  # the same store object, a new connection
+        done = rt.run(waiting.id)
+        assert done.status is RoomStatus.COMPLETED and done.variables["total"] == 12
+    finally:
+        if store is not None:
+            store.close()
+        if server.poll() is None:
+            server.terminate()
+        server.wait(timeout=30)
