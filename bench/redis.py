@@ -3,8 +3,8 @@
     python bench/redis.py                            # 2,000 steps, best of 5
     python bench/redis.py --steps 1000 --repeat 8 --url redis://127.0.0.1:6379/15
 
-Three rows, run in turns (each round runs all three, the best of the rounds kept), so all
-three see the same load:
+Five rows, run in turns (each round runs all five, the best of the rounds kept), so all
+see the same load:
 
 - ``raw``: per commit, one ``EVALSHA`` of a script doing ``XADD`` of as many stream entries
   as a commit of the loop appends, then ``HSET`` of the state fields it writes, of the same
@@ -12,6 +12,8 @@ three see the same load:
 - ``memory://``: the no-op tool loop with no store IO (the Python a step needs);
 - ``memory:// on IO thread``: the same with every store call made from the runner's IO
   thread, as for any store that may block (a network store): the hand-off's cost;
+- ``memory:// + raw``: that, with the raw ``EVALSHA`` made in every commit (a test device):
+  the least a durable step on Redis can cost, from the runner, with this store design;
 - ``redis://``: the loop on RedisStore (one ``EVALSHA`` per commit, from the runner's IO
   thread).
 
@@ -58,6 +60,37 @@ class ThreadedMemoryStore(MemoryStore):
     may_block = True
 
 
+class RawEvalMemoryStore(ThreadedMemoryStore):
+    """A ThreadedMemoryStore whose every commit also makes the raw EVALSHA (a test device):
+    the least a durable step on Redis can cost, the Python of a step and the hand-off with the
+    raw round trip under it."""
+
+    def __init__(self, url: str, per_commit: int, event_row: str, state_row: str) -> None:
+        super().__init__()
+        self.prefix = f"bench-memraw-{uuid.uuid4().hex}:"
+        self._client = redis_py.Redis.from_url(url.split("?", 1)[0], single_connection_client=True)
+        self._script = self._client.register_script(_RAW)
+        self._keys = [f"{self.prefix}log:r", f"{self.prefix}room:r"]
+        self._rows = [event_row] * per_commit
+        self._state_row = state_row
+        self._n = 0
+
+    def commit(self, state: Any, events: Any, **kwargs: Any) -> None:
+        super().commit(state, events, **kwargs)
+        self._n += 1
+        self._script(keys=self._keys, args=[len(self._rows), self._n, *self._rows, self._state_row])
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def run_memory_raw(url: str, wf: Any, tools: Any, *shape: Any) -> None:
+    store = RawEvalMemoryStore(url, *shape)
+    run_openrooms_tools(store, wf, tools)
+    store.close()
+    drop(url, store.prefix)
+
+
 def open_store(url: str, prefix: str) -> RedisStore:
     store = open_backend(f"{url}{'&' if '?' in url else '?'}prefix={prefix}")
     assert isinstance(store, RedisStore)
@@ -97,8 +130,8 @@ def shape(url: str, steps: int) -> tuple[int, int, int, int]:
 def raw(url: str, commits: int, per_commit: int, event_row: str, state_row: str) -> None:
     """*commits* EVALSHAs of XADD x *per_commit* + HSET, under a fresh prefix."""
     prefix = f"bench-raw-{uuid.uuid4().hex}:"
-    client = redis_py.Redis.from_url(url.split("?", 1)[0])
-    script = client.register_script(_RAW)
+    client = redis_py.Redis.from_url(url.split("?", 1)[0], single_connection_client=True)
+    script = client.register_script(_RAW)  # one connection, as RedisStore uses
     keys = [f"{prefix}log:r", f"{prefix}room:r"]
     rows = [event_row] * per_commit
     for i in range(commits):
@@ -141,6 +174,7 @@ def main() -> None:
         "raw": lambda: raw(url, steps * per_step, per_commit, event_row, state_row),
         "memory://": lambda: run_openrooms_tools(MemoryStore(), wf, tools),
         "memory:// on IO thread": lambda: run_openrooms_tools(ThreadedMemoryStore(), wf, tools),
+        "memory:// + raw": lambda: run_memory_raw(url, wf, tools, per_commit, event_row, state_row),
         "redis://": lambda: run_redis(url, steps),
     }
     wall = dict.fromkeys(cases, float("inf"))
@@ -160,12 +194,13 @@ def main() -> None:
     for name in cases:
         w, c = wall[name], cpu[name]
         print(f"{name:24s} {w:7.0f} {w / wall['raw']:5.2f}x {c:7.0f} {c / cpu['raw']:5.2f}x")
-    threaded = wall["memory:// on IO thread"]
+    floor = wall["memory:// + raw"]
     print(
-        f"\nredis:// / raw: {wall['redis://'] / wall['raw']:.2f}x wall. Of a redis:// step: "
-        f"{wall['raw']:.0f} µs the raw round trip, {threaded:.0f} µs the step's Python with "
-        f"the IO thread's hand-off, {wall['redis://'] - wall['raw'] - threaded:.0f} µs the "
-        "store's own (encoding, redis-py, the script's checks)"
+        f"\nredis:// / raw: {wall['redis://'] / wall['raw']:.2f}x wall; redis:// / "
+        f"(memory:// + raw): {wall['redis://'] / floor:.2f}x. Of a redis:// step: {floor:.0f} µs"
+        f" the step's Python, the IO thread's hand-off and the raw round trip under it; "
+        f"{wall['redis://'] - floor:.0f} µs the store's own (encoding, redis-py, the script's "
+        "checks)"
     )
 
 

@@ -417,19 +417,27 @@ class RedisStore(LeasingStore):
         self.db = db
         self.where = f"redis {host}:{port}/{db} (prefix {prefix!r})"
         """The server, database and prefix, as error messages name them (no password)."""
-        settings: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 30.0}
+        # one connection, behind redis-py's lock: a runtime's calls come one at a time from
+        # its IO thread anyway (and the lease keeper's), and a connection per call from the
+        # pool costs a fifth of a round trip; pipelines (listing) take one from the pool
+        settings: dict[str, Any] = {
+            "socket_connect_timeout": 5.0,
+            "socket_timeout": 30.0,
+            "single_connection_client": True,
+        }
         settings.update(options or {})
         try:
-            # Any: redis-py's annotations are a union of its sync and async replies
-            self._client: Any = redis.Redis(
-                host=host,
-                port=port,
-                db=db,
-                username=username,
-                password=password,
-                ssl=ssl,
-                **settings,
-            )
+            with self._errors():  # the one connection is made here
+                # Any: redis-py's annotations are a union of its sync and async replies
+                self._client: Any = redis.Redis(
+                    host=host,
+                    port=port,
+                    db=db,
+                    username=username,
+                    password=password,
+                    ssl=ssl,
+                    **settings,
+                )
         except (TypeError, ValueError) as exc:
             raise BackendConfigError("redis", f"bad option for {self.where}: {exc}") from None
         self._lock = threading.Lock()
