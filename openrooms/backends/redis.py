@@ -38,6 +38,7 @@ Cluster, which this store does not support.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -415,6 +416,8 @@ class RedisStore(LeasingStore):
         self.read_only = read_only
         self.address = f"{host}:{port}"
         self.db = db
+        self._pid = os.getpid()
+        self._client: Any = None
         self.where = f"redis {host}:{port}/{db} (prefix {prefix!r})"
         """The server, database and prefix, as error messages name them (no password)."""
         # one connection, behind redis-py's lock: a runtime's calls come one at a time from
@@ -429,7 +432,7 @@ class RedisStore(LeasingStore):
         try:
             with self._errors():  # the one connection is made here
                 # Any: redis-py's annotations are a union of its sync and async replies
-                self._client: Any = redis.Redis(
+                self._client = redis.Redis(
                     host=host,
                     port=port,
                     db=db,
@@ -482,6 +485,8 @@ class RedisStore(LeasingStore):
     def _errors(self) -> Iterator[None]:
         """Re-raise redis-py failures as OpenRooms errors, naming the server (never the
         password: redis-py's messages hold none, and the URL is not quoted)."""
+        if os.getpid() != self._pid:
+            self._after_fork()
         try:
             yield
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -497,6 +502,17 @@ class RedisStore(LeasingStore):
                 "$",
                 f"is a string with a lone surrogate ({bad!a}), which is not valid Unicode text",
             ) from None
+
+    def _after_fork(self) -> None:
+        """In a forked child (an RQ work horse, say): let go of the parent's connection (its
+        socket is closed here, not shut down, so the parent's stays sound) and make our own on
+        the next call; the pool's connections redis-py replaces itself."""
+        client = self._client
+        if client is not None:
+            with client.single_connection_lock:
+                if client.connection is not None:
+                    client.connection.disconnect()
+        self._pid = os.getpid()
 
     def _writing(self) -> None:
         if self.read_only:

@@ -5,7 +5,9 @@ The protocol contracts run over it in tests/contract (``redis`` in BACKENDS and 
 
 from __future__ import annotations
 
+import os
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 
 from openrooms import engine
-from openrooms.backends import Lease, RedisStore, SQLiteStore, open_backend
+from openrooms.backends import Lease, RedisStore, SQLiteStore, StoredWorkflow, open_backend
 from openrooms.errors import (
     BackendConfigError,
     BackendError,
@@ -250,3 +252,31 @@ def test_check_finds_a_wrong_due_index_a_log_without_a_room_and_a_gap(
     assert any("log:ghost'" in p and "room key" in p for p in problems), problems
     assert any("field b:1" in p for p in problems), problems
     assert not any("room key" in p for p in store.check(split=True))
+
+
+def test_a_forked_child_uses_its_own_connection_and_the_parent_s_stays_sound(
+    store: RedisStore,
+) -> None:
+    """An RQ work horse is a fork: a store opened before it must not share its socket."""
+    step = engine.create_room(WF, RoomId("r1"), now=1000)
+    store.commit(step.state, step.events, expected_version=None)
+    with warnings.catch_warnings():  # 3.12+ warns of fork in a threaded process: RQ does it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: read and write through the store, then leave at once
+        code = 1
+        try:
+            for _ in range(2000):
+                assert store.get(RoomId("r1")) == step.state
+            store.put_workflow(StoredWorkflow("child", 1, "d", {"id": "child"}, 1))
+            code = 0
+        finally:
+            os._exit(code)
+    for _ in range(2000):  # the parent, at the same time, on its own connection
+        assert store.get(RoomId("r1")) == step.state
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.get_workflow("child").definition == {"id": "child"}
+    started = engine.start(WF, step.state, now=2000)
+    store.commit(started.state, started.events, expected_version=step.state.version)
+    assert store.get(RoomId("r1")) == started.state
