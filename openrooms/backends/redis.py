@@ -43,7 +43,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 import redis.exceptions
@@ -365,8 +365,8 @@ def open_redis(url: str, *, read_only: bool = False) -> RedisStore:
         host=parts.hostname,
         port=port or 6379,
         db=db,
-        username=parts.username or None,
-        password=parts.password or None,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
         ssl=parts.scheme.lower() == "rediss",
         prefix=prefix,
         read_only=read_only,
@@ -431,18 +431,26 @@ class RedisStore(LeasingStore):
         settings.update(options or {})
         try:
             with self._errors():  # the one connection is made here
-                # Any: redis-py's annotations are a union of its sync and async replies
-                self._client = redis.Redis(
-                    host=host,
-                    port=port,
-                    db=db,
-                    username=username,
-                    password=password,
-                    ssl=ssl,
-                    **settings,
-                )
-        except (TypeError, ValueError) as exc:
-            raise BackendConfigError("redis", f"bad option for {self.where}: {exc}") from None
+                try:
+                    # Any: redis-py's annotations are a union of its sync and async replies
+                    self._client = redis.Redis(
+                        host=host,
+                        port=port,
+                        db=db,
+                        username=username,
+                        password=password,
+                        ssl=ssl,
+                        **settings,
+                    )
+                except (TypeError, ValueError) as exc:
+                    raise BackendConfigError(
+                        "redis", f"bad option for {self.where}: {exc}"
+                    ) from None
+                self._client.ping()
+        except (BackendUnavailableError, BackendConfigError):
+            raise
+        except BackendError as exc:  # the server refused a setting (a db out of range)
+            raise BackendConfigError("redis", exc.message) from exc.__cause__
         self._lock = threading.Lock()
         # room -> (version, variables, memory, usage, visits) as last written by this store
         self._written: dict[RoomId, tuple[Any, ...]] = {}
@@ -461,8 +469,6 @@ class RedisStore(LeasingStore):
         self._due = prefix + "due"
         self._workflows = prefix + "workflows"
         self._lease_prefix = prefix + "lease:"
-        with self._errors():
-            self._client.ping()
 
     # keys: one function per kind
 
@@ -489,6 +495,10 @@ class RedisStore(LeasingStore):
             self._after_fork()
         try:
             yield
+        except redis.exceptions.AuthenticationError as exc:
+            raise BackendConfigError(
+                "redis", f"{self.address} (db {self.db}) refused the login: {exc}"
+            ) from exc
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise BackendUnavailableError(
                 "redis", f"cannot reach {self.address} (db {self.db}): {exc}"

@@ -28,7 +28,7 @@ from openrooms.room import RoomStatus
 from openrooms.runtime import Runtime
 from openrooms.types import RoomId
 from openrooms.workflow import Workflow
-from tests.conftest import open_service, redis_url
+from tests.conftest import REDIS_URL, open_service, redis_url
 
 WF = Workflow.from_yaml(
     """
@@ -92,6 +92,16 @@ def test_an_unreachable_server_is_unavailable_naming_host_and_port_not_the_passw
     assert "127.0.0.1:1" in message
     assert "hunter2" not in message
     assert "hunter2" not in repr(caught.value.args)
+
+
+def test_settings_the_server_refuses_are_config_errors_without_the_password() -> None:
+    base = REDIS_URL.split("?", 1)[0].rsplit("/", 1)[0]  # redis://host:port
+    with pytest.raises(BackendConfigError, match="DB index is out of range"):
+        open_service(f"{base}/99999")
+    login = base.replace("redis://", "redis://nobody-here:s3cr%40t@")
+    with pytest.raises(BackendConfigError, match="refused the login") as caught:
+        open_service(f"{login}/15")
+    assert "s3cr" not in str(caught.value)
 
 
 def test_every_key_is_under_the_prefix_and_prefixes_are_separate(tmp_path: Path) -> None:
