@@ -282,9 +282,11 @@ def test_a_forked_child_uses_its_own_connection_and_the_parent_s_stays_sound(
             code = 0
         finally:
             os._exit(code)
-    for _ in range(2000):  # the parent, at the same time, on its own connection
-        assert store.get(RoomId("r1")) == step.state
-    _, status = os.waitpid(pid, 0)
+    try:
+        for _ in range(2000):  # the parent, at the same time, on its own connection
+            assert store.get(RoomId("r1")) == step.state
+    finally:  # the child is done before the keys are dropped
+        _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.get_workflow("child").definition == {"id": "child"}
     started = engine.start(WF, step.state, now=2000)
