@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import operator
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import attrs
 
@@ -30,7 +30,7 @@ from openrooms.errors import (
     TransitionNotAllowedError,
     UnstorableValueError,
 )
-from openrooms.events import ErrorInfo, Event, EventType, Level
+from openrooms.events import ErrorInfo, Event, EventBatch, EventType, Hop, Level
 from openrooms.expressions import is_truthy
 from openrooms.nodes.base import FAILURE_LABELS, LogRecord, Outcome
 from openrooms.plan import NodePlan, PreparedEnd, PreparedWait
@@ -74,7 +74,8 @@ class Step:
     """The result of one engine call: the new state and the events that produced it."""
 
     state: RoomState
-    events: tuple[Event, ...]
+    events: Sequence[Event]
+    """A tuple, or an :class:`~openrooms.events.EventBatch` (:func:`advance`)."""
 
     @property
     def action(self) -> Action:
@@ -259,9 +260,10 @@ class _Emitter:
     def __init__(self, state: RoomState | None, now: int, room_id: RoomId | None = None) -> None:
         self.d: dict[str, Any] = _fields(state) if state is not None else {"version": 0}
         self.owned: set[str] = set()
-        self.events: list[Event] = []
+        self.events: list[Event | Hop] = []  # Hops only in advance (see EventBatch)
         self.now = now
-        self.room_id = state.room_id if state is not None else room_id
+        # a new room (no state yet) is given its id
+        self.room_id: RoomId = state.room_id if state is not None else cast(RoomId, room_id)
 
     def emit(
         self,
@@ -272,7 +274,6 @@ class _Emitter:
         error: ErrorInfo | None = None,
         duration_ms: float | None = None,
     ) -> None:
-        assert self.room_id is not None
         e = _Event(
             self.room_id,
             self.d["version"] + 1,
@@ -291,7 +292,8 @@ class _Emitter:
         self.emit(_E.ROOM_FAILED, Level.ERROR, node, {"reason": reason}, error)
 
     def step(self) -> Step:
-        return Step(RoomState(**self.d), tuple(self.events))
+        # only advance adds Hops, and it returns its events as an EventBatch
+        return Step(RoomState(**self.d), cast("tuple[Event, ...]", tuple(self.events)))
 
 
 class RoomView(Mapping[str, Any]):
@@ -315,6 +317,19 @@ class RoomView(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(_ROOM_KEYS)
+
+
+def _room_now(d: dict[str, Any]) -> dict[str, Any]:
+    """``room`` as a dict of its values now: for guards read before the room changes again
+    (an expression reads a dict's keys on its fastest path)."""
+    return {
+        "id": d["room_id"],
+        "name": d["name"],
+        "workflow": d["workflow_id"],
+        "version": d["workflow_version"],
+        "attempt": d["attempt"],
+        "steps": d["steps"],
+    }
 
 
 _ROOM_KEYS: Final = {
@@ -350,8 +365,22 @@ def _enter(em: _Emitter, wf: Workflow, node_id: str) -> None:
         if breach is not None:
             _exceeded(em, wf, node_id, breach)
             return
-    visit = d["visits"].get(node_id, 0) + 1
-    em.emit(_E.NODE_STARTED, Level.INFO, node_id, {"attempt": 1, "visit": visit})
+    # NODE_STARTED, folded here by the rule of _apply_into (the hot path of every step)
+    visits = d["visits"] if "visits" in em.owned else _own(d, em.owned, "visits")
+    visit = visits.get(node_id, 0) + 1
+    seq = d["version"] + 1
+    now = em.now
+    em.events.append(
+        _Event(em.room_id, seq, _STARTED, _INFO, now, node_id, {"attempt": 1, "visit": visit})
+    )
+    visits[node_id] = visit
+    d["current_node"] = node_id
+    d["attempt"] = 1
+    d["steps"] += 1
+    d["wake_at"] = None
+    d["status"] = RoomStatus.RUNNING
+    d["node_seq"] = d["version"] = seq
+    d["updated_at"] = now
     np = wf.plan.nodes[node_id]
     prepared = np.prepared
     if isinstance(prepared, PreparedWait):
@@ -475,14 +504,28 @@ def _finish(
         if error is not None:
             error_scope = {"type": error.type, "message": error.message}
     else:
+        # NODE_COMPLETED, folded here by the rule of _apply_into (the hot path of every step)
         data: dict[str, Any] = {"outcome": label}
-        if outcome.output is not None:
-            data["output"] = outcome.output
-        if outcome.assign:
-            data["assign"] = dict(outcome.assign)
-        if node.output:
-            data["output_to"] = node.output
-        em.emit(_E.NODE_COMPLETED, Level.INFO, node_id, data, None, duration_ms)
+        output = outcome.output
+        if output is not None:
+            data["output"] = output
+        assign = outcome.assign
+        target = node.output
+        if assign or target:
+            owned = em.owned
+            variables = d["variables"] if "variables" in owned else _own(d, owned, "variables")
+            if assign:
+                data["assign"] = assign = dict(assign)
+                variables.update(assign)
+            if target:
+                data["output_to"] = target
+                variables[target] = output
+        seq = d["version"] + 1
+        em.events.append(
+            _Event(em.room_id, seq, _COMPLETED, _INFO, em.now, node_id, data, None, duration_ms)
+        )
+        d["version"] = seq
+        d["updated_at"] = em.now
         labels = (label,)
     if outcome.output is not None or input is not None or error_scope is not None:
         scope = None
@@ -496,7 +539,7 @@ def _finish(
                         "output": outcome.output,
                         "input": input,
                         "error": error_scope,
-                        "room": RoomView(d),
+                        "room": _room_now(d),
                     }
                 try:
                     if not is_truthy(route.guard.evaluate(scope)):
@@ -508,13 +551,17 @@ def _finish(
                         ErrorInfo.from_exception(exc, with_traceback=False),
                     )
                     return
-            em.emit(
-                _E.TRANSITION,
-                Level.DEBUG,
-                node_id,
-                {"from": node_id, "to": route.target, "on": lab, "index": route.index},
+            # TRANSITION, folded here by the rule of _apply_into
+            target = route.target
+            seq = d["version"] + 1
+            transition = {"from": node_id, "to": target, "on": lab, "index": route.index}
+            em.events.append(
+                _Event(em.room_id, seq, _TRANSITION, _DEBUG, em.now, node_id, transition)
             )
-            _enter(em, wf, route.target)
+            d["current_node"] = target
+            d["version"] = seq
+            d["updated_at"] = em.now
+            _enter(em, wf, target)
             return
     refused = TransitionNotAllowedError(d["room_id"], node_id, label)
     detail = f" ({outcome.error.type}: {outcome.error.message})" if outcome.error else ""
@@ -670,7 +717,6 @@ def advance(
     duration: float | None = None
     events = em.events
     room_id = em.room_id
-    assert room_id is not None
     # the hot path below keeps the event counters and the node in locals, written into `d`
     # (_sync) before the general code reads it; `steps` and `attempt` stay in `d`, where
     # `room` in expressions reads them
@@ -695,17 +741,14 @@ def advance(
             # the hot path: a plain success given as its assignments. The events are those
             # of _complete, each folded here by the rule of _apply_into for its type (the
             # property tests check that folding the events gives the same state).
+            # Its NODE_COMPLETED, TRANSITION and NODE_STARTED are recorded as one Hop, made
+            # into events when the batch is read (EventBatch).
             node_id = np.node.id
             seq += 1
+            assign = None
             if result:
                 assign = dict(result)
                 variables.update(assign)
-                data: dict[str, Any] = {"outcome": "ok", "assign": assign}
-            else:
-                data = {"outcome": "ok"}
-            events.append(
-                _Event(room_id, seq, _COMPLETED, _INFO, now, node_id, data, None, duration)
-            )
             route = None
             try:
                 for route in np.ok_routes:
@@ -716,6 +759,7 @@ def advance(
                     route = None
             except EvaluationError as exc:
                 assert route is not None
+                events.append(_completed(room_id, seq, now, node_id, assign, duration))
                 _sync(d, seq, node_seq, node_id, now)
                 em.fail(
                     node_id,
@@ -724,26 +768,25 @@ def advance(
                 )
                 break
             if route is None:
+                events.append(_completed(room_id, seq, now, node_id, assign, duration))
                 _sync(d, seq, node_seq, node_id, now)
                 refused = TransitionNotAllowedError(room_id, node_id, "ok")
                 em.fail(node_id, str(refused), ErrorInfo(type(refused).__name__, str(refused)))
                 break
             target = route.target
-            seq += 1
-            transition = {"from": node_id, "to": target, "on": "ok", "index": route.index}
-            events.append(_Event(room_id, seq, _TRANSITION, _DEBUG, now, node_id, transition))
             np = nodes[target]
             steps = d["steps"]
             if checked_entry or steps >= max_steps or not np.pure:
+                events.append((seq, now, node_id, assign, duration, route.index, target, None))
+                seq += 1
                 _sync(d, seq, node_seq, target, now)
                 _enter(em, wf, target)  # the checks, a wait or an end: the general way
                 seq, node_seq = d["version"], d["node_seq"]
             else:
-                # NODE_STARTED of the next pure node; the room is running with no timer
-                seq += 1
+                # and NODE_STARTED of the next pure node; the room is running with no timer
                 visit = visits.get(target, 0) + 1
-                started_data = {"attempt": 1, "visit": visit}
-                events.append(_Event(room_id, seq, _STARTED, _INFO, now, target, started_data))
+                events.append((seq, now, node_id, assign, duration, route.index, target, visit))
+                seq += 2
                 visits[target] = visit
                 d["attempt"] = 1
                 d["steps"] = steps + 1
@@ -781,7 +824,20 @@ def advance(
             break
     else:
         _sync(d, seq, node_seq, np.node.id, now)
-    return em.step()
+    return Step(RoomState(**d), EventBatch(room_id, events))
+
+
+def _completed(
+    room_id: RoomId,
+    seq: int,
+    now: int,
+    node_id: str,
+    assign: dict[str, Any] | None,
+    duration: float | None,
+) -> Event:
+    """The hot path's ``NODE_COMPLETED`` (of :func:`advance`) when no transition follows."""
+    data = {"outcome": "ok"} if assign is None else {"outcome": "ok", "assign": assign}
+    return _Event(room_id, seq, _COMPLETED, _INFO, now, node_id, data, None, duration)
 
 
 def _sync(d: dict[str, Any], seq: int, node_seq: int, node: str, now: int) -> None:
@@ -835,7 +891,6 @@ def _complete(
     events = em.events
     now = em.now
     room_id = em.room_id
-    assert room_id is not None
     node_id = np.node.id
     seq = d["version"] + 1
     data: dict[str, Any] = {"outcome": label}

@@ -98,32 +98,6 @@ def _key(e: Event) -> tuple[Any, ...]:
     return (e.type, e.node, data, err)
 
 
-def _branch(e: Event) -> str | None:
-    """The fan-out branch an event belongs to (its top-level scope), or None."""
-    scope = e.data.get(
-        "scope", e.data.get("branch") if e.type is EventType.BRANCH_COMPLETED else None
-    )
-    return scope.split("/", 1)[0] if isinstance(scope, str) and scope else None
-
-
-def _in_branch_order(events: list[Event]) -> list[Event]:
-    """*events* with each run of consecutive branch events stably sorted by branch: concurrent
-    branches interleave their events as their store calls happen to finish (a store that
-    blocks, called from an IO thread, interleaves them unlike the in-memory re-run), while
-    each branch's own events keep their order."""
-    out: list[Event] = []
-    run: list[Event] = []
-    for e in [*events, None]:
-        if e is not None and _branch(e) is not None:
-            run.append(e)
-            continue
-        out += sorted(run, key=lambda r: _branch(r) or "")
-        run = []
-        if e is not None:
-            out.append(e)
-    return out
-
-
 def _describe(e: Event) -> dict[str, Any]:
     return {"seq": e.seq, "type": e.type.value, "node": e.node, "data": dict(e.data)}
 
@@ -194,6 +168,40 @@ def rerun(rt: Runtime, room_id: str) -> RerunReport:
             _describe(extra) if longer is new else None,
         )
     return RerunReport(room_id, True, len(old), replayed.status.value)
+
+
+def _in_branch_order(events: list[Event]) -> list[Event]:
+    """*events* with the calls of concurrent branches grouped by branch.
+
+    A ``parallel`` or ``map`` node runs its branches concurrently, so their journaled events
+    (calls, ``BRANCH_COMPLETED``) interleave in the order the calls happened to finish: a
+    matter of timing, not of the workflow. Each run of journaled events of one node is
+    sorted by branch, stably: every branch's events keep their order, and a node without
+    branches keeps its log as it is."""
+    out: list[Event] = []
+    run: list[Event] = []
+    for e in events:
+        if e.type in JOURNALED and (not run or run[0].node == e.node):
+            run.append(e)
+            continue
+        out += sorted(run, key=_branch) if len(run) > 1 else run
+        run = [e] if e.type in JOURNALED else []
+        if not run:
+            out.append(e)
+    out += sorted(run, key=_branch) if len(run) > 1 else run
+    return out
+
+
+def _branch(e: Event) -> str:
+    """The branch a journaled event belongs to ('' outside any): a call made in a branch
+    is tagged with its path (``scope``: ``a``, or ``a/x`` nested), and the branch's
+    ``BRANCH_COMPLETED``, committed by the node around it, names the branch."""
+    scope = e.data.get("scope")
+    scope = scope if isinstance(scope, str) else ""
+    if e.type is EventType.BRANCH_COMPLETED:
+        branch = str(e.data.get("branch", ""))
+        return f"{scope}/{branch}" if scope else branch
+    return scope
 
 
 def _children(

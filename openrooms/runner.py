@@ -39,7 +39,7 @@ from openrooms.errors import (
     UnstorableValueError,
     WouldBlockError,
 )
-from openrooms.events import ErrorInfo, Event, EventType
+from openrooms.events import ErrorInfo, Event, EventBatch, EventType
 from openrooms.journal import JOURNALED, Journal, RoomStoppedError, logged_since_start
 from openrooms.lease import HeldLease, LeaseKeeper
 from openrooms.memory import Conversations
@@ -431,7 +431,7 @@ class Runner:
         if engine.next_action(state) == "run" and state.steps > 0:
             return None  # left mid-node: the taking over is noted under the lease
         wf = await self.io.call(rt.workflow_for, state)
-        pending: list[Event] = []
+        pending = EventBatch(room_id)
         if input is not NO_INPUT:
             step = engine.receive_input(wf, state, input, now=now())
             pending.extend(step.events)
@@ -469,7 +469,7 @@ class Runner:
             state = step.state
         if not pending:
             return (state, wf, None) if final else None
-        events = tuple(pending)
+        events = pending.take()
         assert self._acquiring is not None
         try:
             lease = await self.io.call(
@@ -492,7 +492,7 @@ class Runner:
         self,
         saved: RoomState,
         state: RoomState,
-        pending: list[Event],
+        pending: EventBatch,
         holder: HeldLease,
         on_event: EventCallback | None,
     ) -> RoomState:
@@ -505,8 +505,7 @@ commit_and_release`)."""
         _check_held(holder, state.room_id, self.rt.owner)
         # renewed no more: a renewal after the release would report the lease lost
         self._keeper.drop(holder)
-        events = tuple(pending)
-        pending.clear()
+        events = pending.take()
         try:
             await self.io.call(
                 release, state, events, expected_version=saved.version, lease=holder.lease
@@ -581,7 +580,7 @@ commit_and_release`)."""
         # `commit_every_steps` node steps or `commit_every_ms`. A crash loses only pure steps,
         # which the next run makes again: same state, same events.
         saved = state
-        pending: list[Event] = []
+        pending = EventBatch(state.room_id)
         since = 0.0  # time.monotonic() of the first pending event
         while True:
             if self.rt.stop_requested:
@@ -620,7 +619,8 @@ commit_and_release`)."""
                 step = _storable(step, state, now, decided_in=(wf, duration))
                 if self._releasing is not None and _stays(step.state, now):
                     # the room ends or waits: this is the session's last commit
-                    return await self._finish(state, step.state, [*step.events], holder, on_event)
+                    last = EventBatch(state.room_id, step.events)
+                    return await self._finish(state, step.state, last, holder, on_event)
                 state = saved = await self._commit(step, state, holder, on_event)
                 continue
             if action == "start":
@@ -646,15 +646,14 @@ commit_and_release`)."""
         self,
         saved: RoomState,
         state: RoomState,
-        pending: list[Event],
+        pending: EventBatch,
         holder: HeldLease,
         on_event: EventCallback | None,
     ) -> RoomState:
         """Commit the *pending* events that lead from *saved* to *state*; the state stored."""
         if not pending:
             return state
-        events = tuple(pending)
-        pending.clear()
+        events = pending.take()
         return await self._commit(engine.Step(state, events), saved, holder, on_event)
 
     async def _sleep(self, state: RoomState) -> bool:

@@ -19,7 +19,7 @@ from openrooms.errors import (
     WorkflowConflictError,
     WorkflowNotFoundError,
 )
-from openrooms.events import Event, EventType, Level
+from openrooms.events import Event, EventBatch, EventType, Level
 from openrooms.room import RoomState, RoomStatus
 from openrooms.types import RoomId
 
@@ -35,7 +35,7 @@ class MemoryStore(LeasingStore):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._states: dict[RoomId, RoomState] = {}
-        self._logs: dict[RoomId, list[Event]] = {}
+        self._logs: dict[RoomId, _Log] = {}
         self._leases: dict[RoomId, Lease] = {}
         self._tokens: dict[RoomId, int] = {}
         self._fences: dict[RoomId, int] = {}  # the log's fence (EventLog.fence)
@@ -191,21 +191,28 @@ class MemoryStore(LeasingStore):
     def append(self, events: Sequence[Event], *, lease: Lease | None = None) -> None:
         with self._lock:
             if events and lease is not None:
-                self._fence(events[0].room_id, lease.token, events[0].seq - 1)
+                room_id, first = _first(events)
+                self._fence(room_id, lease.token, first - 1)
             self._append(events)
 
     def _append(self, events: Sequence[Event]) -> None:
         if not events:
             return
-        room_id = events[0].room_id
-        log = self._logs.setdefault(room_id, [])
-        if events[0].seq != len(log) + 1:
-            raise StaleRoomError(room_id, events[0].seq - 1)
-        log.extend(events)
+        room_id, first = _first(events)
+        log = self._logs.get(room_id)
+        if log is None:
+            log = self._logs[room_id] = _Log()
+        if first != log.last + 1:
+            raise StaleRoomError(room_id, first - 1)
+        log.add(events)
+
+    def _last_seq(self, room_id: RoomId) -> int:
+        log = self._logs.get(room_id)
+        return 0 if log is None else log.last
 
     def fence(self, room_id: RoomId, token: int) -> None:
         with self._lock:
-            self._fence(room_id, token, len(self._logs.get(room_id, ())))
+            self._fence(room_id, token, self._last_seq(room_id))
 
     def _fence(self, room_id: RoomId, token: int, version: int) -> None:
         # where this store holds the leases too, the current lease's token fences as well
@@ -222,11 +229,15 @@ class MemoryStore(LeasingStore):
         min_level: Level | None = None,
         types: Sequence[EventType] | None = None,
     ) -> list[Event]:
-        events = self._logs.get(room_id, [])[after:]  # event seq N is at index N - 1
+        log = self._logs.get(room_id)
+        if log is None:
+            return []
+        with self._lock:
+            events = log.events()[after:]  # event seq N is at index N - 1
         return select_events(events, limit=limit, min_level=min_level, types=types)
 
     def last_seq(self, room_id: RoomId) -> int:
-        return len(self._logs.get(room_id, ()))
+        return self._last_seq(room_id)
 
     # AtomicStore
 
@@ -241,8 +252,10 @@ class MemoryStore(LeasingStore):
         with self._lock:
             if expected_version is None and state.room_id in self._states:
                 raise RoomExistsError(state.room_id)
-            if events and events[0].seq != len(self._logs.get(events[0].room_id, ())) + 1:
-                raise StaleRoomError(events[0].room_id, events[0].seq - 1)
+            if events:
+                room_id, first = _first(events)
+                if first != self._last_seq(room_id) + 1:
+                    raise StaleRoomError(room_id, first - 1)
             if expected_version is None:
                 self._create(state)
             else:
@@ -299,8 +312,10 @@ class MemoryStore(LeasingStore):
     def _check_commit(
         self, state: RoomState, events: Sequence[Event], expected_version: int
     ) -> None:
-        if events and events[0].seq != len(self._logs.get(state.room_id, ())) + 1:
-            raise StaleRoomError(state.room_id, events[0].seq - 1)
+        if events:
+            first = _first(events)[1]
+            if first != self._last_seq(state.room_id) + 1:
+                raise StaleRoomError(state.room_id, first - 1)
         current = self._states.get(state.room_id)
         if current is None:
             raise RoomNotFoundError(state.room_id)
@@ -309,6 +324,44 @@ class MemoryStore(LeasingStore):
 
     def close(self) -> None:
         pass
+
+
+def _first(events: Sequence[Event]) -> tuple[RoomId, int]:
+    """The room and first ``seq`` of *events* (not empty), without reading a batch."""
+    if type(events) is EventBatch:
+        return events.room_id, events.first_seq
+    return events[0].room_id, events[0].seq
+
+
+class _Log:
+    """One room's log: its events, and the batches appended since anyone read it, kept as
+    they came (an :class:`~openrooms.events.EventBatch` makes its events when read)."""
+
+    __slots__ = ("_events", "_unread", "last")
+
+    def __init__(self) -> None:
+        self._events: list[Event] = []
+        self._unread: list[Sequence[Event]] = []
+        self.last = 0
+
+    def add(self, events: Sequence[Event]) -> None:
+        if type(events) is EventBatch:
+            self.last = events.last_seq
+            self._unread.append(events)
+        else:
+            self.last = events[-1].seq
+            if self._unread:
+                self._unread.append(events)
+            else:
+                self._events.extend(events)
+
+    def events(self) -> list[Event]:
+        """Every event, in order (call under the store's lock)."""
+        if self._unread:
+            for batch in self._unread:
+                self._events.extend(batch)
+            self._unread.clear()
+        return self._events
 
 
 class MemoryJobQueue(JobQueue):

@@ -242,7 +242,9 @@ def _compile_any(
         items = [(k, *_compile_any(v, names, depth + 1)) for k, v in value.items()]
         if all(c for _, _, _, c in items):
             frozen = dict(value)
-            return (lambda _s: copy.deepcopy(frozen)), frozenset(), True
+            if not frozen:
+                return (lambda _s: {}), frozenset(), True
+            return (lambda _s: _copied(frozen)), frozenset(), True
         fns = [(k, f) for k, f, _, _ in items]
         used = frozenset().union(*(n for _, _, n, _ in items))
         return (lambda s: {k: f(s) for k, f in fns}), used, False
@@ -250,11 +252,24 @@ def _compile_any(
         compiled = [_compile_any(v, names, depth + 1) for v in value]
         if all(c for _, _, c in compiled):
             frozen_list = list(value)
-            return (lambda _s: copy.deepcopy(frozen_list)), frozenset(), True
+            return (lambda _s: _copied(frozen_list)), frozenset(), True
         fns_list = [f for f, _, _ in compiled]
         used = frozenset().union(*(n for _, n, _ in compiled))
         return (lambda s: [f(s) for f in fns_list]), used, False
     return (lambda _s: value), frozenset(), True
+
+
+def _copied(value: Any) -> Any:
+    """*value* with its dicts and lists copied (a constant in a workflow's config: JSON
+    values), so a render never hands out the compiled value itself; other values (text,
+    numbers, tuples of them) are immutable and shared."""
+    if type(value) is dict:
+        return {k: _copied(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_copied(v) for v in value]
+    if isinstance(value, Mapping | list | tuple):
+        return copy.deepcopy(value)
+    return value
 
 
 def compile_value(value: Any, *, names: Collection[str] | None = None) -> CompiledValue:

@@ -47,6 +47,7 @@ from openrooms.scrub import Scrubber, secrets_in
 from openrooms.storable import check_storable
 from openrooms.tools.base import ToolContext
 from openrooms.tools.redact import redact, truncate_json
+from openrooms.types import RoomId
 from openrooms.workflow import Node
 
 __all__ = [
@@ -509,13 +510,16 @@ async def call_tool(
     if call_id is not None:
         data["call_id"] = call_id
     started = time.perf_counter()
-    tool_ctx = ToolContext(
-        room_id=ctx.room.room_id,
-        node=ctx.node.id,
-        idempotency_key=key,
-        attempt=ctx.attempt,
-        memory=_memory_of(ctx) if tool.context_param is not None else None,
-    )
+    # made for a tool that takes it (Tool.call passes it on only then)
+    tool_ctx = _NO_CONTEXT
+    if tool.context_param is not None:
+        tool_ctx = ToolContext(
+            room_id=ctx.room.room_id,
+            node=ctx.node.id,
+            idempotency_key=key,
+            attempt=ctx.attempt,
+            memory=_memory_of(ctx),
+        )
     # the credentials this call carries (an Authorization header, ?api_key=) stay out of
     # its result and error; the runner scrubs the environment's keys from everything
     scrub = Scrubber(secrets_in(args))
@@ -559,6 +563,10 @@ async def call_tool(
         return Outcome.ok(result, records=(record,))
     await journal.acommit(record)
     return Outcome.ok(result)
+
+
+_NO_CONTEXT: Final = ToolContext(room_id=RoomId(""), node="", idempotency_key="")
+"""What :func:`call_tool` hands a tool that takes no :class:`ToolContext` (never seen)."""
 
 
 def _may_have_recorded(ctx: NodeContext) -> bool:

@@ -67,6 +67,8 @@ def redact(value: Any) -> Any:
         >>> redact({"headers": {"Authorization": "Bearer abc"}, "url": "https://x/?token=t"})
         {'headers': {'Authorization': '[redacted]'}, 'url': 'https://x/?token=[redacted]'}
     """
+    if type(value) is dict and not value:  # a call without arguments, the common case
+        return {}
     if isinstance(value, Mapping):
         return {
             k: REDACTED if isinstance(k, str) and is_sensitive_key(k) else redact(v)

@@ -9,7 +9,7 @@ stale writer's step never reaches the log.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -65,7 +65,7 @@ class Pair:
     def commit(
         self,
         state: RoomState,
-        events: tuple[Event, ...],
+        events: Sequence[Event],
         *,
         expected_version: int | None,
         lease: Lease | None = None,

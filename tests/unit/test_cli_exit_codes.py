@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -127,13 +128,24 @@ def test_a_room_another_runner_holds_is_4_and_says_how_to_take_it_over(
     assert f"openrooms --db {db} resume {room} --force" in result.output
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("psycopg") is not None, reason="psycopg is installed here"
-)
+# a process in which psycopg cannot be imported, as where the extra is not installed
+WITHOUT_PSYCOPG = """
+import sys
+sys.modules["psycopg"] = sys.modules["psycopg_pool"] = None  # import raises ModuleNotFoundError
+from openrooms.cli import main
+sys.argv = ["openrooms", "--db", "postgresql://127.0.0.1:1/x", "rooms"]
+main()
+"""
+
+
 def test_a_missing_optional_dependency_is_4() -> None:
-    result = CliRunner().invoke(cli, ["--db", "postgresql://localhost/x", "rooms"])
-    one_line_error(result, EXIT_ERROR, "pip install 'openrooms[postgres]'")
-    assert "to use the postgresql:// backend, install the 'postgres' extra" in result.output
+    run = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PSYCOPG], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == EXIT_ERROR, run.stderr
+    assert "pip install 'openrooms[postgres]'" in run.stderr
+    assert "to use the postgresql:// backend, install the 'postgres' extra" in run.stderr
+    assert "Traceback" not in run.stderr
 
 
 def test_the_statuses_are_the_documented_ones() -> None:

@@ -24,11 +24,14 @@ from openrooms import (
     serde,
     tool,
 )
-from openrooms.backends import SQLiteStore
+from openrooms.backends import MemoryStore, SQLiteStore
 from openrooms.cli import cli
+from openrooms.events import Event, EventType, Level
 from openrooms.registries import Registries, validating_with
+from openrooms.rerun import _in_branch_order, _key
 from openrooms.room import RoomStatus
 from openrooms.testing import memory_runtime
+from openrooms.types import RoomId
 from tests.conftest import BACKENDS, make_store
 
 side_effects: Counter[str] = Counter()
@@ -235,3 +238,53 @@ def test_a_room_that_has_not_finished_is_not_replayed() -> None:
         rt.rerun(room.room_id)
     rt.run(room.room_id)
     assert rt.rerun(room.room_id).identical
+
+
+class ThreadedMemoryStore(MemoryStore):
+    """A real MemoryStore that asks to be called from the runner's IO thread, as a network
+    store does (``may_block``): the branches of a fan-out node then finish their calls in
+    an order that depends on timing."""
+
+    may_block = True
+
+
+def test_branches_that_finish_in_another_order_still_rerun_identically() -> None:
+    store = ThreadedMemoryStore()
+    runtime = Runtime(store, store, registries=REGISTRIES)
+    for _ in range(5):
+        side_effects.clear()
+        room = runtime.run(runtime.create_room(CHARGE).id)
+        assert runtime.send_input(room.id, {"ok": True}).status is RoomStatus.COMPLETED
+        report = runtime.rerun(room.id)
+        assert report.identical, report
+        assert side_effects["charge"] == 2
+    runtime.close()
+
+
+def _call(seq: int, node: str, scope: str | None, n: int) -> Event:
+    data: dict[str, Any] = {"tool": "t", "result": n}
+    if scope is not None:
+        data["scope"] = scope
+    return Event(RoomId("r"), seq, EventType.TOOL_CALLED, Level.INFO, 0, node, data)
+
+
+def _done(seq: int, node: str, branch: str) -> Event:
+    data = {"branch": branch, "ok": True}
+    return Event(RoomId("r"), seq, EventType.BRANCH_COMPLETED, Level.INFO, 0, node, data)
+
+
+def test_the_comparison_groups_the_calls_of_concurrent_branches_by_branch() -> None:
+    started = Event(RoomId("r"), 1, EventType.NODE_STARTED, Level.INFO, 0, "each", {})
+    # two runs of one map node whose branches 0 and 1 finished in different orders
+    one = [started, _call(2, "each", "0", 1), _call(3, "each", "1", 2), _done(4, "each", "1")]
+    one += [_done(5, "each", "0")]
+    two = [started, _call(2, "each", "1", 2), _done(3, "each", "1"), _call(4, "each", "0", 1)]
+    two += [_done(5, "each", "0")]
+    assert [_key(e) for e in _in_branch_order(one)] == [_key(e) for e in _in_branch_order(two)]
+    # within one branch the order still counts, and so does a call outside any branch
+    swapped = [started, _done(2, "each", "0"), _call(3, "each", "0", 1)]
+    kept = [started, _call(2, "each", "0", 1), _done(3, "each", "0")]
+    assert [_key(e) for e in _in_branch_order(swapped)] != [_key(e) for e in _in_branch_order(kept)]
+    plain = [started, _call(2, "agent", None, 1), _call(3, "agent", None, 2)]
+    assert _in_branch_order(plain) == plain
+    assert _in_branch_order(list(reversed(plain))) == list(reversed(plain))
