@@ -803,15 +803,28 @@ class RedisStore(LeasingStore):
         min_level: Level | None = None,
         types: Sequence[EventType] | None = None,
     ) -> list[Event]:
-        count = limit if min_level is None and types is None else None
-        if count is not None and count <= 0:
+        if limit is not None and limit <= 0:
             return []
-        with self._errors():
-            entries = self._client.xrange(
-                self._log_key(room_id), f"0-{max(after, 0) + 1}", "+", count=count
-            )
-        decoded = (self._decode_event(room_id, entry) for entry in entries)
+        if min_level is None and types is None:  # the limit cuts the range itself
+            with self._errors():
+                entries = self._client.xrange(
+                    self._log_key(room_id), f"0-{max(after, 0) + 1}", "+", count=limit
+                )
+            return [self._decode_event(room_id, entry) for entry in entries]
+        decoded = (self._decode_event(room_id, e) for e in self._entries(room_id, after))
         return select_events(decoded, after=after, limit=limit, min_level=min_level, types=types)
+
+    def _entries(self, room_id: RoomId, after: int) -> Iterator[tuple[bytes, Any]]:
+        """The log's entries after *after*, fetched a page at a time as they are consumed:
+        a filtered read with a limit stops fetching once it has chosen enough."""
+        key, start = self._log_key(room_id), max(after, 0) + 1
+        while True:
+            with self._errors():
+                page = self._client.xrange(key, f"0-{start}", "+", count=_PAGE)
+            yield from page
+            if len(page) < _PAGE:
+                return
+            start = int(page[-1][0].split(b"-", 1)[1]) + 1
 
     def _decode_event(self, room_id: RoomId, entry: tuple[bytes, dict[bytes, bytes]]) -> Event:
         entry_id, fields = entry

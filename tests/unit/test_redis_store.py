@@ -24,6 +24,7 @@ from openrooms.errors import (
     StaleRoomError,
     UnstorableValueError,
 )
+from openrooms.events import Event, EventType, Level
 from openrooms.room import RoomStatus
 from openrooms.runtime import Runtime
 from openrooms.types import RoomId
@@ -292,3 +293,33 @@ def test_a_forked_child_uses_its_own_connection_and_the_parent_s_stays_sound(
     started = engine.start(WF, step.state, now=2000)
     store.commit(started.state, started.events, expected_version=step.state.version)
     assert store.get(RoomId("r1")) == started.state
+
+
+def test_a_filtered_read_pages_through_a_long_log(store: RedisStore) -> None:
+    """More events than one page (256): a filter with a limit reads on until it has enough,
+    and a filter without one reads to the end."""
+    step = engine.create_room(WF, RoomId("r1"), now=1000)
+    store.commit(step.state, step.events, expected_version=None)
+    state = step.state
+    extra = [
+        Event(
+            room_id=RoomId("r1"),
+            seq=state.version + i,
+            type=EventType.NODE_STARTED if i % 100 else EventType.NODE_FAILED,
+            level=Level.INFO if i % 100 else Level.ERROR,
+            timestamp=2000 + i,
+            node="count",
+            data={"i": i},
+        )
+        for i in range(1, 701)
+    ]
+    store.append(extra)
+    failed = store.read(RoomId("r1"), types=[EventType.NODE_FAILED])
+    assert [e.data["i"] for e in failed] == [100, 200, 300, 400, 500, 600, 700]
+    assert [e.data["i"] for e in store.read(RoomId("r1"), min_level=Level.ERROR, limit=2)] == [
+        100,
+        200,
+    ]
+    tail = store.read(RoomId("r1"), after=650, types=[EventType.NODE_STARTED])
+    assert [e.seq for e in tail] == [e.seq for e in extra if e.seq > 650 and e.data["i"] % 100]
+    assert store.read(RoomId("r1"), after=300, limit=3) == extra[299:302]
