@@ -438,8 +438,21 @@ class Runtime:
         return step.state
 
     def get_room(self, room_id: str) -> RoomState:
-        """The room's current state. Raises RoomNotFoundError if there is none."""
-        return self.states.get(RoomId(room_id))
+        """The room's current state; where the state store has lost the room (a Redis that
+        restarted empty) but the log has it, the state folded from the log (nothing is
+        written: :meth:`load_room` stores it again).
+
+        Raises:
+            RoomNotFoundError: there is none, in the state store or the log.
+        """
+        rid = RoomId(room_id)
+        state = self.states.find(rid)
+        if state is not None:
+            return state
+        events = self.log.read(rid)
+        if not events:
+            raise RoomNotFoundError(rid, getattr(self.states, "where", None))
+        return engine.fold(events)
 
     def load_room(self, room_id: str) -> RoomState:
         """The room's state, first rolled forward over log events the state store missed.

@@ -285,6 +285,8 @@ def test_a_state_store_that_lost_everything_is_rebuilt_from_the_log_and_runs_on(
     after = Runtime(lost.states, lost.log)
     after.register_workflow(WAITS)  # definitions live in the state store: a deployment's again
     try:
+        assert after.get_room(room.id) == before  # read from the log, nothing written
+        assert lost.states.find(room.id) is None
         assert after.load_room(room.id) == before
         assert lost.states.get(room.id) == before
         state = after.send_input(room.id, {"go": 2})
@@ -317,3 +319,5 @@ def test_a_room_the_state_store_never_had_is_run_from_the_log(kinds: str, tmp_pa
 def test_a_room_in_neither_store_is_not_found(pair: Pair) -> None:
     with pytest.raises(RoomNotFoundError):
         pair.load("nowhere")
+    with pytest.raises(RoomNotFoundError):
+        Runtime(pair.states, pair.log).get_room("nowhere")
