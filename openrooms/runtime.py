@@ -28,6 +28,7 @@ from openrooms._wording import VARIABLE_NAME_HINT, is_variable_name
 from openrooms.backends import EventLog, StateStore, StoredWorkflow, open_backend
 from openrooms.config import RuntimeConfig
 from openrooms.errors import (
+    BackendConfigError,
     CorruptRoomError,
     Problem,
     RoomExistsError,
@@ -832,13 +833,21 @@ def open_runtime(
     urls = resolve_urls(os.environ, db=db, state_url=state_url, log_url=log_url, config=config)
     s_url, l_url = urls.state, urls.log
     backends = registries.backends
-    states = open_backend(s_url, read_only=read_only, registry=backends)
+
+    def open_(url: str, role: str) -> Any:
+        try:
+            return open_backend(url, read_only=read_only, registry=backends)
+        except BackendConfigError as exc:
+            source = urls.sources.get(role, "")
+            if not source.isupper() and not source.startswith("config"):
+                raise  # given here (an argument, --db) or the default: nothing to add
+            raise BackendConfigError(
+                exc.backend, f"{exc.message} (the {role} URL was set by {source})"
+            ) from exc.__cause__
+
+    states = open_(s_url, "state")
     try:
-        log = (
-            states
-            if l_url == s_url
-            else open_backend(l_url, read_only=read_only, registry=backends)
-        )
+        log = states if l_url == s_url else open_(l_url, "log")
     except BaseException:
         states.close()
         raise

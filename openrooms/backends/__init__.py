@@ -118,10 +118,21 @@ class BackendRegistry:
         factory = self._factories.get(scheme)
         if factory is None:
             known = ", ".join(sorted(self._factories))
-            raise BackendConfigError(url, f"unknown backend scheme {scheme!r}; available: {known}")
-        if read_only and scheme in self._reads_only:
-            return factory(url, read_only=True)
-        return factory(url)
+            raise BackendConfigError(
+                _shown(url), f"unknown backend scheme {scheme!r}; available: {known}"
+            )
+        try:
+            if read_only and scheme in self._reads_only:
+                return factory(url, read_only=True)
+            return factory(url)
+        except BackendConfigError as exc:
+            shown = _shown(url)
+            if shown == url or url not in f"{exc.backend}\0{exc.message}":
+                raise
+            # a factory that quoted the URL: never its password
+            raise BackendConfigError(
+                exc.backend.replace(url, shown), exc.message.replace(url, shown)
+            ) from exc.__cause__
 
     def schemes(self) -> list[str]:
         """Registered schemes, sorted."""
@@ -136,6 +147,12 @@ class BackendRegistry:
 
     def __contains__(self, scheme: object) -> bool:
         return scheme in self._factories
+
+
+def _shown(url: str) -> str:
+    from openrooms.urls import display_url  # here: openrooms.urls imports this package
+
+    return display_url(url)
 
 
 def register_backend(scheme: str, factory: Factory, *, replace: bool = False) -> None:

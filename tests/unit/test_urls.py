@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from openrooms import open_runtime
-from openrooms.backends import DEFAULT_DB_URL, RedisStore, SQLiteStore
+from openrooms.backends import DEFAULT_DB_URL, RedisStore, SQLiteStore, open_backend
 from openrooms.config import RuntimeConfig
-from openrooms.errors import SchemaValidationError
+from openrooms.errors import BackendConfigError, SchemaValidationError
+from openrooms.registries import Registries
 from openrooms.urls import PRECEDENCE, display_url, resolve_urls
 from tests.conftest import redis_url
 
@@ -128,3 +129,33 @@ def test_a_config_backends_section_is_checked() -> None:
 )
 def test_display_url_hides_the_password(url: str, shown: str) -> None:
     assert display_url(url) == shown
+
+
+def test_a_url_that_cannot_be_opened_is_named_without_its_password_and_with_its_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("OPENROOMS_DB", "OPENROOMS_STATE_URL", "OPENROOMS_LOG_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", "mysql://app:hunter2@db/app")
+    with pytest.raises(BackendConfigError) as caught:
+        open_runtime()
+    text = str(caught.value)
+    assert "hunter2" not in text
+    assert "mysql://app:***@db/app" in text
+    assert "unknown backend scheme 'mysql'" in text
+    assert "(the state URL was set by DATABASE_URL)" in text
+    with pytest.raises(BackendConfigError) as caught:  # given directly: no source to add
+        open_runtime("mysql://app:hunter2@db/app")
+    assert "hunter2" not in str(caught.value) and "set by" not in str(caught.value)
+
+
+def test_a_factory_quoting_its_url_never_shows_the_password() -> None:
+    registries = Registries()
+
+    def refuse(url: str) -> object:
+        raise BackendConfigError(url, f"cannot open {url}")
+
+    registries.backends.register("acme", refuse)
+    with pytest.raises(BackendConfigError) as caught:
+        open_backend("acme://u:hunter2@h/x", registry=registries.backends)
+    assert str(caught.value) == "acme://u:***@h/x: cannot open acme://u:***@h/x"
