@@ -1,10 +1,10 @@
 """State, leases, workflows and logs in Redis (redis-py): ``redis://`` and ``rediss://``.
 
 Every write is one Lua script (:mod:`openrooms.backends.redis_scripts`; loaded once, then
-called by SHA with ``EVALSHA``), so its
-checks and its writes happen atomically, with nothing written when a check fails: a step's
-commit checks the room's version, its lease token and the log's next sequence number, then
-saves the state, moves the room in the due index and appends the events, in one round trip.
+called by SHA with ``EVALSHA``), so its checks and its writes happen atomically, with nothing
+written when a check fails: a step's commit checks the room's version, its lease token and
+the log's next sequence number, then saves the state, moves the room in the due index and
+appends the events, in one round trip.
 
 Keys, all under one prefix (``?prefix=``, default ``openrooms:``):
 
