@@ -140,7 +140,8 @@ class _Group(click.Group):
 @click.option(
     "--db",
     metavar="URL",
-    help="Backend URL for state and log [env OPENROOMS_DB; default "
+    help="Backend URL for state and log: sqlite:///FILE, redis://HOST:PORT/DB, ... [env "
+    "OPENROOMS_DB, then the config's backends.db, DATABASE_URL, REDIS_URL; default "
     "sqlite:///./.openrooms/openrooms.db].",
 )
 @click.option(
@@ -938,7 +939,7 @@ def db_upgrade(ctx: click.Context) -> None:
     from openrooms.backends import upgrade_backend
 
     registries: Registries = ctx.obj["registries"]
-    for url in dict.fromkeys(backend_urls(ctx.obj["db"])):
+    for url in dict.fromkeys(backend_urls(ctx.obj["db"], config=ctx.obj["config"])):
         click.echo(upgrade_backend(url, registry=registries.backends))
 
 
@@ -949,7 +950,8 @@ def db_check(ctx: click.Context) -> None:
     stored row (SQLite and Postgres).
 
     Opens the file read-only. Prints `ok` and exits 0 when the file is sound; otherwise
-    prints one line per problem (the table, the row and what is wrong) and exits 1.
+    prints one line per problem (the table, the row and what is wrong) and exits 1. On
+    Redis, every key under the prefix is decoded and the indexes compared with the rooms.
 
     Example:
 
@@ -962,7 +964,8 @@ def db_check(ctx: click.Context) -> None:
             check = getattr(store, "check", None)
             if check is None:
                 raise _failure(
-                    f"{type(store).__name__} has no check; `db check` reads SQLite and Postgres",
+                    f"{type(store).__name__} has no check; "
+                    "`db check` reads SQLite, Postgres and Redis",
                     EXIT_INVALID,  # not 1, which says the database is damaged
                 )
             problems += check(split=len(stores) > 1)

@@ -15,6 +15,9 @@ environment), never from room variables or workflow input::
       max_depth: 8                       # how deep child rooms may nest under a root room
       max_rooms: 1000                    # how many child rooms one root room may create
     plugins: [acme_plugin]               # modules whose register(registries) hook runs
+    backends:                            # URLs, below flags and OPENROOMS_* (docs/backends.md)
+      db: postgresql://db.internal/openrooms   # state and log; or state: / log: apart
+      queue: redis://cache.internal:6379/0
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ __all__ = ["DEFAULT_MAX_LOGGED_BYTES", "RuntimeConfig", "load_config"]
 
 DEFAULT_MAX_LOGGED_BYTES = 64 * 1024
 
-_TOP = ("http", "agents", "tool_results", "rooms", "plugins")
+_TOP = ("http", "agents", "tool_results", "rooms", "plugins", "backends")
+_BACKENDS = ("db", "state", "log", "queue")
 _AGENT = ("api_base",)
 
 
@@ -57,6 +61,9 @@ class RuntimeConfig:
         max_rooms: how many sub-workflow rooms such a root room may create in all.
         plugins: modules loaded into the runtime's registries (see
             :mod:`openrooms.registries`), before ``OPENROOMS_PLUGINS`` and ``--plugin``.
+        backends: backend URLs by role (``db``: state and log; ``state``, ``log``,
+            ``queue``), below command-line flags and ``OPENROOMS_*`` variables and above
+            ``DATABASE_URL`` / ``REDIS_URL`` (see :func:`openrooms.urls.resolve_urls`).
     """
 
     http: HttpPolicy = attrs.field(factory=HttpPolicy)
@@ -65,6 +72,7 @@ class RuntimeConfig:
     max_depth: int = DEFAULT_MAX_DEPTH
     max_rooms: int = DEFAULT_MAX_ROOMS
     plugins: tuple[str, ...] = ()
+    backends: Mapping[str, str] = attrs.field(factory=dict)
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "config") -> RuntimeConfig:
@@ -133,10 +141,16 @@ class RuntimeConfig:
                     max_bytes = value
         limits = _room_limits(data.get("rooms"), problems)
         plugins = _plugins(data.get("plugins"), problems)
+        backends = _backends(data.get("backends"), problems)
         if problems:
             raise SchemaValidationError(source, problems)
         return cls(
-            http=http, api_bases=api_bases, max_logged_bytes=max_bytes, plugins=plugins, **limits
+            http=http,
+            api_bases=api_bases,
+            max_logged_bytes=max_bytes,
+            plugins=plugins,
+            backends=backends,
+            **limits,
         )
 
 
@@ -156,6 +170,31 @@ def _plugins(section: Any, problems: list[Problem]) -> tuple[str, ...]:
         else:
             names.append(name)
     return tuple(names)
+
+
+def _backends(section: Any, problems: list[Problem]) -> dict[str, str]:
+    """The ``backends:`` section: a URL per role (db, state, log, queue)."""
+    urls: dict[str, str] = {}
+    if section is None:
+        return urls
+    if not isinstance(section, Mapping):
+        problems.append(Problem("backends", "expected a mapping of role -> URL"))
+        return urls
+    for key, value in section.items():
+        if key not in _BACKENDS:
+            problems.append(Problem(f"backends.{key}", "unknown role", _suggest(key, _BACKENDS)))
+        elif not isinstance(value, str) or "://" not in value:
+            # the value itself is not shown: it may hold a password
+            problems.append(
+                Problem(
+                    f"backends.{key}",
+                    "expected a URL with a scheme",
+                    "e.g. postgresql://host/db, redis://host:6379/0 or sqlite:///./rooms.db",
+                )
+            )
+        else:
+            urls[key] = value
+    return urls
 
 
 def _room_limits(section: Any, problems: list[Problem]) -> dict[str, int]:

@@ -34,6 +34,7 @@ from openrooms.errors import (
     LeaseLostError,
     RoomExistsError,
     RoomLeasedError,
+    RoomNotFoundError,
     StaleRoomError,
     UnstorableValueError,
     WouldBlockError,
@@ -69,6 +70,9 @@ __all__ = [
 DEFAULT_LEASE_TTL_MS: Final = 30_000
 DEFAULT_MAX_LEASED_SLEEP_S: Final = 1.0
 """The longest retry backoff a runner sleeps through holding the room's lease."""
+_TOKEN_CATCH_UP: Final = 10_000
+"""At most how many leases a runner takes in a row to pass the log's fence with a state store
+that lost the room's lease tokens (see Runner._fence_log)."""
 _FOLLOW_POLL_S: Final = 0.1  # how often a foreground run looks whether another runner is done
 DEFAULT_COMMIT_EVERY_STEPS: Final = 256
 """Pure steps batched into one commit at most (see :class:`Runner`)."""
@@ -171,7 +175,10 @@ def commit(
             if events and events[0].seq == 1 and log.last_seq(events[0].room_id) > 0:
                 raise RoomExistsError(state.room_id) from None
             raise
-        states.create(state)
+        # the log took the room: if a reader rebuilt its state from the log meanwhile
+        # (Runtime.load_room), the state store holds this state already
+        with contextlib.suppress(RoomExistsError):
+            states.create(state)
         return
     log.append(events, lease=lease)
     with contextlib.suppress(StaleRoomError):  # committed: the log has it (see above)
@@ -516,9 +523,17 @@ commit_and_release`)."""
         states = rt.states
         now = rt.now()  # here, on the thread that asks: the lease runs from now
         try:
-            lease = states.acquire_lease(
-                room_id, rt.owner, ttl_ms=self.lease_ttl_ms, now=now, force=force
-            )
+            try:
+                lease = states.acquire_lease(
+                    room_id, rt.owner, ttl_ms=self.lease_ttl_ms, now=now, force=force
+                )
+            except RoomNotFoundError:
+                if not self._split:
+                    raise
+                rt.load_room(room_id)  # a state store that lost the room: rebuilt from the log
+                lease = states.acquire_lease(
+                    room_id, rt.owner, ttl_ms=self.lease_ttl_ms, now=now, force=force
+                )
         except RoomLeasedError as exc:
             if not _owner_is_gone(exc.owner):
                 raise
@@ -526,13 +541,34 @@ commit_and_release`)."""
                 room_id, rt.owner, ttl_ms=self.lease_ttl_ms, now=now, force=True
             )
         if self._split:
+            lease = self._fence_log(lease, now)
+        return now, lease
+
+    def _fence_log(self, lease: Lease, now: int) -> Lease:
+        """Raise the log's fence to *lease*'s token; the lease it holds the room with.
+
+        Refused while the state store still has this lease as the room's latest, the log's
+        fence is above every token the state store remembers giving: it lost the room's
+        lease (a Redis that restarted empty; the room was rebuilt from the log). The lease is
+        then taken again, each time with the next token, until one passes the fence.
+
+        Raises:
+            LeaseLostError: a runner with a newer lease fenced the log first.
+        """
+        rt = self.rt
+        room_id = lease.room_id
+        for _ in range(_TOKEN_CATCH_UP):
             try:
                 rt.log.fence(room_id, lease.token)
+                return lease
             except StaleRoomError:
-                raise LeaseLostError(
-                    room_id, rt.owner, "a runner with a newer lease fenced the log first"
-                ) from None
-        return now, lease
+                held = rt.states.find_lease(room_id)
+                if held is None or held.token != lease.token or held.owner != rt.owner:
+                    break
+            lease = rt.states.acquire_lease(
+                room_id, rt.owner, ttl_ms=self.lease_ttl_ms, now=now, force=True
+            )
+        raise LeaseLostError(room_id, rt.owner, "a runner with a newer lease fenced the log first")
 
     async def _loop(
         self, wf: Workflow, state: RoomState, holder: HeldLease, on_event: EventCallback | None

@@ -25,11 +25,14 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from openrooms import engine
 from openrooms._wording import VARIABLE_NAME_HINT, is_variable_name
-from openrooms.backends import DEFAULT_DB_URL, EventLog, StateStore, StoredWorkflow, open_backend
+from openrooms.backends import EventLog, StateStore, StoredWorkflow, open_backend
 from openrooms.config import RuntimeConfig
 from openrooms.errors import (
+    BackendConfigError,
     CorruptRoomError,
     Problem,
+    RoomExistsError,
+    RoomNotFoundError,
     RoomStatusError,
     SchemaValidationError,
     StaleRoomError,
@@ -53,6 +56,7 @@ from openrooms.runner import (
 )
 from openrooms.storable import check_storable, find_unstorable
 from openrooms.types import RoomId
+from openrooms.urls import ResolvedUrls, resolve_urls
 from openrooms.workflow import Workflow, WorkflowBuilder
 
 if TYPE_CHECKING:
@@ -185,6 +189,9 @@ class Runtime:
         a longer one it lets the lease go (see :meth:`run`), so a worker can take the room."""
         self.recorded_calls: RecordedCalls | None = None
         """For a re-run: each attempt's calls from the original log, by idempotency key."""
+        self.urls: ResolvedUrls | None = None
+        """The URLs :func:`open_runtime` chose (the job queue's too), and where from; None
+        for a runtime made from stores."""
         self.states = states
         self.log = log
         self.now = clock
@@ -434,23 +441,49 @@ class Runtime:
         return step.state
 
     def get_room(self, room_id: str) -> RoomState:
-        """The room's current state. Raises RoomNotFoundError if there is none."""
-        return self.states.get(RoomId(room_id))
+        """The room's current state; where the state store has lost the room (a Redis that
+        restarted empty) but the log has it, the state folded from the log (nothing is
+        written: :meth:`load_room` stores it again).
+
+        Raises:
+            RoomNotFoundError: there is none, in the state store or the log.
+        """
+        rid = RoomId(room_id)
+        state = self.states.find(rid)
+        if state is not None:
+            return state
+        events = self.log.read(rid)
+        if not events:
+            raise RoomNotFoundError(rid, getattr(self.states, "where", None))
+        return engine.fold(events)
 
     def load_room(self, room_id: str) -> RoomState:
         """The room's state, first rolled forward over log events the state store missed.
 
         The log is the truth: its events were all accepted under the room's fence, so the
         state folded from them is the room's, whoever saves it (the save is compare-and-set
-        on the version: it only ever moves the state store forward).
+        on the version: it only ever moves the state store forward). A room the state store
+        has lost (a Redis that restarted empty, say) but whose log has events is rebuilt
+        from the log and stored again.
 
         Raises:
-            RoomNotFoundError: no such room.
+            RoomNotFoundError: no such room, in the state store or the log.
             StaleRoomError: the state store kept changing while it was rolled forward.
         """
         rid = RoomId(room_id)
         for _ in range(_CAS_RETRIES):
-            state = self.states.get(rid)
+            found = self.states.find(rid)
+            if found is None:
+                events = self.log.read(rid)
+                if not events:
+                    raise RoomNotFoundError(rid, getattr(self.states, "where", None))
+                rebuilt = engine.fold(events)
+                try:
+                    self.states.create(rebuilt)
+                except RoomExistsError:
+                    continue  # rebuilt (or created) by another process meanwhile: read again
+                return rebuilt
+            state = found
             tail = self.log.read(rid, after=state.version)
             if not tail:
                 return state
@@ -767,18 +800,17 @@ def _close_loop(aio: asyncio.Runner, loop: asyncio.AbstractEventLoop) -> None:
 
 
 def backend_urls(
-    db: str | None = None, *, state_url: str | None = None, log_url: str | None = None
+    db: str | None = None,
+    *,
+    state_url: str | None = None,
+    log_url: str | None = None,
+    config: RuntimeConfig | None = None,
 ) -> tuple[str, str]:
-    """The state store's and the event log's URLs, by :func:`open_runtime`'s precedence,
-    without opening them (``openrooms db upgrade`` must not open a schema that is behind)."""
-    env = os.environ.get
-    if db is not None:  # an explicit URL beats every environment variable
-        return state_url or db, log_url or db
-    one = env("OPENROOMS_DB") or DEFAULT_DB_URL
-    return (
-        state_url or env("OPENROOMS_STATE_URL") or one,
-        log_url or env("OPENROOMS_LOG_URL") or one,
-    )
+    """The state store's and the event log's URLs, by :func:`open_runtime`'s precedence
+    (:func:`openrooms.urls.resolve_urls`), without opening them (``openrooms db upgrade``
+    must not open a schema that is behind)."""
+    urls = resolve_urls(os.environ, db=db, state_url=state_url, log_url=log_url, config=config)
+    return urls.state, urls.log
 
 
 def open_runtime(
@@ -797,9 +829,11 @@ def open_runtime(
 ) -> Runtime:
     """Open a runtime from backend URLs, with its own registries and plugins.
 
-    Precedence: explicit arguments (*state_url* / *log_url*, then *db* for both), then
-    ``OPENROOMS_STATE_URL`` / ``OPENROOMS_LOG_URL``, then ``OPENROOMS_DB`` for both, then
-    ``sqlite:///./.openrooms/openrooms.db``.
+    Precedence (:func:`openrooms.urls.resolve_urls`): explicit arguments (*state_url* /
+    *log_url*, then *db* for both), then ``OPENROOMS_STATE_URL`` / ``OPENROOMS_LOG_URL``, then
+    ``OPENROOMS_DB`` for both, then the config's ``backends`` section, then ``DATABASE_URL``,
+    then ``REDIS_URL``, then ``sqlite:///./.openrooms/openrooms.db``. The runtime's ``urls``
+    holds what was chosen, the job queue's URL too (``urls.queue``).
 
     The runtime's registries are *registries* if given (used as they are, with *plugins*
     loaded into them), else new ones from the process-wide defaults with the plugins
@@ -822,26 +856,28 @@ def open_runtime(
         registries = open_registries(plugins, config=config)
     else:
         load_plugins(registries, plugins)
-    env = os.environ.get
-    if db is not None:  # an explicit URL beats every environment variable
-        s_url = state_url or db
-        l_url = log_url or db
-    else:
-        one = env("OPENROOMS_DB") or DEFAULT_DB_URL
-        s_url = state_url or env("OPENROOMS_STATE_URL") or one
-        l_url = log_url or env("OPENROOMS_LOG_URL") or one
+    urls = resolve_urls(os.environ, db=db, state_url=state_url, log_url=log_url, config=config)
+    s_url, l_url = urls.state, urls.log
     backends = registries.backends
-    states = open_backend(s_url, read_only=read_only, registry=backends)
+
+    def open_(url: str, role: str) -> Any:
+        try:
+            return open_backend(url, read_only=read_only, registry=backends)
+        except BackendConfigError as exc:
+            source = urls.sources.get(role, "")
+            if not source.isupper() and not source.startswith("config"):
+                raise  # given here (an argument, --db) or the default: nothing to add
+            raise BackendConfigError(
+                exc.backend, f"{exc.message} (the {role} URL was set by {source})"
+            ) from exc.__cause__
+
+    states = open_(s_url, "state")
     try:
-        log = (
-            states
-            if l_url == s_url
-            else open_backend(l_url, read_only=read_only, registry=backends)
-        )
+        log = states if l_url == s_url else open_(l_url, "log")
     except BaseException:
         states.close()
         raise
-    return Runtime(
+    runtime = Runtime(
         states,
         log,
         tools=tools,
@@ -851,3 +887,5 @@ def open_runtime(
         config=config,
         registries=registries,
     )
+    runtime.urls = urls
+    return runtime

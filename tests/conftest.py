@@ -19,7 +19,9 @@ from openrooms.backends import (
     MemoryStore,
     SQLiteStore,
     default_backends,
+    open_backend,
 )
+from openrooms.errors import BackendUnavailableError
 from openrooms.llm.registry import default_models
 from openrooms.nodes.registry import NodeRegistry, node_types
 from openrooms.tools.registry import ToolRegistry, default_tools
@@ -43,12 +45,18 @@ settings.register_profile(
     ],
 )
 
+# The original design's variables choose a runtime's backends (openrooms/urls.py) when no
+# OPENROOMS_* URL is set: a developer's own DATABASE_URL must never receive the suite's rooms.
+# Tests find the services at OPENROOMS_TEST_*_URL instead.
+for _name in ("DATABASE_URL", "REDIS_URL"):
+    os.environ.pop(_name, None)
+
 REDIS_URL = os.environ.get("OPENROOMS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get(
     "OPENROOMS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 
-BACKENDS = ["memory", "sqlite", "postgres"]
+BACKENDS = ["memory", "sqlite", "postgres", "redis"]
 
 
 @functools.cache
@@ -96,10 +104,34 @@ def drop_postgres_schema(url: str) -> None:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
+_redis_prefixes: list[str] = []
+"""The key prefixes of the Redis stores opened by the running test (see _drop_redis_keys)."""
+
+
+def redis_url(prefix: str | None = None) -> str:
+    """REDIS_URL with a fresh key prefix (or *prefix*), dropped when the test ends."""
+    if prefix is None:
+        prefix = f"test-{uuid.uuid4().hex}:"
+        _redis_prefixes.append(prefix)
+    return f"{REDIS_URL}{'&' if '?' in REDIS_URL else '?'}prefix={prefix}"
+
+
+def open_service(url: str, **kwargs: object) -> AtomicStore:
+    """open_backend(url), skipped with a reason when the service is down (failed under CI)."""
+    try:
+        store: AtomicStore = open_backend(url, **kwargs)  # type: ignore[arg-type]
+    except BackendUnavailableError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"{exc} (start the service, or set OPENROOMS_TEST_*_URL)")
+    return store
+
+
 def make_store(kind: str, tmp_path: Path, name: str = "contract") -> AtomicStore:
     """A fresh store of *kind* that keeps its data under *tmp_path* (SQLite: in the file
     *name*.db; Postgres: in a new schema, dropped when the test ends, or by
-    :func:`discard_store`)."""
+    :func:`discard_store`; Redis: under a new key prefix on db 15, whose keys are deleted
+    when the test ends)."""
     if kind == "memory":
         return MemoryStore()
     if kind == "sqlite":
@@ -115,6 +147,8 @@ def make_store(kind: str, tmp_path: Path, name: str = "contract") -> AtomicStore
             raise
         _MADE[id(store)] = (store, url)
         return store
+    if kind == "redis":
+        return open_service(redis_url())
     raise ValueError(kind)
 
 
@@ -141,9 +175,35 @@ def _drop_postgres_schemas() -> Iterator[None]:
         drop_postgres_schema(url)
 
 
+def drop_redis_prefix(prefix: str) -> None:
+    """Delete the keys under *prefix* (SCAN + DEL on that prefix only; never FLUSHDB)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL.split("?", 1)[0])
+    try:
+        batch = []
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+    finally:
+        client.close()
+
+
+@pytest.fixture(autouse=True)
+def _drop_redis_keys() -> Iterator[None]:
+    """Every Redis store a test opened through redis_url()/make_store is dropped after it."""
+    yield
+    while _redis_prefixes:
+        drop_redis_prefix(_redis_prefixes.pop())
+
+
 @pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AtomicStore]:
-    """Each backend in turn, as state store and event log at once."""
+    """Each backend in turn, as state store and event log at once; closed and dropped after."""
     s = make_store(request.param, tmp_path)
     yield s
     discard_store(s)

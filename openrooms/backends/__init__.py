@@ -1,4 +1,5 @@
-"""Backends chosen by URL: ``memory://``, ``sqlite:///path``; more register themselves.
+"""Backends chosen by URL: ``memory://``, ``sqlite:///path``, ``redis://host:port/db``;
+more register themselves.
 
 ``postgresql://`` (or ``postgres://``) opens :class:`PostgresStore` (the ``postgres``
 extra). ``open_backend(url)`` returns an object implementing :class:`StateStore` and/or
@@ -32,6 +33,7 @@ from openrooms.errors import BackendConfigError
 if TYPE_CHECKING:
     from openrooms.backends.memory import MemoryJobQueue, MemoryStore
     from openrooms.backends.postgres import PostgresStore
+    from openrooms.backends.redis import RedisStore
     from openrooms.backends.sqlite import SQLiteStore
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "MemoryJobQueue",
     "MemoryStore",
     "PostgresStore",
+    "RedisStore",
     "SQLiteStore",
     "StateStore",
     "StoredWorkflow",
@@ -79,11 +82,8 @@ class BackendRegistry:
         registry.register("sqlite", _open_sqlite)
         registry.register("postgresql", _open_postgres)
         registry.register("postgres", _open_postgres)
-        for scheme, extra, module in [
-            ("redis", "redis", "redis"),
-            ("rediss", "redis", "redis"),
-        ]:
-            registry.register(scheme, _server_backend(extra, module))
+        registry.register("redis", _open_redis)
+        registry.register("rediss", _open_redis)
         return registry
 
     def register(self, scheme: str, factory: Factory, *, replace: bool = False) -> None:
@@ -119,10 +119,21 @@ class BackendRegistry:
         factory = self._factories.get(scheme)
         if factory is None:
             known = ", ".join(sorted(self._factories))
-            raise BackendConfigError(url, f"unknown backend scheme {scheme!r}; available: {known}")
-        if read_only and scheme in self._reads_only:
-            return factory(url, read_only=True)
-        return factory(url)
+            raise BackendConfigError(
+                _shown(url), f"unknown backend scheme {scheme!r}; available: {known}"
+            )
+        try:
+            if read_only and scheme in self._reads_only:
+                return factory(url, read_only=True)
+            return factory(url)
+        except BackendConfigError as exc:
+            shown = _shown(url)
+            if shown == url or url not in f"{exc.backend}\0{exc.message}":
+                raise
+            # a factory that quoted the URL: never its password
+            raise BackendConfigError(
+                exc.backend.replace(url, shown), exc.message.replace(url, shown)
+            ) from exc.__cause__
 
     def schemes(self) -> list[str]:
         """Registered schemes, sorted."""
@@ -137,6 +148,12 @@ class BackendRegistry:
 
     def __contains__(self, scheme: object) -> bool:
         return scheme in self._factories
+
+
+def _shown(url: str) -> str:
+    from openrooms.urls import display_url  # here: openrooms.urls imports this package
+
+    return display_url(url)
 
 
 def register_backend(scheme: str, factory: Factory, *, replace: bool = False) -> None:
@@ -276,19 +293,12 @@ def _open_postgres(url: str, *, read_only: bool = False) -> PostgresStore:
     return PostgresStore(url, read_only=read_only)
 
 
-def _server_backend(extra: str, module: str) -> Factory:
-    """A scheme whose backend needs an extra: the extra's absence is named, not a KeyError."""
+def _open_redis(url: str, *, read_only: bool = False) -> Any:
+    scheme = url.split("://", 1)[0].lower()
+    require("redis", feature=f"the {scheme}:// backend", extra="redis")
+    from openrooms.backends.redis import open_redis
 
-    def open_(url: str) -> Any:
-        scheme = url.split("://", 1)[0].lower()
-        require(module, feature=f"the {scheme}:// backend", extra=extra)
-        raise BackendConfigError(
-            url,
-            f"{module} is installed, but this version of OpenRooms has no {scheme}:// "
-            f"backend yet; use sqlite:/// or memory://",
-        )
-
-    return open_
+    return open_redis(url, read_only=read_only)
 
 
 default_backends = BackendRegistry.builtins()
@@ -299,6 +309,7 @@ _LAZY = {
     "MemoryStore": "openrooms.backends.memory",
     "MemoryJobQueue": "openrooms.backends.memory",
     "PostgresStore": "openrooms.backends.postgres",
+    "RedisStore": "openrooms.backends.redis",  # needs the redis extra
     "SQLiteStore": "openrooms.backends.sqlite",
 }
 

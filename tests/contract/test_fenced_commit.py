@@ -18,14 +18,14 @@ import pytest
 
 from openrooms import engine
 from openrooms.backends import EventLog, Lease, StateStore
-from openrooms.errors import RoomExistsError, StaleRoomError
+from openrooms.errors import RoomExistsError, RoomNotFoundError, StaleRoomError
 from openrooms.events import Event
 from openrooms.nodes import Outcome
-from openrooms.room import RoomState
+from openrooms.room import RoomState, RoomStatus
 from openrooms.runner import commit
 from openrooms.runtime import Runtime
 from openrooms.types import RoomId
-from openrooms.workflow import WorkflowBuilder
+from openrooms.workflow import Workflow, WorkflowBuilder
 from tests.conftest import discard_store, make_store
 
 WF = (
@@ -41,14 +41,19 @@ PAIRS = [
     "memory",
     "sqlite",
     "postgres",
+    "redis",
     "memory+sqlite",
     "sqlite+memory",
     "sqlite+sqlite",
     "sqlite+postgres",
     "postgres+memory",
     "postgres+postgres",
+    "redis+sqlite",
+    "sqlite+redis",
+    "redis+postgres",
 ]
-"""State store + event log: one store for both, or two ("state+log")."""
+"""State store + event log: one store for both, or two ("state+log"), each opened by
+tests.conftest.make_store; "redis+postgres" is the original design's split."""
 
 
 @attrs.define
@@ -83,15 +88,21 @@ class Pair:
         return Runtime(self.states, self.log).load_room(room)
 
 
+def open_pair(kinds: str, tmp_path: Path) -> Pair:
+    """The stores *kinds* names: ``"sqlite"`` (one store for both) or ``"redis+sqlite"``."""
+    names = kinds.split("+")
+    states = make_store(names[0], tmp_path, "state")
+    log = states if len(names) == 1 else make_store(names[1], tmp_path, "log")
+    return Pair(states, log)
+
+
 @pytest.fixture(params=PAIRS)
 def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
-    kinds = request.param.split("+")
-    states = make_store(kinds[0], tmp_path, "state")  # postgres: a schema of its own
-    log = states if len(kinds) == 1 else make_store(kinds[1], tmp_path, "log")
-    yield Pair(states, log)
-    discard_store(states)
-    if log is not states:
-        discard_store(log)
+    opened = open_pair(request.param, tmp_path)
+    yield opened
+    discard_store(opened.states)
+    if opened.split:
+        discard_store(opened.log)
 
 
 def make_room(pair: Pair, room: str = "r1") -> RoomState:
@@ -236,3 +247,82 @@ def test_a_roll_forward_never_moves_the_state_back(pair: Pair) -> None:
     first, second = pair.load(), pair.load()
     assert first == second == ran.state
     assert pair.states.get(state.room_id) == ran.state
+
+
+WAITS = Workflow.from_yaml(
+    """
+id: waits
+variables: {n: 0}
+nodes:
+  ask: {type: wait, prompt: "go on?"}
+  count: {type: set, assign: {n: "{{ vars.n + 1 }}"}}
+  done: {type: end}
+transitions:
+  - {from: ask, to: count}
+  - {from: count, to: ask, when: "vars.n < 3"}
+  - {from: count, to: done}
+"""
+)
+
+
+def _lose_the_state_store(pair: Pair, kinds: str, tmp_path: Path) -> Pair:
+    """*pair* with its state store replaced by an empty one of the same kind: everything it
+    held (states, lease tokens, indexes) is gone; the log is kept."""
+    pair.states.close()
+    return Pair(make_store(kinds.split("+")[0], tmp_path, "state-after-loss"), pair.log)
+
+
+@pytest.mark.parametrize("kinds", [p for p in PAIRS if "+" in p])
+def test_a_state_store_that_lost_everything_is_rebuilt_from_the_log_and_runs_on(
+    kinds: str, tmp_path: Path
+) -> None:
+    """The log is the truth: a room whose state store was emptied (a Redis that restarted
+    without its data) loads from the log and runs on, its runner taking leases until one
+    passes the fence the log kept from before."""
+    pair = open_pair(kinds, tmp_path)
+    rt = Runtime(pair.states, pair.log)
+    room = rt.create_room(WAITS)
+    rt.run(room.id)
+    before = rt.send_input(room.id, {"go": 1})  # a second session: the log's fence is 2
+    assert before.status is RoomStatus.WAITING and before.variables["n"] == 1
+    lost = _lose_the_state_store(pair, kinds, tmp_path)
+    assert lost.states.find(room.id) is None
+    after = Runtime(lost.states, lost.log)
+    after.register_workflow(WAITS)  # definitions live in the state store: a deployment's again
+    try:
+        assert after.get_room(room.id) == before  # read from the log, nothing written
+        assert lost.states.find(room.id) is None
+        assert after.load_room(room.id) == before
+        assert lost.states.get(room.id) == before
+        state = after.send_input(room.id, {"go": 2})
+        state = after.send_input(room.id, {"go": 3})
+        assert state.status is RoomStatus.COMPLETED and state.variables["n"] == 3
+        assert engine.fold(lost.log.read(room.id)) == state
+        assert [e.seq for e in lost.log.read(room.id)] == list(range(1, state.version + 1))
+    finally:
+        after.close()
+        lost.log.close()
+
+
+@pytest.mark.parametrize("kinds", [p for p in PAIRS if "+" in p])
+def test_a_room_the_state_store_never_had_is_run_from_the_log(kinds: str, tmp_path: Path) -> None:
+    """Lost before its first lease: the runner rebuilds it when the lease finds no room."""
+    pair = open_pair(kinds, tmp_path)
+    room = Runtime(pair.states, pair.log).create_room(WAITS)
+    lost = _lose_the_state_store(pair, kinds, tmp_path)
+    rt = Runtime(lost.states, lost.log)
+    rt.register_workflow(WAITS)
+    try:
+        state = rt.run(room.id)
+        assert state.status is RoomStatus.WAITING and state.current_node == "ask"
+        assert lost.states.get(room.id) == state
+    finally:
+        rt.close()
+        lost.log.close()
+
+
+def test_a_room_in_neither_store_is_not_found(pair: Pair) -> None:
+    with pytest.raises(RoomNotFoundError):
+        pair.load("nowhere")
+    with pytest.raises(RoomNotFoundError):
+        Runtime(pair.states, pair.log).get_room("nowhere")

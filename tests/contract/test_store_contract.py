@@ -23,7 +23,7 @@ from openrooms.nodes import Outcome
 from openrooms.room import RoomState, RoomStatus
 from openrooms.types import RoomId
 from openrooms.workflow import WorkflowBuilder
-from tests.conftest import BACKENDS, drop_postgres_schema, postgres_url
+from tests.conftest import BACKENDS, drop_postgres_schema, open_service, postgres_url, redis_url
 
 WF = (
     WorkflowBuilder("contract", variables={"i": 0})
@@ -265,9 +265,10 @@ def test_a_read_only_opening_sees_what_a_writer_committed(kind: str, tmp_path: P
         "memory": "memory://contract-read-only",
         "sqlite": f"sqlite:///{tmp_path}/ro.db",
         "postgres": postgres_url() if kind == "postgres" else "",
+        "redis": redis_url() if kind == "redis" else "",
     }
     url = urls[kind]
-    writer = open_backend(url)
+    writer = open_service(url)
     state = make_room(writer)
     writer.put_workflow(StoredWorkflow("wf", 1, "d1", {"id": "wf", "version": 1}, 10))
     step = engine.start(WF, state, now=2000)

@@ -124,7 +124,7 @@ def test_db_check_of_a_store_that_is_not_sqlite_is_a_usage_error() -> None:
     result = invoke("--db", "memory://", "db", "check")
     assert result.exit_code == 2
     assert result.stderr == (
-        "Error: MemoryStore has no check; `db check` reads SQLite and Postgres\n"
+        "Error: MemoryStore has no check; `db check` reads SQLite, Postgres and Redis\n"
     )
 
 
