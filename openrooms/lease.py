@@ -6,12 +6,12 @@ be renewed before that. The renewals are made by one thread per runtime, the
 holds the loop (CPU-bound code, a blocking client) would delay a task, and a delayed
 renewal loses the lease. The keeper renews every held lease its renewal interval (default
 a third of its time to live; ``workers.renew_every_s``) after the last renewal was asked
-for (a slow store's answer comes later, and the lease runs from the asking); a renewal that the store refuses (the lease was taken over, or it
-expired and was taken) marks the lease lost and tells its runner at once, which cancels
-the running node (see :class:`~openrooms.runner.Runner`). A renewal that fails for another
-reason (the store is unreachable) is tried again until the lease would have expired; then
-the lease counts as lost too.
-"""
+for (a slow store's answer comes later, and the lease runs from the asking); a renewal
+that the store refuses (the lease was taken over, or it expired and was taken) marks the
+lease lost and tells its runner at once, which cancels the running node (see
+:class:`~openrooms.runner.Runner`). A renewal that fails for another reason (the store is
+unreachable) is tried again until the lease would have expired; then the lease counts as
+lost too."""
 
 from __future__ import annotations
 

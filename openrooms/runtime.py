@@ -723,6 +723,41 @@ class Runtime:
         """
         return self._run_sync(self.asend_input(room_id, data, on_event=on_event))
 
+    def record_input(self, room_id: str, data: Any) -> RoomState:
+        """Deliver input to a waiting room without running it on: the wait node completes
+        and the room moves to its next node (``running``, no lease held), for a worker to
+        run (``openrooms input --detach`` queues it).
+
+        Raises:
+            RoomStatusError: the room is not waiting.
+            SchemaValidationError / UnstorableValueError: as :meth:`send_input`; nothing is
+                recorded.
+            RoomLeasedError: a live runner holds the room (a wait timeout being run, say).
+            RoomNotFoundError.
+        """
+        if data is NO_INPUT:
+            raise TypeError("no input given")
+        rid = RoomId(room_id)
+        lease = self.states.acquire_lease(
+            rid, self.owner, ttl_ms=self._runner.lease_ttl_ms, now=self.now()
+        )
+        try:
+            if cast(object, self.log) is not self.states:
+                self.log.fence(rid, lease.token)
+            state = self.load_room(room_id)
+            step = engine.receive_input(self.workflow_for(state), state, data, now=self.now())
+            commit(
+                self.states,
+                self.log,
+                step.state,
+                step.events,
+                expected_version=state.version,
+                lease=lease,
+            )
+            return step.state
+        finally:
+            self.states.release_lease(lease)
+
     def cancel(self, room_id: str, *, reason: str = "cancelled") -> RoomState:
         """Cancel an unfinished room; a runner working on it stops at its next commit.
 
