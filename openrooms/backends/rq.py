@@ -57,7 +57,7 @@ QUEUE_SCHEMES: Final = ("rq", "redis", "rediss")
 _MARKER_TTL_MS: Final = 24 * 3600 * 1000
 """How long a room's marker outlives its job's wake-up time at most (a lost job's marker
 is also replaced as soon as its job is seen to be gone)."""
-_JUST_SET_MS: Final = 10_000
+_JUST_SET_MS: Final = 2_000
 """A marker whose job is not in Redis yet is its enqueuer's, for this long."""
 
 # KEYS[1]: the room's marker. ARGV: delay ms, new job id, RQ's job key prefix, ttl ms past
