@@ -10,6 +10,7 @@ loopback socket the test holds (``tests/e2e/rq_tools.py``); nothing sleeps to sy
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -130,12 +132,11 @@ class Setup:
             return rt.replay(room_id)
 
     def close(self) -> None:
-        for proc, _ in self.procs:  # every process of each worker's session: ours
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        for proc, _ in self.procs:
+            # every process of the worker's session is ours: its horse, and RQ's scheduler,
+            # which outlives a worker that was killed or stopped
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         clean_queue(self.queue_name)
 
@@ -313,6 +314,11 @@ transitions:
 """
 
 
+def completed(setup: Setup, room_id: str) -> RoomState | None:
+    state = setup.room(room_id)
+    return state if state.status is RoomStatus.COMPLETED else None
+
+
 def rq_queue_drained(setup: Setup) -> bool | None:
     from rq.registry import StartedJobRegistry
 
@@ -413,10 +419,7 @@ def test_a_tool_that_kills_its_worker_every_time_fails_its_room_after_the_cap(
     assert len(types(events, EventType.ROOM_RESUMED)) == 2  # three runs died, the fourth failed it
     assert gapless(events) and setup.replayed(poison) == state
     for room in good:
-        poll(
-            "the other rooms to complete",
-            lambda r=room: True if setup.room(r).status is RoomStatus.COMPLETED else None,
-        )
+        poll("the other rooms to complete", partial(completed, setup, room))
     assert a.poll() is None and b.poll() is None  # the workers lived through it
     logs = setup.output(a) + setup.output(b)
     assert f"room {poison} failed at 'crash': max recovery attempts exceeded" in logs
@@ -488,7 +491,7 @@ def test_detached_run_input_resume_and_sweep_from_the_command_line(setup: Setup)
     assert json.loads(swept.stdout) == [{"id": created, "why": "due", "queued": False}]
     # its job lost (the queue emptied): the sweep queues it again, once
     q = setup.queue()
-    q.queue.empty()
+    q.queue.empty()  # type: ignore[no-untyped-call]
     q.close()
     # (a marker whose job is not in Redis is its enqueuer's for 2 s: then it counts as lost)
     swept = poll("a sweep to queue it", lambda: r if (r := setup.cli("sweep")).stdout else None)
