@@ -51,6 +51,7 @@ from openrooms.backends.rq import RQJobQueue
 from openrooms.errors import LeaseLostError, RoomLeasedError, RoomNotFoundError
 from openrooms.room import RoomState, RoomStatus
 from openrooms.sweeper import sweep
+from openrooms.types import RoomId
 
 if TYPE_CHECKING:
     from rq.executions import Execution
@@ -70,6 +71,7 @@ that is unavailable), its next run is queued this many seconds later."""
 
 _prepared: tuple[RuntimeConfig | None, Registries] | None = None
 _current: Runtime | None = None  # the runtime of the room running in this process
+_parent: Runtime | None = None  # an OpenRoomsWorker's own runtime (sweeps, warm-up)
 _stop_requested = False
 
 
@@ -159,6 +161,9 @@ def run_room(room_id: str) -> str:
 def _run(room_id: str, queue: RQJobQueue | None) -> str:
     global _current
     rt = open_worker_runtime()
+    parent = _parent
+    if parent is not None and parent is not rt:
+        rt.adopt_workflows(parent.built_workflows())  # a horse: built before it was forked
     _current = rt
     if _stop_requested:  # SIGTERM came before the runtime was there
         rt.request_stop()
@@ -248,7 +253,6 @@ class OpenRoomsWorker(rq.Worker):
             1, min(int(self.job_monitoring_interval), int(self.sweep_every_s))
         )
         self._next_sweep = 0.0
-        self._sweep_rt: Runtime | None = None
         self.swept = 0
         """How many rooms this worker's sweeps queued."""
 
@@ -280,14 +284,34 @@ class OpenRoomsWorker(rq.Worker):
         try:
             if not queue.take_sweep_turn(self.sweep_every_s):
                 return
-            if self._sweep_rt is None:
-                self._sweep_rt = open_worker_runtime()
-            for found in sweep(self._sweep_rt.states, queue):
+            for found in sweep(self.runtime().states, queue):
                 if found.queued:
                     self.swept += 1
                     logger.info("sweeper queued room %s (%s)", found.room_id, found.why)
         except Exception as exc:  # a sweep that fails is tried again next interval
             logger.warning("sweep failed: %s", exc)
+
+    def runtime(self) -> Runtime:
+        """The worker's own runtime, opened once: its sweeps read the store through it, and
+        it builds each job's workflow before the horse is forked, so horses share it. Its
+        open connection also keeps the SQLite file's write-ahead log from being checkpointed
+        and removed each time a horse closes the last one."""
+        global _parent
+        if _parent is None:
+            _parent = open_worker_runtime()
+        return _parent
+
+    def execute_job(self, job: Job, queue: rq.Queue) -> None:
+        """Build the room's workflow here, once, then run the job in a horse as RQ does."""
+        try:
+            rt = self.runtime()
+            args = job.args
+            state = rt.states.find(RoomId(args[0])) if args and isinstance(args[0], str) else None
+            if state is not None:
+                rt.workflow_for(state)
+        except Exception:  # noqa: S110 (the horse meets and reports whatever this is)
+            pass
+        super().execute_job(job, queue)
 
     def setup_work_horse_signals(self) -> None:
         """In the horse: Ctrl-C is the worker's to handle; SIGTERM stops the room at its
@@ -305,10 +329,11 @@ class OpenRoomsWorker(rq.Worker):
                 os.kill(pid, signal.SIGTERM)
 
     def teardown(self) -> None:
+        global _parent
         super().teardown()  # type: ignore[no-untyped-call]
-        if self._sweep_rt is not None:
-            self._sweep_rt.close()
-            self._sweep_rt = None
+        if _parent is not None and not self.is_horse:
+            _parent.close()
+            _parent = None
 
 
 def work(
@@ -349,13 +374,21 @@ def work(
         from openrooms.errors import BackendUnavailableError
 
         raise BackendUnavailableError("rq", f"cannot reach {queue_url}: {exc}") from exc
-    # import what a room's run needs, before any horse is forked: each would import it again
-    with open_worker_runtime():
-        pass
     worker = OpenRoomsWorker(
         [rq.Queue(n, connection=primary.redis, serializer=JSONSerializer) for n in names],
         connection=primary.redis,
         sweep_every_s=sweep_every_s,
         name=name,
     )
+    _warm_up(worker.runtime())
     return bool(worker.work(burst=burst, with_scheduler=True, logging_level="INFO"))
+
+
+def _warm_up(rt: Runtime) -> None:
+    """Import and build, once, what each forked horse would otherwise import and build again:
+    the node executors, and the latest version of every registered workflow."""
+    import openrooms.nodes.builtin  # noqa: F401
+
+    for stored in rt.list_workflows():
+        with contextlib.suppress(Exception):  # a workflow that no longer builds: its rooms say
+            rt.get_workflow(stored.id, stored.version)

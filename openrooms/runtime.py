@@ -392,6 +392,19 @@ class Runtime:
                 self._workflows[key] = wf
         return wf
 
+    def built_workflows(self) -> list[Workflow]:
+        """The workflows this runtime has built (read and checked) so far."""
+        with self._lock:
+            return list(self._workflows.values())
+
+    def adopt_workflows(self, workflows: Sequence[Workflow]) -> None:
+        """Use *workflows*, built by another runtime with the same registries, without
+        reading or building them again: how an RQ worker's forked work horses share the
+        workflows their parent built (building one compiles its expressions)."""
+        with self._lock:
+            for wf in workflows:
+                self._workflows.setdefault((wf.id, wf.version), wf)
+
     def list_workflows(self) -> list[StoredWorkflow]:
         """The latest version of every registered workflow."""
         return self.states.list_workflows()
