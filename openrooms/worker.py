@@ -1,8 +1,9 @@
 """The worker: runs the rooms that need a runner with nobody asking.
 
 A retry whose backoff has passed, a wait whose ``timeout_s`` has passed, a room queued for a
-worker (:meth:`Runtime.enqueue <openrooms.runtime.Runtime.enqueue>`) and the jobs of an
-in-process :class:`~openrooms.backends.MemoryJobQueue`: a :class:`Worker` finds them
+worker (:meth:`Runtime.enqueue <openrooms.runtime.Runtime.enqueue>`), a room whose runner
+died (its lease expired unreleased: ``expired_rooms``) and the jobs of an in-process
+:class:`~openrooms.backends.MemoryJobQueue`: a :class:`Worker` finds them
 (``StateStore.due_rooms``) and runs each with the runtime's own runner, every step committed
 under the room's lease. In between it sleeps until the store's next wake-up time
 (``StateStore.next_wake_at``), looking again at least every *poll_s* seconds for rooms that
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from openrooms.backends.base import expired_rooms
 from openrooms.errors import Problem, RoomLeasedError, SchemaValidationError
 from openrooms.events import Event
 from openrooms.room import RoomState
@@ -175,6 +177,10 @@ class Worker:
             self.rt.now(),
             limit=free + len(self._tasks) + len(self._held_off),
         )
+        if len(due) < free:  # and rooms whose runner died (a lease expired unreleased)
+            due += await self.rt.store_io.call(
+                expired_rooms, self.rt.states, self.rt.now(), limit=free + len(self._tasks)
+            )
         for room_id in due:
             if room_id in self._tasks or room_id in self._held_off:
                 continue
