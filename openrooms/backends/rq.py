@@ -116,7 +116,7 @@ def parse_queue_url(url: str) -> tuple[str, str]:
             "a queue URL is rq://HOST:PORT/DB?queue=NAME (or redis://, rediss://), e.g. "
             "rq://127.0.0.1:6379/0?queue=openrooms",
         )
-    options = dict(parse_qsl(parts.query))
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
     name = options.pop("queue", DEFAULT_QUEUE)
     if not name or not all(c.isalnum() or c in "_-.:" for c in name):
         raise BackendConfigError(url, f"queue name {name!r}: use letters, digits and _ - . : only")
