@@ -528,7 +528,7 @@ def run(
             queued = rt.enqueue(room.room_id)
             if jobs is not None:
                 with jobs:
-                    jobs.enqueue(queued.room_id)
+                    _enqueue_or_say(ctx, jobs, queued)
                 _print_queued(queued, as_json, f"({wf.id} v{wf.version}) queued on {jobs.name}")
             elif as_json:
                 _print_queued(queued, as_json, "")
@@ -654,8 +654,8 @@ def _enqueue_or_say(ctx: click.Context, jobs: RQJobQueue, state: RoomState) -> N
     except OpenRoomsError as exc:
         again = _command(ctx, "resume", state.room_id, "--detach")
         raise _failure(
-            f"room {state.room_id} is {state.status.value} but could not be queued: {exc}\n"
-            f"  queue it once the queue is back: {again}",
+            f"room {state.room_id} is saved ({state.status.value}), but no job could be "
+            f"queued for it: {exc}\n  queue it once the queue is back: {again}",
             EXIT_ERROR,
         ) from exc
 

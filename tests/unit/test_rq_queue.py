@@ -181,3 +181,64 @@ def test_when_a_room_needs_its_next_run() -> None:
     assert at(RoomStatus.RUNNING, 500) == 0.0  # a retry already due
     assert at(RoomStatus.RUNNING, None) == 0.0  # stopped by a warm shutdown
     assert at(RoomStatus.QUEUED, None) == 0.0
+
+
+SHORT_YAML = """
+id: short
+nodes:
+  one: {type: set, assign: {x: 1}}
+  done: {type: end}
+transitions:
+  - {from: one, to: done}
+"""
+
+
+def test_run_detach_with_an_unreachable_queue_says_how_to_queue_the_room(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from openrooms.cli import cli
+
+    (tmp_path / "short.yaml").write_text(SHORT_YAML)
+    db = f"sqlite:///{tmp_path}/rooms.db"
+    closed = socket_port()
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--db",
+            db,
+            "--queue-url",
+            f"rq://127.0.0.1:{closed}/0",
+            "run",
+            str(tmp_path / "short.yaml"),
+            "--detach",
+        ],
+    )
+    assert result.exit_code == 4, result.output
+    assert "is saved (queued), but no job could be queued for it" in result.output
+    with open_runtime(db, read_only=True) as rt:
+        [room] = rt.list_rooms()
+    assert room.status is RoomStatus.QUEUED  # recorded: the sweeper finds it once the queue is back
+    assert f"resume {room.room_id} --detach" in result.output
+
+
+def test_detached_input_needs_a_queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from openrooms.cli import cli
+
+    monkeypatch.delenv("OPENROOMS_QUEUE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    result = CliRunner().invoke(
+        cli, ["--db", f"sqlite:///{tmp_path}/r.db", "input", "x", "--data", "{}", "--detach"]
+    )
+    assert result.exit_code == 2
+    assert "input --detach needs a job queue" in result.output
+
+
+def socket_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
