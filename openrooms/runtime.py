@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -205,9 +206,10 @@ class Runtime:
         self.clock_offset_ms = 0
         """How far the state store's clock is ahead of this machine's (ms; see above)."""
         self.now: Callable[[], int] = clock
-        if clock is _now_ms and store_clock_ms(states) is not None:
+        if clock is _now_ms and hasattr(states, "clock_ms"):
             self.now = self._store_now
-            self.sync_clock()
+            with contextlib.suppress(Exception):  # unreachable now: its first call will say
+                self.sync_clock()
         self.owner = make_owner()
         if renew_every_ms is None and workers.renew_every_s is not None:
             renew_every_ms = workers.renew_every_ms

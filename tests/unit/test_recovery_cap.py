@@ -7,15 +7,17 @@ a tool that kills its own process, is in tests/e2e/test_rq_workers.py.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from openrooms import EventType, RoomStatus, Runtime, WorkflowBuilder, engine
-from openrooms.backends import AtomicStore
+from openrooms.backends import AtomicStore, MemoryJobQueue, MemoryStore
 from openrooms.config import RuntimeConfig, WorkerSettings, worker_settings
 from openrooms.errors import SchemaValidationError
 from openrooms.runner import MAX_RECOVERIES_REASON
+from openrooms.sweeper import sweep
 from openrooms.types import RoomId
 from tests.conftest import BACKENDS, make_store
 
@@ -129,3 +131,40 @@ def test_a_bad_workers_section_names_the_setting() -> None:
         "workers.lease_ttl",
         "workers.sweep_every_s",
     ]
+
+
+class AheadStore(MemoryStore):
+    """A store whose clock runs *ahead_ms* ahead of this machine's."""
+
+    def __init__(self, ahead_ms: int) -> None:
+        super().__init__()
+        self.ahead_ms = ahead_ms
+
+    def clock_ms(self) -> int:
+        return time.time_ns() // 1_000_000 + self.ahead_ms
+
+
+def test_a_runtime_tells_time_by_its_store_clock() -> None:
+    store = AheadStore(3_600_000)
+    rt = Runtime(store, store)
+    assert 3_599_000 <= rt.clock_offset_ms <= 3_601_000
+    assert abs(rt.now() - store.clock_ms()) < 1000
+    room = rt.create_room(WF)
+    assert abs(room.created_at - store.clock_ms()) < 1000  # events, leases: the store's time
+    store.ahead_ms = 2  # within the measurement's noise: no offset
+    assert rt.sync_clock() == 0
+    fixed = Runtime(store, store, clock=lambda: 5)  # a clock given is used as it is
+    assert fixed.now() == 5 and fixed.sync_clock() == 0
+
+
+def test_the_sweeper_judges_expiry_by_the_store_clock() -> None:
+    store = AheadStore(3_600_000)  # an hour ahead of this worker
+    rt = Runtime(store, store)
+    room = rt.create_room(WF).room_id
+    state = rt.get_room(room)
+    step = engine.start(WF, state, now=rt.now())
+    store.commit(step.state, step.events, expected_version=state.version)
+    local = time.time_ns() // 1_000_000
+    store.acquire_lease(room, "elsewhere:1:x", ttl_ms=600_000, now=local)  # 10 min, local time
+    found = sweep(store, MemoryJobQueue())
+    assert [(f.room_id, f.why) for f in found] == [(room, "lease expired")]
