@@ -303,6 +303,11 @@ class OpenRoomsWorker(rq.Worker):
 
     def execute_job(self, job: Job, queue: rq.Queue) -> None:
         """Build the room's workflow here, once, then run the job in a horse as RQ does."""
+        self.prepare_job(job)
+        super().execute_job(job, queue)
+
+    def prepare_job(self, job: Job) -> None:
+        """Build *job*'s room's workflow in this process (before a horse is forked)."""
         try:
             rt = self.runtime()
             args = job.args
@@ -311,7 +316,6 @@ class OpenRoomsWorker(rq.Worker):
                 rt.workflow_for(state)
         except Exception:  # noqa: S110 (the horse meets and reports whatever this is)
             pass
-        super().execute_job(job, queue)
 
     def setup_work_horse_signals(self) -> None:
         """In the horse: Ctrl-C is the worker's to handle; SIGTERM stops the room at its
@@ -345,6 +349,7 @@ def work(
     config: RuntimeConfig | None = None,
     registries: Registries | None = None,
     name: str | None = None,
+    worker_class: type[OpenRoomsWorker] = OpenRoomsWorker,
 ) -> bool:
     """Run an :class:`OpenRoomsWorker` on *queue_url*'s Redis, with RQ's scheduler, until
     SIGTERM or Ctrl-C (or, with *burst*, until the queues are empty).
@@ -357,6 +362,7 @@ def work(
         config, registries: the runtime config and plugins loaded (default: from the
             environment, see :func:`prepare`).
         name: the worker's name in RQ (default: a new one).
+        worker_class: an :class:`OpenRoomsWorker` subclass to run instead.
 
     Returns:
         Whether any job ran.
@@ -374,7 +380,7 @@ def work(
         from openrooms.errors import BackendUnavailableError
 
         raise BackendUnavailableError("rq", f"cannot reach {queue_url}: {exc}") from exc
-    worker = OpenRoomsWorker(
+    worker = worker_class(
         [rq.Queue(n, connection=primary.redis, serializer=JSONSerializer) for n in names],
         connection=primary.redis,
         sweep_every_s=sweep_every_s,

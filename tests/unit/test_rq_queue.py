@@ -10,6 +10,7 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -242,3 +243,51 @@ def socket_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_a_burst_worker_runs_rooms_sweeps_and_queues_their_next_runs(
+    queue: RQJobQueue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rq_jobs.work`` with a worker class that runs each job in this process (RQ's
+    SimpleWorker way) instead of a forked horse: the rest is the real worker."""
+    import signal
+
+    from openrooms import rq_jobs
+
+    class InProcessWorker(rq_jobs.OpenRoomsWorker):
+        def execute_job(self, job: Any, queue: Any) -> None:
+            self.prepare_job(job)
+            execution = self.prepare_execution(job)
+            self.perform_job(job, queue, execution)
+            self.set_state("idle")
+
+    db = f"sqlite:///{tmp_path}/rooms.db"
+    monkeypatch.setenv("OPENROOMS_DB", db)
+    monkeypatch.setattr(rq_jobs, "_prepared", None)
+    asks = (
+        WorkflowBuilder("asks")
+        .wait("ask", timeout_s=300)
+        .end("done")
+        .end("late")
+        .transition("ask", "done")
+        .transition("ask", "late", on="timeout")
+    )
+    with open_runtime(db) as rt:
+        waits = rt.enqueue(rt.create_room(asks).room_id).room_id
+        lost = rt.enqueue(rt.create_room(asks).room_id).room_id  # queued, its job lost
+    assert queue.enqueue(RoomId(waits)) is True
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        ran = rq_jobs.work(queue.url, burst=True, sweep_every_s=0.05, worker_class=InProcessWorker)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert ran is True
+    with open_runtime(db, read_only=True) as rt:
+        assert rt.get_room(waits).status is RoomStatus.WAITING
+        # the worker's first sweep found the lost room due and queued it; the burst ran it
+        assert rt.get_room(lost).status is RoomStatus.WAITING
+    # both timeouts' runs are scheduled: queueing them for later adds nothing
+    assert queue.enqueue(RoomId(waits), delay_s=400) is False
+    assert queue.enqueue(RoomId(lost), delay_s=400) is False
+    assert rq_jobs._parent is None  # the worker closed its runtime
