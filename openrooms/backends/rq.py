@@ -70,6 +70,9 @@ local due = now + tonumber(ARGV[1])
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local at, set_at, job = string.match(cur, '^(%d+):(%d+):(.+)$')
+  if job == ARGV[2] then
+    return 1  -- this very call, made again by a client that lost the first answer
+  end
   if at and tonumber(at) <= due then
     local status = redis.call('HGET', ARGV[3] .. job, 'status')
     if status == 'queued' or status == 'scheduled' or status == 'deferred' then
