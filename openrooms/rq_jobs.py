@@ -61,7 +61,15 @@ if TYPE_CHECKING:
     from openrooms.registries import Registries
     from openrooms.runtime import Runtime
 
-__all__ = ["HOLD_OFF_S", "OpenRoomsWorker", "prepare", "run_room", "work"]
+__all__ = [
+    "HOLD_OFF_S",
+    "next_run_in",
+    "open_worker_runtime",
+    "OpenRoomsWorker",
+    "prepare",
+    "run_room",
+    "work",
+]
 
 logger = logging.getLogger("openrooms.worker")
 

@@ -297,7 +297,8 @@ def test_an_offer_made_again_after_a_lost_answer_still_queues_its_job(queue: RQJ
     """redis-py retries a call whose answer timed out: the marker that call set names its
     own job, so the retry is told to queue it, and another caller is not."""
     key = queue.marker_key("r")
-    args = [0, "job-1", "rq:job:", 60_000, 2_000]
+    args: list[str | int] = [0, "job-1", "rq:job:", 60_000, 2_000]
     assert queue._offer(keys=[key], args=args) == 1
     assert queue._offer(keys=[key], args=args) == 1  # the retry of that same call
-    assert queue._offer(keys=[key], args=[0, "job-2", "rq:job:", 60_000, 2_000]) == 0
+    other: list[str | int] = [0, "job-2", "rq:job:", 60_000, 2_000]
+    assert queue._offer(keys=[key], args=other) == 0
