@@ -169,6 +169,9 @@ def main() -> None:
                 p.wait(timeout=30)
             for key in conn.scan_iter(match=f"*{name}*", count=1000):
                 conn.delete(key)
+            for key in conn.scan_iter(match="rq:job:*", count=1000):  # a row that failed
+                if conn.hget(key, "origin") == name.encode():
+                    conn.delete(key)
 
     kinds = ["raw no-op", "1-node room", "10-node room"]
     rates: dict[tuple[str, int], list[float]] = {}
