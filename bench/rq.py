@@ -169,6 +169,7 @@ def main() -> None:
                 p.wait(timeout=30)
             for key in conn.scan_iter(match=f"*{name}*", count=1000):
                 conn.delete(key)
+            conn.srem("rq:queues", f"rq:queue:{name}")
             for key in conn.scan_iter(match="rq:job:*", count=1000):  # a row that failed
                 if conn.hget(key, "origin") == name.encode():
                     conn.delete(key)

@@ -168,6 +168,7 @@ def clean_queue(name: str) -> None:
         conn.delete(f"rq:job:{job_id}", f"rq:results:{job_id}")
     for key in conn.scan_iter(match=f"*{name}*", count=1000):
         conn.delete(key)
+    conn.srem("rq:queues", f"rq:queue:{name}")
     for key in conn.scan_iter(match="rq:job:*", count=1000):  # any left, by their queue
         if conn.hget(key, "origin") == name.encode():
             conn.delete(key)

@@ -46,6 +46,7 @@ def queue() -> Iterator[RQJobQueue]:
         q.redis.delete(f"rq:job:{job_id}")
     for key in q.redis.scan_iter(match=f"*{name}*", count=1000):
         q.redis.delete(key)
+    q.redis.srem("rq:queues", f"rq:queue:{name}")
     for key in q.redis.scan_iter(match="rq:job:*", count=1000):  # any left, by their queue
         if q.redis.hget(key, "origin") == name.encode():
             q.redis.delete(key)
