@@ -25,7 +25,8 @@ INTRO: Final = (
 )
 
 GLOBAL: Final = (
-    "Global options (`--db`, `--plugin`, `--script`, `--config`) go before the command: "
+    "Global options (`--db`, `--plugin`, `--script`, `--config`, `--queue-url`) go before the "
+    "command: "
     "`openrooms --db sqlite:///rooms.db run flow.yaml`. A command that prints a follow-up "
     "command (`continue it with: openrooms input ...`, `Resume it with: ...`) repeats the "
     "global options given on its command line, shell-quoted, so the printed line works as it "
@@ -36,8 +37,9 @@ GLOBAL: Final = (
 EXIT_ROWS: Final = (
     (
         "0",
-        "done: the room completed (`run`, `input`, `resume`), or was queued (`run --queue`); "
-        "`worker`: it stopped (`--once`, `--idle-exit`, SIGTERM); or the command succeeded",
+        "done: the room completed (`run`, `input`, `resume`), or was queued (`--detach`); "
+        "`worker`: it stopped (`--once`, `--burst`, `--idle-exit`, SIGTERM); or the command "
+        "succeeded",
     ),
     (
         "1",

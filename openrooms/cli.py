@@ -16,7 +16,7 @@ import textwrap
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Literal, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, cast
 
 import click
 from click.core import ParameterSource
@@ -43,7 +43,11 @@ from openrooms.room import RoomState, RoomStatus
 from openrooms.runtime import Runtime, backend_urls, open_runtime
 from openrooms.terminal import printable
 from openrooms.types import RoomId
+from openrooms.urls import resolve_urls
 from openrooms.workflow import Workflow, load_workflow
+
+if TYPE_CHECKING:
+    from openrooms.backends.rq import RQJobQueue
 
 __all__ = ["cli", "main"]
 
@@ -54,7 +58,7 @@ unavailable or locked, another runner holds the room, an optional dependency is 
 EXIT_INTERRUPTED = 130
 """Ctrl-C (SIGINT) stopped a run; the room is left resumable (128 + SIGINT, as shells do)."""
 
-GLOBAL_OPTIONS = ("--db", "--plugin", "--script", "--config")
+GLOBAL_OPTIONS = ("--db", "--plugin", "--script", "--config", "--queue-url")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -169,6 +173,14 @@ class _Group(click.Group):
     help="Trusted runtime settings: the http tool's allow-list, agents' endpoints "
     "[env OPENROOMS_CONFIG].",
 )
+@click.option(
+    "--queue-url",
+    envvar="OPENROOMS_QUEUE_URL",
+    metavar="URL",
+    help="The RQ job queue, rq://HOST:PORT/DB?queue=NAME (or redis://...): `worker` runs "
+    "an RQ worker on it, `--detach` queues rooms there [env OPENROOMS_QUEUE_URL, else "
+    "REDIS_URL; default: none, rooms run in-process or by the embedded worker].",
+)
 @click.version_option(package_name="openrooms")
 @click.pass_context
 def cli(
@@ -177,6 +189,7 @@ def cli(
     plugins: tuple[str, ...],
     script: str | None,
     config_file: str | None,
+    queue_url: str | None,
 ) -> None:
     """OpenRooms: run LLM agent workflows as durable, inspectable state machines.
 
@@ -201,6 +214,7 @@ def cli(
     for name, flag, value in (
         ("script", "--script", script),
         ("config_file", "--config", config_file),
+        ("queue_url", "--queue-url", queue_url),
     ):
         if value is not None and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
             repeat += [flag, value]
@@ -208,8 +222,12 @@ def cli(
         "db": db,
         "script": script,
         "config": config,
+        "config_file": config_file,
+        "plugins": plugins,
         "registries": registries,
         "repeat": repeat,
+        # --queue-url, OPENROOMS_QUEUE_URL, the config's backends.queue, REDIS_URL
+        "queue_url": resolve_urls(os.environ, queue_url=queue_url, config=config).queue,
     }
 
 
@@ -255,6 +273,32 @@ def _runtime(
         yield rt
     finally:
         rt.close()
+
+
+def _queue(ctx: click.Context, what: str) -> RQJobQueue:
+    """The RQ job queue the queue URL names, for *what* (a command that needs one).
+
+    Raises:
+        click.UsageError: there is no queue URL.
+    """
+    url = ctx.find_root().obj["queue_url"]
+    if not url:
+        raise click.UsageError(
+            f"{what} needs a job queue: set OPENROOMS_QUEUE_URL or pass --queue-url URL "
+            "before the command (e.g. rq://127.0.0.1:6379/0?queue=openrooms)",
+            ctx=ctx,
+        )
+    from openrooms.backends.rq import RQJobQueue
+
+    return RQJobQueue(url)
+
+
+def _print_queued(state: RoomState, as_json: bool, note: str) -> None:
+    """What a detached command prints: the room's id and status, and where it went."""
+    if as_json:
+        click.echo(json.dumps({"id": state.room_id, "status": state.status.value}))
+    else:
+        click.echo(f"room {state.room_id} {note}")
 
 
 def _check_keys(rt: Runtime, wf: Workflow) -> None:
@@ -431,11 +475,15 @@ def _parse_vars(
 )
 @click.option("--name", help="A label for the room.")
 @click.option(
-    "--queue",
+    "--detach",
     is_flag=True,
-    help="Create the room and leave it for `openrooms worker` instead of running it here.",
+    help="Create the room, leave it for a worker and exit: queued on the job queue if "
+    "there is one (--queue-url), else for the embedded `openrooms worker`.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the final room as JSON.")
+@click.option("--queue", "queue_flag", is_flag=True, hidden=True, help="Old name of --detach.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the final room as JSON (--detach: id, status)."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show every transition and tool call.")
 @click.pass_context
 def run(
@@ -444,7 +492,8 @@ def run(
     pairs: tuple[str, ...],
     vars_file: str | None,
     name: str | None,
-    queue: bool,
+    detach: bool,
+    queue_flag: bool,
     as_json: bool,
     verbose: bool,
 ) -> None:
@@ -457,10 +506,15 @@ def run(
     starts like JSON ({, [ or ") and does not parse is refused. Names the inputs do not
     declare are refused, with a "did you mean".
 
-    Exit status: 0 completed (or queued, with --queue), 1 failed or cancelled, 2 invalid
+    Detached (--detach; --queue is its old name): the room is created, marked queued and
+    left for a worker; the command prints its id (--json: {"id": ..., "status": "queued"})
+    and exits 0. With a job queue (--queue-url, OPENROOMS_QUEUE_URL) a job is queued for
+    the RQ workers; without, the embedded `openrooms worker` on the same database starts it.
+
+    Exit status: 0 completed (or queued, with --detach), 1 failed or cancelled, 2 invalid
     input (workflow, variables, file), 3 waiting for input, 4 not done (e.g. database
-    locked), 130 interrupted (Ctrl-C: the first stops after the current step, a second at
-    once; ``resume`` goes on).
+    locked, queue unreachable), 130 interrupted (Ctrl-C: the first stops after the current
+    step, a second at once; ``resume`` goes on).
 
     Example:
 
@@ -468,13 +522,19 @@ def run(
     """
     wf = load_workflow(file, registries=_registries())
     variables = _parse_vars(pairs, vars_file, wf.inputs)
+    detach = detach or queue_flag
+    jobs = _queue(ctx, "run --detach") if detach and ctx.obj["queue_url"] else None
     with _runtime(ctx) as rt:
         _check_keys(rt, wf)
         room = rt.create_room(wf, variables, name=name)
-        if queue:
+        if detach:
             queued = rt.enqueue(room.room_id)
-            if as_json:
-                click.echo(json.dumps(serde.room_to_dict(queued), ensure_ascii=False))
+            if jobs is not None:
+                with jobs:
+                    _enqueue_or_say(ctx, jobs, queued)
+                _print_queued(queued, as_json, f"({wf.id} v{wf.version}) queued on {jobs.name}")
+            elif as_json:
+                _print_queued(queued, as_json, "")
             else:
                 click.echo(f"room {room.room_id} ({wf.id} v{wf.version}) queued for a worker:")
                 click.echo(f"  {_command(ctx, 'worker')}")
@@ -492,13 +552,25 @@ def run(
     metavar="JSON",
     help="The input as JSON; '@file.json' reads a file, '-' reads standard input.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the final room as JSON.")
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="Record the input and queue the room on the job queue (--queue-url) instead of "
+    "running it on here.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the final room as JSON (--detach: id, status)."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show every transition and tool call.")
 @click.pass_context
-def input_(ctx: click.Context, room_id: str, data: str, as_json: bool, verbose: bool) -> None:
+def input_(
+    ctx: click.Context, room_id: str, data: str, detach: bool, as_json: bool, verbose: bool
+) -> None:
     """Deliver input to a waiting room and run it on until it finishes or waits again.
 
-    Exit status as for ``run``.
+    With --detach the input is recorded (the wait node completes), the room is queued for
+    the RQ workers and the command exits 0 at once; it needs a job queue (--queue-url or
+    OPENROOMS_QUEUE_URL). Exit status as for ``run``.
 
     Example:
 
@@ -511,6 +583,13 @@ def input_(ctx: click.Context, room_id: str, data: str, as_json: bool, verbose: 
         value = loading.parse_json(loading.read_text(data[1:]), source=data[1:])
     else:
         value = loading.parse_json(data, source="--data")
+    if detach:
+        jobs = _queue(ctx, "input --detach")
+        with _runtime(ctx, existing=True) as rt, jobs:
+            state = rt.record_input(room_id, value)
+            _enqueue_or_say(ctx, jobs, state)
+        _print_queued(state, as_json, f"has its input; queued on {jobs.name}")
+        ctx.exit(EXIT_COMPLETED)
     with _runtime(ctx, existing=True) as rt:
         _check_room_keys(rt, room_id)
         progress = ProgressPrinter(_echo_err, verbose=verbose)
@@ -524,25 +603,64 @@ def input_(ctx: click.Context, room_id: str, data: str, as_json: bool, verbose: 
 @click.option(
     "--force", is_flag=True, help="Take over even if another runner's lease has not expired."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the final room as JSON.")
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="Queue the room on the job queue (--queue-url) instead of running it here.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the final room as JSON (--detach: id, status)."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show every transition and tool call.")
 @click.pass_context
-def resume(ctx: click.Context, room_id: str, force: bool, as_json: bool, verbose: bool) -> None:
+def resume(
+    ctx: click.Context, room_id: str, force: bool, detach: bool, as_json: bool, verbose: bool
+) -> None:
     """Continue a room: one left running by a crash, a due retry, or an expired wait.
 
     A node that was interrupted mid-flight runs again with the same idempotency key;
-    nodes whose completion was committed do not run again. Exit status as for ``run``.
+    nodes whose completion was committed do not run again. With --detach the room is queued
+    for the RQ workers instead (a worker takes it once no live runner holds it) and the
+    command exits 0; it needs a job queue (--queue-url or OPENROOMS_QUEUE_URL). Exit status
+    as for ``run``.
 
     Example:
 
         openrooms resume 0193ab12cd34ef5678
     """
+    if detach:
+        jobs = _queue(ctx, "resume --detach")
+        with _runtime(ctx, existing=True) as rt, jobs:
+            state = rt.get_room(room_id)
+            if state.status.is_terminal:
+                raise RoomStatusError(
+                    room_id, state.status.value, "resume it", "it has already finished"
+                )
+            if state.status is RoomStatus.CREATED:
+                state = rt.enqueue(room_id)
+            _enqueue_or_say(ctx, jobs, state)
+        _print_queued(state, as_json, f"queued on {jobs.name}")
+        ctx.exit(EXIT_COMPLETED)
     with _runtime(ctx, existing=True) as rt:
         _check_room_keys(rt, room_id)
         progress = ProgressPrinter(_echo_err, verbose=verbose)
         _run_room(
             ctx, rt, room_id, lambda: rt.run(room_id, force=force, on_event=progress), as_json
         )
+
+
+def _enqueue_or_say(ctx: click.Context, jobs: RQJobQueue, state: RoomState) -> None:
+    """Queue *state*'s room; if the queue cannot take it, say what was recorded and how to
+    queue it again."""
+    try:
+        jobs.enqueue(state.room_id)
+    except OpenRoomsError as exc:
+        again = _command(ctx, "resume", state.room_id, "--detach")
+        raise _failure(
+            f"room {state.room_id} is saved ({state.status.value}), but no job could be "
+            f"queued for it: {exc}\n  queue it once the queue is back: {again}",
+            EXIT_ERROR,
+        ) from exc
 
 
 @cli.command()
@@ -567,14 +685,26 @@ def cancel(ctx: click.Context, room_id: str, reason: str) -> None:
     type=click.IntRange(min=1),
     default=4,
     show_default=True,
-    help="How many rooms run at the same time, at most.",
+    help="How many rooms run at the same time, at most (embedded worker; an RQ worker runs "
+    "one: start more workers).",
 )
 @click.option("--once", is_flag=True, help="Run the rooms due now, then exit.")
+@click.option(
+    "--burst", is_flag=True, help="Run the jobs queued now, then exit (as --once; RQ's name)."
+)
+@click.option(
+    "--queue",
+    "queue_names",
+    multiple=True,
+    metavar="NAME",
+    help="With a job queue: work this RQ queue instead of the queue URL's (repeatable, in "
+    "priority order).",
+)
 @click.option(
     "--idle-exit",
     type=click.FloatRange(min=0),
     metavar="SECONDS",
-    help="Exit after this long with no room due or running.",
+    help="Exit after this long with no room due or running (embedded worker).",
 )
 @click.option(
     "--poll",
@@ -582,7 +712,34 @@ def cancel(ctx: click.Context, room_id: str, reason: str) -> None:
     default=1.0,
     show_default=True,
     metavar="SECONDS",
-    help="Look for rooms that other processes made due at least this often.",
+    help="Look for rooms that other processes made due at least this often (embedded worker).",
+)
+@click.option(
+    "--lease-ttl",
+    type=click.FloatRange(min=0.001),
+    metavar="SECONDS",
+    help="How long a runner's lease lasts unrenewed [env OPENROOMS_LEASE_TTL_S; default 30].",
+)
+@click.option(
+    "--renew-every",
+    type=click.FloatRange(min=0.001),
+    metavar="SECONDS",
+    help="How often a held lease is renewed [env OPENROOMS_RENEW_EVERY_S; default a third "
+    "of the lease time].",
+)
+@click.option(
+    "--sweep-every",
+    type=click.FloatRange(min=0.001),
+    metavar="SECONDS",
+    help="How often the sweeper queues rooms whose lease expired or whose wake-up time "
+    "passed [env OPENROOMS_SWEEP_EVERY_S; default 15].",
+)
+@click.option(
+    "--max-recoveries",
+    type=click.IntRange(0, 1000),
+    metavar="N",
+    help="Takeovers in a row of a crashed runner's room before the room fails "
+    "[env OPENROOMS_MAX_RECOVERIES; default 3].",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Show every transition and tool call.")
 @click.pass_context
@@ -590,27 +747,133 @@ def worker(
     ctx: click.Context,
     concurrency: int,
     once: bool,
+    burst: bool,
+    queue_names: tuple[str, ...],
+    idle_exit: float | None,
+    poll: float,
+    lease_ttl: float | None,
+    renew_every: float | None,
+    sweep_every: float | None,
+    max_recoveries: int | None,
+    verbose: bool,
+) -> None:
+    """Run the rooms nobody is running: queued rooms, due retries, timed-out waits.
+
+    With a job queue (--queue-url or OPENROOMS_QUEUE_URL): an RQ worker with OpenRooms'
+    entry point and RQ's scheduler. It runs each queued room in a forked work horse, logs
+    one line per room run, queues a room's next run at its wake-up time, and sweeps every
+    --sweep-every seconds: rooms whose runner died (lease expired) and rooms whose wake-up
+    time passed are queued again. A room taken over from crashed runners more than
+    --max-recoveries times in a row fails ("max recovery attempts exceeded"). SIGTERM is a
+    warm shutdown: the room stops after its current step, is queued again for another
+    worker, and the worker exits. See docs/workers.md.
+
+    Without a job queue: the embedded worker. It wakes each room of the database when its
+    timer is due (a retry's backoff, a wait's timeout_s, both stored on the room) and
+    starts the rooms `run --detach` left for it, without anyone calling `resume`. It sleeps
+    until the next timer, looking for rooms other processes made at least every --poll
+    seconds, and prints a line for each room it picks up, its progress, and where it stopped.
+
+    Either stops on SIGTERM or Ctrl-C: it starts no more rooms, and the running ones stop
+    after their current step (every step is committed; `resume` goes on). A second Ctrl-C
+    exits at once. Exit status: 0 stopped (--once, --burst, --idle-exit, SIGTERM), 4 not
+    done (e.g. the database or the queue is unavailable), 130 Ctrl-C.
+
+    Example:
+
+        openrooms --queue-url rq://127.0.0.1:6379/0 worker
+    """
+    from openrooms.config import worker_settings
+
+    obj = ctx.find_root().obj
+    settings = worker_settings(
+        obj["config"],
+        os.environ,
+        lease_ttl_s=lease_ttl,
+        renew_every_s=renew_every,
+        sweep_every_s=sweep_every,
+        max_recoveries=max_recoveries,
+    )
+    env = {
+        "OPENROOMS_LEASE_TTL_S": repr(settings.lease_ttl_s),
+        "OPENROOMS_SWEEP_EVERY_S": repr(settings.sweep_every_s),
+        "OPENROOMS_MAX_RECOVERIES": str(settings.max_recoveries),
+    }
+    if settings.renew_every_s is not None:
+        env["OPENROOMS_RENEW_EVERY_S"] = repr(settings.renew_every_s)
+    if obj["queue_url"]:
+        # the horses open their runtime from the environment, as under a plain `rq worker`
+        for key, value in (
+            ("OPENROOMS_DB", obj["db"]),
+            ("OPENROOMS_SCRIPT", obj["script"]),
+            ("OPENROOMS_CONFIG", obj["config_file"]),
+        ):
+            if value:
+                env[key] = os.path.abspath(value) if key != "OPENROOMS_DB" else value
+        if obj["plugins"]:
+            given = [p for p in os.environ.get("OPENROOMS_PLUGINS", "").split(",") if p]
+            env["OPENROOMS_PLUGINS"] = ",".join([*given, *obj["plugins"]])
+        with _environment(env):
+            _rq_worker(ctx, queue_names, burst or once, settings.sweep_every_s)
+        return
+    if queue_names:
+        raise click.UsageError("--queue names an RQ queue: it needs --queue-url", ctx=ctx)
+    once = once or burst
+    with _environment(env):
+        _embedded_worker(ctx, concurrency, once, idle_exit, poll, verbose)
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for a while (a worker's horses and runtimes read them)."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _rq_worker(
+    ctx: click.Context, queue_names: tuple[str, ...], burst: bool, sweep_every_s: float
+) -> None:
+    """``openrooms worker`` with a job queue: an :class:`~openrooms.rq_jobs.OpenRoomsWorker`."""
+    import logging
+
+    from openrooms import rq_jobs
+
+    obj = ctx.find_root().obj
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    log = logging.getLogger("openrooms")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        rq_jobs.work(
+            obj["queue_url"],
+            queues=queue_names,
+            burst=burst,
+            sweep_every_s=sweep_every_s,
+            config=obj["config"],
+            registries=obj["registries"],
+        )
+    finally:
+        log.removeHandler(handler)
+
+
+def _embedded_worker(
+    ctx: click.Context,
+    concurrency: int,
+    once: bool,
     idle_exit: float | None,
     poll: float,
     verbose: bool,
 ) -> None:
-    """Run the rooms nobody is running: due retries, timed-out waits, queued rooms.
-
-    Wakes each room of the database when its timer is due (a retry's backoff, a wait's
-    timeout_s, both stored on the room) and starts the rooms `run --queue` left for it,
-    without anyone calling `resume`. Sleeps until the next timer, looking for rooms other
-    processes made at least every --poll seconds. Prints a line for each room it picks up,
-    its progress, and where the room stopped.
-
-    Stops on SIGTERM or Ctrl-C: it starts no more rooms, and the running ones stop after
-    their current step (every step is committed; `resume` goes on). A second Ctrl-C exits at
-    once. Exit status: 0 stopped (--once, --idle-exit, SIGTERM), 4 not done (e.g. the
-    database is unavailable), 130 Ctrl-C.
-
-    Example:
-
-        openrooms worker --concurrency 8
-    """
+    """``openrooms worker`` without a job queue: a :class:`~openrooms.worker.Worker`."""
     from openrooms.worker import Worker
 
     interrupted = []
@@ -679,6 +942,45 @@ def worker(
                 signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
     click.echo(f"worker stopped after {plural(runs, 'room run')}", err=True)
     ctx.exit(EXIT_INTERRUPTED if interrupted else 0)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array: id, why, queued.")
+@click.option(
+    "--limit",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Rooms of each kind (expired, due) at most.",
+)
+@click.pass_context
+def sweep(ctx: click.Context, as_json: bool, limit: int) -> None:
+    """Queue, once, the rooms nobody will otherwise run: what every worker's sweeper does.
+
+    Rooms whose runner died (``running`` or ``queued`` under a lease that expired without
+    being released) and rooms whose wake-up time has passed (a retry, a wait's timeout, a
+    queued room) get a job on the job queue, unless one is already pending for them. Time
+    is the store's clock. Prints one line per room queued; needs a job queue
+    (--queue-url or OPENROOMS_QUEUE_URL).
+
+    Example:
+
+        openrooms --queue-url rq://127.0.0.1:6379/0 sweep --json
+    """
+    from openrooms.sweeper import sweep as sweep_once
+
+    jobs = _queue(ctx, "sweep")
+    with _runtime(ctx, existing=True) as rt, jobs:
+        found = sweep_once(rt.states, jobs, limit=limit)
+    if as_json:
+        click.echo(json.dumps([f.to_dict() for f in found], ensure_ascii=False))
+        return
+    queued = [f for f in found if f.queued]
+    for f in queued:
+        click.echo(printable(f"queued room {f.room_id} ({f.why})"))
+    pending = len(found) - len(queued)
+    tail = f"; {plural(pending, 'room')} already had a job pending" if pending else ""
+    click.echo(f"swept: {plural(len(queued), 'room')} queued on {jobs.name}{tail}", err=True)
 
 
 def _waking(state: RoomState | None) -> str:

@@ -18,13 +18,23 @@ environment), never from room variables or workflow input::
     backends:                            # URLs, below flags and OPENROOMS_* (docs/backends.md)
       db: postgresql://db.internal/openrooms   # state and log; or state: / log: apart
       queue: redis://cache.internal:6379/0
+    workers:                             # runners and workers (docs/workers.md)
+      lease_ttl_s: 30                    # a runner's lease lasts this long unrenewed
+      renew_every_s: 10                  # ... and is renewed this often (default: a third)
+      sweep_every_s: 15                  # how often a worker's sweeper looks for lost rooms
+      max_recoveries: 3                  # takeovers of a crashed runner's room, then it fails
+
+Each ``workers`` setting can also come from the environment (``OPENROOMS_LEASE_TTL_S``,
+``OPENROOMS_RENEW_EVERY_S``, ``OPENROOMS_SWEEP_EVERY_S``, ``OPENROOMS_MAX_RECOVERIES``),
+which wins over the file; command-line options win over both (:func:`worker_settings`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -38,12 +48,134 @@ from openrooms.workflow import (
     MAX_ROOMS_PER_ROOT,
 )
 
-__all__ = ["DEFAULT_MAX_LOGGED_BYTES", "RuntimeConfig", "load_config"]
+__all__ = [
+    "DEFAULT_MAX_LOGGED_BYTES",
+    "RuntimeConfig",
+    "WorkerSettings",
+    "load_config",
+    "worker_settings",
+]
 
 DEFAULT_MAX_LOGGED_BYTES = 64 * 1024
 
-_TOP = ("http", "agents", "tool_results", "rooms", "plugins", "backends")
+_TOP = ("http", "agents", "tool_results", "rooms", "plugins", "backends", "workers")
 _BACKENDS = ("db", "state", "log", "queue")
+
+
+@attrs.frozen(slots=True)
+class WorkerSettings:
+    """How runners hold rooms and workers recover them (see docs/workers.md).
+
+    Attributes:
+        lease_ttl_s: how long a runner's lease lasts without a renewal; a crashed runner's
+            room is taken over this long after its last renewal.
+        renew_every_s: how often a runner renews its lease (None: a third of
+            *lease_ttl_s*); below *lease_ttl_s*.
+        sweep_every_s: how often a worker's sweeper looks for rooms whose lease expired
+            and rooms whose wake-up time has passed, and queues them.
+        max_recoveries: how many times in a row a room may be taken over from a runner
+            that never let go (it crashed, or its process was killed) before the runner
+            that takes it next fails it: "max recovery attempts exceeded".
+    """
+
+    lease_ttl_s: float = 30.0
+    renew_every_s: float | None = None
+    sweep_every_s: float = 15.0
+    max_recoveries: int = 3
+
+    @property
+    def lease_ttl_ms(self) -> int:
+        """*lease_ttl_s* in ms."""
+        return max(1, round(self.lease_ttl_s * 1000))
+
+    @property
+    def renew_every_ms(self) -> int:
+        """The renewal interval in ms (a third of the lease when not set)."""
+        if self.renew_every_s is None:
+            return max(1, self.lease_ttl_ms // 3)
+        return max(1, round(self.renew_every_s * 1000))
+
+
+_WORKER_KEYS: Final = {
+    "lease_ttl_s": "OPENROOMS_LEASE_TTL_S",
+    "renew_every_s": "OPENROOMS_RENEW_EVERY_S",
+    "sweep_every_s": "OPENROOMS_SWEEP_EVERY_S",
+    "max_recoveries": "OPENROOMS_MAX_RECOVERIES",
+}
+
+
+def _worker_value(key: str, value: Any, where: str, problems: list[Problem]) -> Any:
+    """A checked ``workers`` setting, or None (a problem noted)."""
+    if key == "max_recoveries":
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1000:
+            problems.append(
+                Problem(where, f"expected a whole number from 0 to 1000, got {value!r}")
+            )
+            return None
+        return value
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0.001 <= value <= 86_400
+    ):
+        problems.append(Problem(where, f"expected seconds from 0.001 to 86400, got {value!r}"))
+        return None
+    return float(value)
+
+
+def worker_settings(
+    config: RuntimeConfig | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: float | int | None,
+) -> WorkerSettings:
+    """The worker settings in force: *overrides* (command-line options; None: not given)
+    over the environment's ``OPENROOMS_*`` variables over *config*'s ``workers`` section
+    over the defaults.
+
+    Raises:
+        SchemaValidationError: a value from the environment or an override is out of range,
+            or the renewal interval is not below the lease time.
+    """
+    base = config.workers if config is not None else WorkerSettings()
+    values: dict[str, Any] = {}
+    problems: list[Problem] = []
+    env = environ if environ is not None else {}
+    for key, var in _WORKER_KEYS.items():
+        if env.get(var):
+            checked = _worker_value(key, env[var], var, problems)
+            if checked is not None:
+                values[key] = checked
+        override = overrides.pop(key, None)
+        if override is not None:
+            checked = _worker_value(key, override, key, problems)
+            if checked is not None:
+                values[key] = checked
+    if overrides:
+        raise TypeError(f"unknown worker settings: {', '.join(sorted(overrides))}")
+    settings = attrs.evolve(base, **values)
+    _check_renewal(settings, "", problems)
+    if problems:
+        raise SchemaValidationError("worker settings", problems)
+    return settings
+
+
+def _check_renewal(settings: WorkerSettings, prefix: str, problems: list[Problem]) -> None:
+    if settings.renew_every_s is not None and settings.renew_every_s >= settings.lease_ttl_s:
+        problems.append(
+            Problem(
+                f"{prefix}renew_every_s",
+                f"{settings.renew_every_s:g} s is not below the lease time "
+                f"({settings.lease_ttl_s:g} s): the lease would expire between renewals",
+                "renew at most every third of the lease time",
+            )
+        )
+
+
 _AGENT = ("api_base",)
 
 
@@ -64,6 +196,7 @@ class RuntimeConfig:
         backends: backend URLs by role (``db``: state and log; ``state``, ``log``,
             ``queue``), below command-line flags and ``OPENROOMS_*`` variables and above
             ``DATABASE_URL`` / ``REDIS_URL`` (see :func:`openrooms.urls.resolve_urls`).
+        workers: lease time, renewal and sweep intervals, the recovery cap.
     """
 
     http: HttpPolicy = attrs.field(factory=HttpPolicy)
@@ -73,6 +206,7 @@ class RuntimeConfig:
     max_rooms: int = DEFAULT_MAX_ROOMS
     plugins: tuple[str, ...] = ()
     backends: Mapping[str, str] = attrs.field(factory=dict)
+    workers: WorkerSettings = attrs.field(factory=WorkerSettings)
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "config") -> RuntimeConfig:
@@ -142,6 +276,7 @@ class RuntimeConfig:
         limits = _room_limits(data.get("rooms"), problems)
         plugins = _plugins(data.get("plugins"), problems)
         backends = _backends(data.get("backends"), problems)
+        workers = _workers(data.get("workers"), problems)
         if problems:
             raise SchemaValidationError(source, problems)
         return cls(
@@ -150,8 +285,33 @@ class RuntimeConfig:
             max_logged_bytes=max_bytes,
             plugins=plugins,
             backends=backends,
+            workers=workers,
             **limits,
         )
+
+
+def _workers(section: Any, problems: list[Problem]) -> WorkerSettings:
+    """The ``workers:`` section."""
+    if section is None:
+        return WorkerSettings()
+    if not isinstance(section, Mapping):
+        problems.append(Problem("workers", "expected a mapping of settings"))
+        return WorkerSettings()
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        if key not in _WORKER_KEYS:
+            problems.append(
+                Problem(f"workers.{key}", "unknown setting", _suggest(key, tuple(_WORKER_KEYS)))
+            )
+            continue
+        if isinstance(value, str):  # numbers only, in a file
+            value = [value]
+        checked = _worker_value(key, value, f"workers.{key}", problems)
+        if checked is not None:
+            values[key] = checked
+    settings = WorkerSettings(**values)
+    _check_renewal(settings, "workers.", problems)
+    return settings
 
 
 def _plugins(section: Any, problems: list[Problem]) -> tuple[str, ...]:

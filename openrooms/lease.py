@@ -4,14 +4,14 @@ A runner holds a room's lease while it runs the room; the lease lasts ``ttl_ms``
 be renewed before that. The renewals are made by one thread per runtime, the
 :class:`LeaseKeeper`, not by a task on the event loop: a slow store call or a node that
 holds the loop (CPU-bound code, a blocking client) would delay a task, and a delayed
-renewal loses the lease. The keeper renews every held lease a third of its time to live
-after the last renewal was asked for (a slow store's answer comes later, and the lease
-runs from the asking); a renewal that the store refuses (the lease was taken over, or it
-expired and was taken) marks the lease lost and tells its runner at once, which cancels
-the running node (see :class:`~openrooms.runner.Runner`). A renewal that fails for another
-reason (the store is unreachable) is tried again until the lease would have expired; then
-the lease counts as lost too.
-"""
+renewal loses the lease. The keeper renews every held lease its renewal interval (default
+a third of its time to live; ``workers.renew_every_s``) after the last renewal was asked
+for (a slow store's answer comes later, and the lease runs from the asking); a renewal
+that the store refuses (the lease was taken over, or it expired and was taken) marks the
+lease lost and tells its runner at once, which cancels the running node (see
+:class:`~openrooms.runner.Runner`). A renewal that fails for another reason (the store is
+unreachable) is tried again until the lease would have expired; then the lease counts as
+lost too."""
 
 from __future__ import annotations
 
@@ -49,10 +49,11 @@ class HeldLease:
         on_lost: Callable[[], None] | None = None,
         *,
         age_ms: int = 0,
+        renew_every_ms: int | None = None,
     ) -> None:
         self.lease = lease
         self.ttl_ms = ttl_ms
-        self.interval_s = ttl_ms / 3000
+        self.interval_s = (renew_every_ms if renew_every_ms is not None else ttl_ms / 3) / 1000
         self.lost: str | None = None
         self.released = False
         self.on_lost = on_lost
@@ -78,12 +79,18 @@ class LeaseKeeper:
         self._closed = False
 
     def hold(
-        self, lease: Lease, ttl_ms: int, on_lost: Callable[[], None] | None = None
+        self,
+        lease: Lease,
+        ttl_ms: int,
+        on_lost: Callable[[], None] | None = None,
+        *,
+        renew_every_ms: int | None = None,
     ) -> HeldLease:
-        """Keep *lease* renewed until :meth:`drop`; *on_lost* is called (from the keeper's
-        thread) if it is lost meanwhile."""
+        """Keep *lease* renewed (every *renew_every_ms*, default a third of *ttl_ms*) until
+        :meth:`drop`; *on_lost* is called (from the keeper's thread) if it is lost
+        meanwhile."""
         age = self.now() - (lease.expires_at - ttl_ms)
-        held = HeldLease(lease, ttl_ms, on_lost, age_ms=age)
+        held = HeldLease(lease, ttl_ms, on_lost, age_ms=age, renew_every_ms=renew_every_ms)
         with self._wake:
             self._held.add(held)
             if self._thread is None:

@@ -59,6 +59,8 @@ __all__ = [
     "DEFAULT_COMMIT_EVERY_STEPS",
     "DEFAULT_LEASE_TTL_MS",
     "DEFAULT_MAX_LEASED_SLEEP_S",
+    "DEFAULT_MAX_RECOVERIES",
+    "MAX_RECOVERIES_REASON",
     "NO_INPUT",
     "Runner",
     "commit",
@@ -68,6 +70,10 @@ __all__ = [
 ]
 
 DEFAULT_LEASE_TTL_MS: Final = 30_000
+DEFAULT_MAX_RECOVERIES: Final = 3
+"""Takeovers in a row of a room whose runner never let go, before the room fails."""
+MAX_RECOVERIES_REASON: Final = "max recovery attempts exceeded"
+"""The reason of a room failed for its runners' crashes (see :class:`Runner`)."""
 DEFAULT_MAX_LEASED_SLEEP_S: Final = 1.0
 """The longest retry backoff a runner sleeps through holding the room's lease."""
 _TOKEN_CATCH_UP: Final = 10_000
@@ -195,9 +201,16 @@ class Runner:
         lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
         commit_every_steps: int = DEFAULT_COMMIT_EVERY_STEPS,
         commit_every_ms: float = DEFAULT_COMMIT_EVERY_MS,
+        renew_every_ms: int | None = None,
+        max_recoveries: int = DEFAULT_MAX_RECOVERIES,
     ) -> None:
         self.rt = runtime
         self.lease_ttl_ms = lease_ttl_ms
+        self.renew_every_ms = renew_every_ms
+        """How often a held lease is renewed (None: a third of :attr:`lease_ttl_ms`)."""
+        self.max_recoveries = max_recoveries
+        """A room taken over from runners that never let go more often than this in a row
+        fails instead of running (see :class:`~openrooms.backends.base.Lease`)."""
         self.commit_every_steps = commit_every_steps
         """Pure node steps (``set``, ``decision``) run at most this many to a commit."""
         self.commit_every_ms = commit_every_ms
@@ -359,9 +372,14 @@ class Runner:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nothing runs
                 loop.call_soon_threadsafe(cancel_if_running)
 
-        holder = self._keeper.hold(lease, self.lease_ttl_ms, cancel_the_run)
+        holder = self._keeper.hold(
+            lease, self.lease_ttl_ms, cancel_the_run, renew_every_ms=self.renew_every_ms
+        )
         try:
             try:
+                if lease.recoveries > self.max_recoveries:
+                    saved = begun[0] if begun is not None else None
+                    return await self._give_up(room_id, saved, holder, on_event)
                 if begun is not None:  # its first commit took the lease
                     return await self._loop(begun[1], begun[0], holder, on_event)
                 state = await io.call(rt.load_room, room_id)
@@ -397,6 +415,26 @@ class Runner:
             if holder.lost is None and not holder.released:
                 with contextlib.suppress(Exception):
                     await io.call(rt.states.release_lease, holder.lease)
+
+    async def _give_up(
+        self,
+        room_id: RoomId,
+        saved: RoomState | None,
+        holder: HeldLease,
+        on_event: EventCallback | None,
+    ) -> RoomState:
+        """Fail a room whose runners kept dying (its lease's recoveries are above the cap):
+        a node that crashes its process every time must not take every worker down with
+        it, again and again. The ROOM_FAILED event says so and counts the takeovers."""
+        rt = self.rt
+        state = saved if saved is not None else await self.io.call(rt.load_room, room_id)
+        if state.status.is_terminal:
+            return state
+        recoveries = holder.lease.recoveries
+        step = engine.fail(state, now=rt.now(), reason=MAX_RECOVERIES_REASON)
+        step = _noting(step, recoveries=recoveries, max_recoveries=self.max_recoveries)
+        failed = EventBatch(room_id, step.events)
+        return await self._finish(state, step.state, failed, holder, on_event)
 
     async def _begin_unleased(
         self,

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -23,10 +24,13 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, S
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
+import attrs
+
 from openrooms import engine
 from openrooms._wording import VARIABLE_NAME_HINT, is_variable_name
 from openrooms.backends import EventLog, StateStore, StoredWorkflow, open_backend
-from openrooms.config import RuntimeConfig
+from openrooms.backends.base import store_clock_ms
+from openrooms.config import RuntimeConfig, worker_settings
 from openrooms.errors import (
     BackendConfigError,
     CorruptRoomError,
@@ -46,7 +50,6 @@ from openrooms.room import RoomState, RoomStatus
 from openrooms.runner import (
     DEFAULT_COMMIT_EVERY_MS,
     DEFAULT_COMMIT_EVERY_STEPS,
-    DEFAULT_LEASE_TTL_MS,
     DEFAULT_MAX_LEASED_SLEEP_S,
     NO_INPUT,
     EventCallback,
@@ -73,6 +76,7 @@ __all__ = ["Runtime", "backend_urls", "open_runtime", "workflow_digest"]
 _CAS_RETRIES: Final = 20
 _FOLLOW_WAIT_S: Final = 5.0
 """Longest wait on a log's ``wait_for_events`` in :meth:`Runtime.follow` before it looks again."""
+_CLOCK_NOISE_MS: Final = 10
 
 
 def _now_ms() -> int:
@@ -159,6 +163,17 @@ class Runtime:
         commit_every_steps, commit_every_ms: a run commits chains of pure nodes (``set``,
             ``decision``) at least every this many node steps and this often (ms); IO
             nodes, waits and ends always commit first. A crash re-runs the pure steps since.
+        renew_every_ms: how often a held lease is renewed (default: *config*'s
+            ``workers.renew_every_s``, else a third of the lease time).
+        max_recoveries: how many takeovers in a row from runners that never let go a room
+            survives before the runner that takes it fails it (default: *config*'s
+            ``workers.max_recoveries``).
+
+    *lease_ttl_ms* defaults to *config*'s ``workers.lease_ttl_s``. With the default
+    *clock*, the runtime tells time by its state store's clock where the store has one
+    (``clock_ms``, see :mod:`openrooms.backends.base`): it keeps the offset of the store's
+    clock from this machine's (when above 10 ms; :meth:`sync_clock` measures it again),
+    so lease expiry means the same to every worker.
     """
 
     def __init__(
@@ -168,14 +183,17 @@ class Runtime:
         *,
         tools: ToolRegistry | None = None,
         clock: Callable[[], int] = _now_ms,
-        lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
+        lease_ttl_ms: int | None = None,
         models: ModelRegistry | None = None,
         config: RuntimeConfig | None = None,
         registries: Registries | None = None,
         commit_every_steps: int = DEFAULT_COMMIT_EVERY_STEPS,
         commit_every_ms: float = DEFAULT_COMMIT_EVERY_MS,
+        renew_every_ms: int | None = None,
+        max_recoveries: int | None = None,
     ) -> None:
         self.config = config if config is not None else RuntimeConfig()
+        workers = self.config.workers
         if registries is None:
             registries = configured(Registries(), config)
         if tools is not None or models is not None:
@@ -194,13 +212,23 @@ class Runtime:
         for a runtime made from stores."""
         self.states = states
         self.log = log
-        self.now = clock
+        self.clock_offset_ms = 0
+        """How far the state store's clock is ahead of this machine's (ms; see above)."""
+        self.now: Callable[[], int] = clock
+        if clock is _now_ms and hasattr(states, "clock_ms"):
+            self.now = self._store_now
+            with contextlib.suppress(Exception):  # unreachable now: its first call will say
+                self.sync_clock()
         self.owner = make_owner()
+        if renew_every_ms is None and workers.renew_every_s is not None:
+            renew_every_ms = workers.renew_every_ms
         self._runner = Runner(
             self,
-            lease_ttl_ms=lease_ttl_ms,
+            lease_ttl_ms=lease_ttl_ms if lease_ttl_ms is not None else workers.lease_ttl_ms,
             commit_every_steps=commit_every_steps,
             commit_every_ms=commit_every_ms,
+            renew_every_ms=renew_every_ms,
+            max_recoveries=max_recoveries if max_recoveries is not None else workers.max_recoveries,
         )
         self._workflows: dict[tuple[str, int], Workflow] = {}
         # (id, version) -> digest of the definitions this runtime has stored
@@ -213,6 +241,37 @@ class Runtime:
         self._aio_close: weakref.finalize[Any, Any] | None = None  # closes it, once
         self._aio_pid = 0
         self._aio_lock = threading.Lock()
+
+    def _store_now(self) -> int:
+        return time.time_ns() // 1_000_000 + self.clock_offset_ms
+
+    def sync_clock(self) -> int:
+        """Measure the state store's clock against this machine's again (where the runtime
+        tells time by it); the offset now in use (ms).
+
+        Raises:
+            BackendUnavailableError: the store cannot be reached.
+        """
+        if self.now != self._store_now:
+            return 0
+        before = time.time_ns() // 1_000_000
+        at = store_clock_ms(self.states)
+        after = time.time_ns() // 1_000_000
+        if at is not None:
+            offset = at - (before + after) // 2
+            # within the measurement's own noise (same machine): no offset at all
+            self.clock_offset_ms = offset if abs(offset) > _CLOCK_NOISE_MS else 0
+        return self.clock_offset_ms
+
+    @property
+    def lease_ttl_ms(self) -> int:
+        """How long this runtime's leases last without a renewal (ms)."""
+        return self._runner.lease_ttl_ms
+
+    @property
+    def max_recoveries(self) -> int:
+        """Takeovers in a row from runners that never let go, before a room fails."""
+        return self._runner.max_recoveries
 
     @property
     def tools(self) -> ToolRegistry:
@@ -343,6 +402,19 @@ class Runtime:
             with self._lock:
                 self._workflows[key] = wf
         return wf
+
+    def built_workflows(self) -> list[Workflow]:
+        """The workflows this runtime has built (read and checked) so far."""
+        with self._lock:
+            return list(self._workflows.values())
+
+    def adopt_workflows(self, workflows: Sequence[Workflow]) -> None:
+        """Use *workflows*, built by another runtime with the same registries, without
+        reading or building them again: how an RQ worker's forked work horses share the
+        workflows their parent built (building one compiles its expressions)."""
+        with self._lock:
+            for wf in workflows:
+                self._workflows.setdefault((wf.id, wf.version), wf)
 
     def list_workflows(self) -> list[StoredWorkflow]:
         """The latest version of every registered workflow."""
@@ -711,6 +783,41 @@ class Runtime:
         """
         return self._run_sync(self.asend_input(room_id, data, on_event=on_event))
 
+    def record_input(self, room_id: str, data: Any) -> RoomState:
+        """Deliver input to a waiting room without running it on: the wait node completes
+        and the room moves to its next node (``running``, no lease held), for a worker to
+        run (``openrooms input --detach`` queues it).
+
+        Raises:
+            RoomStatusError: the room is not waiting.
+            SchemaValidationError / UnstorableValueError: as :meth:`send_input`; nothing is
+                recorded.
+            RoomLeasedError: a live runner holds the room (a wait timeout being run, say).
+            RoomNotFoundError.
+        """
+        if data is NO_INPUT:
+            raise TypeError("no input given")
+        rid = RoomId(room_id)
+        lease = self.states.acquire_lease(
+            rid, self.owner, ttl_ms=self._runner.lease_ttl_ms, now=self.now()
+        )
+        try:
+            if cast(object, self.log) is not self.states:
+                self.log.fence(rid, lease.token)
+            state = self.load_room(room_id)
+            step = engine.receive_input(self.workflow_for(state), state, data, now=self.now())
+            commit(
+                self.states,
+                self.log,
+                step.state,
+                step.events,
+                expected_version=state.version,
+                lease=lease,
+            )
+            return step.state
+        finally:
+            self.states.release_lease(lease)
+
     def cancel(self, room_id: str, *, reason: str = "cancelled") -> RoomState:
         """Cancel an unfinished room; a runner working on it stops at its next commit.
 
@@ -820,12 +927,13 @@ def open_runtime(
     log_url: str | None = None,
     tools: ToolRegistry | None = None,
     clock: Callable[[], int] = _now_ms,
-    lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
+    lease_ttl_ms: int | None = None,
     models: ModelRegistry | None = None,
     config: RuntimeConfig | None = None,
     read_only: bool = False,
     plugins: Sequence[str] = (),
     registries: Registries | None = None,
+    max_recoveries: int | None = None,
 ) -> Runtime:
     """Open a runtime from backend URLs, with its own registries and plugins.
 
@@ -842,6 +950,11 @@ def open_runtime(
     open, so a plugin can add a backend scheme. *tools* and *models* replace those
     registries' tools and models.
 
+    Lease time, renewal interval and recovery cap come from *lease_ttl_ms* and
+    *max_recoveries* when given, else ``OPENROOMS_LEASE_TTL_S``, ``OPENROOMS_RENEW_EVERY_S``
+    and ``OPENROOMS_MAX_RECOVERIES``, else *config*'s ``workers`` section
+    (:func:`openrooms.config.worker_settings`).
+
     With *read_only*, the backends are opened for reading (see :func:`open_backend`):
     inspecting rooms then never creates a database, never waits for a writer's lock, and
     works on a file it may not write; operations that write raise BackendError.
@@ -851,7 +964,11 @@ def open_runtime(
             raised; the error names it.
         BackendConfigError: a URL that cannot be opened.
         DatabaseNotFoundError: *read_only* and a SQLite file that does not exist.
+        SchemaValidationError: a worker setting from the environment is out of range.
     """
+    settings = worker_settings(config, os.environ)
+    if config is not None or settings != RuntimeConfig().workers:
+        config = attrs.evolve(config or RuntimeConfig(), workers=settings)
     if registries is None:
         registries = open_registries(plugins, config=config)
     else:
@@ -886,6 +1003,7 @@ def open_runtime(
         models=models,
         config=config,
         registries=registries,
+        max_recoveries=max_recoveries,
     )
     runtime.urls = urls
     return runtime

@@ -13,7 +13,7 @@ state      ``state_url=`` argument, ``--db`` (``db=``), ``OPENROOMS_STATE_URL``,
 log        ``log_url=`` argument, ``--db`` (``db=``), ``OPENROOMS_LOG_URL``, ``OPENROOMS_DB``,
            config ``backends.log``, config ``backends.db``, ``DATABASE_URL``, ``REDIS_URL``,
            ``sqlite:///./.openrooms/openrooms.db``
-queue      ``--queue`` (``queue_url=``), ``OPENROOMS_QUEUE_URL``, config ``backends.queue``,
+queue      ``--queue-url`` (``queue_url=``), ``OPENROOMS_QUEUE_URL``, config ``backends.queue``,
            ``REDIS_URL``; none: rooms run in the process that asks (no worker queue)
 =========  ==================================================================================
 
@@ -61,9 +61,9 @@ PRECEDENCE: Final[Mapping[str, tuple[str, ...]]] = {
         "REDIS_URL",
         "default",
     ),
-    "queue": ("--queue", "OPENROOMS_QUEUE_URL", "config backends.queue", "REDIS_URL"),
+    "queue": ("--queue-url", "OPENROOMS_QUEUE_URL", "config backends.queue", "REDIS_URL"),
 }
-"""Each role's sources, first set wins: arguments (``--db`` is ``db=``, ``--queue``
+"""Each role's sources, first set wins: arguments (``--db`` is ``db=``, ``--queue-url``
 ``queue_url=``), environment variables (by name), ``config backends.<role>``, ``default``."""
 
 
@@ -98,7 +98,7 @@ def resolve_urls(
         env: the environment (``os.environ``).
         db: ``--db``: one URL for state and log.
         state_url, log_url: URLs for one role each, above *db*.
-        queue_url: ``--queue``.
+        queue_url: ``--queue-url``.
         config: the runtime config, whose ``backends`` section comes after the environment.
 
     Returns:
@@ -108,7 +108,7 @@ def resolve_urls(
         "state_url": state_url,
         "log_url": log_url,
         "--db": db,
-        "--queue": queue_url,
+        "--queue-url": queue_url,
         "default": DEFAULT_DB_URL,
     }
     backends = config.backends if config is not None else {}

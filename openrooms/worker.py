@@ -1,8 +1,9 @@
 """The worker: runs the rooms that need a runner with nobody asking.
 
 A retry whose backoff has passed, a wait whose ``timeout_s`` has passed, a room queued for a
-worker (:meth:`Runtime.enqueue <openrooms.runtime.Runtime.enqueue>`) and the jobs of an
-in-process :class:`~openrooms.backends.MemoryJobQueue`: a :class:`Worker` finds them
+worker (:meth:`Runtime.enqueue <openrooms.runtime.Runtime.enqueue>`), a room whose runner
+died (its lease expired unreleased: ``expired_rooms``) and the jobs of an in-process
+:class:`~openrooms.backends.MemoryJobQueue`: a :class:`Worker` finds them
 (``StateStore.due_rooms``) and runs each with the runtime's own runner, every step committed
 under the room's lease. In between it sleeps until the store's next wake-up time
 (``StateStore.next_wake_at``), looking again at least every *poll_s* seconds for rooms that
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from openrooms.backends.base import expired_rooms
 from openrooms.errors import Problem, RoomLeasedError, SchemaValidationError
 from openrooms.events import Event
 from openrooms.room import RoomState
@@ -98,6 +100,7 @@ class Worker:
         self._held_off: dict[RoomId, float] = {}  # room -> monotonic time to try it again
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self._ended_meanwhile: set[RoomId] | None = None  # runs that ended during a query
 
     @property
     def running(self) -> frozenset[RoomId]:
@@ -169,14 +172,24 @@ class Worker:
         free = self.concurrency - len(self._tasks)
         if free <= 0:
             return
-        # through the runner's store IO: a network store's query must not stall the rooms
-        due = await self.rt.store_io.call(
-            self.rt.states.due_rooms,
-            self.rt.now(),
-            limit=free + len(self._tasks) + len(self._held_off),
-        )
+        # through the runner's store IO: a network store's query must not stall the rooms.
+        # A run that ends while the query is out may be in its answer as it was before the
+        # run's last commit: such a room is left for the next look (the end wakes the loop).
+        ended = self._ended_meanwhile = set()
+        try:
+            due = await self.rt.store_io.call(
+                self.rt.states.due_rooms,
+                self.rt.now(),
+                limit=free + len(self._tasks) + len(self._held_off),
+            )
+            if len(due) < free:  # and rooms whose runner died (a lease expired unreleased)
+                due += await self.rt.store_io.call(
+                    expired_rooms, self.rt.states, self.rt.now(), limit=free + len(self._tasks)
+                )
+        finally:
+            self._ended_meanwhile = None
         for room_id in due:
-            if room_id in self._tasks or room_id in self._held_off:
+            if room_id in self._tasks or room_id in self._held_off or room_id in ended:
                 continue
             self._start(room_id)
             if len(self._tasks) >= self.concurrency:
@@ -192,6 +205,8 @@ class Worker:
 
     def _finished(self, room_id: RoomId) -> None:
         self._tasks.pop(room_id, None)
+        if self._ended_meanwhile is not None:
+            self._ended_meanwhile.add(room_id)
         if self._wake is not None:
             self._wake.set()  # a slot is free: look again
 

@@ -16,6 +16,24 @@ the store inside it would have to wait (for a lock, say) raises
 :class:`~openrooms.errors.WouldBlockError` at once, having done nothing; the runner then
 makes its calls inline first and sends only those to the IO thread (SQLite: a commit
 costs less than a thread hand-off, but another process may hold the write lock).
+
+Two optional :class:`StateStore` methods serve workers on many machines (the sweeper and
+the recovery cap, :mod:`openrooms.sweeper`); :func:`expired_rooms` and :func:`store_clock_ms`
+call them where a store has them:
+
+``expired_rooms(now: int, *, limit: int = 100) -> list[RoomId]``
+    Rooms whose runner died: status ``running`` or ``queued``, holding a lease that was
+    not released and whose ``expires_at <= now``; ordered by ``expires_at``, then id; at
+    most *limit*. A released lease (its runner let go: the room waits, sleeps off its
+    lease, or was stopped on purpose) never makes a room expired; neither does a live
+    lease, nor the absence of one. :meth:`StateStore.due_rooms` already holds such rooms
+    that have a timer or are queued: a room may be in both lists.
+
+``clock_ms() -> int``
+    The store's own clock, ms since the epoch (Postgres ``clock_timestamp()``, Redis
+    ``TIME``, memory and SQLite ``time.time()``). Lease expiry is judged against it: a
+    runtime keeps its offset from the local clock (:class:`~openrooms.runtime.Runtime`),
+    and a sweeper passes it as *now*, so workers whose clocks drift still agree.
 """
 
 from __future__ import annotations
@@ -39,6 +57,8 @@ __all__ = [
     "StateStore",
     "StoredWorkflow",
     "due_at",
+    "expired_rooms",
+    "store_clock_ms",
 ]
 
 
@@ -47,9 +67,18 @@ class Lease:
     """The right to run one room, until ``expires_at`` (ms).
 
     ``token`` (the fencing token) grows with every acquisition, so a save carrying an
-    older token — from a runner that lost its lease — is refused. ``recoveries`` counts the
-    takeovers in a row from runners that never let go (their lease expired without
-    ``release_lease``): 0 after a clean release or for a first lease.
+    older token — from a runner that lost its lease — is refused.
+
+    ``recoveries`` counts how many times in a row the room was taken over from a runner
+    that never let go: :meth:`StateStore.acquire_lease` (and
+    :meth:`LeasingStore.acquire_and_commit`) give the new lease the previous lease's
+    ``recoveries + 1`` when the room's lease was *not released* (it expired, or it is
+    taken by force, while its holder never called :meth:`StateStore.release_lease`: a
+    crashed or stalled runner), and ``0`` when there was no lease or it was released.
+    :meth:`StateStore.renew_lease` keeps it; a released lease's count is gone (the next
+    acquisition starts again from 0). A runner that takes a room whose count is above the
+    runtime's ``max_recoveries`` fails the room ("max recovery attempts exceeded") instead
+    of running the node that keeps killing its runners.
     """
 
     room_id: RoomId
@@ -83,6 +112,24 @@ def due_at(state: RoomState) -> int | None:
     if status is RoomStatus.QUEUED:
         return state.updated_at
     return None
+
+
+def expired_rooms(store: object, now: int, *, limit: int = 100) -> list[RoomId]:
+    """*store*'s ``expired_rooms(now, limit=limit)`` (see the module docstring), or ``[]``
+    for a store without it (its crashed rooms are found by ``due_rooms`` only)."""
+    method = getattr(store, "expired_rooms", None)
+    if method is None:
+        return []
+    found: list[RoomId] = method(now, limit=limit)
+    return found
+
+
+def store_clock_ms(store: object) -> int | None:
+    """*store*'s ``clock_ms()`` (see the module docstring), or None for a store without it."""
+    method = getattr(store, "clock_ms", None)
+    if method is None:
+        return None
+    return int(method())
 
 
 class StateStore(Protocol):
@@ -144,7 +191,9 @@ class StateStore(Protocol):
     def acquire_lease(
         self, room_id: RoomId, owner: str, *, ttl_ms: int, now: int, force: bool = False
     ) -> Lease:
-        """Take the room's lease with a new fencing token.
+        """Take the room's lease with a new fencing token, expiring at ``now + ttl_ms``, its
+        ``recoveries`` counted as :class:`Lease` says (previous + 1 over a lease that was
+        not released, else 0).
 
         Raises:
             RoomNotFoundError: there is no such room.
@@ -155,10 +204,13 @@ class StateStore(Protocol):
         """Extend *lease*. Raises StaleRoomError if it was lost (expired and taken)."""
 
     def release_lease(self, lease: Lease) -> None:
-        """Give up *lease*; does nothing if it was already lost."""
+        """Give up *lease*; does nothing if it was already lost. The store remembers that it
+        was released (not merely expired): the next lease's ``recoveries`` is 0, and the
+        room is not among its ``expired_rooms``."""
 
     def find_lease(self, room_id: RoomId) -> Lease | None:
-        """The room's current lease, expired or not, or None."""
+        """The room's current lease, expired or not (with its ``recoveries``), or None once
+        released."""
 
     def put_workflow(self, workflow: StoredWorkflow) -> bool:
         """Register a definition; True if new, False if identical content was there.
@@ -299,10 +351,22 @@ class LeasingStore(AtomicStore, Protocol):
 
 
 class JobQueue(Protocol):
-    """Where runs of rooms are queued for workers."""
+    """Where runs of rooms are queued for workers.
 
-    def enqueue(self, room_id: RoomId, *, delay_s: float = 0.0) -> None:
-        """Queue a run of *room_id*, after *delay_s* seconds."""
+    A job names only the room; whoever runs it takes the room's lease first, so a room
+    queued twice never has two runners (the second job finds it leased, or done).
+    """
+
+    def enqueue(self, room_id: RoomId, *, delay_s: float = 0.0) -> bool:
+        """Queue a run of *room_id*, after *delay_s* seconds.
+
+        Returns:
+            True if a job was queued; False if the room already has one that starts no
+            later (queueing a room again while its job waits adds nothing).
+
+        Raises:
+            BackendUnavailableError: the queue cannot be reached.
+        """
 
     def close(self) -> None:
         """Stop accepting jobs and release resources."""

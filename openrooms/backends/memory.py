@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+import attrs
+
 from openrooms.backends.base import JobQueue, Lease, LeasingStore, StoredWorkflow, due_at
 from openrooms.backends.selection import select_events
 from openrooms.errors import (
@@ -112,6 +114,24 @@ class MemoryStore(LeasingStore):
         due.sort()
         return [room_id for _, room_id in due[:limit]]
 
+    def expired_rooms(self, now: int, *, limit: int = 100) -> list[RoomId]:
+        """Running or queued rooms whose lease expired unreleased (see
+        :mod:`openrooms.backends.base`); a released lease is deleted here, so any lease
+        left is one its holder never let go."""
+        with self._lock:
+            found = [
+                (lease.expires_at, room_id)
+                for room_id, lease in self._leases.items()
+                if lease.expires_at <= now
+                and self._states[room_id].status in (RoomStatus.RUNNING, RoomStatus.QUEUED)
+            ]
+        found.sort()
+        return [room_id for _, room_id in found[:limit]]
+
+    def clock_ms(self) -> int:
+        """The store's clock: this process's (ms since the epoch)."""
+        return time.time_ns() // 1_000_000
+
     def next_wake_at(self) -> int | None:
         with self._lock:
             times = []
@@ -136,7 +156,9 @@ class MemoryStore(LeasingStore):
     def _take_lease(self, room_id: RoomId, owner: str, ttl_ms: int, now: int) -> Lease:
         token = self._tokens.get(room_id, 0) + 1
         self._tokens[room_id] = token
-        lease = Lease(room_id, owner, token, now + ttl_ms)
+        held = self._leases.get(room_id)  # released leases are deleted: this one never was
+        recoveries = 0 if held is None else held.recoveries + 1
+        lease = Lease(room_id, owner, token, now + ttl_ms, recoveries)
         self._leases[room_id] = lease
         return lease
 
@@ -145,7 +167,7 @@ class MemoryStore(LeasingStore):
             held = self._leases.get(lease.room_id)
             if held is None or held.token != lease.token:
                 raise StaleRoomError(lease.room_id, -1)
-            renewed = Lease(lease.room_id, lease.owner, lease.token, now + ttl_ms)
+            renewed = attrs.evolve(held, expires_at=now + ttl_ms)
             self._leases[lease.room_id] = renewed
             return renewed
 
@@ -380,13 +402,14 @@ class MemoryJobQueue(JobQueue):
         self.listener: Callable[[], None] | None = None
         """Called (from the enqueuing thread) after every enqueue: how a worker hears of it."""
 
-    def enqueue(self, room_id: RoomId, *, delay_s: float = 0.0) -> None:
+    def enqueue(self, room_id: RoomId, *, delay_s: float = 0.0) -> bool:
         with self._lock:
             due = self._clock() + max(0.0, delay_s)
             heapq.heappush(self._jobs, (due, next(self._order), room_id))
         listener = self.listener
         if listener is not None:
             listener()
+        return True
 
     def pop_due(self) -> RoomId | None:
         """The earliest queued job whose delay has passed (first queued first), or None."""

@@ -254,11 +254,13 @@ class RedisStore(LeasingStore):
         self._append_script = register(scripts.APPEND)
         self._fence_script = register(scripts.FENCE)
         self._due_script = register(scripts.DUE)
+        self._expired_script = register(scripts.EXPIRED)
         self._next_wake_script = register(scripts.NEXT_WAKE)
         self._put_workflow_script = register(scripts.PUT_WORKFLOW)
         self._rooms = prefix + "rooms"
         self._ids = prefix + "ids"
         self._due = prefix + "due"
+        self._held = prefix + "held"  # unreleased leases by expiry (expired_rooms)
         self._workflows = prefix + "workflows"
         self._lease_prefix = prefix + "lease:"
 
@@ -456,6 +458,17 @@ class RedisStore(LeasingStore):
             ids = self._due_script(keys=[self._due], args=[self._lease_prefix, now, int(limit)])
         return [RoomId(i.decode()) for i in ids]
 
+    def expired_rooms(self, now: int, *, limit: int = 100) -> list[RoomId]:
+        """Running or queued rooms whose lease expired unreleased, the earliest expiry first
+        (then by id): the sweeper's rooms (see :mod:`openrooms.backends.base`)."""
+        if limit <= 0:
+            return []
+        with self._errors():
+            ids = self._expired_script(
+                keys=[self._held], args=[f"{self.prefix}room:", now, int(limit)]
+            )
+        return [RoomId(i.decode()) for i in ids]
+
     def next_wake_at(self) -> int | None:
         with self._errors():
             found = self._next_wake_script(keys=[self._due], args=[self._lease_prefix])
@@ -468,8 +481,8 @@ class RedisStore(LeasingStore):
         expires = now + ttl_ms
         with self._errors():
             reply = self._acquire_script(
-                keys=[self._room_key(room_id), self._lease_key(room_id)],
-                args=[owner, now, expires, "1" if force else ""],
+                keys=[self._room_key(room_id), self._lease_key(room_id), self._held],
+                args=[owner, now, expires, "1" if force else "", room_id],
             )
         self._refusal(room_id, reply, -1)
         return Lease(room_id, owner, int(reply[1]), expires, int(reply[2]))
@@ -494,7 +507,8 @@ class RedisStore(LeasingStore):
         expires = now + ttl_ms
         with self._errors():
             renewed, recoveries = self._renew_script(
-                keys=[self._lease_key(lease.room_id)], args=[lease.token, lease.owner, expires]
+                keys=[self._lease_key(lease.room_id), self._held],
+                args=[lease.token, lease.owner, expires, lease.room_id],
             )
         if not renewed:
             raise StaleRoomError(lease.room_id, -1)
@@ -503,7 +517,10 @@ class RedisStore(LeasingStore):
     def release_lease(self, lease: Lease) -> None:
         self._writing()
         with self._errors():
-            self._release_script(keys=[self._lease_key(lease.room_id)], args=[lease.token])
+            self._release_script(
+                keys=[self._lease_key(lease.room_id), self._held],
+                args=[lease.token, lease.room_id],
+            )
 
     def find_lease(self, room_id: RoomId) -> Lease | None:
         with self._errors():
@@ -734,6 +751,7 @@ class RedisStore(LeasingStore):
             self._rooms,
             self._ids,
             self._due,
+            self._held,
         ]
         with self._errors():
             reply = self._commit_script(keys=keys, args=args)

@@ -15,6 +15,7 @@ __all__ = [
     "APPEND",
     "COMMIT",
     "DUE",
+    "EXPIRED",
     "FENCE",
     "NEXT_WAKE",
     "PUT_WORKFLOW",
@@ -34,14 +35,14 @@ local function last_seq(log)
   return tonumber(string.sub(id, string.find(id, '-', 1, true) + 1))
 end
 -- a lease may be taken unless another owner holds it unexpired (and not force); returns the
--- refusal, or nil and the new token and recoveries (an expired, unreleased lease: + 1)
+-- refusal, or nil and the new token and recoveries (an unreleased lease: + 1)
 local function may_take(lease, owner, now, force)
   local l = redis.call('HMGET', lease, 'tok', 'own', 'exp', 'rec')
   if l[2] and l[2] ~= owner and tonumber(l[3]) > now and force ~= '1' then
     return {'leased', l[2], l[3]}
   end
   local rec = 0
-  if l[2] and tonumber(l[3]) <= now then rec = num(l[4]) + 1 end
+  if l[2] then rec = num(l[4]) + 1 end  -- its holder never let go: expired, or taken by force
   return nil, num(l[1]) + 1, rec
 end
 -- appends under *token* are refused below the log's fence and, where this store holds the
@@ -60,7 +61,7 @@ end
 COMMIT: Final = (
     _LIB
     + """
--- KEYS: room, log, lease, fence, rooms, ids, due
+-- KEYS: room, log, lease, fence, rooms, ids, due, held
 -- ARGV: expected ('' creates), token ('' unfenced), owner ('' takes no lease), now,
 --   expires, force, release, id, version, status, workflow, created_at, due ('' none),
 --   body, variables, memory, usage, visits ('' each: unchanged), first seq ('' none),
@@ -91,6 +92,7 @@ if first ~= '' then
 end
 if tok then
   redis.call('HSET', lease, 'tok', tok, 'own', ARGV[3], 'exp', ARGV[5], 'rec', rec)
+  redis.call('ZADD', KEYS[8], ARGV[5], ARGV[8])
 end
 redis.call('HSET', room, 'v', ARGV[9], 's', ARGV[10], 'w', ARGV[11], 'b', ARGV[14])
 local names = {'variables', 'memory', 'usage', 'visits'}
@@ -110,6 +112,7 @@ if first ~= '' then append(log, first, 20) end
 if ARGV[7] == '1' then
   redis.call('HDEL', lease, 'own')
   redis.call('HSET', lease, 'exp', 0, 'rec', 0)
+  redis.call('ZREM', KEYS[8], ARGV[8])
 end
 if tok then return {'ok', tok, rec} end
 return {'ok'}
@@ -119,31 +122,35 @@ return {'ok'}
 ACQUIRE: Final = (
     _LIB
     + """
--- KEYS: room, lease; ARGV: owner, now, expires, force
+-- KEYS: room, lease, held; ARGV: owner, now, expires, force, id
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
 local refused, tok, rec = may_take(KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[4])
 if refused then return refused end
 redis.call('HSET', KEYS[2], 'tok', tok, 'own', ARGV[1], 'exp', ARGV[3], 'rec', rec)
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
 return {'ok', tok, rec}
 """
 )
 
 RENEW: Final = """
--- KEYS: lease; ARGV: token, owner, expires
+-- KEYS: lease, held; ARGV: token, owner, expires, id
 local l = redis.call('HMGET', KEYS[1], 'tok', 'own', 'rec')
 if l[1] and tonumber(l[1]) == tonumber(ARGV[1]) and l[2] == ARGV[2] then
   redis.call('HSET', KEYS[1], 'exp', ARGV[3])
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
   return {1, tonumber(l[3] or 0)}
 end
 return {0, 0}
 """
 
 RELEASE: Final = """
--- KEYS: lease; ARGV: token. The hash stays: the next token is still above every earlier one.
+-- KEYS: lease, held; ARGV: token, id. The hash stays: the next token is still above every
+-- earlier one.
 local tok = redis.call('HGET', KEYS[1], 'tok')
 if tok and tonumber(tok) == tonumber(ARGV[1]) then
   redis.call('HDEL', KEYS[1], 'own')
   redis.call('HSET', KEYS[1], 'exp', 0, 'rec', 0)
+  redis.call('ZREM', KEYS[2], ARGV[2])
 end
 return 0
 """
@@ -178,6 +185,25 @@ if f ~= token then redis.call('SET', KEYS[1], token) end
 return 'ok'
 """
 )
+
+EXPIRED: Final = """
+-- KEYS: held (unreleased leases by expiry); ARGV: room key prefix, now, limit. Running or
+-- queued rooms whose lease ran out unreleased, in (expires_at, id) order.
+local limit, out, offset = tonumber(ARGV[3]), {}, 0
+while #out < limit do
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', offset, 128)
+  if #ids == 0 then break end
+  for _, id in ipairs(ids) do
+    local status = redis.call('HGET', ARGV[1] .. id, 's')
+    if status == 'running' or status == 'queued' then
+      out[#out + 1] = id
+      if #out >= limit then break end
+    end
+  end
+  offset = offset + #ids
+end
+return out
+"""
 
 DUE: Final = """
 -- KEYS: due; ARGV: lease key prefix, now, limit. Rooms due by now whose lease is not held

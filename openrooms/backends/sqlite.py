@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+import attrs
+
 from openrooms import serde
 from openrooms.backends.base import Lease, LeasingStore, StoredWorkflow, due_at
 from openrooms.backends.selection import select_events
@@ -52,7 +54,7 @@ from openrooms.types import RoomId
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 # No index on rooms.status: every step would rewrite it, and listing by status filters the
 # scan in creation order instead. The current fencing token is mirrored in rooms.lease_token,
@@ -66,6 +68,10 @@ SCHEMA_VERSION: Final = 3
 # and variables, memory, usage and visits each have a JSON column, rewritten only when the
 # step changed it. A NULL container column means "in the body": how version 2 kept it, so
 # a migrated file's rows move their containers out on their next write.
+#
+# A leases row stays when its lease is released (owner NULL, expires_at 0), so the next token
+# is higher still; `recoveries` counts takeovers of leases never released (base.Lease), and
+# the partial index leases_held holds only the leases not released: expired_rooms reads it.
 #
 # log_fences holds the log's fence of a room (EventLog.fence) where this file is a split
 # runtime's event log; where it holds the state too, rooms.lease_token fences the commit. It
@@ -106,8 +112,10 @@ CREATE TABLE IF NOT EXISTS leases (
     room_id TEXT PRIMARY KEY,
     owner TEXT,
     token INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL
+    expires_at INTEGER NOT NULL,
+    recoveries INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS leases_held ON leases (expires_at, room_id) WHERE owner IS NOT NULL;
 CREATE TABLE IF NOT EXISTS log_fences (
     room_id TEXT PRIMARY KEY,
     token INTEGER NOT NULL
@@ -148,7 +156,18 @@ END;
 CREATE INDEX IF NOT EXISTS rooms_by_due ON rooms (due_at, id) WHERE due_at IS NOT NULL;
 """
 
-_MIGRATES_FROM: Final = (2,)
+# Version 3 -> 4: the recovery count of a lease (base.Lease.recoveries); a lease held while
+# the file is migrated counts from 0.
+_MIGRATE_3_TO_4: Final = """
+ALTER TABLE leases ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS leases_held ON leases (expires_at, room_id) WHERE owner IS NOT NULL;
+"""
+
+_MIGRATES_FROM: Final = (2, 3)
+
+_LEASE_COLUMNS: Final = "owner, token, expires_at, recoveries"
+_LEASE_COLUMNS_V3: Final = "owner, token, expires_at, 0"
+"""... in a file of version 2 or 3 opened read-only (not migrated): no recovery count."""
 
 _CONTAINERS: Final = ("variables", "memory", "usage", "visits")
 """RoomState fields kept in their own columns, written only when a step changed them."""
@@ -418,6 +437,7 @@ class SQLiteStore(LeasingStore):
         # a commit rewrites a container column only when the state holds another object
         self._written: dict[RoomId, tuple[Any, ...]] = {}
         self._room_columns = _ROOM_COLUMNS
+        self._lease_columns = _LEASE_COLUMNS
         self._synchronous = synchronous.upper()
         self._nowait: sqlite3.Connection | None = None  # see call_without_waiting
         self._fences_ready = False
@@ -454,10 +474,11 @@ class SQLiteStore(LeasingStore):
             found = self._schema_version()  # again: another process may have set it up
             self._check_schema(found, writing=True)
             if found != SCHEMA_VERSION:
-                script = _SCHEMA if found == 0 else _MIGRATE_2_TO_3
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
+                scripts = {0: [_SCHEMA], 2: [_MIGRATE_2_TO_3, _MIGRATE_3_TO_4]}
+                for script in scripts.get(found, [_MIGRATE_3_TO_4]):
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @property
@@ -473,13 +494,16 @@ class SQLiteStore(LeasingStore):
         (when opened to write; a reader reads a version-2 file as it is)."""
         if found in _MIGRATES_FROM:
             if not writing:
-                self._room_columns = _ROOM_COLUMNS_V2
+                self._lease_columns = _LEASE_COLUMNS_V3
+                if found == 2:
+                    self._room_columns = _ROOM_COLUMNS_V2
             return
         if found not in (0, SCHEMA_VERSION):
             raise BackendConfigError(
                 "sqlite",
                 f"{self.path} has schema version {found}; this OpenRooms reads version "
-                f"{SCHEMA_VERSION} and migrates version {_MIGRATES_FROM[0]}. Use a new file "
+                f"{SCHEMA_VERSION} and migrates versions "
+                f"{', '.join(map(str, _MIGRATES_FROM))}. Use a new file "
                 "(older rooms are not migrated before 1.0)",
             )
 
@@ -822,6 +846,23 @@ class SQLiteStore(LeasingStore):
             ).fetchall()
         return [RoomId(r[0]) for r in rows]
 
+    def expired_rooms(self, now: int, *, limit: int = 100) -> list[RoomId]:
+        """Running or queued rooms whose lease expired unreleased (see
+        :mod:`openrooms.backends.base`), from the partial index of unreleased leases."""
+        with _driver_errors(), self._lock:
+            rows = self._db.execute(
+                "SELECT l.room_id FROM leases l JOIN rooms r ON r.id = l.room_id "
+                "WHERE l.owner IS NOT NULL AND l.expires_at <= ? "
+                "AND r.status IN ('running', 'queued') "
+                "ORDER BY l.expires_at, l.room_id LIMIT ?",
+                (now, int(limit)),
+            ).fetchall()
+        return [RoomId(r[0]) for r in rows]
+
+    def clock_ms(self) -> int:
+        """The store's clock: this machine's, as for every process sharing the file."""
+        return time.time_ns() // 1_000_000
+
     def next_wake_at(self) -> int | None:
         # in due order up to the first room nobody holds: every later room is due later still
         found = None
@@ -859,26 +900,31 @@ class SQLiteStore(LeasingStore):
         if db.execute("SELECT 1 FROM rooms WHERE id = ?", (room_id,)).fetchone() is None:
             raise RoomNotFoundError(room_id, self.where)
         row = db.execute(
-            "SELECT owner, token, expires_at FROM leases WHERE room_id = ?", (room_id,)
+            "SELECT owner, token, expires_at, recoveries FROM leases WHERE room_id = ?",
+            (room_id,),
         ).fetchone()
-        token = 1
+        token, recoveries = 1, 0
         if row is not None:
-            held_by, held_token, expires_at = row
+            held_by, held_token, expires_at, held_recoveries = row
             if held_by is not None and held_by != owner and expires_at > now and not force:
                 raise RoomLeasedError(room_id, held_by, expires_at)
             token = held_token + 1
-        lease = Lease(room_id, owner, token, now + ttl_ms)
+            if held_by is not None:  # never released: its runner died, stalled or was forced
+                recoveries = held_recoveries + 1
+        lease = Lease(room_id, owner, token, now + ttl_ms, recoveries)
         db.execute(
-            "INSERT INTO leases (room_id, owner, token, expires_at) VALUES (?, ?, ?, ?) "
+            "INSERT INTO leases (room_id, owner, token, expires_at, recoveries) "
+            "VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (room_id) DO UPDATE SET owner = excluded.owner, "
-            "token = excluded.token, expires_at = excluded.expires_at",
-            (room_id, owner, token, lease.expires_at),
+            "token = excluded.token, expires_at = excluded.expires_at, "
+            "recoveries = excluded.recoveries",
+            (room_id, owner, token, lease.expires_at, recoveries),
         )
         db.execute("UPDATE rooms SET lease_token = ? WHERE id = ?", (token, room_id))
         return lease
 
     def renew_lease(self, lease: Lease, *, ttl_ms: int, now: int) -> Lease:
-        renewed = Lease(lease.room_id, lease.owner, lease.token, now + ttl_ms)
+        renewed = attrs.evolve(lease, expires_at=now + ttl_ms)
         with _driver_errors(), self._transaction() as db:
             cursor = db.execute(
                 "UPDATE leases SET expires_at = ? WHERE room_id = ? AND token = ? AND owner = ?",
@@ -896,18 +942,21 @@ class SQLiteStore(LeasingStore):
     def _release(db: sqlite3.Connection, lease: Lease) -> None:
         # the row stays, so the next token is still higher than every earlier one
         db.execute(
-            "UPDATE leases SET owner = NULL, expires_at = 0 WHERE room_id = ? AND token = ?",
+            "UPDATE leases SET owner = NULL, expires_at = 0, recoveries = 0 "
+            "WHERE room_id = ? AND token = ?",
             (lease.room_id, lease.token),
         )
 
     def find_lease(self, room_id: RoomId) -> Lease | None:
         with _driver_errors(), self._lock:
             row = self._db.execute(
-                "SELECT owner, token, expires_at FROM leases WHERE room_id = ?", (room_id,)
+                # S608: the column list is ours; values are parameters
+                f"SELECT {self._lease_columns} FROM leases WHERE room_id = ?",  # noqa: S608
+                (room_id,),
             ).fetchone()
         if row is None or row[0] is None:
             return None
-        return Lease(room_id, row[0], row[1], row[2])
+        return Lease(room_id, row[0], row[1], row[2], row[3])
 
     def put_workflow(self, workflow: StoredWorkflow) -> bool:
         with _driver_errors(), self._transaction() as db:

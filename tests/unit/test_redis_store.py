@@ -150,8 +150,8 @@ def test_a_read_only_opening_reads_and_refuses_writes(store: RedisStore) -> None
 
 
 def test_recoveries_count_takeovers_of_expired_unreleased_leases(store: RedisStore) -> None:
-    """COMMON decision 1: +1 when the lease taken over had expired unreleased; 0 after a
-    release, on a first lease, or when taking over a live lease."""
+    """+1 when the lease taken over was never released (it expired, or is taken by force);
+    0 after a release or on a first lease (as tests/contract/test_recovery_contract.py)."""
     step = engine.create_room(WF, RoomId("r1"), now=1000)
     store.commit(step.state, step.events, expected_version=None)
     room = RoomId("r1")
@@ -165,7 +165,7 @@ def test_recoveries_count_takeovers_of_expired_unreleased_leases(store: RedisSto
     assert store.renew_lease(third, ttl_ms=100, now=450).recoveries == 2
     store.release_lease(third)
     assert store.acquire_lease(room, "w4", ttl_ms=100, now=600).recoveries == 0
-    assert store.acquire_lease(room, "w5", ttl_ms=100, now=650, force=True).recoveries == 0
+    assert store.acquire_lease(room, "w5", ttl_ms=100, now=650, force=True).recoveries == 1
     taken = store.acquire_and_commit(
         engine.start(WF, step.state, now=2000).state,
         engine.start(WF, step.state, now=2000).events,
@@ -174,7 +174,7 @@ def test_recoveries_count_takeovers_of_expired_unreleased_leases(store: RedisSto
         ttl_ms=100,
         now=1000,
     )
-    assert taken.recoveries == 1 and store.find_lease(room) == taken
+    assert taken.recoveries == 2 and store.find_lease(room) == taken
 
 
 def test_a_stored_state_or_event_that_does_not_decode_names_its_key(store: RedisStore) -> None:

@@ -443,7 +443,7 @@ def test_a_version_2_file_is_migrated_when_opened_to_write(tmp_path: Path) -> No
         reader.close()
     store = SQLiteStore(path)
     try:
-        assert store._schema_version() == SCHEMA_VERSION == 3
+        assert store._schema_version() == SCHEMA_VERSION == 4
         for room_id, state in before.items():
             assert store.get(RoomId(room_id)) == state
         row = store._db.execute(
@@ -531,7 +531,7 @@ def test_a_version_2_file_is_migrated_with_every_room_due_as_before(tmp_path: Pa
     finally:
         store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         plan = db.execute(
             "EXPLAIN QUERY PLAN SELECT id FROM rooms WHERE due_at IS NOT NULL AND due_at <= 5"
         ).fetchall()
@@ -551,3 +551,43 @@ def test_check_reports_a_due_at_that_disagrees_with_the_state(tmp_path: Path) ->
         f"{path}, table rooms, row id='waiting': due_at is 5, its state says "
         f"{waiting.wake_at}; a worker would wake it at the wrong time"
     ]
+
+
+def version_3_file(path: Path) -> None:
+    """A file as version 3 wrote it: leases without a recovery count, one lease held (by
+    a runner that died) and one released."""
+    rooms_in(path, "held", "free")
+    store = SQLiteStore(path)
+    store.acquire_lease(RoomId("held"), "dead-runner", ttl_ms=100, now=1000)
+    store.release_lease(store.acquire_lease(RoomId("free"), "w", ttl_ms=100, now=1000))
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP INDEX leases_held")
+        db.execute("ALTER TABLE leases DROP COLUMN recoveries")
+        db.execute("PRAGMA user_version = 3")
+    db.close()
+
+
+def test_a_version_3_file_is_read_as_it_is_and_migrated_when_opened_to_write(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v3.db"
+    version_3_file(path)
+    reader = SQLiteStore(path, read_only=True)
+    try:
+        held = reader.find_lease(RoomId("held"))
+        assert held is not None and (held.owner, held.recoveries) == ("dead-runner", 0)
+        assert reader.find_lease(RoomId("free")) is None
+        assert reader._schema_version() == 3
+    finally:
+        reader.close()
+    store = SQLiteStore(path)
+    try:
+        assert store._schema_version() == SCHEMA_VERSION == 4
+        # the dead runner's lease was never released: taking it over counts a recovery
+        taken = store.acquire_lease(RoomId("held"), "w2", ttl_ms=100, now=5000)
+        assert (taken.token, taken.recoveries) == (held.token + 1, 1)
+        assert store.acquire_lease(RoomId("free"), "w2", ttl_ms=100, now=5000).recoveries == 0
+        assert store.check() == []
+    finally:
+        store.close()

@@ -145,3 +145,25 @@ def test_bad_settings_are_refused(setting: str, value: float) -> None:
     store = MemoryStore()
     with pytest.raises(SchemaValidationError, match=setting):
         Worker(Runtime(store, store), **{setting: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_worker_recovers_a_room_whose_runner_died_with_its_lease(
+    kind: str, tmp_path: Path
+) -> None:
+    """A room left mid-node under a lease that expired unreleased (``expired_rooms``)."""
+    from openrooms import engine
+
+    store = make_store(kind, tmp_path)
+    rt = Runtime(store, store)
+    state = rt.get_room(rt.create_room(SHORT).id)
+    step = engine.start(SHORT, state, now=rt.now())
+    store.commit(step.state, step.events, expected_version=state.version)
+    # a runner on another host took it and died: its lease ran out ten seconds ago
+    store.acquire_lease(state.room_id, "elsewhere:1:dead", ttl_ms=1000, now=rt.now() - 11_000)
+    assert asyncio.run(Worker(rt).run(idle_exit_s=0)) == 1
+    done = rt.get_room(state.room_id)
+    assert done.status is RoomStatus.COMPLETED
+    resumed = rt.events(state.room_id, types=[EventType.ROOM_RESUMED])
+    assert [e.data["previous_lease"] for e in resumed] == ["expired"]
+    store.close()
