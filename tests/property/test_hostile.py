@@ -39,6 +39,7 @@ from openrooms import (
 from openrooms.llm import ModelRegistry
 from openrooms.testing import ScriptedModel
 from openrooms.tools import ToolRegistry
+from tests.conftest import BACKENDS, drop_postgres_schema, postgres_url, redis_url
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -206,11 +207,25 @@ async def _no_sleep(_seconds: float) -> None:
 
 
 def runtime(kind: str, folder: str, tools: ToolRegistry, replies: list[Any]) -> Runtime:
-    url = "memory://" if kind == "memory" else f"sqlite:///{folder}/hostile.db"
+    """A runtime on a fresh store of *kind*; close it with :func:`close`."""
+    if kind == "memory":
+        url = "memory://"
+    elif kind == "sqlite":
+        url = f"sqlite:///{folder}/hostile.db"
+    elif kind == "postgres":
+        url = postgres_url()  # a schema of its own, dropped by close()
+    else:
+        url = redis_url()  # a key prefix of its own, dropped when the test ends
     models = ModelRegistry(fallback=ScriptedModel(replies * 40))
     rt = open_runtime(url, tools=tools, models=models)
     rt.sleep = _no_sleep
     return rt
+
+
+def close(rt: Runtime) -> None:
+    rt.close()
+    if rt.urls is not None and rt.urls.state.startswith("postgresql://"):
+        drop_postgres_schema(rt.urls.state)
 
 
 strict_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
@@ -286,10 +301,10 @@ def exercise(doc: Any, kind: str, inputs: list[Any], replies: list[Any]) -> None
         except OpenRoomsError:
             assert_none_running(rt)
         finally:
-            rt.close()
+            close(rt)
 
 
-backends = st.sampled_from(["memory", "sqlite"])
+backends = st.sampled_from(BACKENDS)  # memory, SQLite, Postgres and Redis
 replies = st.lists(
     st.one_of(hostile_strings, st.just('{"label": "refund", "summary": "s"}')),
     min_size=1,
@@ -379,4 +394,4 @@ def test_hostile_variables_input_and_tool_results_never_stick_a_room(
             assert rt.run(room.room_id).status is state.status  # resume: no traceback, no change
             assert_none_running(rt)
         finally:
-            rt.close()
+            close(rt)
