@@ -22,6 +22,7 @@ never take each other's results.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -151,7 +152,16 @@ class Journal:
         if shared.lock is None:
             shared.lock = asyncio.Lock()
         async with shared.lock:
-            state, events = await shared.acommitter(self._scoped(records))
+            commit = asyncio.ensure_future(shared.acommitter(self._scoped(records)))
+            try:
+                state, events = await asyncio.shield(commit)
+            except asyncio.CancelledError:
+                # Cancelled (a deadline, a sibling branch that failed) while the commit is
+                # made off the loop: it may land all the same, so wait for it and keep the
+                # attempt's state the log's, then stop as asked.
+                with contextlib.suppress(Exception):
+                    shared.state = (await commit)[0]
+                raise
         shared.state = state
         return list(events)
 

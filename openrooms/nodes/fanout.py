@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -148,22 +148,41 @@ async def _run_inline(
         outcome = Outcome.from_exception(exc)
     if not isinstance(outcome, Outcome):
         outcome = Outcome.failed(TypeError(f"branch {branch!r} returned {type(outcome).__name__}"))
+    if journal is None or sub.journal is None:
+        return outcome
+    if outcome.records:  # what the branch logged on completing, in the branch's scope
+        try:
+            await sub.journal.acommit(*outcome.records)
+        except (RoomStoppedError, InfrastructureError):
+            raise
+        except Exception as exc:  # e.g. a value no store can keep: the branch failed with it
+            outcome = Outcome.from_exception(exc)
+    await journal.acommit(_completed(branch, outcome))
+    return attrs.evolve(outcome, records=())
+
+
+def _completed(branch: str, outcome: Outcome) -> LogRecord:
+    """The ``BRANCH_COMPLETED`` record of a branch that ended with *outcome*."""
     data: dict[str, Any] = {"branch": branch}
     if outcome.is_failure:
-        record = LogRecord(
+        return LogRecord(
             EventType.BRANCH_COMPLETED, {**data, "ok": False}, Level.WARN, None, outcome.error
         )
-    else:
-        data.update(ok=True, output=outcome.output)
-        if outcome.assign:
-            data["assign"] = dict(outcome.assign)
-        record = LogRecord(EventType.BRANCH_COMPLETED, data, Level.INFO)
-    if journal is not None and sub.journal is not None:
-        if outcome.records:  # what the branch logged on completing, in the branch's scope
-            await sub.journal.acommit(*outcome.records)
-        await journal.acommit(record)
-        return attrs.evolve(outcome, records=())
-    return outcome
+    data.update(ok=True, output=outcome.output)
+    if outcome.assign:
+        data["assign"] = dict(outcome.assign)
+    return LogRecord(EventType.BRANCH_COMPLETED, data, Level.INFO)
+
+
+async def _all(branches: Iterable[Awaitable[Outcome]]) -> list[Outcome]:
+    """Every branch's outcome, once every branch has ended: a branch that raises (a store
+    failed, the room was stopped) is raised only after the others have ended too, so none
+    goes on committing after the node's own outcome is decided."""
+    ended = await asyncio.gather(*branches, return_exceptions=True)
+    for result in ended:
+        if isinstance(result, BaseException):
+            raise result
+    return cast("list[Outcome]", ended)
 
 
 async def _warm_up(ctx: NodeContext, inline: Inline, branch: str) -> None:
@@ -249,8 +268,8 @@ class ParallelExecutor(NodeExecutor):
 
     async def execute(self, ctx: NodeContext) -> Outcome:
         branches: tuple[tuple[str, Inline], ...] = ctx.prepared
-        outcomes = await asyncio.gather(
-            *(_run_inline(ctx, inline, dict(ctx.scope), name) for name, inline in branches)
+        outcomes = await _all(
+            _run_inline(ctx, inline, dict(ctx.scope), name) for name, inline in branches
         )
         failures = [
             (name, o) for (name, _), o in zip(branches, outcomes, strict=True) if o.is_failure
@@ -361,7 +380,7 @@ class MapExecutor(NodeExecutor):
                 scope = {**ctx.scope, "item": item, "index": index}
                 return await _run_inline(ctx, prepared.inline, scope, f"items[{index}]")
 
-        outcomes = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+        outcomes = await _all(one(i, item) for i, item in enumerate(items))
         failures = [(f"items[{i}]", o) for i, o in enumerate(outcomes) if o.is_failure]
         if failures:
             return _joined_failure(failures)

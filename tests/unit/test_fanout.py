@@ -361,3 +361,54 @@ def test_a_subworkflow_must_name_a_workflow_id(name: str) -> None:
                 "transitions": [{"from": "call", "to": "done"}],
             }
         )
+
+
+UNSTORABLE_REPLY = """
+id: fan_unstorable
+agents: {a: {model: scripted/x}}
+nodes:
+  both:
+    type: parallel
+    branches:
+      bad: {type: agent, agent: a, prompt: "first", output: bad}
+      good: {type: agent, agent: a, prompt: "second", output: good}
+      third: {type: tool, tool: fanout_echo, args: {value: 3}, output: third}
+  done: {type: end}
+  failed: {type: end, status: failed, reason: a branch failed}
+transitions:
+  - {from: both, to: done}
+  - {from: both, to: failed, on: error}
+"""
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_branch_whose_calls_cannot_be_stored_fails_the_node_after_the_others_end(
+    kind: str, tmp_path: Path, registries: Registries
+) -> None:
+    """A model's reply that no store can keep (a lone surrogate) fails its branch, not the
+    node's run: the other branches end and commit first, and the room takes ``on: error``
+    instead of being left running (with a store called from the IO thread the others went
+    on committing after the node had failed, and the room's last commit was refused)."""
+    from openrooms.llm import ModelRegistry
+    from openrooms.testing import ScriptedModel
+
+    store = make_store(kind, tmp_path)
+    models = ModelRegistry(fallback=ScriptedModel(["\ud800", "fine"]))
+    runtime = Runtime(store, store, registries=registries, models=models)
+    try:
+        room = runtime.create_room(wf_from(UNSTORABLE_REPLY))
+        state = runtime.run(room.room_id)
+        assert state.status is RoomStatus.FAILED, state
+        assert state.current_node == "failed"
+        log = runtime.events(room.room_id)
+        ended = {
+            e.data["branch"]: e.data["ok"] for e in log if e.type is EventType.BRANCH_COMPLETED
+        }
+        assert ended == {"bad": False, "good": True, "third": True}
+        failed = next(e for e in log if e.type is EventType.BRANCH_COMPLETED and not e.data["ok"])
+        assert failed.error is not None and failed.error.type == "UnstorableValueError"
+        # every branch's commit came before the node's end: the log folds to the state
+        assert runtime.replay(room.room_id) == state
+        assert [e.seq for e in log] == list(range(1, len(log) + 1))
+    finally:
+        runtime.close()
