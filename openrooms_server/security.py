@@ -401,8 +401,8 @@ class RateLimit:
         app: ASGIApp,
         *,
         limiter: RateLimiter | None = None,
-        per_key: Rate = Rate(600, 60),  # noqa: B008 (frozen, so a shared default is safe)
-        per_room: Rate | None = Rate(30, 60),  # noqa: B008
+        per_key: Rate = Rate(600, 60),
+        per_room: Rate | None = Rate(30, 60),
         exempt_paths: Collection[str] = DEFAULT_PUBLIC_PATHS,
         room_path: re.Pattern[str] = _ROOM_WRITE,
         fail_open: bool = False,

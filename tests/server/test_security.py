@@ -120,7 +120,7 @@ def test_a_request_without_a_key_is_refused_with_401(client: TestClient) -> None
     ],
 )
 def test_a_wrong_key_or_scheme_is_refused(client: TestClient, header: str) -> None:
-    r = client.get("/api/echo", headers={"Authorization": header.encode("utf-8")})
+    r = client.get("/api/echo", headers={b"Authorization": header.encode("utf-8")})
     assert r.status_code == 401, header
 
 

@@ -60,9 +60,9 @@ def test_two_app_instances_share_one_budget_through_redis(prefix: str) -> None:
         two.close()
     import redis
 
-    keys = redis.Redis.from_url(BASE_URL).keys(f"{prefix}*")
-    assert keys and all(k.decode().startswith(prefix) for k in keys)
-    assert all(KEY not in k.decode() for k in keys)  # buckets are named by key id
+    keys = [k.decode() for k in redis.Redis.from_url(BASE_URL).scan_iter(f"{prefix}*")]
+    assert keys and all(k.startswith(prefix) for k in keys)
+    assert all(KEY not in k for k in keys)  # buckets are named by key id
 
 
 def test_redis_room_buckets_are_shared_too(prefix: str) -> None:
