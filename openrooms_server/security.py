@@ -50,6 +50,8 @@ from openrooms.loading import MAX_INPUT_NESTING, decode
 from openrooms.loading import parse_json as strict_json
 
 __all__ = [
+    "API_CSP",
+    "API_KEYS_ENV",
     "DEFAULT_BODY_LIMIT",
     "DEFAULT_PUBLIC_PATHS",
     "APIKeyAuth",
@@ -78,6 +80,7 @@ DEFAULT_PUBLIC_PATHS: Final = frozenset({"/health"})
 DEFAULT_BODY_LIMIT: Final = 1_000_000
 """The default cap on a request body, in bytes."""
 API_KEYS_ENV: Final = "OPENROOMS_API_KEYS"
+"""The environment variable holding the API keys, comma-separated."""
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _JSON_TYPES: Final = frozenset({"application/json"})
 _YAML_TYPES: Final = frozenset({"application/yaml", "application/x-yaml", "text/yaml"})
@@ -203,6 +206,9 @@ class APIKeyAuth:
             and scope["path"] not in self.public_paths
             and scope.get("method") != "OPTIONS"  # CORS preflights carry no credentials
         ):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})
+                return
             response = error_response(
                 401,
                 "unauthorized",
@@ -497,8 +503,9 @@ def cors(
     )
 
 
+API_CSP: Final = "default-src 'none'; frame-ancestors 'none'"
+"""The Content-Security-Policy of API responses: they are data, never a page."""
 _API_HEADERS: Final = (
-    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
@@ -516,12 +523,20 @@ class SecurityHeaders:
         trust_forwarded_proto: a request with ``X-Forwarded-Proto: https`` counts as TLS
             (only behind a proxy that sets it: a client could send it too).
         hsts_max_age: seconds, for ``Strict-Transport-Security``.
+        content_security_policy: the policy (a route that sets its own, such as a future
+            dashboard page, keeps it).
     """
 
     def __init__(
-        self, app: ASGIApp, *, trust_forwarded_proto: bool = False, hsts_max_age: int = 31536000
+        self,
+        app: ASGIApp,
+        *,
+        trust_forwarded_proto: bool = False,
+        hsts_max_age: int = 31536000,
+        content_security_policy: str = API_CSP,
     ) -> None:
         self.app = app
+        self._base = [(b"content-security-policy", content_security_policy.encode()), *_API_HEADERS]
         self.trust_forwarded_proto = trust_forwarded_proto
         self._hsts = f"max-age={hsts_max_age}; includeSubDomains".encode()
 
@@ -537,7 +552,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = list(_API_HEADERS)
+        extra = list(self._base)
         if self._tls(scope):
             extra.append((b"strict-transport-security", self._hsts))
 

@@ -405,3 +405,34 @@ def test_invalid_json_through_a_route_gets_its_error_body(client: TestClient) ->
     deep = json.dumps({"a": [[[[[[[[[[1]]]]]]]]]]}).encode()
     r = client.post("/api/echo", content=deep, headers=h)
     assert r.status_code == 422 and r.json()["error"]["details"]["where"].startswith("$.a")
+
+
+def test_a_route_keeps_its_own_content_security_policy() -> None:
+    async def page(request: Request) -> Response:
+        return Response("<p>hi</p>", headers={"Content-Security-Policy": "default-src 'self'"})
+
+    app = Starlette(routes=[Route("/page", page)], middleware=[Middleware(SecurityHeaders)])
+    with TestClient(app) as c:
+        r = c.get("/page")
+    assert r.headers["content-security-policy"] == "default-src 'self'"
+    assert r.headers.get_list("content-security-policy") == ["default-src 'self'"]
+
+
+def test_a_websocket_without_a_key_is_closed() -> None:
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hello")
+        await websocket.close()
+
+    app = Starlette(
+        routes=[WebSocketRoute("/ws", ws)], middleware=[Middleware(APIKeyAuth, keys=[KEY])]
+    )
+    with TestClient(app) as c:
+        with pytest.raises(WebSocketDisconnect) as info, c.websocket_connect("/ws"):
+            pass
+        assert info.value.code == 1008
+        with c.websocket_connect("/ws", headers=auth()) as s:
+            assert s.receive_text() == "hello"
