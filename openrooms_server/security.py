@@ -111,6 +111,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _is_preflight(scope: Scope) -> bool:
+    return (
+        scope.get("method") == "OPTIONS"
+        and _header(scope, b"origin") is not None
+        and _header(scope, b"access-control-request-method") is not None
+    )
+
+
 # --- API keys ---------------------------------------------------------------------------------
 
 
@@ -204,7 +212,7 @@ class APIKeyAuth:
             self._keys
             and kid is None
             and scope["path"] not in self.public_paths
-            and scope.get("method") != "OPTIONS"  # CORS preflights carry no credentials
+            and not _is_preflight(scope)  # CORS preflights carry no credentials
         ):
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})

@@ -436,3 +436,8 @@ def test_a_websocket_without_a_key_is_closed() -> None:
         assert info.value.code == 1008
         with c.websocket_connect("/ws", headers=auth()) as s:
             assert s.receive_text() == "hello"
+
+
+def test_an_options_request_that_is_not_a_preflight_needs_a_key(client: TestClient) -> None:
+    assert client.options("/api/echo").status_code == 401
+    assert client.options("/api/echo", headers={"Origin": "https://x.example"}).status_code == 401
