@@ -345,3 +345,20 @@ def test_an_unhandled_error_is_a_500_with_the_request_id_and_no_traceback(
     errors = [x for x in caplog.records if x.name == "openrooms.server.errors"]
     assert errors and rid in errors[0].getMessage() and errors[0].exc_info is not None
     assert access_lines(caplog)[-1]["status"] == 500
+
+
+def test_an_unknown_method_is_one_label(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="openrooms.server.access")
+    metrics = Metrics()
+    with TestClient(logged_app(metrics)) as c:
+        for verb in ("FOO1", "FOO2", "GET"):
+            c.request(verb, "/health")
+    got = samples(metrics.render().decode())
+    methods = {dict(k[1])["method"] for k in got if k[0] == "openrooms_http_requests_total"}
+    assert methods == {"OTHER", "GET"}
+    assert [line["method"] for line in access_lines(caplog)] == ["OTHER", "OTHER", "GET"]
+    assert all(
+        r.pathname == __import__("openrooms_server.observability").observability.__file__
+        for r in caplog.records
+        if r.name == "openrooms.server.access"
+    )
