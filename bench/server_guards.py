@@ -32,14 +32,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from openrooms_server.observability import AccessLog, Metrics
+from openrooms_server.ratelimit import Rate, RateLimit, RateLimiter, RedisRateLimiter
 from openrooms_server.security import (
     APIKeyAuth,
     BodyLimit,
     ContentTypeGuard,
-    Rate,
-    RateLimit,
-    RateLimiter,
-    RedisRateLimiter,
     SecurityHeaders,
     cors,
 )

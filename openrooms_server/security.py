@@ -7,6 +7,9 @@ the outside in (see ``docs/server-security.md``)::
     AccessLog -> SecurityHeaders -> cors(...) -> APIKeyAuth -> RateLimit -> BodyLimit
               -> ContentTypeGuard -> the routes
 
+(``AccessLog`` is in :mod:`openrooms_server.observability`, ``RateLimit`` in
+:mod:`openrooms_server.ratelimit`.)
+
 Every refusal has the API's error shape, ``{"error": {"code", "message", "details"}}``:
 
 =================  ===========================  ==========================================
@@ -31,21 +34,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
-import math
 import os
 import re
-import threading
-import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
-import attrs
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from openrooms.errors import BackendUnavailableError, InputError
+from openrooms.errors import InputError
 from openrooms.loading import MAX_INPUT_NESTING, decode
 from openrooms.loading import parse_json as strict_json
 
@@ -58,11 +56,6 @@ __all__ = [
     "BodyLimit",
     "ContentTypeGuard",
     "InvalidJSONError",
-    "MemoryRateLimiter",
-    "Rate",
-    "RateLimit",
-    "RateLimiter",
-    "RedisRateLimiter",
     "SecurityHeaders",
     "cors",
     "error_response",
@@ -71,9 +64,8 @@ __all__ = [
     "load_api_keys",
     "parse_json",
     "read_json",
+    "request_state",
 ]
-
-log = logging.getLogger("openrooms.server.security")
 
 DEFAULT_PUBLIC_PATHS: Final = frozenset({"/health"})
 """Paths answered without a key."""
@@ -84,7 +76,6 @@ API_KEYS_ENV: Final = "OPENROOMS_API_KEYS"
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _JSON_TYPES: Final = frozenset({"application/json"})
 _YAML_TYPES: Final = frozenset({"application/yaml", "application/x-yaml", "text/yaml"})
-_ROOM_WRITE: Final = re.compile(r"^/api/rooms/(?P<room>[^/]+)/(?:run|input)$")
 
 
 def error_response(
@@ -99,7 +90,8 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _state(scope: Scope) -> dict[str, Any]:
+def request_state(scope: Scope) -> dict[str, Any]:
+    """The request's ``scope["state"]`` (``request.state`` in a route), made if missing."""
     state: dict[str, Any] = scope.setdefault("state", {})
     return state
 
@@ -205,7 +197,7 @@ class APIKeyAuth:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        state = _state(scope)
+        state = request_state(scope)
         kid = self.identify(_header(scope, b"authorization"))
         state["key_id"] = kid
         if (
@@ -225,248 +217,6 @@ class APIKeyAuth:
             )
             await response(scope, receive, send)
             return
-        await self.app(scope, receive, send)
-
-
-# --- rate limits ------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Rate:
-    """A token bucket: at most *limit* requests in a burst, refilled at *limit* per *period_s*.
-
-    Raises:
-        ValueError: *limit* is below 1 or *period_s* is not positive.
-    """
-
-    limit: int
-    period_s: float = 60.0
-
-    def __attrs_post_init__(self) -> None:
-        if self.limit < 1 or not self.period_s > 0:
-            raise ValueError(
-                f"a rate needs limit >= 1 and period_s > 0, got {self.limit}/{self.period_s}s"
-            )
-
-    @property
-    def per_ms(self) -> float:
-        """Tokens added per millisecond."""
-        return self.limit / (self.period_s * 1000)
-
-
-class RateLimiter(Protocol):
-    """Where token buckets live."""
-
-    async def hit(self, bucket: str, rate: Rate) -> float:
-        """Take one token from *bucket*: 0 if there was one, else the seconds until there is.
-
-        Raises:
-            BackendUnavailableError: the buckets' store cannot be reached.
-        """
-
-    def close(self) -> None:
-        """Release connections."""
-
-
-class MemoryRateLimiter:
-    """Token buckets in this process's memory (one server process).
-
-    Args:
-        max_buckets: when more buckets than this exist, the full ones (which hold no
-            information) are dropped.
-        clock: milliseconds, monotonic (for tests).
-    """
-
-    def __init__(
-        self, *, max_buckets: int = 100_000, clock: Callable[[], float] | None = None
-    ) -> None:
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._max = max_buckets
-        self._clock = clock or (lambda: time.monotonic() * 1000)
-        self._lock = threading.Lock()  # hit() runs on the loop, but a test may share it
-
-    async def hit(self, bucket: str, rate: Rate) -> float:
-        """Take one token from *bucket* (see :class:`RateLimiter`)."""
-        now = self._clock()
-        with self._lock:
-            tokens, at = self._buckets.get(bucket, (float(rate.limit), now))
-            tokens = min(float(rate.limit), tokens + max(0.0, now - at) * rate.per_ms)
-            wait = 0.0
-            if tokens >= 1:
-                tokens -= 1
-            else:
-                wait = (1 - tokens) / rate.per_ms / 1000
-            self._buckets[bucket] = (tokens, now)
-            if len(self._buckets) > self._max:
-                self._prune(now, rate)
-        return wait
-
-    def _prune(self, now: float, rate: Rate) -> None:
-        full_after = rate.limit / rate.per_ms
-        stale = [b for b, (_, at) in self._buckets.items() if now - at >= full_after]
-        for b in stale:
-            del self._buckets[b]
-        if len(self._buckets) > self._max:  # still too many: forget the oldest half
-            keep = sorted(self._buckets.items(), key=lambda kv: kv[1][1])[len(self._buckets) // 2 :]
-            self._buckets = dict(keep)
-
-    def close(self) -> None:
-        """Forget every bucket."""
-        self._buckets.clear()
-
-
-# One round trip, atomic, and on the Redis server's clock, so every server process shares
-# the same buckets and the same time. Returns the wait in milliseconds (0: allowed).
-_BUCKET_LUA: Final = """
-local capacity = tonumber(ARGV[1])
-local per_ms = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(b[1]) or capacity
-local at = tonumber(b[2]) or now
-if now > at then tokens = math.min(capacity, tokens + (now - at) * per_ms) end
-local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) / per_ms) end
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'at', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / per_ms) + 1000)
-return wait
-"""
-
-
-class RedisRateLimiter:
-    """Token buckets in Redis, shared by every server process that uses the same *prefix*.
-
-    Each bucket is one hash under *prefix*, updated by one Lua script on the Redis server's
-    clock, and expires once it would be full again. Calls run in a worker thread, off the
-    event loop.
-
-    Args:
-        url: a ``redis://`` or ``rediss://`` URL (its query string is left to redis-py).
-        prefix: every key starts with it.
-        timeout_s: socket timeout of each call.
-
-    Raises:
-        MissingExtraError: redis-py is not installed (``pip install 'openrooms[redis]'``).
-    """
-
-    def __init__(
-        self, url: str, *, prefix: str = "openrooms:ratelimit:", timeout_s: float = 2.0
-    ) -> None:
-        from openrooms._extras import require
-
-        redis = require("redis", feature="the shared rate limiter", extra="redis")
-        self.prefix = prefix
-        self._client = redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
-        )
-        self._script = self._client.register_script(_BUCKET_LUA)
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
-
-    def bucket_key(self, bucket: str) -> str:
-        """The Redis key of *bucket*."""
-        return f"{self.prefix}{bucket}"
-
-    def _hit(self, bucket: str, rate: Rate) -> float:
-        try:
-            wait_ms = self._script(keys=[self.bucket_key(bucket)], args=[rate.limit, rate.per_ms])
-        except self._errors as exc:
-            raise BackendUnavailableError("redis", f"rate limiter: {type(exc).__name__}") from exc
-        return int(wait_ms) / 1000
-
-    async def hit(self, bucket: str, rate: Rate) -> float:
-        """Take one token from *bucket* (see :class:`RateLimiter`)."""
-        import anyio.to_thread
-
-        return await anyio.to_thread.run_sync(self._hit, bucket, rate)
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self._client.close()
-
-
-def _room_bucket(room: str) -> str:
-    if re.fullmatch(r"[A-Za-z0-9_.:-]{1,200}", room):
-        return f"room:{room}"
-    return f"room#{hashlib.sha256(room.encode()).hexdigest()[:16]}"
-
-
-class RateLimit:
-    """Limit requests per API key (per client address when no key is configured), and
-    ``POST /api/rooms/{id}/run`` and ``.../input`` per room as well.
-
-    A refused request gets 429 ``rate_limited`` with ``Retry-After`` (whole seconds) and
-    ``details: {"scope": "key" | "room", "retry_after_s": ...}``. Put it inside
-    :class:`APIKeyAuth`, which sets the key id it counts by.
-
-    Args:
-        app: the ASGI app it guards.
-        limiter: where buckets live (default: a :class:`MemoryRateLimiter`).
-        per_key: each key's rate.
-        per_room: each room's rate for run and input; None turns the room limit off.
-        exempt_paths: paths never limited (the health check).
-        room_path: the pattern of room-limited paths; its ``room`` group names the room.
-        fail_open: when the limiter's backend is down, let requests through (logged)
-            rather than answer 503 ``backend_unavailable``.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        limiter: RateLimiter | None = None,
-        per_key: Rate = Rate(600, 60),
-        per_room: Rate | None = Rate(30, 60),
-        exempt_paths: Collection[str] = DEFAULT_PUBLIC_PATHS,
-        room_path: re.Pattern[str] = _ROOM_WRITE,
-        fail_open: bool = False,
-    ) -> None:
-        self.app = app
-        self.limiter: RateLimiter = limiter if limiter is not None else MemoryRateLimiter()
-        self.per_key, self.per_room = per_key, per_room
-        self.exempt_paths = frozenset(exempt_paths)
-        self.room_path = room_path
-        self.fail_open = fail_open
-
-    def _who(self, scope: Scope) -> str:
-        kid = _state(scope).get("key_id")
-        if kid:
-            return f"key:{kid}"
-        client = scope.get("client")
-        return f"ip:{client[0] if client else 'unknown'}"
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt_paths:
-            await self.app(scope, receive, send)
-            return
-        checks = [("key", self._who(scope), self.per_key)]
-        if self.per_room is not None and scope["method"] == "POST":
-            m = self.room_path.match(scope["path"])
-            if m is not None:
-                checks.append(("room", _room_bucket(m["room"]), self.per_room))
-        for what, bucket, rate in checks:
-            try:
-                wait = await self.limiter.hit(bucket, rate)
-            except BackendUnavailableError as exc:
-                if self.fail_open:
-                    log.warning("rate limiter unavailable, request let through: %s", exc)
-                    continue
-                response = error_response(
-                    503, "backend_unavailable", "the rate limiter's store cannot be reached"
-                )
-                await response(scope, receive, send)
-                return
-            if wait > 0:
-                seconds = max(1, math.ceil(wait))
-                response = error_response(
-                    429,
-                    "rate_limited",
-                    f"too many requests for this {what}; retry in {seconds} s",
-                    {"scope": what, "retry_after_s": seconds},
-                    headers={"Retry-After": str(seconds)},
-                )
-                await response(scope, receive, send)
-                return
         await self.app(scope, receive, send)
 
 

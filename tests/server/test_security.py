@@ -16,14 +16,12 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from openrooms.errors import InputError
+from openrooms_server.ratelimit import MemoryRateLimiter, Rate, RateLimit
 from openrooms_server.security import (
     APIKeyAuth,
     BodyLimit,
     ContentTypeGuard,
     InvalidJSONError,
-    MemoryRateLimiter,
-    Rate,
-    RateLimit,
     SecurityHeaders,
     cors,
     json_error_response,

@@ -12,7 +12,8 @@ from starlette.middleware import Middleware
 from starlette.testclient import TestClient
 
 from openrooms.errors import BackendUnavailableError
-from openrooms_server.security import APIKeyAuth, Rate, RateLimit, RedisRateLimiter
+from openrooms_server.ratelimit import Rate, RateLimit, RedisRateLimiter
+from openrooms_server.security import APIKeyAuth
 from tests.conftest import REDIS_URL, drop_redis_prefix
 from tests.server.test_security import KEY, OTHER, ROUTES, auth
 
