@@ -45,7 +45,15 @@ from openrooms.tools import default_tools
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs"
 PAGES = sorted([ROOT / "README.md", *DOCS.glob("*.md")])
-RUNNABLE = ["agents.md", "concepts.md", "extending.md", "memory.md", "nodes.md", "tools.md"]
+RUNNABLE = [
+    "agents.md",
+    "concepts.md",
+    "extending.md",
+    "memory.md",
+    "nodes.md",
+    "server-security.md",
+    "tools.md",
+]
 
 _FENCE = re.compile(r"^```(?P<lang>[\w-]*)[^\n]*\n(?P<body>.*?)^```[ \t]*$", re.M | re.S)
 
