@@ -1,0 +1,243 @@
+"""``create_app(settings)``: the Starlette app, its runtime and how it runs rooms.
+
+One :class:`~openrooms.runtime.Runtime` per app, opened in the lifespan (as the CLI opens
+its own: the config file, the plugins, ``--script``) and closed on shutdown. Rooms run one
+of two ways, chosen once from the resolved queue URL:
+
+- no queue URL: **in the server's process**, as background tasks on its event loop
+  (:class:`LocalExecutor`; ``Runtime.arun``), at most ``settings.concurrency`` at a time.
+  On shutdown the runtime is asked to stop (``request_stop``): each room finishes the step
+  it is in, commits it and lets go of its lease; a room still running after
+  ``settings.shutdown_grace_s`` is cancelled, as a crash would stop it. Either way every
+  room stays resumable (``POST /api/rooms/{id}/resume``, ``openrooms resume``, a worker).
+- a queue URL: **on RQ workers** (:class:`QueueExecutor`): a run is a job on the queue,
+  exactly as ``openrooms run --detach`` leaves it (``openrooms worker`` runs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.routing import Mount, Route
+
+from openrooms.errors import OpenRoomsError, RoomLeasedError
+from openrooms.room import RoomState
+from openrooms.runtime import Runtime, open_runtime
+from openrooms.types import RoomId
+from openrooms_server.errors import ApiError, handle_error
+from openrooms_server.settings import Settings
+
+if TYPE_CHECKING:
+    from openrooms.backends.rq import RQJobQueue
+
+__all__ = ["Executor", "LocalExecutor", "QueueExecutor", "create_app", "open_server_runtime"]
+
+logger = logging.getLogger("openrooms_server")
+
+
+def open_server_runtime(settings: Settings) -> Runtime:
+    """The runtime the settings describe, opened as the CLI opens its own (``_runtime`` in
+    :mod:`openrooms.cli`): the config file, then the plugins (config, ``OPENROOMS_PLUGINS``,
+    ``--plugin``), then ``--script``'s canned models and tools.
+
+    Raises:
+        PluginError, BackendConfigError, ... as :func:`openrooms.open_runtime`.
+    """
+    from openrooms.config import load_config
+    from openrooms.registries import open_registries
+
+    config = load_config(settings.config_file) if settings.config_file else None
+    registries = open_registries(settings.plugins, config=config)
+    urls = settings.resolve()
+    if settings.script:
+        from openrooms.offline import load_script
+
+        models, tools = load_script(settings.script, registries.tools)
+        return open_runtime(
+            urls.state,
+            state_url=urls.state,
+            log_url=urls.log,
+            models=models,
+            tools=tools,
+            config=config,
+            registries=registries,
+        )
+    return open_runtime(
+        urls.state, state_url=urls.state, log_url=urls.log, config=config, registries=registries
+    )
+
+
+class Executor(Protocol):
+    """Where the server sends rooms to run."""
+
+    mode: str
+    """``in-process`` or ``queue``."""
+
+    def busy(self, room_id: str) -> bool:
+        """Whether this executor is running (or about to run) *room_id*."""
+
+    async def start(self, state: RoomState) -> None:
+        """Have *state*'s room run (it was just queued, given input, or asked to resume).
+
+        Raises:
+            BackendUnavailableError: the job queue cannot take it (the room stays saved).
+        """
+
+    async def aclose(self) -> None:
+        """Stop: see the module docstring."""
+
+
+class LocalExecutor:
+    """Runs rooms as background tasks on the server's event loop, *concurrency* at a time."""
+
+    mode = "in-process"
+
+    def __init__(self, rt: Runtime, *, concurrency: int, grace_s: float) -> None:
+        self.rt = rt
+        self.grace_s = grace_s
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._closing = False
+
+    def busy(self, room_id: str) -> bool:
+        return room_id in self._tasks
+
+    async def start(self, state: RoomState) -> None:
+        room_id = state.room_id
+        if self._closing or room_id in self._tasks:
+            return  # shutting down: the room stays queued/running, for a resume or a worker
+        task = asyncio.get_running_loop().create_task(self._run(room_id), name=f"room {room_id}")
+        self._tasks[room_id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(room_id, None))
+
+    async def _run(self, room_id: str) -> None:
+        async with self._slots:
+            if self.rt.stop_requested:
+                return
+            try:
+                state = await self.rt.arun(RoomId(room_id))
+            except RoomLeasedError as exc:  # another runner (a worker, a CLI) has it: fine
+                logger.info("room %s not run here: %s", room_id, exc)
+            except OpenRoomsError as exc:
+                logger.warning("room %s stopped: %s", room_id, exc)
+            except Exception:  # a bug: logged, the room stays resumable
+                logger.exception("room %s: the run failed", room_id)
+            else:
+                logger.info("room %s %s at %r", room_id, state.status.value, state.current_node)
+
+    async def aclose(self) -> None:
+        """Ask every run to stop at its next step boundary and wait for them (up to the
+        grace time; then cancel what is left, which a resume goes on from)."""
+        self._closing = True
+        self.rt.request_stop()
+        tasks = list(self._tasks.values())
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=self.grace_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+
+class QueueExecutor:
+    """Queues runs on RQ for ``openrooms worker`` processes, as ``run --detach`` does."""
+
+    mode = "queue"
+
+    def __init__(self, jobs: RQJobQueue) -> None:
+        self.jobs = jobs
+
+    def busy(self, room_id: str) -> bool:
+        return False  # the room's status and lease say it, in the store
+
+    async def start(self, state: RoomState) -> None:
+        # a Redis call, not a store call: on Starlette's thread pool, never on the loop
+        await run_in_threadpool(self.jobs.enqueue, state.room_id)
+
+    async def aclose(self) -> None:
+        await run_in_threadpool(self.jobs.close)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The OpenRooms API as a Starlette app (serve it with uvicorn).
+
+    The runtime and the executor are opened when the app starts (its lifespan) and are
+    then ``app.state.runtime`` and ``app.state.executor``; ``app.state.settings`` holds
+    *settings*. Security middleware (API keys, limits) wraps this app; see
+    docs/server-security.md.
+    """
+    from openrooms_server.routes import api_routes
+    from openrooms_server.routes_openapi import openapi_route
+
+    settings = settings if settings is not None else Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        rt = await run_in_threadpool(open_server_runtime, settings)
+        executor: Executor
+        try:
+            queue_url = settings.resolve().queue
+            if queue_url:
+                from openrooms.backends.rq import RQJobQueue
+
+                executor = QueueExecutor(await run_in_threadpool(RQJobQueue, queue_url))
+            else:
+                executor = LocalExecutor(
+                    rt, concurrency=settings.concurrency, grace_s=settings.shutdown_grace_s
+                )
+        except BaseException:
+            await run_in_threadpool(rt.close)
+            raise
+        app.state.runtime = rt
+        app.state.executor = executor
+        app.state.idempotency = {}
+        app.state.idempotency_locks = {}
+        logger.info("serving rooms %s", executor.mode)
+        try:
+            yield
+        finally:
+            try:
+                await executor.aclose()
+            finally:
+                await run_in_threadpool(rt.close)
+
+    app = Starlette(
+        routes=[Mount("/api", routes=api_routes()), openapi_route()],
+        # ours and OpenRooms' typed errors are answered where they are raised; any other
+        # exception reaches Starlette's outermost handler, which answers with the same
+        # shape and then lets the server log the exception too
+        exception_handlers={
+            ApiError: handle_error,
+            OpenRoomsError: handle_error,
+            HTTPException: handle_error,
+            Exception: handle_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    return app
+
+
+def routes_of(app: Starlette) -> list[tuple[str, str]]:
+    """Every (path, method) the app answers (HEAD left out), for the OpenAPI test."""
+    found: list[tuple[str, str]] = []
+
+    def walk(routes: Any, prefix: str) -> None:
+        for r in routes:
+            if isinstance(r, Mount):
+                walk(r.routes, prefix + r.path)
+            elif isinstance(r, Route):
+                for m in sorted(r.methods or ()):
+                    if m != "HEAD":
+                        found.append((prefix + r.path, m))
+
+    walk(app.routes, "")
+    return found
