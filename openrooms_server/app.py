@@ -241,3 +241,74 @@ def routes_of(app: Starlette) -> list[tuple[str, str]]:
 
     walk(app.routes, "")
     return found
+
+
+def check_bind(settings: Settings) -> None:
+    """Refuse to serve on a non-loopback address without API keys, unless *insecure*.
+
+    Raises:
+        InsecureBindError: ``settings.host`` is not loopback, ``OPENROOMS_API_KEYS`` names no
+            key, and ``settings.insecure`` is False.
+    """
+    from openrooms_server.errors import InsecureBindError
+    from openrooms_server.settings import is_loopback
+
+    if not is_loopback(settings.host) and not settings.api_keys_set and not settings.insecure:
+        raise InsecureBindError(settings.host)
+
+
+def serve(settings: Settings) -> None:
+    """Serve the app with uvicorn until SIGINT/SIGTERM, then shut down gracefully (see the
+    module docstring).
+
+    Raises:
+        InsecureBindError: see :func:`check_bind`.
+    """
+    import uvicorn
+
+    check_bind(settings)
+    if not logging.getLogger().handlers and not logger.handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        log_level="info",
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)) + 5,
+    )
+
+
+_GLOBAL_WITH_VALUE = ("--db", "--plugin", "--script", "--config", "--queue-url")
+
+
+def split_args(args: list[str]) -> list[str]:
+    """``openrooms-server ARGS`` as ``openrooms`` arguments: the global options (``--db``,
+    ``--plugin``, ``--script``, ``--config``, ``--queue-url``) first, then ``serve`` and the
+    rest: ``openrooms-server --port 8000 --db URL`` is ``openrooms --db URL serve --port
+    8000``."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in _GLOBAL_WITH_VALUE and i + 1 < len(args):
+            front += [arg, args[i + 1]]
+            i += 2
+            continue
+        if arg.split("=", 1)[0] in _GLOBAL_WITH_VALUE and "=" in arg:
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return [*front, "serve", *rest]
+
+
+def main() -> None:
+    """Entry point of the ``openrooms-server`` console script: ``openrooms serve``, taking
+    the global options (``--db``, ``--queue-url``, ...) anywhere on its command line."""
+    import sys
+
+    from openrooms.cli import cli
+
+    cli(split_args(sys.argv[1:]), prog_name="openrooms-server")

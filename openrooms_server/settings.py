@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import attrs
 
@@ -20,6 +20,10 @@ __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Settings", "is_loopback"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3001
+
+
+def _strings(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
 
 
 def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -51,7 +55,7 @@ class Settings:
     port: int = attrs.field(default=DEFAULT_PORT)
     db: str | None = None
     queue_url: str | None = None
-    plugins: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    plugins: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     config_file: str | None = None
     script: str | None = None
     concurrency: int = attrs.field(default=8, validator=_positive)
