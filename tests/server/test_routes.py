@@ -13,6 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from openrooms import serde
+from openrooms.events import Event, EventType
 from openrooms_server import Settings, create_app
 from tests.server.server_tools import Gate, assert_error, assert_schema, gate_workflow, poll
 
@@ -461,10 +462,12 @@ def test_resume_a_room_a_stopped_runner_left_running(client: TestClient, db: Pat
     register_order(client)
     room_id = client.post("/api/rooms", json={"workflow": "order_approval"}).json()["id"]
     with open_runtime(f"sqlite:///{db}") as other:
-        # stop after the first node completes: left running, its lease released
-        left = other.run(
-            room_id, on_event=lambda e: e.type.value == "NODE_COMPLETED" and other.request_stop()
-        )
+
+        def stop_after_first_node(e: Event) -> None:  # left running, its lease released
+            if e.type is EventType.NODE_COMPLETED:
+                other.request_stop()
+
+        left = other.run(room_id, on_event=stop_after_first_node)
     assert left.status.value == "running" and left.current_node == "check"
     r = client.post(f"/api/rooms/{room_id}/resume")
     assert r.status_code == 202 and r.json() == {"id": room_id, "status": "running"}
