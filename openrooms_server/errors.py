@@ -125,6 +125,13 @@ def _details(exc: OpenRoomsError) -> Any:
     return None
 
 
+def _message(exc: OpenRoomsError) -> str:
+    """*exc*'s message for a client: without where the store keeps its data."""
+    if isinstance(exc, RoomNotFoundError):
+        return str(RoomNotFoundError(exc.room_id))
+    return str(exc)
+
+
 ERROR_TABLE: Final[tuple[tuple[type[OpenRoomsError], int, str], ...]] = (
     (WorkflowValidationError, 422, "invalid_workflow"),
     (NodeTypeNotFoundError, 422, "invalid_workflow"),
@@ -202,7 +209,7 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     status, code = to_status(exc)
     if status < 500:
         assert isinstance(exc, OpenRoomsError)
-        return error_response(status, code, str(exc), _details(exc))
+        return error_response(status, code, _message(exc), _details(exc))
     cid = _correlation_id(request)
     logger.error(
         "%s %s failed (%s, correlation id %s)",

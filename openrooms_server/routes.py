@@ -31,6 +31,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
@@ -43,6 +44,8 @@ from starlette.routing import Route
 from openrooms import loading, serde
 from openrooms.backends.base import StoredWorkflow
 from openrooms.errors import (
+    BackendUnavailableError,
+    CorruptRoomError,
     InputError,
     Problem,
     RoomStatusError,
@@ -60,6 +63,8 @@ from openrooms_server.app import Executor
 from openrooms_server.errors import ApiError, problems
 
 __all__ = ["api_routes"]
+
+logger = logging.getLogger("openrooms_server")
 
 T = TypeVar("T")
 
@@ -220,6 +225,23 @@ def _busy(state: RoomState, extra: dict[str, Any] | None = None) -> ApiError:
     )
 
 
+async def _hand_on(request: Request, state: RoomState) -> None:
+    """Have the executor run *state*'s room; if the job queue cannot take it, say that the
+    room is saved and how to queue it again (503 ``backend_unavailable``)."""
+    executor = _executor(request)
+    try:
+        await executor.start(state)
+    except BackendUnavailableError:
+        logger.warning("room %s saved (%s) but not queued", state.room_id, state.status.value)
+        raise ApiError(
+            503,
+            "backend_unavailable",
+            f"room {state.room_id!r} is saved ({state.status.value}), but the job queue is "
+            f"unavailable; POST /api/rooms/{state.room_id}/resume once it is back",
+            {"id": state.room_id, "status": state.status.value},
+        ) from None
+
+
 async def _get_room(request: Request) -> RoomState:
     rt = _rt(request)
     return await _read(rt, rt.get_room, _room_id(request))
@@ -264,7 +286,7 @@ async def create_room(request: Request) -> Response:
     state = await _write(rt, rt.create_room, wf, variables, name=name)
     if run:
         state = await _write(rt, rt.enqueue, state.room_id)
-        await _executor(request).start(state)
+        await _hand_on(request, state)
     return JSONResponse(
         serde.room_to_dict(state),
         status_code=201,
@@ -289,7 +311,7 @@ async def run_room(request: Request) -> Response:
         )
         raise RoomStatusError(state.room_id, state.status.value, "run it", allowed)
     state = await _write(rt, rt.enqueue, state.room_id)
-    await _executor(request).start(state)
+    await _hand_on(request, state)
     return _accepted(state)
 
 
@@ -307,7 +329,7 @@ async def resume_room(request: Request) -> Response:
         raise _busy(state, {"lease_expires_at": lease.expires_at})
     if state.status is RoomStatus.CREATED:
         state = await _write(rt, rt.enqueue, state.room_id)
-    await _executor(request).start(state)
+    await _hand_on(request, state)
     return _accepted(state)
 
 
@@ -360,7 +382,7 @@ async def _deliver(request: Request, room_id: str, data: Any) -> JSONResponse:
     if state.status is not RoomStatus.WAITING:  # refused before a lease is even taken
         raise RoomStatusError(room_id, state.status.value, "give it input", "it is not waiting")
     state = await _write(rt, rt.record_input, room_id, data)
-    await _executor(request).start(state)
+    await _hand_on(request, state)
     return _accepted(state)
 
 
@@ -440,6 +462,10 @@ def _cursor_key(text: str) -> tuple[int, str]:
         raise _invalid("cursor", "is not a cursor this server gave") from None
 
 
+def _corrupt(exc: CorruptRoomError) -> None:
+    logger.warning("GET /api/rooms left out room %s: %s", exc.room_id, exc)
+
+
 async def list_rooms(request: Request) -> Response:
     """``GET /api/rooms``: ``{items: [room...], next}``, newest first; pass ``next`` as
     ``cursor`` for the following page (null: no more)."""
@@ -461,7 +487,7 @@ async def list_rooms(request: Request) -> Response:
             status=status,
             workflow_id=workflow_id,
             limit=window,
-            on_corrupt=lambda exc: None,  # listed by `openrooms rooms` and `db check`
+            on_corrupt=_corrupt,  # left out of the page, logged; `openrooms db check` lists
         )
         past = found if key is None else [s for s in found if (s.created_at, s.room_id) < key]
         if len(past) > limit or len(found) < window:

@@ -567,3 +567,27 @@ def test_a_server_fault_has_a_correlation_id_and_no_internals(client: TestClient
     assert "Traceback" not in r.text and "SELECT" not in r.text and "not json" not in r.text
     given = client.get(f"/api/rooms/{room_id}", headers={"X-Request-ID": "req-42"})
     assert assert_error(given, 500, "corrupt_data")["details"]["correlation_id"] == "req-42"
+
+
+def test_not_found_does_not_say_where_the_data_is(client: TestClient, db: Path) -> None:
+    err = assert_error(client.get("/api/rooms/nope"), 404, "not_found")
+    assert err["message"] == "no room 'nope'" and str(db) not in err["message"]
+
+
+def test_an_unreachable_job_queue_keeps_the_room_and_says_so(tmp_path: Path) -> None:
+    """Nothing listens on loopback port 1: the queue refuses at once."""
+    settings = Settings(
+        db=f"sqlite:///{tmp_path}/rooms.db",
+        queue_url="redis://127.0.0.1:1/0?queue=nowhere",
+        env={},
+    )
+    with TestClient(create_app(settings)) as c:
+        register_order(c)
+        room_id = c.post("/api/rooms", json={"workflow": "order_approval"}).json()["id"]
+        err = assert_error(c.post(f"/api/rooms/{room_id}/run"), 503, "backend_unavailable")
+        assert err["details"] == {"id": room_id, "status": "queued"}
+        assert f"/api/rooms/{room_id}/resume" in err["message"]
+        assert "127.0.0.1:1" not in err["message"]
+        assert c.get(f"/api/rooms/{room_id}").json()["status"] == "queued"  # saved, for a worker
+        err = assert_error(c.post(f"/api/rooms/{room_id}/resume"), 503, "backend_unavailable")
+        assert err["details"]["status"] == "queued"
