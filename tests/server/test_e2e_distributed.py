@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -117,13 +118,13 @@ def test_server_queues_and_workers_run(cluster: Cluster) -> None:
         assert r.status_code == 201 and r.json()["status"] == "queued", r.text
         ids.append(r.json()["id"])
     for room_id in ids[:2]:
-        poll(lambda room_id=room_id: status(room_id, "waiting"), f"{room_id} waiting")
+        poll(partial(status, room_id, "waiting"), f"{room_id} waiting")
     poll(lambda: status(ids[2], "completed"), "the small order to complete")
     for room_id in ids[:2]:
         r = http.post(f"/api/rooms/{room_id}/input", json={"data": {"approved": True, "by": "kim"}})
         assert r.status_code == 202 and r.json() == {"id": room_id, "status": "running"}, r.text
     for room_id in ids[:2]:
-        poll(lambda room_id=room_id: status(room_id, "completed"), f"{room_id} completed")
+        poll(partial(status, room_id, "completed"), f"{room_id} completed")
         room = http.get(f"/api/rooms/{room_id}").json()
         assert room["variables"]["approved_by"] == "kim"
     # the workers ran every room; the server ran none (it logs each room it runs itself)
