@@ -591,3 +591,46 @@ def test_an_unreachable_job_queue_keeps_the_room_and_says_so(tmp_path: Path) -> 
         assert c.get(f"/api/rooms/{room_id}").json()["status"] == "queued"  # saved, for a worker
         err = assert_error(c.post(f"/api/rooms/{room_id}/resume"), 503, "backend_unavailable")
         assert err["details"]["status"] == "queued"
+
+
+def _creating_on_io_thread() -> bool | None:
+    """Whether a thread named openrooms-io is inside Runtime.create_room now."""
+    import sys
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name.startswith("openrooms-io") and thread.ident is not None:
+            frame = sys._current_frames().get(thread.ident)
+            while frame is not None:
+                if frame.f_code.co_name == "create_room":
+                    return True
+                frame = frame.f_back
+    return None
+
+
+def test_a_locked_database_does_not_stall_other_requests(client: TestClient, db: Path) -> None:
+    """A write that waits for SQLite's lock waits on the runtime's IO thread: the event loop
+    answers other requests meanwhile, and the write goes through once the lock is free."""
+    import threading
+
+    register_order(client)
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process's write transaction, say
+    answers: list[Any] = []
+    writer = threading.Thread(
+        target=lambda: answers.append(
+            client.post("/api/rooms", json={"workflow": "order_approval"})
+        )
+    )
+    try:
+        writer.start()
+        poll(_creating_on_io_thread, "the write to wait on the runtime's IO thread")
+        for _ in range(3):  # answered while the write waits
+            assert client.get("/openapi.json").status_code == 200
+            assert client.get("/api/tools").status_code == 200
+        assert writer.is_alive() and not answers
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    writer.join(timeout=30)
+    assert answers and answers[0].status_code == 201, answers
