@@ -3,6 +3,7 @@ checking answers against the OpenAPI document's schemas."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -47,37 +48,49 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
 
 
 class Gate:
-    """A loopback server the ``gate`` tool of tests/e2e/rq_tools.py connects to: the tool
-    blocks (its room is running) until the test calls :meth:`answer`."""
+    """A loopback server the ``gate`` tool of tests/e2e/rq_tools.py connects to: each call
+    of the tool blocks (its room is running) until the test answers it."""
 
     def __init__(self) -> None:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.server.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        self._arrived = threading.Event()
+        self.waiting: list[socket.socket] = []
+        self.arrived = 0
+        self._cond = threading.Condition()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        try:
-            conn, _ = self.server.accept()
-        except OSError:
-            return
-        conn.makefile("r").readline()
-        self.conns.append(conn)
-        self._arrived.set()
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            conn.makefile("r").readline()
+            with self._cond:
+                self.waiting.append(conn)
+                self.arrived += 1
+                self._cond.notify_all()
 
-    def wait(self, deadline_s: float = DEADLINE_S) -> None:
-        """Until the tool has connected (its room is running)."""
-        assert self._arrived.wait(deadline_s), "the gate tool never connected"
+    def wait(self, calls: int = 1, deadline_s: float = DEADLINE_S) -> None:
+        """Until the tool has been called *calls* times in all (those rooms are running)."""
+        with self._cond:
+            ok = self._cond.wait_for(lambda: self.arrived >= calls, deadline_s)
+        assert ok, f"the gate tool was called {self.arrived} times, not {calls}"
 
     def answer(self, text: str = "opened") -> None:
-        for conn in self.conns:
-            conn.sendall(f"{text}\n".encode())
+        """Answer every call waiting now."""
+        with self._cond:
+            conns, self.waiting = self.waiting, []
+        for conn in conns:
+            with contextlib.suppress(OSError):  # its caller is gone (a killed server)
+                conn.sendall(f"{text}\n".encode())
             conn.close()
 
     def close(self) -> None:
         self.server.close()
-        for conn in self.conns:
+        with self._cond:
+            conns, self.waiting = self.waiting, []
+        for conn in conns:
             conn.close()
 
 

@@ -253,3 +253,40 @@ def test_openrooms_server_script_is_serve() -> None:
     assert "Serve the REST API" in done.stdout and "--insecure" in done.stdout
     settings: Any = Settings()
     assert (settings.host, settings.port) == ("127.0.0.1", 3001)
+
+
+def test_resume_after_the_server_is_killed_mid_run(tmp_path: Path, servers: list[Server]) -> None:
+    """SIGKILL while a node runs: the room keeps its lease until it expires (1 s here), is
+    busy till then, and a resume on a new server runs the node again and finishes."""
+    db = f"sqlite:///{tmp_path}/rooms.db"
+    env = server_env(OPENROOMS_LEASE_TTL_S="1", OPENROOMS_RENEW_EVERY_S="0.25")
+    args = ("--db", db, "--plugin", "tests.e2e.rq_tools")
+    gate = Gate()
+    try:
+        server = Server(tmp_path, *args, env=env)
+        servers.append(server)
+        r = server.http.post("/api/rooms?run=true", json={"definition": gate_workflow(gate.port)})
+        room_id = r.json()["id"]
+        gate.wait(1)
+        server.kill()
+        gate.answer()  # nobody is listening any more
+        again = Server(tmp_path, *args, env=env)
+        servers.append(again)
+        assert status(again, room_id) == "running"
+
+        def resumed() -> httpx.Response | None:
+            r = again.http.post(f"/api/rooms/{room_id}/resume")
+            if r.status_code == 409:
+                assert r.json()["error"]["code"] == "room_busy"  # until the lease expires
+                return None
+            return r
+
+        r = poll(resumed, "the dead server's lease to expire")
+        assert r.status_code == 202, r.text
+        gate.wait(2)  # the node that was cut off runs again
+        gate.answer()
+        until(again, room_id, "completed")
+        room = again.http.get(f"/api/rooms/{room_id}").json()
+        assert room["visits"]["gate"] == 1 and room["variables"]["finished"] is True
+    finally:
+        gate.close()

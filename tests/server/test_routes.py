@@ -634,3 +634,50 @@ def test_a_locked_database_does_not_stall_other_requests(client: TestClient, db:
         holder.close()
     writer.join(timeout=30)
     assert answers and answers[0].status_code == 201, answers
+
+
+def test_cancel_a_running_room(client: TestClient) -> None:
+    gate = Gate()
+    try:
+        client.post("/api/workflows", json=gate_workflow(gate.port))
+        room_id = client.post("/api/rooms?run=true", json={"workflow": "gated"}).json()["id"]
+        gate.wait()
+        r = client.post(f"/api/rooms/{room_id}/cancel", json={"reason": "no longer needed"})
+        assert r.status_code == 200 and r.json()["status"] == "cancelled"
+        gate.answer()  # the runner's next commit finds the room cancelled and stops
+        executor = client.app.state.executor  # type: ignore[attr-defined]
+        poll(lambda: True if not executor.busy(room_id) else None, "the runner to stop")
+        room = client.get(f"/api/rooms/{room_id}").json()
+        assert (room["status"], room["reason"]) == ("cancelled", "no longer needed")
+        assert "opened" not in room["variables"]  # nothing committed after the cancel
+    finally:
+        gate.close()
+
+
+def test_concurrency_bounds_the_rooms_running_at_once(tmp_path: Path) -> None:
+    settings = Settings(
+        db=f"sqlite:///{tmp_path}/rooms.db",
+        plugins=("tests.e2e.rq_tools",),
+        concurrency=1,
+        env={},
+    )
+    gate = Gate()
+    try:
+        with TestClient(create_app(settings)) as c:
+            c.post("/api/workflows", json=gate_workflow(gate.port))
+            first, second = (
+                c.post("/api/rooms?run=true", json={"workflow": "gated"}).json()["id"]
+                for _ in range(2)
+            )
+            gate.wait(1)
+            assert (status_of(c, first), status_of(c, second)) == ("running", "queued")
+            assert c.app.state.executor.busy(second)  # type: ignore[attr-defined]
+            err = assert_error(c.post(f"/api/rooms/{second}/run"), 409, "room_busy")
+            assert err["details"]["status"] == "queued"
+            gate.answer()  # the first finishes; the second takes its slot
+            gate.wait(2)
+            assert status_of(c, first) == "completed"
+            gate.answer()
+            until_status(c, second, "completed")
+    finally:
+        gate.close()
