@@ -195,13 +195,19 @@ def to_status(exc: BaseException) -> tuple[int, str]:
     return 500, "internal_error"
 
 
+_HTTP_CODES: Final[Mapping[int, str]] = {
+    404: "not_found",
+    405: "method_not_allowed",
+    415: "unsupported_media_type",
+}
+
+
 async def handle_error(request: Request, exc: Exception) -> Response:
     """Starlette exception handler: any exception -> the error shape (see module docstring)."""
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.details)
     if isinstance(exc, HTTPException):
-        code = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
-        found = code.get(exc.status_code)
+        found = _HTTP_CODES.get(exc.status_code)
         if found is not None:
             message = "no such route" if exc.status_code == 404 else str(exc.detail)
             return error_response(exc.status_code, found, message, headers=exc.headers or {})
