@@ -95,7 +95,12 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Runs rooms as background tasks on the server's event loop, *concurrency* at a time."""
+    """Runs rooms as background tasks on the server's event loop, *concurrency* at a time.
+
+    One task per room. A room handed on again while its task is still on it (input that
+    arrived as the run that reached the wait was letting go of the room) is run once more by
+    that task when its run ends, so no hand-on is ever dropped.
+    """
 
     mode = "in-process"
 
@@ -104,6 +109,7 @@ class LocalExecutor:
         self.grace_s = grace_s
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
         self._closing = False
 
     def busy(self, room_id: str) -> bool:
@@ -111,26 +117,38 @@ class LocalExecutor:
 
     async def start(self, state: RoomState) -> None:
         room_id = state.room_id
-        if self._closing or room_id in self._tasks:
+        if self._closing:
             return  # shutting down: the room stays queued/running, for a resume or a worker
+        if room_id in self._tasks:
+            self._again.add(room_id)  # its task runs it once more when its run ends
+            return
         task = asyncio.get_running_loop().create_task(self._run(room_id), name=f"room {room_id}")
         self._tasks[room_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(room_id, None))
 
     async def _run(self, room_id: str) -> None:
-        async with self._slots:
-            if self.rt.stop_requested:
-                return
-            try:
-                state = await self.rt.arun(RoomId(room_id))
-            except RoomLeasedError as exc:  # another runner (a worker, a CLI) has it: fine
-                logger.info("room %s not run here: %s", room_id, exc)
-            except OpenRoomsError as exc:
-                logger.warning("room %s stopped: %s", room_id, exc)
-            except Exception:  # a bug: logged, the room stays resumable
-                logger.exception("room %s: the run failed", room_id)
-            else:
-                logger.info("room %s %s at %r", room_id, state.status.value, state.current_node)
+        try:
+            async with self._slots:
+                while not self.rt.stop_requested:
+                    self._again.discard(room_id)
+                    await self._run_once(room_id)
+                    if room_id not in self._again:
+                        break
+        finally:
+            # no await between the check above and this: start() cannot slip in between
+            self._tasks.pop(room_id, None)
+            self._again.discard(room_id)
+
+    async def _run_once(self, room_id: str) -> None:
+        try:
+            state = await self.rt.arun(RoomId(room_id))
+        except RoomLeasedError as exc:  # another runner (a worker, a CLI) has it: fine
+            logger.info("room %s not run here: %s", room_id, exc)
+        except OpenRoomsError as exc:
+            logger.warning("room %s stopped: %s", room_id, exc)
+        except Exception:  # a bug: logged, the room stays resumable
+            logger.exception("room %s: the run failed", room_id)
+        else:
+            logger.info("room %s %s at %r", room_id, state.status.value, state.current_node)
 
     async def aclose(self) -> None:
         """Ask every run to stop at its next step boundary and wait for them (up to the

@@ -681,3 +681,29 @@ def test_concurrency_bounds_the_rooms_running_at_once(tmp_path: Path) -> None:
             until_status(c, second, "completed")
     finally:
         gate.close()
+
+
+def test_a_room_handed_on_while_its_task_runs_is_run_again(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Input recorded while the task that ran the room to its wait is still on it must not
+    be dropped: that task runs the room once more."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="openrooms_server")
+    gate = Gate()
+    try:
+        client.post("/api/workflows", json=gate_workflow(gate.port))
+        room_id = client.post("/api/rooms?run=true", json={"workflow": "gated"}).json()["id"]
+        gate.wait()
+        executor = client.app.state.executor  # type: ignore[attr-defined]
+        rt = client.app.state.runtime  # type: ignore[attr-defined]
+        client.portal.call(executor.start, rt.get_room(room_id))  # type: ignore[union-attr]
+        assert executor.busy(room_id)
+        gate.answer()
+        until_status(client, room_id, "completed")
+        poll(lambda: True if not executor.busy(room_id) else None, "the task to end")
+    finally:
+        gate.close()
+    runs = [r for r in caplog.records if r.getMessage().startswith(f"room {room_id} completed")]
+    assert len(runs) == 2  # the run, and the run again (which found it finished)
