@@ -63,7 +63,8 @@ CODES: Final[Mapping[str, str]] = {
     "invalid_json": "400: the body is not JSON (or not UTF-8, or has duplicate keys)",
     "not_found": "404: no such room, workflow or route",
     "method_not_allowed": "405: the route does not take this method",
-    "room_busy": "409: the room is running or queued (details.status), or a live runner holds it",
+    "room_busy": "409: the room is running or queued (details.status), or a live runner "
+    "holds its lease (details.lease_expires_at, ms)",
     "invalid_state": "409: the room's status does not allow this (details.status)",
     "workflow_conflict": "409: other content is registered under this workflow id and version",
     "room_exists": "409: a room with this id exists",
@@ -117,7 +118,7 @@ def _details(exc: OpenRoomsError) -> Any:
     if isinstance(exc, RoomStatusError):
         return {"status": exc.status}
     if isinstance(exc, RoomLeasedError):
-        return {"status": "running", "lease_expires_at": exc.expires_at_ms}
+        return {"lease_expires_at": exc.expires_at_ms}
     if isinstance(exc, InputError):
         return {"problems": [{"path": exc.where, "message": exc.message, "hint": exc.hint}]}
     if isinstance(exc, UnstorableValueError):

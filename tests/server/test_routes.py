@@ -707,3 +707,25 @@ def test_a_room_handed_on_while_its_task_runs_is_run_again(
         gate.close()
     runs = [r for r in caplog.records if r.getMessage().startswith(f"room {room_id} completed")]
     assert len(runs) == 2  # the run, and the run again (which found it finished)
+
+
+def test_a_room_another_runner_holds_is_busy(client: TestClient) -> None:
+    from openrooms.types import RoomId
+
+    room_id = waiting_order(client)
+    rt = client.app.state.runtime  # type: ignore[attr-defined]
+    lease = rt.states.acquire_lease(RoomId(room_id), "another-runner", ttl_ms=60_000, now=rt.now())
+    try:
+        before = snapshot(client)
+        answer = {"data": {"approved": True}}
+        err = assert_error(
+            client.post(f"/api/rooms/{room_id}/input", json=answer), 409, "room_busy"
+        )
+        assert err["details"] == {"lease_expires_at": lease.expires_at}
+        err = assert_error(client.post(f"/api/rooms/{room_id}/resume"), 409, "room_busy")
+        assert err["details"] == {"status": "waiting", "lease_expires_at": lease.expires_at}
+        assert snapshot(client) == before
+    finally:
+        rt.states.release_lease(lease)
+    assert client.post(f"/api/rooms/{room_id}/input", json=answer).status_code == 202
+    until_status(client, room_id, "completed")
