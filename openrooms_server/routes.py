@@ -219,8 +219,9 @@ def _busy(state: RoomState, extra: dict[str, Any] | None = None) -> ApiError:
     return ApiError(
         409,
         "room_busy",
-        f"room {state.room_id!r} is {state.status.value}; wait until it stops (its status "
-        "says when)",
+        f"room {state.room_id!r} is {state.status.value}: a runner has it or will; wait "
+        "for its status to change (a room no runner holds any more, after a crash or a "
+        "shutdown, goes on with POST .../resume)",
         {"status": state.status.value, **(extra or {})},
     )
 
