@@ -1339,6 +1339,72 @@ def tools(ctx: click.Context, as_json: bool) -> None:
             )
 
 
+@cli.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="OPENROOMS_HOST",
+    help="The address to listen on [env OPENROOMS_HOST]. A non-loopback address needs API "
+    "keys (OPENROOMS_API_KEYS) or --insecure.",
+)
+@click.option(
+    "--port",
+    default=3001,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar=["OPENROOMS_PORT", "PORT"],
+    help="The port to listen on (0: any free port) [env OPENROOMS_PORT, PORT].",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Without a job queue: how many rooms run in the server's process at the same time.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Serve on a non-loopback address without API keys (something in front of the "
+    "server must authenticate).",
+)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, concurrency: int, insecure: bool) -> None:
+    """Serve the REST API (openrooms_server) with uvicorn until Ctrl-C or SIGTERM.
+
+    Without a job queue, rooms run in the server's process; with one (--queue-url,
+    OPENROOMS_QUEUE_URL, REDIS_URL), runs are queued for `openrooms worker` processes. On
+    shutdown, running rooms stop at their next step boundary and stay resumable. Needs the
+    server extra: pip install 'openrooms[server]'. See docs/server.md.
+
+    Example:
+
+        openrooms --db sqlite:///rooms.db serve --port 3001
+    """
+    from openrooms._extras import require
+
+    for module in ("starlette", "uvicorn"):
+        require(module, feature="openrooms serve", extra="server")
+    from openrooms_server.app import serve as serve_app
+    from openrooms_server.settings import Settings
+
+    obj = ctx.find_root().obj
+    serve_app(
+        Settings(
+            host=host,
+            port=port,
+            db=obj["db"],
+            queue_url=obj["queue_url"],
+            plugins=obj["plugins"],
+            config_file=obj["config_file"],
+            script=obj["script"],
+            concurrency=concurrency,
+            insecure=insecure,
+        )
+    )
+
+
 def _clip(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 3] + "..."

@@ -1,7 +1,17 @@
-"""The deployable control plane: a Starlette REST API, RQ workers and a dashboard.
+"""The deployable control plane: the OpenRooms REST API on Starlette, served by uvicorn.
 
-Installed with ``pip install 'openrooms[server]'``. The API, worker and dashboard
-land in a later release; this package is importable so the layout is fixed now.
+Installed with ``pip install 'openrooms[server]'``; started with ``openrooms serve`` (or the
+``openrooms-server`` script). In Python::
+
+    from openrooms_server import Settings, create_app
+
+    app = create_app(Settings(db="sqlite:///rooms.db"))  # an ASGI app: uvicorn, TestClient
+
+See docs/server.md for the routes, their JSON and the error codes.
 """
 
-__all__: list[str] = []
+from openrooms_server.app import create_app
+from openrooms_server.errors import InsecureBindError
+from openrooms_server.settings import Settings
+
+__all__ = ["InsecureBindError", "Settings", "create_app"]

@@ -101,8 +101,9 @@ def health_endpoint(
 
     Returns:
         ``async def health(request) -> Response``: 200 ``{"status": "ok", "checks":
-        {name: {"status": "ok", "duration_ms": ...}}}``, or 503 with ``"status": "down"``
-        and each failed check as ``{"status": "down", "error": "Type: message"}``.
+        {name: {"status": "ok", "duration_ms": ...}}}``, or 503 with ``"status": "down"``,
+        each failed check as ``{"status": "down", "error": "Type: message"}``, and the API's
+        error shape beside them (``"error": {"code": "backend_unavailable", ...}``).
     """
     limiter = anyio.CapacityLimiter(max_threads)
     running: set[str] = set()
@@ -144,7 +145,15 @@ def health_endpoint(
             for name, fn in checks.items():
                 tg.start_soon(check_one, name, fn, results)
         ok = all(r["status"] == "ok" for r in results.values())
-        body = {"status": "ok" if ok else "down", "checks": dict(sorted(results.items()))}
+        report = dict(sorted(results.items()))
+        body: dict[str, Any] = {"status": "ok" if ok else "down", "checks": report}
+        if not ok:  # the API's error shape too, for clients that read only that
+            down = ", ".join(name for name, r in report.items() if r["status"] != "ok")
+            body["error"] = {
+                "code": "backend_unavailable",
+                "message": f"down: {down}",
+                "details": {"checks": report},
+            }
         return JSONResponse(body, status_code=200 if ok else 503)
 
     return health
@@ -341,17 +350,34 @@ def route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     if isinstance(path, str):
-        return path
+        # routed: a Mount on the way added its prefix to root_path (the scope is shared)
+        prefix = str(scope.get("root_path", ""))[len(str(scope.get("app_root_path", ""))) :]
+        return prefix + path
     app = scope.get("app")
-    for candidate in getattr(getattr(app, "router", None), "routes", ()):
+    return _find_template(getattr(getattr(app, "router", None), "routes", ()), scope, "")
+
+
+def _find_template(routes: Any, scope: Scope, prefix: str) -> str:
+    """The template of the route among *routes* (Mounts walked) that matches *scope*."""
+    for candidate in routes:
         try:
-            match, _ = candidate.matches(scope)
+            match, child = candidate.matches(scope)
         except Exception:  # noqa: S112 (a route that cannot judge this scope: not ours to fail on)
             continue
-        if match is not Match.NONE:
-            found = getattr(candidate, "path", None)
-            if isinstance(found, str):
-                return found
+        if match is Match.NONE:
+            continue
+        found = getattr(candidate, "path", None)
+        if not isinstance(found, str):
+            continue
+        inner = getattr(candidate, "routes", None)
+        if inner:  # a Mount: look inside, at the rest of the path
+            rest = {**scope, **child, "path": scope["path"][len(found) :] or "/"}
+            rest.pop("root_path", None)
+            deeper = _find_template(inner, rest, prefix + found)
+            if deeper != UNMATCHED:
+                return deeper
+            continue
+        return prefix + found
     return UNMATCHED
 
 
