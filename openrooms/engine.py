@@ -732,11 +732,12 @@ def advance(
             result = Outcome.from_exception(exc)
         if timer is not None:
             duration = (timer() - started) * 1000
+        check = np.result_check  # 0: never plain (it has an output); 1: keys too; 2: values
         if (
             type(result) is dict
             and scrub is None
-            and not np.node.output
-            and (not result or _plain(result))
+            and check
+            and (not result or (_plain_values(result) if check == 2 else _plain(result)))
         ):
             # the hot path: a plain success given as its assignments. The events are those
             # of _complete, each folded here by the rule of _apply_into for its type (the
@@ -747,7 +748,8 @@ def advance(
             seq += 1
             assign = None
             if result:
-                assign = dict(result)
+                # a new dict of the node's own (result_check 2) is kept as it is
+                assign = result if check == 2 else dict(result)
                 variables.update(assign)
             route = None
             try:
@@ -859,6 +861,25 @@ def _plain(values: Mapping[str, Any]) -> bool:
     for key, value in values.items():
         if type(key) is not str or not key.isascii():
             return False
+        kind = type(value)
+        if kind is int:
+            if not -_MAX_PLAIN_INT < value < _MAX_PLAIN_INT:
+                return False
+        elif kind is str:
+            if not value.isascii():
+                return False
+        elif kind is float:
+            if value - value != 0.0:  # inf or nan
+                return False
+        elif value is not None and kind is not bool:
+            return False
+    return True
+
+
+def _plain_values(values: Mapping[str, Any]) -> bool:
+    """:func:`_plain` for a dict whose keys are known to be variable names (an executor's
+    ``fresh_assignments``): only the values are looked at."""
+    for value in values.values():
         kind = type(value)
         if kind is int:
             if not -_MAX_PLAIN_INT < value < _MAX_PLAIN_INT:

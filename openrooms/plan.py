@@ -89,11 +89,21 @@ class NodePlan:
     routes: Mapping[str, tuple[Route, ...]]
     pure: bool = False
     ok_routes: tuple[Route, ...] = attrs.field(init=False, eq=False, repr=False)
+    result_check: int = attrs.field(init=False, eq=False, repr=False)
+    """How a chain checks the dict ``evaluate`` returns before it keeps it as the node's
+    assignments: 0 never (the node has an ``output``: the general way), 1 keys and values,
+    2 values only, the dict kept as it is (the executor's ``fresh_assignments``)."""
     evaluate: Callable[[dict[str, Any]], Any] = attrs.field(init=False, eq=False, repr=False)
 
     @ok_routes.default
     def _ok_routes(self) -> tuple[Route, ...]:
         return self.routes.get("ok", ())
+
+    @result_check.default
+    def _result_check(self) -> int:
+        if self.node.output:
+            return 0
+        return 2 if getattr(self.executor, "fresh_assignments", False) else 1
 
     @evaluate.default
     def _evaluate(self) -> Callable[[dict[str, Any]], Any]:

@@ -310,6 +310,12 @@ class NodeExecutor:
         """Run one attempt. Return an :class:`Outcome`; exceptions become ``error`` outcomes."""
         raise NotImplementedError(f"{type(self).__name__} does not implement execute()")
 
+    fresh_assignments: bool = False
+    """Whether :meth:`evaluate` (and :meth:`evaluator`'s function) returns a new dict on
+    every call, keyed only by variable names the node's validation checked: a chain then
+    checks only its values and keeps it as the node's assignments, without a copy. A
+    promise about every call; leave it False when unsure."""
+
     def is_pure(self, prepared: Any) -> bool:
         """Whether a node with this *prepared* config can run through :meth:`evaluate`:
         synchronously, with no IO, no journal and nothing but its scope to read. Pure

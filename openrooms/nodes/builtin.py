@@ -88,6 +88,7 @@ class SetExecutor(NodeExecutor):
     a null value deletes the entry."""
 
     labels = frozenset({"ok"})
+    fresh_assignments = True  # a new {name: value} per call, names checked by validate()
 
     _KEYS = frozenset({"assign", "memory"})
 
@@ -283,6 +284,7 @@ class DecisionExecutor(NodeExecutor):
     """``decision``: does nothing itself; its transitions' guards pick the way on."""
 
     labels = frozenset({"ok"})
+    fresh_assignments = True  # a new, empty dict per call
 
     def validate(self, node: Node, path: str) -> list[Problem]:
         problems = unknown_keys(node, path, frozenset())

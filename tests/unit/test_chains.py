@@ -4,16 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from openrooms import Runtime, Workflow, WorkflowBuilder, engine, open_runtime
+from openrooms import (
+    NodeContext,
+    NodeExecutor,
+    Outcome,
+    Runtime,
+    Workflow,
+    WorkflowBuilder,
+    engine,
+    open_runtime,
+    register_node_type,
+)
 from openrooms.backends import MemoryStore, SQLiteStore
 from openrooms.backends.base import Lease
+from openrooms.errors import Problem
 from openrooms.events import Event, EventType
+from openrooms.registries import Registries
 from openrooms.room import RoomState, RoomStatus
 from openrooms.tools import default_tools, tool
 from openrooms.types import RoomId
+from openrooms.workflow import Node
 
 
 class CountingStore(MemoryStore):
@@ -172,3 +186,48 @@ def test_a_set_node_that_stores_vars_itself_stores_a_copy_not_the_working_dict(
         assert rt.replay(state.id) == state == rt.get_room(state.id)
         completed = [e for e in rt.events(state.id) if e.type is EventType.NODE_COMPLETED]
         assert completed[0].data["assign"]["before"] == {"n": 1}  # as it was, not as it became
+
+
+class SharedDictNode(NodeExecutor):
+    """A pure node type that hands out the same dict on every call (it does not promise
+    ``fresh_assignments``): a chain must copy it before it keeps it."""
+
+    labels = frozenset({"ok"})
+
+    def __init__(self) -> None:
+        self.shared: dict[str, Any] = {"n": 1}
+
+    def validate(self, node: Node, path: str) -> list[Problem]:
+        return []
+
+    def is_pure(self, prepared: Any) -> bool:
+        return True
+
+    def evaluate(self, prepared: Any, scope: dict[str, Any]) -> dict[str, Any]:
+        return self.shared
+
+    async def execute(self, ctx: NodeContext) -> Outcome:
+        return Outcome(assign=self.shared)
+
+
+def test_a_chain_keeps_a_copy_of_a_dict_a_node_may_hand_out_again() -> None:
+    registries = Registries()
+    executor = SharedDictNode()
+    register_node_type("shared_dict", executor, registry=registries.node_types)
+    wf = Workflow.from_dict(
+        {
+            "id": "shared",
+            "nodes": {"s": {"type": "shared_dict"}, "done": {"type": "end"}},
+            "transitions": [{"from": "s", "to": "done"}],
+        },
+        registries=registries,
+    )
+    assert wf.plan.nodes["s"].result_check == 1  # keys and values checked, the dict copied
+    assert loop(3).plan.nodes["add"].result_check == 2  # set: a new dict per call, kept
+    store = MemoryStore()
+    rt = Runtime(store, store, registries=registries)
+    state = rt.run(rt.create_room(wf).id)
+    executor.shared["n"] = 999  # the node changes what it handed out
+    assert state.variables["n"] == 1
+    completed = rt.events(state.room_id, types=[EventType.NODE_COMPLETED])
+    assert completed[0].data["assign"] == {"n": 1}
