@@ -1,0 +1,1052 @@
+"""Fault scenarios on the production backends, shared by tests/e2e/test_faults.py (one short
+trial each, in the normal suite) and ``nox -s chaos`` (``python -m tests.e2e.chaos``: many
+trials, a table of trials, failures and recovery times).
+
+Everything is real: ``openrooms worker`` processes (RQ, each in a session of its own, so a
+signal to its process group reaches the worker, its work horse and RQ's scheduler),
+Postgres and Redis, and a loopback HTTP service (:class:`ApplyService`) that the built-in
+``http`` tool calls. The service applies each ``Idempotency-Key`` once (a repeat gets the
+first answer back) and counts applications, and it can hold a request until the test says,
+so a test kills or stops a worker at a chosen point of a node without sleeping for it.
+
+Each cluster has its own Postgres schema, Redis key prefix (db 15) and RQ queue (uuid names),
+all dropped by :meth:`Cluster.close`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+
+from openrooms import EventType, RoomStatus, engine, open_runtime
+from openrooms.backends.rq import RQJobQueue
+from openrooms.errors import BackendUnavailableError
+from openrooms.events import Event
+from openrooms.room import RoomState
+from openrooms.runtime import Runtime
+from openrooms.types import RoomId
+
+ROOT = Path(__file__).parents[2]
+LEASE_S, RENEW_S, SWEEP_S = 1.0, 0.25, 0.3
+MARGIN_S = 4.0
+"""Allowed on top of lease + sweep for a crashed room to run again: a job's start (RQ's fork,
+the horse's connections) on a loaded 2-CPU machine."""
+T = TypeVar("T")
+
+STEPS = ["prep", "pay", "mid", "ship"]
+PAID = """
+id: paid
+variables: {port: 0}
+nodes:
+  prep: {type: set, assign: {n: 1}}
+  pay:
+    type: tool
+    tool: http
+    args: {url: "http://127.0.0.1:{{ vars.port }}/apply", method: POST, json: {step: pay}}
+    output: paid
+  mid: {type: set, assign: {n: 2}}
+  ship:
+    type: tool
+    tool: http
+    args: {url: "http://127.0.0.1:{{ vars.port }}/apply", method: POST, json: {step: ship}}
+    output: shipped
+  done: {type: end}
+transitions:
+  - {from: prep, to: pay}
+  - {from: pay, to: mid}
+  - {from: mid, to: ship}
+  - {from: ship, to: done}
+"""
+
+POISON = """
+id: poison
+nodes:
+  crash: {type: tool, tool: die}
+  done: {type: end}
+transitions:
+  - {from: crash, to: done}
+"""
+
+CONFIG = """
+http: {allow_networks: ["127.0.0.1/32"], timeout_s: 60}
+"""
+
+
+def poll(what: str, probe: Callable[[], T | None], timeout_s: float = 30.0) -> T:
+    """*probe*'s first result that is not None, looked for until *timeout_s* passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = probe()
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(0.02)  # polling interval, not synchronisation: the probe decides
+
+
+# -- the loopback service -------------------------------------------------------------------
+
+
+class Held:
+    """A request the service holds: its key, and whether it was applied before holding."""
+
+    def __init__(self, key: str, applied: bool) -> None:
+        self.key, self.applied = key, applied
+        self.go = threading.Event()
+
+
+class ApplyService:
+    """A loopback HTTP service: ``POST /apply`` with an ``Idempotency-Key`` applies the key
+    once (``applications[key]`` counts real applications; a repeat is answered from memory
+    and counted in ``repeats``).
+
+    ``hold_next(apply_first)`` makes it hold the next new request, before or after applying
+    it, until :meth:`release`; :meth:`held` waits for it to arrive. ``on_answered`` is called
+    (in the handler thread) after a new request's answer was sent.
+    """
+
+    def __init__(self) -> None:
+        self.applications: dict[str, int] = {}
+        self.repeats: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._hold: bool | None = None  # None: no hold; else apply before holding
+        self._held: list[Held] = []
+        self.on_answered: Callable[[str], None] | None = None
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                key = self.headers.get("Idempotency-Key", "")
+                service.handle(self, key, body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def handle(self, handler: BaseHTTPRequestHandler, key: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            new = key not in self.applications
+            hold = self._hold if new else None
+            if hold is not None:
+                self._hold = None
+            if new and (hold is None or hold):
+                self.applications[key] = self.applications.get(key, 0) + 1
+            elif not new:
+                self.repeats[key] = self.repeats.get(key, 0) + 1
+            held = Held(key, bool(hold)) if hold is not None else None
+            if held is not None:
+                self._held.append(held)
+        if held is not None:
+            held.go.wait(120)
+            with self._lock:
+                if not held.applied:  # applied only now that it goes on
+                    new = key not in self.applications
+                    if new:
+                        self.applications[key] = 1
+                    else:
+                        self.repeats[key] = self.repeats.get(key, 0) + 1
+        answer = json.dumps({"applied": key, "step": body.get("step")}).encode()
+        try:
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(answer)))
+            handler.end_headers()
+            handler.wfile.write(answer)
+            handler.wfile.flush()
+        except OSError:
+            return  # its caller was killed meanwhile
+        if new and self.on_answered is not None:
+            self.on_answered(key)
+
+    def hold_next(self, *, apply_first: bool) -> None:
+        with self._lock:
+            self._hold = apply_first
+
+    def held(self, timeout_s: float = 30.0) -> Held:
+        return poll("a held request", lambda: self._held[-1] if self._held else None, timeout_s)
+
+    def release(self) -> None:
+        with self._lock:
+            held, self._held = self._held, []
+        for h in held:
+            h.go.set()
+
+    def close(self) -> None:
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# -- a cluster of workers on one set of stores ----------------------------------------------
+
+
+class Cluster:
+    """Workers on one set of stores and one RQ queue, and the test's own runtime on them.
+
+    Args:
+        tmp: a folder for the workers' output and the config file.
+        layout: ``"postgres"`` (``DATABASE_URL`` = Postgres for state and log, ``REDIS_URL`` =
+            the queue) or ``"split"`` (Redis state, Postgres log, the queue on Redis).
+        postgres: the Postgres server URL (a new schema is made in it).
+        redis: the Redis URL (db 15 by default) for the queue and a split layout's state.
+    """
+
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        layout: str = "postgres",
+        postgres: str | None = None,
+        redis: str | None = None,
+        **env: str,
+    ) -> None:
+        from tests.conftest import POSTGRES_URL, REDIS_URL
+
+        self.tmp = tmp
+        self.layout = layout
+        self.pg_server = postgres or POSTGRES_URL
+        self.redis_server = redis or REDIS_URL
+        tag = uuid.uuid4().hex[:12]
+        self.schema = f"or_chaos_{tag}"
+        self.prefix = f"chaos-{tag}:"
+        self.queue_name = f"chaos-{tag}"
+        sep = "&" if "?" in self.pg_server else "?"
+        self.pg_url = f"{self.pg_server}{sep}schema={self.schema}"
+        self.queue_url = f"{self.redis_server}?queue={self.queue_name}"
+        if layout == "postgres":
+            self.state_url = self.log_url = self.pg_url
+        elif layout == "split":
+            self.state_url = f"{self.redis_server}?prefix={self.prefix}"
+            self.log_url = self.pg_url
+        else:
+            raise ValueError(layout)
+        self.config = tmp / "openrooms.yaml"
+        self.config.write_text(CONFIG)
+        self.extra_env = env
+        self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self.rt: Runtime = open_runtime(
+            state_url=self.state_url, log_url=self.log_url, plugins=["tests.e2e.rq_tools"]
+        )
+        self.workflows: dict[str, Any] = {}
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENROOMS_")}
+        for name in ("DATABASE_URL", "REDIS_URL"):
+            env.pop(name, None)
+        env.update(
+            PYTHONPATH=str(ROOT),
+            OPENROOMS_PLUGINS="tests.e2e.rq_tools",
+            OPENROOMS_CONFIG=str(self.config),
+            OPENROOMS_LEASE_TTL_S=str(LEASE_S),
+            OPENROOMS_RENEW_EVERY_S=str(RENEW_S),
+            OPENROOMS_SWEEP_EVERY_S=str(SWEEP_S),
+        )
+        if self.layout == "postgres":  # the original design's variables
+            env.update(DATABASE_URL=self.pg_url, REDIS_URL=self.queue_url)
+        else:
+            env.update(
+                OPENROOMS_STATE_URL=self.state_url,
+                OPENROOMS_LOG_URL=self.log_url,
+                OPENROOMS_QUEUE_URL=self.queue_url,
+            )
+        env.update(self.extra_env)
+        env.update(extra)
+        return env
+
+    def worker(self, **env: str) -> subprocess.Popen[bytes]:
+        """Start ``openrooms worker`` in a session of its own; its output goes to a file."""
+        out = self.tmp / f"worker-{len(self.procs)}.log"
+        with out.open("wb") as sink:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "openrooms.cli", "worker"],
+                env=self.env(**env),
+                cwd=self.tmp,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.procs.append((proc, out))
+        return proc
+
+    def output(self, proc: subprocess.Popen[bytes] | None = None) -> str:
+        return "".join(
+            out.read_text(errors="replace") for p, out in self.procs if proc in (None, p)
+        )
+
+    def live_workers(self) -> list[subprocess.Popen[bytes]]:
+        return [p for p, _ in self.procs if p.poll() is None]
+
+    def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+        """Send *sig* to every process of the worker's session: the worker, its work horse
+        (RQ puts it in a process group of its own) and RQ's scheduler, each by its PID."""
+        for pid in session_pids(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        if sig == signal.SIGKILL:
+            proc.wait(timeout=30)
+
+    def holder(self, room_id: str) -> subprocess.Popen[bytes] | None:
+        """The worker whose horse holds *room_id*'s lease (by the lease owner's pid)."""
+        lease = self.rt.states.find_lease(RoomId(room_id))
+        if lease is None or lease.owner is None:
+            return None
+        pid = int(lease.owner.split(":")[1])
+        try:
+            session = os.getsid(pid)
+        except ProcessLookupError:
+            return None
+        return next((p for p, _ in self.procs if p.pid == session), None)
+
+    def create(self, workflow: str, *, queue: bool = True, **variables: Any) -> RoomId:
+        """Create a room, mark it queued and (*queue*) queue its job (``run --detach``)."""
+        wf = self.workflows.get(workflow)
+        if wf is None:
+            from openrooms.workflow import Workflow
+
+            wf = Workflow.from_yaml(workflow, registries=self.rt.registries)
+            self.workflows[workflow] = wf
+        room = self.rt.create_room(wf, variables).room_id
+        self.rt.enqueue(room)
+        if queue:
+            with contextlib.closing(RQJobQueue(self.queue_url)) as q:
+                q.enqueue(room)
+        return room
+
+    def room(self, room_id: str) -> RoomState:
+        return self.rt.states.get(RoomId(room_id))
+
+    def events(self, room_id: str) -> list[Event]:
+        return self.rt.events(room_id)
+
+    def finished(self, room_id: str) -> RoomState | None:
+        state = self.rt.states.find(RoomId(room_id))
+        return state if state is not None and state.status.is_terminal else None
+
+    def wait_finished(self, rooms: list[RoomId], timeout_s: float) -> None:
+        pending = list(rooms)
+
+        def probe() -> bool | None:
+            while pending and self.finished(pending[-1]) is not None:
+                pending.pop()
+            return True if not pending else None
+
+        poll(f"{len(rooms)} rooms to finish ({len(pending)} left)", probe, timeout_s)
+
+    def close(self) -> None:
+        """Stop the workers (by their session's PID) and drop the schema, keys and queue
+        (on a private server, which the caller discards whole, nothing is dropped)."""
+        from tests.conftest import (
+            POSTGRES_URL,
+            REDIS_URL,
+            drop_postgres_schema,
+            drop_redis_prefix,
+        )
+        from tests.e2e.test_rq_workers import clean_queue
+
+        for proc, _ in self.procs:
+            self.kill(proc, signal.SIGCONT)
+            self.kill(proc)
+        self.rt.close()
+        if self.redis_server == REDIS_URL:
+            clean_queue(self.queue_name)
+            if self.layout == "split":
+                drop_redis_prefix(self.prefix)
+        if self.pg_server == POSTGRES_URL:
+            drop_postgres_schema(self.pg_url)
+
+
+def session_pids(session: int) -> list[int]:
+    """The processes of a session (the session leader last)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != session:
+            with contextlib.suppress(OSError):
+                if os.getsid(int(entry)) == session:
+                    found.append(int(entry))
+    return [*found, session]
+
+
+def of(events: list[Event], kind: EventType) -> list[Event]:
+    return [e for e in events if e.type is kind]
+
+
+def check_paid_room(cluster: Cluster, service: ApplyService, room_id: str) -> list[Event]:
+    """The invariants of a room of PAID: completed, each step completed once, gapless
+    sequence numbers, the fold of the log equal to the stored state, and each tool step's
+    idempotency key applied once by the service (one key per step: no step ran under two)."""
+    state = cluster.room(room_id)
+    assert state.status is RoomStatus.COMPLETED, (room_id, state.status, state.reason)
+    events = cluster.events(room_id)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1)), "sequence has gaps"
+    assert [e.node for e in of(events, EventType.NODE_COMPLETED)] == STEPS
+    assert engine.fold(events) == state
+    assert len(of(events, EventType.ROOM_STARTED)) == 1
+    keys = {e.data["idempotency_key"] for e in of(events, EventType.TOOL_CALLED)}
+    applied = {k: n for k, n in service.applications.items() if k.startswith(f"{room_id}:")}
+    assert set(applied) == keys and len(keys) == 2, (applied, keys)
+    assert sum(applied.values()) == len(applied), applied  # each key applied once
+    assert state.variables["paid"]["json"]["step"] == "pay"
+    assert state.variables["shipped"]["json"]["step"] == "ship"
+    return events
+
+
+# -- private servers, restarted by the restart scenarios ------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def answers(port: int) -> bool | None:
+    import socket
+
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        return True
+    return None
+
+
+def gone(pid: int) -> bool | None:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return None
+
+
+class PrivateRedis:
+    """A ``redis-server`` of our own on a spare loopback port, without persistence."""
+
+    def __init__(self) -> None:
+        import shutil
+
+        server = shutil.which("redis-server")
+        if server is None:
+            raise Unavailable("redis-server is not installed")
+        self.binary = server
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        poll("the private redis-server", lambda: answers(self.port), 20)
+
+    def stop(self) -> None:
+        """SIGTERM to the server, by its PID; its data is gone (no persistence)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+
+
+class Unavailable(Exception):
+    """A private server cannot be made here (the reason says why)."""
+
+
+class PrivatePostgres:
+    """A Postgres cluster of our own (initdb; pg_ctl start) on a spare loopback port, in a
+    temporary folder owned by the ``postgres`` user (initdb refuses to run as root)."""
+
+    def __init__(self) -> None:
+        import glob
+        import pwd
+        import shutil
+        import tempfile
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not found:
+            raise Unavailable("no initdb under /usr/lib/postgresql/*/bin")
+        self.bin = Path(found[-1]).parent
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            try:
+                entry = pwd.getpwnam("postgres")
+            except KeyError:
+                raise Unavailable("running as root and there is no postgres user") from None
+            runuser = shutil.which("runuser")
+            if runuser is None:
+                raise Unavailable("running as root and runuser is not installed")
+            self.as_user = [runuser, "-u", "postgres", "--"]
+        self.folder = Path(tempfile.mkdtemp(prefix="openrooms-pg-"))
+        if os.geteuid() == 0:
+            os.chown(self.folder, entry.pw_uid, entry.pw_gid)
+        self.data = self.folder / "data"
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        made = subprocess.run(
+            [*self.as_user, str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust",
+             "-U", "postgres", "--no-sync"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if made.returncode != 0:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise Unavailable(f"initdb failed: {made.stderr.strip()[-500:]}")
+        self.pid: int | None = None
+        self.start()
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} -c fsync=off "
+            "-c max_connections=200"
+        )
+        started = subprocess.run(
+            [*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
+             "-l", str(self.folder / "log"), "-w", "-t", "60", "start"],
+            capture_output=True, text=True, timeout=90, check=False,
+        )  # fmt: skip
+        if started.returncode != 0:
+            raise Unavailable(f"pg_ctl start failed: {started.stderr.strip()[-500:]}")
+        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        poll("the private Postgres", lambda: answers(self.port), 30)
+
+    def stop(self) -> None:
+        """A fast shutdown (SIGINT to the postmaster, by its PID): sessions are cut."""
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGINT)
+            pid = self.pid
+            poll("the private Postgres to stop", lambda: gone(pid), 60)
+            self.pid = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        import shutil
+
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# -- the scenarios: each runs one trial and returns its recovery time (s) or None -----------
+
+KILL_POINTS = ("before", "during", "after", "commit")
+"""Where a worker is killed in the ``pay`` step of a PAID room: ``before`` its request is
+applied (held on arrival), ``during`` it (applied, its answer held), ``after`` it (a seeded
+random delay of 0-20 ms after the answer: in the tool's return, the commit or the next
+node), or ``commit``: inside the step's commit (the log table locked by the test, the
+worker's insert waiting on the lock; on Postgres)."""
+
+
+@contextlib.contextmanager
+def events_locked(cluster: Cluster) -> Iterator[Callable[[], int | None]]:
+    """Lock the cluster's events table (inserts wait; reads go on); yields a probe for the
+    pid of a Postgres backend waiting on that lock."""
+    import psycopg
+    from psycopg import sql
+
+    conn = psycopg.connect(cluster.pg_server.split("?", 1)[0])
+    try:
+        conn.execute(
+            sql.SQL("LOCK TABLE {}.events IN EXCLUSIVE MODE").format(sql.Identifier(cluster.schema))
+        )
+        me = conn.info.backend_pid
+
+        def blocked() -> int | None:
+            with psycopg.connect(cluster.pg_server.split("?", 1)[0], autocommit=True) as other:
+                row = other.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                    (me,),
+                ).fetchone()
+            return None if row is None else int(row[0])
+
+        yield blocked
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+POINT_NAMES = {
+    "before": "before a tool call",
+    "during": "during a tool call",
+    "after": "after a tool call",
+    "commit": "inside a commit",
+}
+
+
+def kill_trial(
+    cluster: Cluster, service: ApplyService, point: str, rng: random.Random
+) -> float | None:
+    """Run one PAID room on the cluster's workers (two at least), SIGKILL the worker that holds
+    it at *point*, start a replacement, and check the room completes with the invariants.
+
+    Returns:
+        Seconds from the kill to the room's next runner noting ``ROOM_RESUMED`` (expired), or
+        None if the room had finished before the kill landed (``after`` only).
+    """
+    victim: list[subprocess.Popen[bytes]] = []
+    room_box: list[RoomId] = []
+    killed_at: list[float] = []
+
+    def kill_holder() -> None:
+        proc = poll("the room's holder", lambda: cluster.holder(room_box[0]), 10)
+        victim.append(proc)
+        cluster.kill(proc)
+        killed_at.append(time.monotonic())
+
+    if point in ("before", "during"):
+        service.hold_next(apply_first=point == "during")
+        room = cluster.create(PAID, port=service.port)
+        room_box.append(room)
+        service.held()
+        kill_holder()
+        service.release()
+    elif point == "after":
+        delay = rng.uniform(0, 0.02)
+        fired = threading.Event()
+
+        def after(key: str) -> None:
+            if room_box and key.startswith(f"{room_box[0]}:pay:") and not fired.is_set():
+                fired.set()
+                proc = cluster.holder(room_box[0])
+                time.sleep(delay)  # the seeded kill point (not synchronisation)
+                if proc is not None:
+                    victim.append(proc)
+                    cluster.kill(proc)
+                    killed_at.append(time.monotonic())
+
+        service.on_answered = after
+        try:
+            room_box.append(cluster.create(PAID, port=service.port))
+            room = room_box[0]
+            poll("the kill", lambda: True if fired.is_set() and (victim or killed_at or
+                 cluster.finished(room)) else None)  # fmt: skip
+            poll("the kill", lambda: True if killed_at or not victim else None, 10)
+        finally:
+            service.on_answered = None
+        if not killed_at:
+            cluster.worker()  # keep the count; nothing to recover
+            cluster.wait_finished([room], 30)
+            check_paid_room(cluster, service, room)
+            return None
+    elif point == "commit":
+        service.hold_next(apply_first=True)
+        room = cluster.create(PAID, port=service.port)
+        room_box.append(room)
+        service.held()
+        with events_locked(cluster) as blocked:
+            service.release()  # the answer goes back; the step's commit waits on the lock
+            poll("the commit to wait on the lock", blocked, 20)
+            kill_holder()
+    else:
+        raise ValueError(point)
+    room = room_box[0]
+    cutoff = len(cluster.events(room))
+
+    def resumed() -> float | None:
+        events = cluster.events(room)
+        if any(
+            e.type is EventType.ROOM_RESUMED and e.data.get("previous_lease") == "expired"
+            for e in events[cutoff - 1 :]
+        ):
+            return time.monotonic() - killed_at[0]
+        return None
+
+    took = poll("another worker to resume the room", resumed, LEASE_S + SWEEP_S + MARGIN_S + 20)
+    cluster.worker()  # a replacement, for the next trial
+    cluster.wait_finished([room], 30)
+    check_paid_room(cluster, service, room)
+    assert took < LEASE_S + SWEEP_S + MARGIN_S, f"recovered in {took:.2f} s"
+    return took
+
+
+def resumed_since(cluster: Cluster, room: str, cutoff: int, since: float) -> float | None:
+    """Seconds from *since* if a ``ROOM_RESUMED`` (expired) follows event *cutoff*, else None."""
+    if any(
+        e.type is EventType.ROOM_RESUMED and e.data.get("previous_lease") == "expired"
+        for e in cluster.events(room)[cutoff:]
+    ):
+        return time.monotonic() - since
+    return None
+
+
+def stop_trial(cluster: Cluster, service: ApplyService) -> float:
+    """SIGSTOP the worker whose horse is in a PAID room's ``pay`` call until its lease has
+    expired by the store's clock, let another worker take the room over and finish it, then
+    SIGCONT it and answer its call: its commit and renewals are refused, it stops (its log
+    says so), and the room's log is exactly as the other worker left it.
+
+    Returns:
+        Seconds from the SIGSTOP to the other worker's ``ROOM_RESUMED`` (expired).
+    """
+    service.hold_next(apply_first=False)
+    room = cluster.create(PAID, port=service.port)
+    first = service.held()
+    proc = poll("the room's holder", lambda: cluster.holder(room), 10)
+    cluster.kill(proc, signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    try:
+        cutoff = len(cluster.events(room))
+        states = cluster.rt.states
+        clock: Callable[[], int] = states.clock_ms  # type: ignore[attr-defined]
+
+        def expired() -> bool | None:
+            lease = states.find_lease(RoomId(room))
+            return True if lease is None or lease.expires_at < clock() else None
+
+        poll("the stopped worker's lease to expire", expired, LEASE_S + 10)
+        took = poll(
+            "another worker to take the room over",
+            lambda: resumed_since(cluster, room, cutoff, stopped_at),
+            LEASE_S + SWEEP_S + MARGIN_S + 20,
+        )
+        cluster.wait_finished([room], 30)
+        after_takeover = cluster.events(room)
+        state = cluster.room(room)
+    finally:
+        cluster.kill(proc, signal.SIGCONT)
+    service.release()  # its call returns: the commit that follows must be refused
+    poll(
+        "the thawed worker to give the room up",
+        lambda: (
+            True if f"room {room} stopped: its lease was lost" in cluster.output(proc) else None
+        ),
+    )
+    assert proc.poll() is None, "the thawed worker died"
+    assert cluster.events(room) == after_takeover, "the thawed worker wrote to the log"
+    assert cluster.room(room) == state
+    events = check_paid_room(cluster, service, room)
+    resumed = of(events, EventType.ROOM_RESUMED)
+    assert [e.data.get("previous_lease") for e in resumed] == ["expired"]
+    # the takeover re-ran the same attempt (the same key); the thawed call was a repeat
+    assert service.repeats.get(first.key) == 1, service.repeats
+    assert took < LEASE_S + SWEEP_S + MARGIN_S, f"taken over in {took:.2f} s"
+    return took
+
+
+def queued_ten_times_trial(cluster: Cluster, service: ApplyService, workers: int) -> float:
+    """Queue one PAID room ten times (one job through the queue's marker, nine straight into
+    RQ past it) with *workers* workers running: one ``ROOM_STARTED``, one runner (every other
+    job leaves the room alone), each step's call made once.
+
+    Returns:
+        Seconds from the queueing to the room's completion.
+    """
+    from openrooms.backends.rq import JOB_FUNCTION
+
+    assert len(cluster.live_workers()) >= workers
+    service.hold_next(apply_first=False)
+    started = time.monotonic()
+    room = cluster.create(PAID, queue=False, port=service.port)
+    with contextlib.closing(RQJobQueue(cluster.queue_url)) as q:
+        # one job (ours, or the sweeper's if it saw the queued room first); no second
+        assert True not in [q.enqueue(room) for _ in range(10)][1:]
+        for _ in range(9):
+            q.queue.enqueue(JOB_FUNCTION, args=(room,), result_ttl=0, job_timeout=-1)
+    service.held()
+    poll(
+        "the nine other jobs to leave the room alone",
+        lambda: True if cluster.output().count(f"room {room} left alone") >= 9 else None,
+    )
+    service.release()
+    cluster.wait_finished([room], 30)
+    took = time.monotonic() - started
+    events = check_paid_room(cluster, service, room)
+    assert len(of(events, EventType.ROOM_STARTED)) == 1
+    assert not of(events, EventType.ROOM_RESUMED)
+    assert not [k for k in service.repeats if k.startswith(f"{room}:")], service.repeats
+    return took
+
+
+def poison_trial(cluster: Cluster, service: ApplyService, good: int = 3) -> float:
+    """A room whose tool kills its process every time, beside *good* PAID rooms: it fails
+    with "max recovery attempts exceeded" after the cap (the cluster's workers run with
+    ``OPENROOMS_MAX_RECOVERIES``), the others complete, and the workers live on.
+
+    Returns:
+        Seconds from queueing to the poison room's failure.
+    """
+    cap = int(cluster.extra_env.get("OPENROOMS_MAX_RECOVERIES", "3"))
+    started = time.monotonic()
+    poison = cluster.create(POISON)
+    rooms = [cluster.create(PAID, port=service.port) for _ in range(good)]
+    state = poll(
+        "the poison room to fail",
+        lambda: cluster.finished(poison),
+        (cap + 2) * (LEASE_S + SWEEP_S + MARGIN_S) + 10,
+    )
+    took = time.monotonic() - started
+    assert state.status is RoomStatus.FAILED, state.status
+    assert state.reason == "max recovery attempts exceeded", state.reason
+    events = cluster.events(poison)
+    failed = of(events, EventType.ROOM_FAILED)
+    assert len(failed) == 1 and failed[0].data == {
+        "reason": "max recovery attempts exceeded",
+        "recoveries": cap + 1,
+        "max_recoveries": cap,
+    }, failed
+    assert len(of(events, EventType.ROOM_RESUMED)) == cap
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert engine.fold(events) == state
+    cluster.wait_finished(rooms, 60)
+    for room in rooms:
+        check_paid_room(cluster, service, room)
+    assert all(p.poll() is None for p, _ in cluster.procs), "a worker died"
+    return took
+
+
+def many_rooms_trial(
+    cluster: Cluster, service: ApplyService, rooms: int, rng: random.Random, kill: bool = True
+) -> float:
+    """*rooms* PAID rooms across the cluster's workers; with *kill*, one worker busy with a
+    room is SIGKILLed when about half have finished (and replaced). All complete with the
+    invariants of :func:`check_paid_room`.
+
+    Returns:
+        Seconds from the first queueing to the last completion.
+    """
+    started = time.monotonic()
+    made = [cluster.create(PAID, port=service.port) for _ in range(rooms)]
+    if kill:
+        poll(
+            "half the rooms to finish",
+            lambda: True if sum(cluster.finished(r) is not None for r in made) >= rooms // 2
+            else None,
+            timeout_s=rooms,
+        )  # fmt: skip
+        busy = [r for r in made if cluster.finished(r) is None]
+        victim = next((h for r in rng.sample(busy, len(busy)) if (h := cluster.holder(r))), None)
+        if victim is not None:
+            cluster.kill(victim)
+            cluster.worker()
+    cluster.wait_finished(made, timeout_s=rooms + 30)
+    took = time.monotonic() - started
+    for room in made:
+        check_paid_room(cluster, service, room)
+    return took
+
+
+def restart_trial(
+    cluster: Cluster, service: ApplyService, server: PrivateRedis | PrivatePostgres
+) -> float:
+    """Restart *server* (the cluster's queue Redis, or its Postgres) while a PAID room's
+    ``pay`` call is in flight, and create three more rooms while the queue is down (or once
+    Postgres is back): the workers reconnect, and every room completes with the invariants.
+
+    Returns:
+        Seconds from the server being back to the last room's completion.
+    """
+    service.hold_next(apply_first=True)
+    first = cluster.create(PAID, port=service.port)
+    service.held()
+    server.stop()
+    rooms = [first]
+    if isinstance(server, PrivateRedis):
+        for _ in range(3):  # recorded while the queue is down: the sweeper queues them later
+            rooms.append(cluster.create(PAID, queue=False, port=service.port))
+            with contextlib.closing(RQJobQueue(cluster.queue_url)) as q:
+                try:
+                    q.enqueue(rooms[-1])
+                except BackendUnavailableError:
+                    pass
+                else:
+                    raise AssertionError("a job was queued on a stopped Redis")
+    server.start()
+    back = time.monotonic()
+    # the test's own pool meets its dropped connections on a read (which is made again); a
+    # write on one fails rather than be made twice (it may have committed)
+    cluster.rt.states.find(first)
+    rooms += [cluster.create(PAID, port=service.port) for _ in range(4 - len(rooms))]
+    service.release()
+    cluster.wait_finished(rooms, timeout_s=LEASE_S + SWEEP_S + MARGIN_S + 60)
+    took = time.monotonic() - back
+    for room in rooms:
+        check_paid_room(cluster, service, room)
+    assert all(p.poll() is None for p, _ in cluster.procs), "a worker died"
+    return took
+
+
+class Tally:
+    """One scenario's row of the table: trials, failures (with their first lines), times."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.trials = 0
+        self.failures: list[str] = []
+        self.times: list[float] = []
+
+    def row(self) -> tuple[str, str, str, str, str]:
+        p50, worst = summary(self.times)
+        return (self.name, str(self.trials), str(len(self.failures)), p50, worst)
+
+
+def summary(times: list[float]) -> tuple[str, str]:
+    if not times:
+        return "-", "-"
+    return f"{statistics.median(times):.2f}", f"{max(times):.2f}"
+
+
+def _trials(
+    tally: Tally, trials: int, start: Callable[[], Cluster], one: Callable[[Cluster], float | None]
+) -> None:
+    """Run *one* *trials* times on a cluster from *start*; a failed trial is counted and the
+    cluster replaced (it may hold a stopped worker or a held call)."""
+    cluster: Cluster | None = None
+    try:
+        for _ in range(trials):
+            if cluster is None:
+                cluster = start()
+            tally.trials += 1
+            try:
+                took = one(cluster)
+            except Exception as exc:  # a failed trial: counted, and reported below the table
+                tally.failures.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                cluster.close()
+                cluster = None
+            else:
+                if took is not None:
+                    tally.times.append(took)
+            print(
+                f"  {tally.name}: {tally.trials} trials, {len(tally.failures)} failed", flush=True
+            )
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def run(trials: int, seed: int, rooms: int, only: str | None = None) -> int:
+    """Run every scenario *trials* times (the many-rooms run once per 10 trials, at least
+    once) and print the table; returns 1 if any trial failed."""
+    import tempfile
+
+    rng = random.Random(seed)
+    tallies: list[Tally] = []
+    base = Path(tempfile.mkdtemp(prefix="openrooms-chaos-"))
+    service = ApplyService()
+
+    def start(workers: int = 2, **kwargs: str) -> Callable[[], Cluster]:
+        def make() -> Cluster:
+            folder = Path(tempfile.mkdtemp(dir=base))
+            cluster = Cluster(folder, **kwargs)
+            for _ in range(workers):
+                cluster.worker()
+            return cluster
+
+        return make
+
+    def scenario(name: str) -> Tally | None:
+        if only is not None and only not in name:
+            return None
+        tally = Tally(name)
+        tallies.append(tally)
+        print(name, flush=True)
+        return tally
+
+    try:
+        for layout in ("postgres", "split"):
+            for point in KILL_POINTS:
+                if t := scenario(f"SIGKILL {POINT_NAMES[point]} ({layout})"):
+                    _trials(
+                        t, trials, start(layout=layout),
+                        lambda c, p=point: kill_trial(c, service, p, rng),  # type: ignore[misc]
+                    )  # fmt: skip
+        if t := scenario("SIGSTOP past the lease (postgres)"):
+            _trials(t, trials, start(), lambda c: stop_trial(c, service))
+        for kind in (PrivateRedis, PrivatePostgres):
+            name = "Redis" if kind is PrivateRedis else "Postgres"
+            if t := scenario(f"restart {name} (private server)"):
+                try:
+                    server = kind()
+                except Unavailable as exc:
+                    t.failures.append(f"no private server: {exc}")
+                    continue
+                try:
+                    make = (
+                        start(redis=server.url) if name == "Redis" else start(postgres=server.url)
+                    )
+                    _trials(
+                        t,
+                        trials,
+                        make,
+                        lambda c, s=server: restart_trial(c, service, s),  # type: ignore[misc]
+                    )
+                finally:
+                    server.close()
+        if t := scenario("one room queued 10x, 4 workers"):
+            _trials(t, trials, start(4), lambda c: queued_ten_times_trial(c, service, 4))
+        if t := scenario("poison room, cap 2"):
+            _trials(
+                t, trials, start(OPENROOMS_MAX_RECOVERIES="2"), lambda c: poison_trial(c, service)
+            )
+        if t := scenario(f"{rooms} rooms, 2 workers, 1 killed"):
+            _trials(
+                t,
+                max(1, trials // 10),
+                start(),
+                lambda c: many_rooms_trial(c, service, rooms, rng),
+            )
+    finally:
+        service.close()
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
+    head = ("scenario", "trials", "failures", "recovery p50 (s)", "max (s)")
+    rows = [head] + [t.row() for t in tallies]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    print()
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows[1:]:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+    print()
+    print(
+        "recovery: a kill or stop to the next runner's ROOM_RESUMED (lease "
+        f"{LEASE_S:g} s, sweep {SWEEP_S:g} s); a restart: the server back to the last room "
+        "done; queued 10x: queued to done; poison: queued to failed; many rooms: all done"
+    )
+    for t in tallies:
+        for failure in t.failures:
+            print(f"FAILED {t.name}: {failure}")
+    return 1 if any(t.failures for t in tallies) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Fault scenarios on Postgres, Redis and RQ.")
+    parser.add_argument("--trials", type=int, default=10, help="trials per scenario")
+    parser.add_argument("--seed", type=int, default=8, help="seeds the kill points")
+    parser.add_argument("--rooms", type=int, default=200, help="rooms of the many-rooms run")
+    parser.add_argument("-k", dest="only", help="only the scenarios whose name has this")
+    args = parser.parse_args(argv)
+    return run(args.trials, args.seed, args.rooms, args.only)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
