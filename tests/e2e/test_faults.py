@@ -138,3 +138,35 @@ def test_two_hundred_rooms_across_two_workers_one_killed_halfway(
     make: Make, service: ApplyService
 ) -> None:
     many_rooms_trial(make(), service, 200, random.Random(8))
+
+
+def test_a_postgres_store_reconnects_at_once_after_a_long_outage() -> None:
+    """psycopg_pool's reconnection backoff doubles (1, 2, 4, 8 s ...): without a bound, a
+    store whose server was down 8 s would wait about 7 s more after it came back."""
+    import time
+
+    from openrooms.backends.postgres import PostgresStore
+    from openrooms.errors import BackendUnavailableError
+
+    server = private(PrivatePostgres)
+    try:
+        store = PostgresStore(f"{server.url}?schema=outage&pool_timeout=1")
+        try:
+            store.clock_ms()
+            server.stop()
+            down = time.monotonic()
+            while time.monotonic() - down < 8:  # the outage: every call fails meanwhile
+                with pytest.raises(BackendUnavailableError):
+                    store.clock_ms()
+            server.start()
+            back = time.monotonic()
+            while True:
+                try:
+                    store.clock_ms()
+                    break
+                except BackendUnavailableError:
+                    assert time.monotonic() - back < 3, "no connection 3 s after the restart"
+        finally:
+            store.close()
+    finally:
+        server.close()
