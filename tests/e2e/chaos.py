@@ -861,11 +861,17 @@ def many_rooms_trial(
 
 
 def restart_trial(
-    cluster: Cluster, service: ApplyService, server: PrivateRedis | PrivatePostgres
+    cluster: Cluster,
+    service: ApplyService,
+    server: PrivateRedis | PrivatePostgres,
+    down_s: float = 0.0,
 ) -> float:
     """Restart *server* (the cluster's queue Redis, or its Postgres) while a PAID room's
     ``pay`` call is in flight, and create three more rooms while the queue is down (or once
     Postgres is back): the workers reconnect, and every room completes with the invariants.
+
+    *down_s*: how long the server stays down (the outage's length, a parameter of the
+    scenario: the workers' calls fail meanwhile, their leases expire).
 
     Returns:
         Seconds from the server being back to the last room's completion.
@@ -986,9 +992,10 @@ def run(trials: int, seed: int, rooms: int, only: str | None = None) -> int:
                     )  # fmt: skip
         if t := scenario("SIGSTOP past the lease (postgres)"):
             _trials(t, trials, start(), lambda c: stop_trial(c, service))
-        for kind in (PrivateRedis, PrivatePostgres):
+        for kind, down in ((PrivateRedis, 0.0), (PrivatePostgres, 0.0), (PrivatePostgres, 5.0)):
             name = "Redis" if kind is PrivateRedis else "Postgres"
-            if t := scenario(f"restart {name} (private server)"):
+            label = f", down {down:g} s" if down else ""
+            if t := scenario(f"restart {name} (private server{label})"):
                 try:
                     server = kind()
                 except Unavailable as exc:
@@ -1002,7 +1009,7 @@ def run(trials: int, seed: int, rooms: int, only: str | None = None) -> int:
                         t,
                         trials,
                         make,
-                        lambda c, s=server: restart_trial(c, service, s),  # type: ignore[misc]
+                        lambda c, s=server, d=down: restart_trial(c, service, s, d),  # type: ignore[misc]
                     )
                 finally:
                     server.close()
