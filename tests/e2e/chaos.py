@@ -569,7 +569,8 @@ KILL_POINTS = ("before", "during", "after", "commit")
 applied (held on arrival), ``during`` it (applied, its answer held), ``after`` it (a seeded
 random delay of 0-20 ms after the answer: in the tool's return, the commit or the next
 node), or ``commit``: inside the step's commit (the log table locked by the test, the
-worker's insert waiting on the lock; on Postgres)."""
+worker's insert waiting on the lock; on Postgres), its statement then dropped by the server
+(``pg_terminate_backend``) or run once the lock is let go, by a seeded coin."""
 
 
 @contextlib.contextmanager
@@ -600,12 +601,23 @@ def events_locked(cluster: Cluster) -> Iterator[Callable[[], int | None]]:
         conn.close()
 
 
+COMMITS_AFTER_DEATH = {True: 0, False: 0}
+"""Kills inside a commit by whether the dead worker's step was committed after all (its
+statement was in the server's hands) or not (the next runner ran the step again)."""
+
 POINT_NAMES = {
     "before": "before a tool call",
     "during": "during a tool call",
     "after": "after a tool call",
     "commit": "inside a commit",
 }
+
+
+def terminate_backend(cluster: Cluster, pid: int) -> None:
+    import psycopg
+
+    with psycopg.connect(cluster.pg_server.split("?", 1)[0], autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
 def kill_trial(
@@ -670,8 +682,10 @@ def kill_trial(
         service.held()
         with events_locked(cluster) as blocked:
             service.release()  # the answer goes back; the step's commit waits on the lock
-            poll("the commit to wait on the lock", blocked, 20)
+            backend = poll("the commit to wait on the lock", blocked, 20)
             kill_holder()
+            if rng.random() < 0.5:  # the server drops the dead worker's statement, or runs it
+                terminate_backend(cluster, backend)
     else:
         raise ValueError(point)
     room = room_box[0]
@@ -689,7 +703,11 @@ def kill_trial(
     took = poll("another worker to resume the room", resumed, LEASE_S + SWEEP_S + MARGIN_S + 20)
     cluster.worker()  # a replacement, for the next trial
     cluster.wait_finished([room], 30)
-    check_paid_room(cluster, service, room)
+    events = check_paid_room(cluster, service, room)
+    if point == "commit":  # did the killed worker's step commit once the lock was let go?
+        resumed_at = next(e.seq for e in events if e.type is EventType.ROOM_RESUMED)
+        paid = next(e.seq for e in of(events, EventType.NODE_COMPLETED) if e.node == "pay")
+        COMMITS_AFTER_DEATH[paid < resumed_at] += 1
     assert took < LEASE_S + SWEEP_S + MARGIN_S, f"recovered in {took:.2f} s"
     return took
 
@@ -1045,6 +1063,12 @@ def run(trials: int, seed: int, rooms: int, only: str | None = None) -> int:
         f"{LEASE_S:g} s, sweep {SWEEP_S:g} s); a restart: the server back to the last room "
         "done; queued 10x: queued to done; poison: queued to failed; many rooms: all done"
     )
+    landed, lost = COMMITS_AFTER_DEATH[True], COMMITS_AFTER_DEATH[False]
+    if landed + lost:
+        print(
+            f"killed inside a commit: the dead worker's step committed anyway in {landed}, "
+            f"was run again by the next runner in {lost}"
+        )
     for t in tallies:
         for failure in t.failures:
             print(f"FAILED {t.name}: {failure}")
