@@ -307,11 +307,14 @@ class Cluster:
     def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
         """Send *sig* to every process of the worker's session: the worker, its work horse
         (RQ puts it in a process group of its own) and RQ's scheduler, each by its PID."""
-        for pid in session_pids(proc.pid):
+        pids = session_pids(proc.pid)
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         if sig == signal.SIGKILL:
             proc.wait(timeout=30)
+            for pid in pids[:-1]:  # not our children: gone once /proc no longer lists them
+                poll(f"process {pid} to end", lambda p=pid: gone_or_zombie(p), 30)  # type: ignore[misc]
 
     def holder(self, room_id: str) -> subprocess.Popen[bytes] | None:
         """The worker whose horse holds *room_id*'s lease (by the lease owner's pid)."""
@@ -443,6 +446,16 @@ def gone(pid: int) -> bool | None:
     except ProcessLookupError:
         return True
     return None
+
+
+def gone_or_zombie(pid: int) -> bool | None:
+    """Whether *pid* has ended (a zombie, waiting for its parent to reap it, has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return True if state in ("Z", "X") else None
 
 
 class PrivateRedis:
