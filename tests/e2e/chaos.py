@@ -937,6 +937,41 @@ def restart_trial(
     return took
 
 
+def lost_state_trial(cluster: Cluster, service: ApplyService, server: PrivateRedis) -> float:
+    """Split layout, Redis state and queue on *server* (no persistence), the log in Postgres:
+    restart it while a PAID room's ``pay`` call is in flight. Its state, lease, due-room
+    index and job are gone, so no sweeper can find it (a documented limit: docs/backends.md);
+    named again (``openrooms resume ROOM --detach``), it is rebuilt from the log and
+    completes with the invariants, its step not repeated.
+
+    Returns:
+        Seconds from the restart to the room's completion.
+    """
+    assert cluster.layout == "split" and cluster.redis_server == server.url
+    service.hold_next(apply_first=True)
+    room = cluster.create(PAID, port=service.port)
+    held = service.held()
+    server.restart()
+    back = time.monotonic()
+    service.release()
+    resumed = subprocess.run(
+        [sys.executable, "-m", "openrooms.cli", "resume", room, "--detach"],
+        env=cluster.env(),
+        cwd=cluster.tmp,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    cluster.wait_finished([room], LEASE_S + SWEEP_S + MARGIN_S + 20)
+    took = time.monotonic() - back
+    events = check_paid_room(cluster, service, room)
+    assert [e.node for e in of(events, EventType.TOOL_CALLED)] == ["pay", "ship"]
+    assert service.applications[held.key] == 1
+    return took
+
+
 class Tally:
     """One scenario's row of the table: trials, failures (with their first lines), times."""
 
@@ -1044,6 +1079,21 @@ def run(trials: int, seed: int, rooms: int, only: str | None = None) -> int:
                     )
                 finally:
                     server.close()
+        if t := scenario("restart Redis holding split state"):
+            try:
+                redis = PrivateRedis()
+            except Unavailable as exc:
+                t.failures.append(f"no private server: {exc}")
+            else:
+                try:
+                    _trials(
+                        t,
+                        trials,
+                        start(layout="split", redis=redis.url),
+                        lambda c: lost_state_trial(c, service, redis),
+                    )
+                finally:
+                    redis.close()
         if t := scenario("one room queued 10x, 4 workers"):
             _trials(t, trials, start(4), lambda c: queued_ten_times_trial(c, service, 4))
         if t := scenario("poison room, cap 2"):
@@ -1074,7 +1124,8 @@ def run(trials: int, seed: int, rooms: int, only: str | None = None) -> int:
     print(
         "recovery: a kill or stop to the next runner's ROOM_RESUMED (lease "
         f"{LEASE_S:g} s, sweep {SWEEP_S:g} s); a restart: the server back to the last room "
-        "done; queued 10x: queued to done; poison: queued to failed; many rooms: all done"
+        "done (split state: the restart to done); queued 10x: queued to done; poison: "
+        "queued to failed; many rooms: all done"
     )
     landed, lost = COMMITS_AFTER_DEATH[True], COMMITS_AFTER_DEATH[False]
     if landed + lost:

@@ -9,7 +9,8 @@ Postgres and Redis, signals sent by PID (the scenarios are in ``tests/e2e/chaos.
   gapless sequence numbers, the fold of the log equal to the state, each idempotency key
   applied once by the loopback service the ``http`` tool calls);
 - a worker SIGSTOPped past its lease and thawed after another took the room over;
-- a private Redis and a private Postgres restarted while rooms run;
+- a private Redis and a private Postgres restarted while rooms run, and a private Redis
+  that held a split layout's state (the room rebuilt from its Postgres log once named);
 - one room queued ten times and run by four workers;
 - a tool that kills its process every time, failed after the recovery cap;
 - two hundred rooms across two workers (one of them killed halfway).
@@ -35,6 +36,7 @@ from tests.e2e.chaos import (
     PrivateRedis,
     Unavailable,
     kill_trial,
+    lost_state_trial,
     many_rooms_trial,
     poison_trial,
     queued_ten_times_trial,
@@ -118,6 +120,16 @@ def test_workers_reconnect_after_their_postgres_restarts(make: Make, service: Ap
     server = private(PrivatePostgres)
     try:
         restart_trial(make(postgres=server.url), service, server)
+    finally:
+        server.close()
+
+
+def test_a_room_whose_redis_state_was_lost_is_rebuilt_from_its_postgres_log(
+    make: Make, service: ApplyService
+) -> None:
+    server = private(PrivateRedis)
+    try:
+        lost_state_trial(make(layout="split", redis=server.url), service, server)
     finally:
         server.close()
 
