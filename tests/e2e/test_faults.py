@@ -128,6 +128,7 @@ def test_a_room_whose_redis_state_was_lost_is_rebuilt_from_its_postgres_log(
     make: Make, service: ApplyService
 ) -> None:
     server = private(PrivateRedis)
+    assert isinstance(server, PrivateRedis)
     try:
         lost_state_trial(make(layout="split", redis=server.url), service, server)
     finally:
