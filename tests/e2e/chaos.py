@@ -301,6 +301,16 @@ class Cluster:
             out.read_text(errors="replace") for p, out in self.procs if proc in (None, p)
         )
 
+    def wait_ready(self) -> None:
+        """Until every live worker listens on the queue (a worker that cannot reach Redis
+        when it starts exits at once, as it should: a restart test waits for this first)."""
+        poll(
+            "the workers to listen",
+            lambda: (
+                True if all("Listening on" in self.output(p) for p in self.live_workers()) else None
+            ),
+        )
+
     def live_workers(self) -> list[subprocess.Popen[bytes]]:
         return [p for p, _ in self.procs if p.poll() is None]
 
@@ -907,6 +917,7 @@ def restart_trial(
     Returns:
         Seconds from the server being back to the last room's completion.
     """
+    cluster.wait_ready()
     service.hold_next(apply_first=True)
     first = cluster.create(PAID, port=service.port)
     service.held()
@@ -948,6 +959,7 @@ def lost_state_trial(cluster: Cluster, service: ApplyService, server: PrivateRed
         Seconds from the restart to the room's completion.
     """
     assert cluster.layout == "split" and cluster.redis_server == server.url
+    cluster.wait_ready()
     service.hold_next(apply_first=True)
     room = cluster.create(PAID, port=service.port)
     held = service.held()
