@@ -953,7 +953,8 @@ def lost_state_trial(cluster: Cluster, service: ApplyService, server: PrivateRed
     restart it while a PAID room's ``pay`` call is in flight. Its state, lease, due-room
     index and job are gone, so no sweeper can find it (a documented limit: docs/backends.md);
     named again (``openrooms resume ROOM --detach``), it is rebuilt from the log and
-    completes with the invariants, its step not repeated.
+    completes with the invariants, its step not repeated. (Its runner, answered after the
+    restart, may rebuild and finish it first; then ``resume`` says it already finished.)
 
     Returns:
         Seconds from the restart to the room's completion.
@@ -975,7 +976,9 @@ def lost_state_trial(cluster: Cluster, service: ApplyService, server: PrivateRed
         timeout=60,
         check=False,
     )
-    assert resumed.returncode == 0, resumed.stderr
+    # (its runner may have rebuilt it from the log and finished it first: fine too)
+    done_first = resumed.returncode == 2 and "already finished" in resumed.stderr
+    assert resumed.returncode == 0 or done_first, resumed.stderr
     cluster.wait_finished([room], LEASE_S + SWEEP_S + MARGIN_S + 20)
     took = time.monotonic() - back
     events = check_paid_room(cluster, service, room)
