@@ -1,6 +1,6 @@
 """Fault tests on the production backends: real ``openrooms worker`` processes (RQ), real
-Postgres and Redis, signals sent by PID (the scenarios are in ``tests/e2e/chaos.py``; ``nox
--s chaos`` runs them many times and prints a table).
+Postgres and Redis, signals sent by PID. The scenarios are in ``tests/e2e/chaos.py`` (their
+parts in ``chaos_kit.py``); ``nox -s chaos`` runs them many times and prints a table.
 
 - workers SIGKILLed before, during and after a tool call and inside a step's commit, with
   state and log on Postgres and the queue on Redis (``DATABASE_URL`` + ``REDIS_URL``), and
@@ -30,11 +30,6 @@ import pytest
 from tests.conftest import require_postgres
 from tests.e2e.chaos import (
     KILL_POINTS,
-    ApplyService,
-    Cluster,
-    PrivatePostgres,
-    PrivateRedis,
-    Unavailable,
     kill_trial,
     lost_state_trial,
     many_rooms_trial,
@@ -43,6 +38,7 @@ from tests.e2e.chaos import (
     restart_trial,
     stop_trial,
 )
+from tests.e2e.chaos_kit import ApplyService, Cluster, PrivatePostgres, PrivateRedis, Unavailable
 from tests.e2e.test_rq_workers import redis_or_skip
 
 pytestmark = pytest.mark.slow
