@@ -1,5 +1,6 @@
 """Sessions: ``nox -s lint tests`` is what CI runs; ``typecheck`` and ``docs`` too;
-``hostile`` runs the hostile-input generators with a large budget."""
+``hostile`` runs the hostile-input generators with a large budget; ``chaos`` the fault
+scenarios on Postgres, Redis and RQ workers, many trials each."""
 
 from __future__ import annotations
 
@@ -78,3 +79,11 @@ def hostile(session: nox.Session) -> None:
         *session.posargs,
         env={"OPENROOMS_HOSTILE_EXAMPLES": examples},
     )
+
+
+@nox.session(python=False)
+def chaos(session: nox.Session) -> None:
+    """The fault scenarios of tests/e2e/test_faults.py, many trials each, on the Postgres and
+    Redis the tests use (OPENROOMS_TEST_POSTGRES_URL / OPENROOMS_TEST_REDIS_URL): prints a
+    table of trials, failures and recovery times. ``nox -s chaos -- --trials 20 -k SIGKILL``."""
+    session.run(*PY, "tests.e2e.chaos", *session.posargs, env={"PYTHONPATH": os.getcwd()})

@@ -403,6 +403,10 @@ def _warm_up(rt: Runtime) -> None:
     the node executors, and the latest version of every registered workflow."""
     import openrooms.nodes.builtin  # noqa: F401
 
+    if "http" in rt.tools.names():  # the http tool imports httpx on its first call
+        with contextlib.suppress(ImportError):
+            import httpx  # noqa: F401
+
     for stored in rt.list_workflows():
         with contextlib.suppress(Exception):  # a workflow that no longer builds: its rooms say
             rt.get_workflow(stored.id, stored.version)

@@ -249,6 +249,11 @@ class PostgresStore(LeasingStore):
             min_size=1,
             max_size=target.pool_max,
             timeout=target.pool_timeout,
+            # psycopg_pool retries a lost connection with a backoff that doubles for up to
+            # reconnect_timeout (default 5 min), so after an outage of T seconds the pool
+            # could wait about T more before it tried again. Giving up after pool_timeout
+            # instead, the next call that needs a connection asks for one at once.
+            reconnect_timeout=target.pool_timeout,
             kwargs={"autocommit": True},
             configure=self._configure,
             open=True,
