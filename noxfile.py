@@ -1,5 +1,6 @@
 """Sessions: ``nox -s lint tests`` is what CI runs; ``typecheck`` and ``docs`` too;
-``hostile`` runs the hostile-input generators with a large budget."""
+``hostile`` runs the hostile-input generators with a large budget; ``api_fuzz`` runs
+schemathesis against the API with a large budget."""
 
 from __future__ import annotations
 
@@ -77,4 +78,22 @@ def hostile(session: nox.Session) -> None:
         "tests/property/test_hostile.py",
         *session.posargs,
         env={"OPENROOMS_HOSTILE_EXAMPLES": examples},
+    )
+
+
+@nox.session(python=False)
+def api_fuzz(session: nox.Session) -> None:
+    """schemathesis against a running server's /openapi.json with a large budget
+    (OPENROOMS_API_FUZZ_EXAMPLES per operation and mode, 300)."""
+    examples = os.environ.get("OPENROOMS_API_FUZZ_EXAMPLES", "300")
+    session.run(
+        *PY,
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "timeout=3600",
+        "tests/server/test_api_fuzz.py",
+        *session.posargs,
+        env={"OPENROOMS_API_FUZZ_EXAMPLES": examples},
     )

@@ -170,11 +170,21 @@ _GENERIC: Final[Mapping[str, str]] = {
 }
 
 
+MAX_MESSAGE: Final = 1_000
+"""The longest ``message`` an error carries: one that quotes a huge value the client sent
+(a 900 kB workflow id) is clipped, so an answer never echoes a body back."""
+
+
+def clip(message: str, limit: int = MAX_MESSAGE) -> str:
+    """*message*, cut to *limit* characters (ending in ``...``) when longer."""
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
 def error_response(
     status: int, code: str, message: str, details: Any = None, *, headers: Mapping[str, str] = {}
 ) -> JSONResponse:
-    """The error body every 4xx/5xx carries."""
-    body = {"error": {"code": code, "message": message, "details": details}}
+    """The error body every 4xx/5xx carries (its message clipped: :func:`clip`)."""
+    body = {"error": {"code": code, "message": clip(message), "details": details}}
     return JSONResponse(body, status_code=status, headers=dict(headers))
 
 

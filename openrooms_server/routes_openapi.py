@@ -16,6 +16,10 @@ from starlette.routing import Route
 from openrooms.events import EventType, Level
 from openrooms.room import RoomStatus
 from openrooms_server.errors import CODES
+from openrooms_server.routes import MAX_SEQ, MAX_VERSION
+
+MAX_STREAM_SEQ: Final = 10**18 - 1
+"""The largest ``after`` (or ``Last-Event-ID``) of ``GET .../logs/stream``."""
 
 __all__ = ["OPENAPI", "openapi_route"]
 
@@ -167,6 +171,19 @@ _SCHEMAS: Final[dict[str, Any]] = {
             "duration_ms": {"type": ["number", "null"]},
         },
     },
+    "StreamEvent": {
+        "type": "object",
+        "description": "One server-sent event: a log line (`event` message, `id` its seq, "
+        "`data` the Event as JSON text), or the last one (`event` end, `data` "
+        '`{"status": ...}`, no `id`).',
+        "required": ["data"],
+        "properties": {
+            "event": {"type": "string", "enum": ["message", "end"]},
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "data": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+    },
     "EventPage": {
         "type": "object",
         "required": ["items", "next"],
@@ -247,7 +264,12 @@ _SCHEMAS: Final[dict[str, Any]] = {
         "additionalProperties": False,
         "properties": {
             "workflow": {"type": "string", "description": "A registered workflow's id."},
-            "version": {"type": "integer", "minimum": 1, "description": "Default: the latest."},
+            "version": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_VERSION,
+                "description": "Default: the latest.",
+            },
             "definition": {"type": "object", "description": "An inline workflow definition."},
             "variables": {"type": "object"},
             "name": {"type": "string"},
@@ -334,7 +356,7 @@ OPENAPI: Final[dict[str, Any]] = {
                     _ROOM_ID,
                     _query(
                         "after",
-                        {"type": "integer", "minimum": 0, "default": 0},
+                        {"type": "integer", "minimum": 0, "maximum": MAX_SEQ, "default": 0},
                         "Events with a greater seq.",
                     ),
                     _query(
@@ -449,7 +471,11 @@ OPENAPI: Final[dict[str, Any]] = {
                 "summary": "A workflow version, its versions and its graph.",
                 "parameters": [
                     {**_ROOM_ID, "description": "The workflow's id."},
-                    _query("version", {"type": "integer", "minimum": 1}, "Default: the latest."),
+                    _query(
+                        "version",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
+                        "Default: the latest.",
+                    ),
                 ],
                 "responses": {
                     "200": _json(_ref("WorkflowDetail"), "The workflow."),
@@ -474,12 +500,25 @@ OPENAPI: Final[dict[str, Any]] = {
                 "`end` event with the room's status closes it.",
                 "parameters": [
                     _ROOM_ID,
-                    _query("after", {"type": "integer", "minimum": 0}, "Start after this seq."),
+                    _query(
+                        "after",
+                        {"type": "integer", "minimum": 0, "maximum": MAX_STREAM_SEQ},
+                        "Start after this seq.",
+                    ),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                        "description": "Resume after this seq (what a reconnecting "
+                        "EventSource sends); wins over `after`.",
+                    },
                 ],
                 "responses": {
                     "200": {
-                        "description": "The stream.",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        "description": "The stream: each event as the schema says (as in "
+                        "OpenAPI before 3.2, the schema describes one event of the stream).",
+                        "content": {"text/event-stream": {"schema": _ref("StreamEvent")}},
                     },
                     **_errors(404, 422),
                 },
