@@ -32,18 +32,34 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
+    """The error answers of an operation: *statuses*, and those every operation but
+    ``/health`` can get (401 without a key when keys are set, 429, 500, 503)."""
     what = {
-        400: "The body is not JSON.",
+        400: "The body is not JSON (invalid_json).",
         404: "No such room or workflow.",
         409: "The room's status does not allow it (room_busy, invalid_state, ...).",
+        413: "The body is over the server's cap (payload_too_large, details.max_bytes).",
         415: "The body is not application/json.",
         422: "A parameter or a body field is wrong (invalid_input, invalid_workflow).",
     }
     out = {str(s): _json(_ref("Error"), what[s]) for s in statuses}
+    out["401"] = _json(_ref("Error"), "No API key, or not one the server knows (unauthorized).")
+    out["429"] = {
+        **_json(_ref("Error"), "Too many requests for this key or room (rate_limited)."),
+        "headers": _RETRY_AFTER,
+    }
     out["500"] = _json(_ref("Error"), "A server fault: internal_error or corrupt_data.")
     out["503"] = _json(_ref("Error"), "A backend is unavailable (backend_unavailable).")
-    return out
+    return dict(sorted(out.items()))
 
 
 _ROOM_ID = {
@@ -328,7 +344,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 "requestBody": _body(_ref("CreateRoom")),
                 "responses": {
                     "201": _json(_ref("Room"), "The room."),
-                    **_errors(400, 404, 409, 415, 422),
+                    **_errors(400, 404, 409, 413, 415, 422),
                 },
             },
         },
@@ -393,7 +409,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 "requestBody": _body(_ref("Empty"), required=False),
                 "responses": {
                     "202": _json(_ref("Accepted"), "Started."),
-                    **_errors(400, 404, 409, 415, 422),
+                    **_errors(400, 404, 409, 413, 415, 422),
                 },
             }
         },
@@ -414,7 +430,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 "requestBody": _body(_ref("Input")),
                 "responses": {
                     "202": _json(_ref("Accepted"), "Recorded; running on."),
-                    **_errors(400, 404, 409, 415, 422),
+                    **_errors(400, 404, 409, 413, 415, 422),
                 },
             }
         },
@@ -426,7 +442,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 "requestBody": _body(_ref("Cancel"), required=False),
                 "responses": {
                     "200": _json(_ref("Room"), "The cancelled room."),
-                    **_errors(400, 404, 409, 415, 422),
+                    **_errors(400, 404, 409, 413, 415, 422),
                 },
             }
         },
@@ -438,7 +454,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 "requestBody": _body(_ref("Empty"), required=False),
                 "responses": {
                     "202": _json(_ref("Accepted"), "Resumed."),
-                    **_errors(400, 404, 409, 415, 422),
+                    **_errors(400, 404, 409, 413, 415, 422),
                 },
             }
         },
@@ -446,7 +462,7 @@ OPENAPI: Final[dict[str, Any]] = {
             "get": {
                 "operationId": "listWorkflows",
                 "summary": "The latest version of each workflow.",
-                "responses": {"200": _json(_ref("WorkflowList"), "Workflows.")},
+                "responses": {"200": _json(_ref("WorkflowList"), "Workflows."), **_errors()},
             },
             "post": {
                 "operationId": "registerWorkflow",
@@ -461,7 +477,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 "responses": {
                     "200": _json(_ref("WorkflowSummary"), "Identical content was registered."),
                     "201": _json(_ref("WorkflowSummary"), "Registered."),
-                    **_errors(400, 409, 415, 422),
+                    **_errors(400, 409, 413, 415, 422),
                 },
             },
         },
@@ -487,7 +503,7 @@ OPENAPI: Final[dict[str, Any]] = {
             "get": {
                 "operationId": "listTools",
                 "summary": "The tools workflows can call.",
-                "responses": {"200": _json(_ref("ToolList"), "Tools.")},
+                "responses": {"200": _json(_ref("ToolList"), "Tools."), **_errors()},
             }
         },
         "/api/rooms/{id}/logs/stream": {
@@ -528,6 +544,7 @@ OPENAPI: Final[dict[str, Any]] = {
             "get": {
                 "operationId": "getHealth",
                 "summary": "Each backend checked (no key needed).",
+                "security": [],
                 "responses": {
                     "200": _json({"type": "object"}, "Every backend answered."),
                     "503": _json(
@@ -546,7 +563,8 @@ OPENAPI: Final[dict[str, Any]] = {
                     "200": {
                         "description": "The metrics.",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
+                    },
+                    **_errors(),
                 },
             }
         },
@@ -558,12 +576,24 @@ OPENAPI: Final[dict[str, Any]] = {
                     "200": {
                         "description": "OpenAPI 3.1",
                         "content": {"application/json": {"schema": {"type": "object"}}},
-                    }
+                    },
+                    **_errors(),
                 },
             }
         },
     },
-    "components": {"schemas": _SCHEMAS},
+    "components": {
+        "schemas": _SCHEMAS,
+        "securitySchemes": {
+            "apiKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A key of OPENROOMS_API_KEYS (`Authorization: Bearer KEY`); "
+                "needed on every route but /health when the server has keys.",
+            }
+        },
+    },
+    "security": [{"apiKey": []}],
 }
 """The document, as served."""
 
