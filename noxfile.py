@@ -60,8 +60,9 @@ def hermetic(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def docs(session: nox.Session) -> None:
-    """Regenerate docs/cli.md from the commands' --help."""
+    """Regenerate docs/cli.md from the commands' --help and docs/api.md from /openapi.json."""
     session.run(sys.executable, "docs/gen_cli.py")
+    session.run(sys.executable, "docs/gen_api.py")
 
 
 @nox.session(python=False)

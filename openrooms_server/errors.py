@@ -60,8 +60,9 @@ __all__ = [
 logger = logging.getLogger("openrooms_server")
 
 CODES: Final[Mapping[str, str]] = {
-    "invalid_json": "400: the body is not JSON (or not UTF-8, or has duplicate keys), or "
-    "nests too deep",
+    "invalid_json": "400: the body is not JSON (or not UTF-8, or has duplicate keys, NaN or "
+    "Infinity, an integer of over 1,000 digits), or nests deeper than 100 levels",
+    "invalid_request": "400: the request is malformed (a Content-Length that is not a number)",
     "unauthorized": "401: no API key, or not one the server knows (Authorization: Bearer KEY)",
     "not_found": "404: no such room, workflow or route",
     "method_not_allowed": "405: the route does not take this method",
