@@ -28,6 +28,9 @@ Left out, on purpose:
   key sees every room.
 - ``max_response_time``: timing on a shared CI machine proves nothing.
 
+``test_every_phase_of_a_schemathesis_run`` also drives schemathesis' own engine (as its CLI
+does) through the coverage, fuzzing and stateful phases, with the same checks.
+
 The budget is small for CI (``OPENROOMS_API_FUZZ_EXAMPLES``, default 10 per operation);
 ``nox -s api_fuzz`` runs it with 300.
 """
@@ -42,7 +45,9 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
-from schemathesis import GenerationMode, checks
+from schemathesis import GenerationMode, checks, engine
+from schemathesis.config import SchemathesisConfig
+from schemathesis.engine import Status, events
 
 from openrooms_server.routes_openapi import OPENAPI
 from tests.server.server_tools import assert_error
@@ -159,6 +164,50 @@ def test_api_conforms_to_its_document(
         case.call_and_validate(headers=AUTH, checks=CHECKS, timeout=10)
 
     check()
+
+
+def test_every_phase_of_a_schemathesis_run(served: Server) -> None:
+    """schemathesis' own run, through its Python API (the engine its CLI drives): the
+    coverage phase (boundary and invalid values, other methods, missing headers), fuzzing,
+    and the stateful phase, which follows the ids one answer gives (a room's ``Location``)
+    into the next requests. Every check but ``positive_data_acceptance`` (see the module
+    docstring)."""
+    config = SchemathesisConfig.from_dict(
+        {
+            "headers": AUTH,
+            "seed": 1,  # the same requests every run
+            "generation": {"max-examples": EXAMPLES},
+            "checks": {"positive_data_acceptance": {"enabled": False}},
+            "request-timeout": 10,
+        }
+    )
+    api = schemathesis.openapi.from_url(
+        f"{served.url}/openapi.json", config=config, headers=AUTH, timeout=10
+    )
+    failures: list[str] = []
+    problems: list[str] = []
+    phases: dict[str, str] = {}
+    finished = None
+    for event in engine.from_schema(api).execute():
+        if isinstance(event, events.PhaseFinished):
+            phases[str(event.phase.name.value)] = str(event.status.value)
+        elif isinstance(event, events.ScenarioFinished) and event.status == Status.FAILURE:
+            for found in event.recorder.checks.values():
+                failures.extend(
+                    f"{event.label}: {c.name}: {c.failure_info.failure.title}\n"
+                    f"{c.failure_info.failure.message}\n{c.failure_info.code_sample}"
+                    for c in found
+                    if c.failure_info is not None
+                )
+        elif isinstance(event, events.NonFatalError | events.FatalError):
+            problems.append(repr(event)[:2000])
+        elif isinstance(event, events.EngineFinished):
+            finished = event
+    assert not failures, "\n\n".join(failures[:10])
+    assert not problems, problems
+    assert finished is not None and not finished.failures
+    for phase in ("coverage", "fuzzing", "stateful"):
+        assert phases.get(phase) == "success", phases
 
 
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
