@@ -623,11 +623,48 @@ async def list_tools(request: Request) -> Response:
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+def check_params(request: Request, allowed: frozenset[str]) -> None:
+    """Refuse a query parameter the route does not take (as an unknown body field is
+    refused): a typo such as ``?limt=5`` is 422, not silently ignored.
+
+    Raises:
+        ApiError: 422 ``invalid_input`` naming the first unknown parameter.
+    """
+    unknown = sorted(set(request.query_params.keys()) - allowed)
+    if unknown:
+        takes = f"it takes: {', '.join(sorted(allowed))}" if allowed else "it takes none"
+        raise _invalid(unknown[0][:40], "is not a query parameter of this route", takes)
+
+
+def query_params(path: str, method: str) -> frozenset[str]:
+    """The query parameters ``/openapi.json`` documents for *method* *path*."""
+    from openrooms_server.routes_openapi import OPENAPI  # it imports this module
+
+    op = OPENAPI["paths"][path][method.lower()]
+    return frozenset(p["name"] for p in op.get("parameters", ()) if p["in"] == "query")
+
+
+def _documented(path: str, handlers: dict[str, Endpoint]) -> dict[str, Endpoint]:
+    """*handlers*, each refusing query parameters its operation does not document."""
+
+    def checked(handler: Endpoint, allowed: frozenset[str]) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            check_params(request, allowed)
+            return await handler(request)
+
+        endpoint.__name__ = handler.__name__
+        return endpoint
+
+    return {m: checked(h, query_params("/api" + path, m)) for m, h in handlers.items()}
+
+
 def by_method(path: str, handlers: dict[str, Endpoint]) -> Route:
     """One route for a path several operations share (``GET`` and ``POST /rooms``), so that
     a method it does not take gets 405 with an ``Allow`` header naming them all (with one
     route per operation, Starlette answers from the first route and names only its
     methods)."""
+
+    handlers = _documented(path, handlers)
 
     async def endpoint(request: Request) -> Response:
         method = "GET" if request.method == "HEAD" else request.method
@@ -638,17 +675,18 @@ def by_method(path: str, handlers: dict[str, Endpoint]) -> Route:
 
 
 def api_routes() -> list[Route]:
-    """The routes mounted at ``/api`` (paths relative to it)."""
+    """The routes mounted at ``/api`` (paths relative to it). Each refuses the query
+    parameters its operation in ``/openapi.json`` does not document."""
     return [
         by_method("/rooms", {"GET": list_rooms, "POST": create_room}),
-        Route("/rooms/{id}", get_room, methods=["GET"]),
-        Route("/rooms/{id}/status", room_status, methods=["GET"]),
-        Route("/rooms/{id}/logs", room_logs, methods=["GET"]),
-        Route("/rooms/{id}/run", run_room, methods=["POST"]),
-        Route("/rooms/{id}/input", send_input, methods=["POST"]),
-        Route("/rooms/{id}/cancel", cancel_room, methods=["POST"]),
-        Route("/rooms/{id}/resume", resume_room, methods=["POST"]),
+        by_method("/rooms/{id}", {"GET": get_room}),
+        by_method("/rooms/{id}/status", {"GET": room_status}),
+        by_method("/rooms/{id}/logs", {"GET": room_logs}),
+        by_method("/rooms/{id}/run", {"POST": run_room}),
+        by_method("/rooms/{id}/input", {"POST": send_input}),
+        by_method("/rooms/{id}/cancel", {"POST": cancel_room}),
+        by_method("/rooms/{id}/resume", {"POST": resume_room}),
         by_method("/workflows", {"GET": list_workflows, "POST": register_workflow}),
-        Route("/workflows/{id}", get_workflow, methods=["GET"]),
-        Route("/tools", list_tools, methods=["GET"]),
+        by_method("/workflows/{id}", {"GET": get_workflow}),
+        by_method("/tools", {"GET": list_tools}),
     ]

@@ -99,3 +99,23 @@ def test_the_guards_answers_are_documented(path: str, method: str) -> None:
         assert "413" in op["responses"]
     assert OPENAPI["security"] == [{"apiKey": []}]
     assert OPENAPI["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+
+
+@pytest.mark.parametrize(("path", "method"), sorted(documented()))
+def test_routes_take_exactly_the_documented_query_parameters(
+    tmp_path: Path, path: str, method: str
+) -> None:
+    """Every documented query parameter is taken (never refused as unknown), and one that
+    is not documented is refused: the routes read the list from this document."""
+    op = OPENAPI["paths"][path][method.lower()]
+    names = [p["name"] for p in op.get("parameters", []) if p["in"] == "query"]
+    url = path.replace("{id}", "nope")
+    with TestClient(create_app(Settings(db=f"sqlite:///{tmp_path}/r.db", env={}))) as c:
+        for name in names:
+            r = c.request(method, url, params={name: "x"})
+            problems = (r.json().get("error") or {}).get("details") or {}
+            assert "is not a query parameter" not in str(problems), (name, r.text)
+        if path.startswith("/api/"):
+            r = c.request(method, url, params={"undocumented": "1"})
+            assert r.status_code == 422, r.text
+            assert r.json()["error"]["details"]["problems"][0]["path"] == "undocumented"
