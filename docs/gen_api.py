@@ -123,6 +123,10 @@ def render_operation(path: str, method: str, op: dict[str, Any]) -> list[str]:
         ]
         said = "required" if body.get("required") else "optional"
         out.append(f"**Request body** ({said}): " + "; ".join(kinds) + ".")
+        for media, spec in body["content"].items():
+            if "example" in spec:
+                example = json.dumps(spec["example"], indent=2, ensure_ascii=False)
+                out.append(f"For example (`{media}`):\n\n```json\n{example}\n```")
     by_status = codes_by_status()
     rows = ["| status | body | description | error codes |", "|---|---|---|---|"]
     for status, response in op["responses"].items():

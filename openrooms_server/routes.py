@@ -280,7 +280,7 @@ async def create_room(request: Request) -> Response:
     if not isinstance(variables, dict):
         raise _invalid("variables", f"must be an object, not {_kind(variables)}")
     name = body.get("name")
-    if name is not None and not isinstance(name, str):
+    if "name" in body and not isinstance(name, str):  # null too: leave it out for none
         raise _invalid("name", f"must be a string, not {_kind(name)}")
     wf: Workflow
     if "definition" in body:
@@ -294,7 +294,7 @@ async def create_room(request: Request) -> Response:
         workflow_id, version = body["workflow"], body.get("version")
         if not isinstance(workflow_id, str) or not workflow_id:
             raise _invalid("workflow", f"must be a workflow id, not {_kind(workflow_id)}")
-        if version is not None and (
+        if "version" in body and (  # null too: leave it out for the latest
             not isinstance(version, int)
             or isinstance(version, bool)
             or not 1 <= version <= MAX_VERSION

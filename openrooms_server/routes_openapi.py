@@ -81,8 +81,20 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     }
 
 
-def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
-    return {"required": required, "content": {"application/json": {"schema": schema}}}
+def _body(schema: dict[str, Any], required: bool = True, example: Any = None) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        media["example"] = example
+    return {"required": required, "content": {"application/json": media}}
+
+
+_HELLO: Final = {
+    "id": "hello",
+    "description": "Set a greeting, then end.",
+    "nodes": {"greet": {"type": "set", "assign": {"greeting": "hello"}}, "done": {"type": "end"}},
+    "transitions": [{"from": "greet", "to": "done"}],
+}
+"""A workflow definition the examples use."""
 
 
 _NULLABLE_INT = {"type": ["integer", "null"]}
@@ -341,7 +353,9 @@ OPENAPI: Final[dict[str, Any]] = {
                 "parameters": [
                     _query("run", {"type": "boolean", "default": False}, "Start it too.")
                 ],
-                "requestBody": _body(_ref("CreateRoom")),
+                "requestBody": _body(
+                    _ref("CreateRoom"), example={"definition": _HELLO, "name": "first"}
+                ),
                 "responses": {
                     "201": _json(_ref("Room"), "The room."),
                     **_errors(400, 404, 409, 413, 415, 422),
@@ -427,7 +441,7 @@ OPENAPI: Final[dict[str, Any]] = {
                         "description": "A repeat with this key and input gets the first answer.",
                     },
                 ],
-                "requestBody": _body(_ref("Input")),
+                "requestBody": _body(_ref("Input"), example={"data": {"approved": True}}),
                 "responses": {
                     "202": _json(_ref("Accepted"), "Recorded; running on."),
                     **_errors(400, 404, 409, 413, 415, 422),
@@ -470,7 +484,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 "requestBody": {
                     "required": True,
                     "content": {
-                        "application/json": {"schema": {"type": "object"}},
+                        "application/json": {"schema": {"type": "object"}, "example": _HELLO},
                         "application/yaml": {"schema": {"type": "string"}},
                     },
                 },

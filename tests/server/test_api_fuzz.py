@@ -168,10 +168,10 @@ def test_api_conforms_to_its_document(
 
 def test_every_phase_of_a_schemathesis_run(served: Server) -> None:
     """schemathesis' own run, through its Python API (the engine its CLI drives): the
-    coverage phase (boundary and invalid values, other methods, missing headers), fuzzing,
-    and the stateful phase, which follows the ids one answer gives (a room's ``Location``)
-    into the next requests. Every check but ``positive_data_acceptance`` (see the module
-    docstring)."""
+    documented examples, the coverage phase (boundary and invalid values, other methods,
+    missing headers), fuzzing, and the stateful phase, which follows the ids one answer
+    gives (a room's ``Location``) into the next requests. Every check but
+    ``positive_data_acceptance`` (see the module docstring)."""
     config = SchemathesisConfig.from_dict(
         {
             "headers": AUTH,
@@ -206,7 +206,7 @@ def test_every_phase_of_a_schemathesis_run(served: Server) -> None:
     assert not failures, "\n\n".join(failures[:10])
     assert not problems, problems
     assert finished is not None and not finished.failures
-    for phase in ("coverage", "fuzzing", "stateful"):
+    for phase in ("examples", "coverage", "fuzzing", "stateful"):
         assert phases.get(phase) == "success", phases
 
 
