@@ -1,6 +1,7 @@
 """Sessions: ``nox -s lint tests`` is what CI runs; ``typecheck`` and ``docs`` too;
 ``hostile`` runs the hostile-input generators with a large budget; ``chaos`` the fault
-scenarios on Postgres, Redis and RQ workers, many trials each."""
+scenarios on Postgres, Redis and RQ workers, many trials each; ``api_fuzz`` schemathesis
+against the API with a large budget."""
 
 from __future__ import annotations
 
@@ -60,8 +61,9 @@ def hermetic(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def docs(session: nox.Session) -> None:
-    """Regenerate docs/cli.md from the commands' --help."""
+    """Regenerate docs/cli.md from the commands' --help and docs/api.md from /openapi.json."""
     session.run(sys.executable, "docs/gen_cli.py")
+    session.run(sys.executable, "docs/gen_api.py")
 
 
 @nox.session(python=False)
@@ -87,3 +89,21 @@ def chaos(session: nox.Session) -> None:
     Redis the tests use (OPENROOMS_TEST_POSTGRES_URL / OPENROOMS_TEST_REDIS_URL): prints a
     table of trials, failures and recovery times. ``nox -s chaos -- --trials 20 -k SIGKILL``."""
     session.run(*PY, "tests.e2e.chaos", *session.posargs, env={"PYTHONPATH": os.getcwd()})
+
+
+@nox.session(python=False)
+def api_fuzz(session: nox.Session) -> None:
+    """schemathesis against a running server's /openapi.json with a large budget
+    (OPENROOMS_API_FUZZ_EXAMPLES per operation and mode, 300)."""
+    examples = os.environ.get("OPENROOMS_API_FUZZ_EXAMPLES", "300")
+    session.run(
+        *PY,
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "timeout=3600",
+        "tests/server/test_api_fuzz.py",
+        *session.posargs,
+        env={"OPENROOMS_API_FUZZ_EXAMPLES": examples},
+    )

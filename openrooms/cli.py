@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shlex
 import signal
 import sys
@@ -1339,6 +1340,26 @@ def tools(ctx: click.Context, as_json: bool) -> None:
             )
 
 
+_ORIGIN = re.compile(r"https?://[^/\s,]+")
+
+
+def _cors_origins(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    """``--cors-origin`` values (each may hold several, comma-separated, as the environment
+    variable does), each ``scheme://host[:port]`` or the lone ``*``."""
+    found = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    for origin in found:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise click.BadParameter(
+                f"{origin!r} is not an origin: give scheme://host[:port], without a path "
+                "(e.g. https://app.example.com)",
+                ctx=ctx,
+                param=param,
+            )
+    return tuple(found)
+
+
 @cli.command()
 @click.option(
     "--host",
@@ -1369,8 +1390,54 @@ def tools(ctx: click.Context, as_json: bool) -> None:
     help="Serve on a non-loopback address without API keys (something in front of the "
     "server must authenticate).",
 )
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    envvar="OPENROOMS_CORS_ORIGINS",
+    callback=_cors_origins,
+    metavar="ORIGIN",
+    help="An origin browsers may call the API from, scheme://host[:port] (repeatable; "
+    "none: CORS is off) [env OPENROOMS_CORS_ORIGINS, comma-separated].",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1),
+    default=1_000_000,
+    show_default=True,
+    envvar="OPENROOMS_MAX_BODY_BYTES",
+    help="The largest request body; a bigger one gets 413 payload_too_large "
+    "[env OPENROOMS_MAX_BODY_BYTES].",
+)
+@click.option(
+    "--rate-limit",
+    type=click.IntRange(min=1),
+    default=600,
+    show_default=True,
+    envvar="OPENROOMS_RATE_LIMIT",
+    help="Requests per minute per API key (per client without keys), on every route; "
+    "more get 429 rate_limited [env OPENROOMS_RATE_LIMIT].",
+)
+@click.option(
+    "--room-rate-limit",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    envvar="OPENROOMS_ROOM_RATE_LIMIT",
+    help="Requests per minute per room on run and input [env OPENROOMS_ROOM_RATE_LIMIT].",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, concurrency: int, insecure: bool) -> None:
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    concurrency: int,
+    insecure: bool,
+    cors_origins: tuple[str, ...],
+    max_body_bytes: int,
+    rate_limit: int,
+    room_rate_limit: int,
+) -> None:
     """Serve the REST API (openrooms_server) with uvicorn until Ctrl-C or SIGTERM.
 
     Without a job queue, rooms run in the server's process; with one (--queue-url,
@@ -1401,6 +1468,10 @@ def serve(ctx: click.Context, host: str, port: int, concurrency: int, insecure: 
             script=obj["script"],
             concurrency=concurrency,
             insecure=insecure,
+            cors_origins=cors_origins,
+            max_body_bytes=max_body_bytes,
+            requests_per_minute=rate_limit,
+            room_writes_per_minute=room_rate_limit,
         )
     )
 

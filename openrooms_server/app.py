@@ -320,8 +320,14 @@ def _limiter(settings: Settings) -> RateLimiter:
     return RedisRateLimiter(parse_queue_url(queue_url)[0], timeout_s=0.5)
 
 
+_STREAM_PARAMS: Final = frozenset({"after"})
+
+
 async def _stream(request: Request) -> Response:
     """``GET /api/rooms/{id}/logs/stream``: the room's log as server-sent events."""
+    from openrooms_server.routes import check_params
+
+    check_params(request, _STREAM_PARAMS)
     rt: Runtime = request.app.state.runtime
     return await log_stream(rt, request.path_params["id"], last_event_id(request))
 

@@ -60,8 +60,9 @@ __all__ = [
 logger = logging.getLogger("openrooms_server")
 
 CODES: Final[Mapping[str, str]] = {
-    "invalid_json": "400: the body is not JSON (or not UTF-8, or has duplicate keys), or "
-    "nests too deep",
+    "invalid_json": "400: the body is not JSON (or not UTF-8, or has duplicate keys, NaN or "
+    "Infinity, an integer of over 1,000 digits), or nests deeper than 100 levels",
+    "invalid_request": "400: the request is malformed (a Content-Length that is not a number)",
     "unauthorized": "401: no API key, or not one the server knows (Authorization: Bearer KEY)",
     "not_found": "404: no such room, workflow or route",
     "method_not_allowed": "405: the route does not take this method",
@@ -170,11 +171,21 @@ _GENERIC: Final[Mapping[str, str]] = {
 }
 
 
+MAX_MESSAGE: Final = 1_000
+"""The longest ``message`` an error carries: one that quotes a huge value the client sent
+(a 900 kB workflow id) is clipped, so an answer never echoes a body back."""
+
+
+def clip(message: str, limit: int = MAX_MESSAGE) -> str:
+    """*message*, cut to *limit* characters (ending in ``...``) when longer."""
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
 def error_response(
     status: int, code: str, message: str, details: Any = None, *, headers: Mapping[str, str] = {}
 ) -> JSONResponse:
-    """The error body every 4xx/5xx carries."""
-    body = {"error": {"code": code, "message": message, "details": details}}
+    """The error body every 4xx/5xx carries (its message clipped: :func:`clip`)."""
+    body = {"error": {"code": code, "message": clip(message), "details": details}}
     return JSONResponse(body, status_code=status, headers=dict(headers))
 
 

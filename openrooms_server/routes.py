@@ -32,8 +32,9 @@ import base64
 import binascii
 import json
 import logging
+import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -70,6 +71,10 @@ T = TypeVar("T")
 
 MAX_PAGE: Final = 1000
 """The largest ``limit`` a list route takes."""
+MAX_VERSION: Final = 2**31 - 1
+"""The largest workflow version a route takes (a store keeps versions as 64-bit integers)."""
+MAX_SEQ: Final = 2**63 - 1
+"""The largest sequence number ``after`` takes."""
 IDEMPOTENCY_KEYS: Final = 10_000
 """How many ``Idempotency-Key`` answers the server remembers (the oldest are forgotten)."""
 YAML_TYPES: Final = frozenset({"application/yaml", "application/x-yaml", "text/yaml"})
@@ -182,21 +187,32 @@ def _kind(value: Any) -> str:
     return "an object"
 
 
+_INTEGER: Final = re.compile(r"-?[0-9]{1,20}")
+
+
+def _param(request: Request, name: str) -> str | None:
+    """The query parameter *name*, or None; given twice, it is refused (rather than one of
+    the values silently winning)."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise _invalid(name, f"is given {len(values)} times; give it once")
+    return values[0] if values else None
+
+
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    text = request.query_params.get(name)
+    text = _param(request, name)
     if text is None:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise _invalid(name, f"must be a whole number, not {text[:40]!r}") from None
+    if not _INTEGER.fullmatch(text):  # int() would also take " 1", "1_0" and "٣"
+        raise _invalid(name, f"must be a whole number, not {text[:40]!r}")
+    value = int(text)
     if not low <= value <= high:
         raise _invalid(name, f"must be {low} to {high}, not {value}")
     return value
 
 
 def _bool_param(request: Request, name: str) -> bool:
-    text = request.query_params.get(name)
+    text = _param(request, name)
     if text is None:
         return False
     if text.lower() in ("true", "1", "yes"):
@@ -264,7 +280,7 @@ async def create_room(request: Request) -> Response:
     if not isinstance(variables, dict):
         raise _invalid("variables", f"must be an object, not {_kind(variables)}")
     name = body.get("name")
-    if name is not None and not isinstance(name, str):
+    if "name" in body and not isinstance(name, str):  # null too: leave it out for none
         raise _invalid("name", f"must be a string, not {_kind(name)}")
     wf: Workflow
     if "definition" in body:
@@ -278,10 +294,12 @@ async def create_room(request: Request) -> Response:
         workflow_id, version = body["workflow"], body.get("version")
         if not isinstance(workflow_id, str) or not workflow_id:
             raise _invalid("workflow", f"must be a workflow id, not {_kind(workflow_id)}")
-        if version is not None and (
-            not isinstance(version, int) or isinstance(version, bool) or version < 1
+        if "version" in body and (  # null too: leave it out for the latest
+            not isinstance(version, int)
+            or isinstance(version, bool)
+            or not 1 <= version <= MAX_VERSION
         ):
-            raise _invalid("version", "must be a whole number from 1")
+            raise _invalid("version", f"must be a whole number from 1 to {MAX_VERSION}")
         wf = await _read(rt, rt.get_workflow, workflow_id, version)
     check_inputs(wf, variables)  # refused here, before the workflow or the room is written
     state = await _write(rt, rt.create_room, wf, variables, name=name)
@@ -424,9 +442,9 @@ async def room_logs(request: Request) -> Response:
     """``GET /api/rooms/{id}/logs``: ``{items: [event...], next}``; ``next`` is the ``after``
     of the following page when this one is full, else null (the end of the log for now)."""
     rt = _rt(request)
-    after = _int_param(request, "after", 0, 0, 2**63 - 1)
+    after = _int_param(request, "after", 0, 0, MAX_SEQ)
     limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
-    level = request.query_params.get("level")
+    level = _param(request, "level")
     if level is not None and level.upper() not in {lv.value for lv in Level}:
         raise _invalid("level", f"must be one of {', '.join(lv.value for lv in Level)}")
     types = request.query_params.getlist("type")
@@ -472,11 +490,11 @@ async def list_rooms(request: Request) -> Response:
     ``cursor`` for the following page (null: no more)."""
     rt = _rt(request)
     limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
-    status = request.query_params.get("status")
+    status = _param(request, "status")
     if status is not None and status not in {s.value for s in RoomStatus}:
         raise _invalid("status", f"must be one of {', '.join(s.value for s in RoomStatus)}")
-    workflow_id = request.query_params.get("workflow")
-    cursor = request.query_params.get("cursor")
+    workflow_id = _param(request, "workflow")
+    cursor = _param(request, "cursor")
     key = _cursor_key(cursor) if cursor else None
     # The stores list newest first by (created_at, id) and take no "before" yet: read a
     # window from the top and widen it until the page past the cursor is full.
@@ -564,7 +582,7 @@ async def get_workflow(request: Request) -> Response:
     rt = _rt(request)
     workflow_id: str = request.path_params["id"]
     version = (
-        _int_param(request, "version", 1, 1, 2**31 - 1)
+        _int_param(request, "version", 1, 1, MAX_VERSION)
         if "version" in request.query_params
         else None
     )
@@ -602,20 +620,73 @@ async def list_tools(request: Request) -> Response:
     return JSONResponse({"items": _rt(request).describe_tools()})
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def check_params(request: Request, allowed: frozenset[str]) -> None:
+    """Refuse a query parameter the route does not take (as an unknown body field is
+    refused): a typo such as ``?limt=5`` is 422, not silently ignored.
+
+    Raises:
+        ApiError: 422 ``invalid_input`` naming the first unknown parameter.
+    """
+    unknown = sorted(set(request.query_params.keys()) - allowed)
+    if unknown:
+        takes = f"it takes: {', '.join(sorted(allowed))}" if allowed else "it takes none"
+        raise _invalid(unknown[0][:40], "is not a query parameter of this route", takes)
+
+
+def query_params(path: str, method: str) -> frozenset[str]:
+    """The query parameters ``/openapi.json`` documents for *method* *path*."""
+    from openrooms_server.routes_openapi import OPENAPI  # it imports this module
+
+    op = OPENAPI["paths"][path][method.lower()]
+    return frozenset(p["name"] for p in op.get("parameters", ()) if p["in"] == "query")
+
+
+def _documented(path: str, handlers: dict[str, Endpoint]) -> dict[str, Endpoint]:
+    """*handlers*, each refusing query parameters its operation does not document."""
+
+    def checked(handler: Endpoint, allowed: frozenset[str]) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            check_params(request, allowed)
+            return await handler(request)
+
+        endpoint.__name__ = handler.__name__
+        return endpoint
+
+    return {m: checked(h, query_params("/api" + path, m)) for m, h in handlers.items()}
+
+
+def by_method(path: str, handlers: dict[str, Endpoint]) -> Route:
+    """One route for a path several operations share (``GET`` and ``POST /rooms``), so that
+    a method it does not take gets 405 with an ``Allow`` header naming them all (with one
+    route per operation, Starlette answers from the first route and names only its
+    methods)."""
+
+    handlers = _documented(path, handlers)
+
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    endpoint.__name__ = "_or_".join(h.__name__ for h in handlers.values())
+    return Route(path, endpoint, methods=sorted(handlers))
+
+
 def api_routes() -> list[Route]:
-    """The routes mounted at ``/api`` (paths relative to it)."""
+    """The routes mounted at ``/api`` (paths relative to it). Each refuses the query
+    parameters its operation in ``/openapi.json`` does not document."""
     return [
-        Route("/rooms", create_room, methods=["POST"]),
-        Route("/rooms", list_rooms, methods=["GET"]),
-        Route("/rooms/{id}", get_room, methods=["GET"]),
-        Route("/rooms/{id}/status", room_status, methods=["GET"]),
-        Route("/rooms/{id}/logs", room_logs, methods=["GET"]),
-        Route("/rooms/{id}/run", run_room, methods=["POST"]),
-        Route("/rooms/{id}/input", send_input, methods=["POST"]),
-        Route("/rooms/{id}/cancel", cancel_room, methods=["POST"]),
-        Route("/rooms/{id}/resume", resume_room, methods=["POST"]),
-        Route("/workflows", list_workflows, methods=["GET"]),
-        Route("/workflows", register_workflow, methods=["POST"]),
-        Route("/workflows/{id}", get_workflow, methods=["GET"]),
-        Route("/tools", list_tools, methods=["GET"]),
+        by_method("/rooms", {"GET": list_rooms, "POST": create_room}),
+        by_method("/rooms/{id}", {"GET": get_room}),
+        by_method("/rooms/{id}/status", {"GET": room_status}),
+        by_method("/rooms/{id}/logs", {"GET": room_logs}),
+        by_method("/rooms/{id}/run", {"POST": run_room}),
+        by_method("/rooms/{id}/input", {"POST": send_input}),
+        by_method("/rooms/{id}/cancel", {"POST": cancel_room}),
+        by_method("/rooms/{id}/resume", {"POST": resume_room}),
+        by_method("/workflows", {"GET": list_workflows, "POST": register_workflow}),
+        by_method("/workflows/{id}", {"GET": get_workflow}),
+        by_method("/tools", {"GET": list_tools}),
     ]

@@ -16,6 +16,10 @@ from starlette.routing import Route
 from openrooms.events import EventType, Level
 from openrooms.room import RoomStatus
 from openrooms_server.errors import CODES
+from openrooms_server.routes import MAX_SEQ, MAX_VERSION
+
+MAX_STREAM_SEQ: Final = 10**18 - 1
+"""The largest ``after`` (or ``Last-Event-ID``) of ``GET .../logs/stream``."""
 
 __all__ = ["OPENAPI", "openapi_route"]
 
@@ -28,18 +32,34 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
+    """The error answers of an operation: *statuses*, and those every operation but
+    ``/health`` can get (401 without a key when keys are set, 429, 500, 503)."""
     what = {
-        400: "The body is not JSON.",
+        400: "The body is not JSON (invalid_json).",
         404: "No such room or workflow.",
         409: "The room's status does not allow it (room_busy, invalid_state, ...).",
+        413: "The body is over the server's cap (payload_too_large, details.max_bytes).",
         415: "The body is not application/json.",
         422: "A parameter or a body field is wrong (invalid_input, invalid_workflow).",
     }
     out = {str(s): _json(_ref("Error"), what[s]) for s in statuses}
+    out["401"] = _json(_ref("Error"), "No API key, or not one the server knows (unauthorized).")
+    out["429"] = {
+        **_json(_ref("Error"), "Too many requests for this key or room (rate_limited)."),
+        "headers": _RETRY_AFTER,
+    }
     out["500"] = _json(_ref("Error"), "A server fault: internal_error or corrupt_data.")
     out["503"] = _json(_ref("Error"), "A backend is unavailable (backend_unavailable).")
-    return out
+    return dict(sorted(out.items()))
 
 
 _ROOM_ID = {
@@ -61,8 +81,20 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     }
 
 
-def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
-    return {"required": required, "content": {"application/json": {"schema": schema}}}
+def _body(schema: dict[str, Any], required: bool = True, example: Any = None) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        media["example"] = example
+    return {"required": required, "content": {"application/json": media}}
+
+
+_HELLO: Final = {
+    "id": "hello",
+    "description": "Set a greeting, then end.",
+    "nodes": {"greet": {"type": "set", "assign": {"greeting": "hello"}}, "done": {"type": "end"}},
+    "transitions": [{"from": "greet", "to": "done"}],
+}
+"""A workflow definition the examples use."""
 
 
 _NULLABLE_INT = {"type": ["integer", "null"]}
@@ -167,6 +199,19 @@ _SCHEMAS: Final[dict[str, Any]] = {
             "duration_ms": {"type": ["number", "null"]},
         },
     },
+    "StreamEvent": {
+        "type": "object",
+        "description": "One server-sent event: a log line (`event` message, `id` its seq, "
+        "`data` the Event as JSON text), or the last one (`event` end, `data` "
+        '`{"status": ...}`, no `id`).',
+        "required": ["data"],
+        "properties": {
+            "event": {"type": "string", "enum": ["message", "end"]},
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "data": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+    },
     "EventPage": {
         "type": "object",
         "required": ["items", "next"],
@@ -247,7 +292,12 @@ _SCHEMAS: Final[dict[str, Any]] = {
         "additionalProperties": False,
         "properties": {
             "workflow": {"type": "string", "description": "A registered workflow's id."},
-            "version": {"type": "integer", "minimum": 1, "description": "Default: the latest."},
+            "version": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_VERSION,
+                "description": "Default: the latest.",
+            },
             "definition": {"type": "object", "description": "An inline workflow definition."},
             "variables": {"type": "object"},
             "name": {"type": "string"},
@@ -303,10 +353,12 @@ OPENAPI: Final[dict[str, Any]] = {
                 "parameters": [
                     _query("run", {"type": "boolean", "default": False}, "Start it too.")
                 ],
-                "requestBody": _body(_ref("CreateRoom")),
+                "requestBody": _body(
+                    _ref("CreateRoom"), example={"definition": _HELLO, "name": "first"}
+                ),
                 "responses": {
                     "201": _json(_ref("Room"), "The room."),
-                    **_errors(400, 404, 409, 415, 422),
+                    **_errors(400, 404, 409, 413, 415, 422),
                 },
             },
         },
@@ -334,7 +386,7 @@ OPENAPI: Final[dict[str, Any]] = {
                     _ROOM_ID,
                     _query(
                         "after",
-                        {"type": "integer", "minimum": 0, "default": 0},
+                        {"type": "integer", "minimum": 0, "maximum": MAX_SEQ, "default": 0},
                         "Events with a greater seq.",
                     ),
                     _query(
@@ -371,7 +423,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 "requestBody": _body(_ref("Empty"), required=False),
                 "responses": {
                     "202": _json(_ref("Accepted"), "Started."),
-                    **_errors(400, 404, 409, 415, 422),
+                    **_errors(400, 404, 409, 413, 415, 422),
                 },
             }
         },
@@ -389,10 +441,10 @@ OPENAPI: Final[dict[str, Any]] = {
                         "description": "A repeat with this key and input gets the first answer.",
                     },
                 ],
-                "requestBody": _body(_ref("Input")),
+                "requestBody": _body(_ref("Input"), example={"data": {"approved": True}}),
                 "responses": {
                     "202": _json(_ref("Accepted"), "Recorded; running on."),
-                    **_errors(400, 404, 409, 415, 422),
+                    **_errors(400, 404, 409, 413, 415, 422),
                 },
             }
         },
@@ -404,7 +456,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 "requestBody": _body(_ref("Cancel"), required=False),
                 "responses": {
                     "200": _json(_ref("Room"), "The cancelled room."),
-                    **_errors(400, 404, 409, 415, 422),
+                    **_errors(400, 404, 409, 413, 415, 422),
                 },
             }
         },
@@ -416,7 +468,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 "requestBody": _body(_ref("Empty"), required=False),
                 "responses": {
                     "202": _json(_ref("Accepted"), "Resumed."),
-                    **_errors(400, 404, 409, 415, 422),
+                    **_errors(400, 404, 409, 413, 415, 422),
                 },
             }
         },
@@ -424,7 +476,7 @@ OPENAPI: Final[dict[str, Any]] = {
             "get": {
                 "operationId": "listWorkflows",
                 "summary": "The latest version of each workflow.",
-                "responses": {"200": _json(_ref("WorkflowList"), "Workflows.")},
+                "responses": {"200": _json(_ref("WorkflowList"), "Workflows."), **_errors()},
             },
             "post": {
                 "operationId": "registerWorkflow",
@@ -432,14 +484,14 @@ OPENAPI: Final[dict[str, Any]] = {
                 "requestBody": {
                     "required": True,
                     "content": {
-                        "application/json": {"schema": {"type": "object"}},
+                        "application/json": {"schema": {"type": "object"}, "example": _HELLO},
                         "application/yaml": {"schema": {"type": "string"}},
                     },
                 },
                 "responses": {
                     "200": _json(_ref("WorkflowSummary"), "Identical content was registered."),
                     "201": _json(_ref("WorkflowSummary"), "Registered."),
-                    **_errors(400, 409, 415, 422),
+                    **_errors(400, 409, 413, 415, 422),
                 },
             },
         },
@@ -449,7 +501,11 @@ OPENAPI: Final[dict[str, Any]] = {
                 "summary": "A workflow version, its versions and its graph.",
                 "parameters": [
                     {**_ROOM_ID, "description": "The workflow's id."},
-                    _query("version", {"type": "integer", "minimum": 1}, "Default: the latest."),
+                    _query(
+                        "version",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
+                        "Default: the latest.",
+                    ),
                 ],
                 "responses": {
                     "200": _json(_ref("WorkflowDetail"), "The workflow."),
@@ -461,7 +517,7 @@ OPENAPI: Final[dict[str, Any]] = {
             "get": {
                 "operationId": "listTools",
                 "summary": "The tools workflows can call.",
-                "responses": {"200": _json(_ref("ToolList"), "Tools.")},
+                "responses": {"200": _json(_ref("ToolList"), "Tools."), **_errors()},
             }
         },
         "/api/rooms/{id}/logs/stream": {
@@ -474,12 +530,25 @@ OPENAPI: Final[dict[str, Any]] = {
                 "`end` event with the room's status closes it.",
                 "parameters": [
                     _ROOM_ID,
-                    _query("after", {"type": "integer", "minimum": 0}, "Start after this seq."),
+                    _query(
+                        "after",
+                        {"type": "integer", "minimum": 0, "maximum": MAX_STREAM_SEQ},
+                        "Start after this seq.",
+                    ),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                        "description": "Resume after this seq (what a reconnecting "
+                        "EventSource sends); wins over `after`.",
+                    },
                 ],
                 "responses": {
                     "200": {
-                        "description": "The stream.",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        "description": "The stream: each event as the schema says (as in "
+                        "OpenAPI before 3.2, the schema describes one event of the stream).",
+                        "content": {"text/event-stream": {"schema": _ref("StreamEvent")}},
                     },
                     **_errors(404, 422),
                 },
@@ -489,6 +558,7 @@ OPENAPI: Final[dict[str, Any]] = {
             "get": {
                 "operationId": "getHealth",
                 "summary": "Each backend checked (no key needed).",
+                "security": [],
                 "responses": {
                     "200": _json({"type": "object"}, "Every backend answered."),
                     "503": _json(
@@ -507,7 +577,8 @@ OPENAPI: Final[dict[str, Any]] = {
                     "200": {
                         "description": "The metrics.",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
+                    },
+                    **_errors(),
                 },
             }
         },
@@ -519,12 +590,24 @@ OPENAPI: Final[dict[str, Any]] = {
                     "200": {
                         "description": "OpenAPI 3.1",
                         "content": {"application/json": {"schema": {"type": "object"}}},
-                    }
+                    },
+                    **_errors(),
                 },
             }
         },
     },
-    "components": {"schemas": _SCHEMAS},
+    "components": {
+        "schemas": _SCHEMAS,
+        "securitySchemes": {
+            "apiKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A key of OPENROOMS_API_KEYS (`Authorization: Bearer KEY`); "
+                "needed on every route but /health when the server has keys.",
+            }
+        },
+    },
+    "security": [{"apiKey": []}],
 }
 """The document, as served."""
 

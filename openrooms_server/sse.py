@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Final
@@ -49,6 +50,7 @@ log = logging.getLogger("openrooms.server.sse")
 HEARTBEAT_S: Final = 15.0
 """Seconds between keepalive comments while no event is sent."""
 _BATCH: Final = 500
+_SEQ: Final = re.compile(r"[0-9]{1,18}")
 _WAIT_S: Final = 5.0
 _WAIT_THREADS = anyio.CapacityLimiter(64)
 _waited_logs: set[int] = set()
@@ -63,23 +65,29 @@ def event_line(e: Event) -> str:
 
 def last_event_id(request: Request) -> int:
     """Where a stream resumes: the ``Last-Event-ID`` header, else the ``after`` query
-    parameter, else 0.
+    parameter, else 0. Both are checked when both are given (the header wins).
 
     Raises:
-        InputError: the value is not a whole number from 0.
+        InputError: a value is not a whole number from 0 (ASCII digits, at most 18), or
+            ``after`` is given more than once.
     """
+    afters = request.query_params.getlist("after")
+    if len(afters) > 1:
+        raise InputError("after", "is given more than once")
+    found: list[int] = []
     for source, value in (
         ("Last-Event-ID", request.headers.get("last-event-id")),
-        ("after", request.query_params.get("after")),
+        ("after", afters[0] if afters else None),
     ):
         if value is not None:
             text = value.strip()
-            if not text.isdigit() or len(text) > 18:
+            # ASCII digits only: str.isdigit() also takes "²", which int() refuses
+            if not _SEQ.fullmatch(text):
                 raise InputError(
                     source, f"must be a sequence number (0 or more), got {value[:40]!r}"
                 )
-            return int(text)
-    return 0
+            found.append(int(text))
+    return found[0] if found else 0
 
 
 class EventStreamResponse(StreamingResponse):

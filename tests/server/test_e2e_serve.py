@@ -42,11 +42,17 @@ def server_env(**extra: str) -> dict[str, str]:
 class Server:
     """One ``openrooms serve`` process; its output goes to a file."""
 
-    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        serve_args: tuple[str, ...] = (),
+    ) -> None:
         self.log = tmp / f"serve-{os.urandom(3).hex()}.log"
         with self.log.open("w") as sink:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "openrooms.cli", *args, "serve", "--port", "0"],
+                [sys.executable, "-m", "openrooms.cli", *args, "serve", "--port", "0", *serve_args],
                 env=env or server_env(),
                 cwd=tmp,
                 stdout=sink,

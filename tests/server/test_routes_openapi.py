@@ -82,3 +82,40 @@ def test_served_document_is_the_one_in_the_code(tmp_path: Path) -> None:
         r = c.get("/openapi.json")
     assert r.status_code == 200 and r.json() == OPENAPI
     assert r.json()["openapi"].startswith("3.1")
+
+
+@pytest.mark.parametrize(("path", "method"), sorted(documented()))
+def test_the_guards_answers_are_documented(path: str, method: str) -> None:
+    """401 and 429 can answer every operation but /health (which needs no key and is never
+    limited); 413 every one that reads a body; the key is the document's security scheme."""
+    op = OPENAPI["paths"][path][method.lower()]
+    if path == "/health":
+        assert op["security"] == [] and "401" not in op["responses"]
+    else:
+        assert "security" not in op  # the document's: {"apiKey": []}
+        assert {"401", "429"} <= set(op["responses"])
+        assert "Retry-After" in op["responses"]["429"]["headers"]
+    if "requestBody" in op:
+        assert "413" in op["responses"]
+    assert OPENAPI["security"] == [{"apiKey": []}]
+    assert OPENAPI["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+
+
+@pytest.mark.parametrize(("path", "method"), sorted(documented()))
+def test_routes_take_exactly_the_documented_query_parameters(
+    tmp_path: Path, path: str, method: str
+) -> None:
+    """Every documented query parameter is taken (never refused as unknown), and one that
+    is not documented is refused: the routes read the list from this document."""
+    op = OPENAPI["paths"][path][method.lower()]
+    names = [p["name"] for p in op.get("parameters", []) if p["in"] == "query"]
+    url = path.replace("{id}", "nope")
+    with TestClient(create_app(Settings(db=f"sqlite:///{tmp_path}/r.db", env={}))) as c:
+        for name in names:
+            r = c.request(method, url, params={name: "x"})
+            problems = (r.json().get("error") or {}).get("details") or {}
+            assert "is not a query parameter" not in str(problems), (name, r.text)
+        if path.startswith("/api/"):
+            r = c.request(method, url, params={"undocumented": "1"})
+            assert r.status_code == 422, r.text
+            assert r.json()["error"]["details"]["problems"][0]["path"] == "undocumented"
