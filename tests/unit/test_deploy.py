@@ -24,8 +24,16 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 OURS = sorted(name for name, spec in SERVICES.items() if spec.get("build") == ".")
 
 
-def test_the_compose_file_runs_postgres_redis_the_migration_and_workers() -> None:
-    assert {"postgres", "redis", "migrate", "worker"} <= set(SERVICES)
+def test_the_compose_file_runs_postgres_redis_the_migration_the_server_and_workers() -> None:
+    assert {"postgres", "redis", "migrate", "worker", "server"} <= set(SERVICES)
+    # the server listens on every address, so it must be given keys (no default key here)
+    assert SERVICES["server"]["command"][:3] == ["serve", "--host", "0.0.0.0"]
+    assert SERVICES["server"]["environment"]["OPENROOMS_API_KEYS"].startswith(
+        "${OPENROOMS_API_KEYS:?"
+    )
+    assert SERVICES["server"]["depends_on"]["migrate"] == {
+        "condition": "service_completed_successfully"
+    }
     assert SERVICES["postgres"]["image"].startswith("postgres:")
     assert SERVICES["redis"]["image"].startswith("redis:")
     assert SERVICES["migrate"]["command"] == ["db", "upgrade"]
