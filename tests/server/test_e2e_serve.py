@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,18 @@ def until(server: Server, room_id: str, wanted: str) -> None:
     poll(lambda: True if status(server, room_id) == wanted else None, f"{room_id} {wanted}")
 
 
+def follow(server: Server, room_id: str, lines: list[str]) -> None:
+    """Append each line of the room's live log stream to *lines* as it arrives, over real
+    HTTP, until the stream ends."""
+    with (
+        httpx.Client(base_url=server.url, timeout=60) as client,
+        client.stream("GET", f"/api/rooms/{room_id}/logs/stream") as stream,
+    ):
+        assert stream.status_code == 200
+        for line in stream.iter_lines():
+            lines.append(line)
+
+
 def test_a_whole_flow_over_http(tmp_path: Path, servers: list[Server]) -> None:
     db = f"sqlite:///{tmp_path}/rooms.db"
     server = Server(tmp_path, "--db", db)
@@ -124,10 +137,21 @@ def test_a_whole_flow_over_http(tmp_path: Path, servers: list[Server]) -> None:
     logs = http.get(f"/api/rooms/{room_id}/logs", params={"type": "ROOM_WAITING"}).json()
     assert_schema(logs, "EventPage")
     assert logs["items"][-1]["data"]["prompt"] == "Approve the order of 300.0?"
+    # follow the live log from the start while the wait is answered: it carries every line,
+    # the ones after the answer too, and ends by itself once the room is done
+    followed: list[str] = []
+    follower = threading.Thread(target=follow, args=(server, room_id, followed))
+    follower.start()
+    poll(lambda: True if any(x.startswith("id: ") for x in followed) else None, "the stream")
     answer = {"data": {"approved": True, "by": "sam"}}
     r = http.post(f"/api/rooms/{room_id}/input", json=answer, headers={"Idempotency-Key": "a1"})
     assert r.status_code == 202, r.text
     until(server, room_id, "completed")
+    follower.join(timeout=60)
+    assert not follower.is_alive(), "the stream did not end with the room"
+    seqs = [e["seq"] for e in http.get(f"/api/rooms/{room_id}/logs").json()["items"]]
+    assert [int(x[4:]) for x in followed if x.startswith("id: ")] == seqs
+    assert "event: end" in followed
     room = http.get(f"/api/rooms/{room_id}").json()
     assert_schema(room, "Room")
     assert room["variables"]["approved_by"] == "sam" and room["current_node"] == "done"
