@@ -858,27 +858,15 @@ def _plain(values: Mapping[str, Any]) -> bool:
     """Whether every entry of *values* is plainly storable: an ASCII name and a value that
     is None, a bool, a 64-bit integer, a finite float or ASCII text (the usual case;
     anything else is checked in full)."""
-    for key, value in values.items():
+    for key in values:
         if type(key) is not str or not key.isascii():
             return False
-        kind = type(value)
-        if kind is int:
-            if not -_MAX_PLAIN_INT < value < _MAX_PLAIN_INT:
-                return False
-        elif kind is str:
-            if not value.isascii():
-                return False
-        elif kind is float:
-            if value - value != 0.0:  # inf or nan
-                return False
-        elif value is not None and kind is not bool:
-            return False
-    return True
+    return _plain_values(values)
 
 
 def _plain_values(values: Mapping[str, Any]) -> bool:
-    """:func:`_plain` for a dict whose keys are known to be variable names (an executor's
-    ``fresh_assignments``): only the values are looked at."""
+    """The values' half of :func:`_plain`, alone for a dict whose keys are known to be
+    variable names (an executor's ``fresh_assignments``)."""
     for value in values.values():
         kind = type(value)
         if kind is int:
