@@ -59,7 +59,13 @@ from openrooms.backends.postgres_schema import (
     schema_version,
 )
 from openrooms.backends.selection import select_events
-from openrooms.backends.sqlite import _dumps, _event_from_row, _event_row, _json
+from openrooms.backends.sqlite import (
+    _dumps,
+    _event_from_row,
+    _event_row,
+    _json,
+    _workflow_from_row,
+)
 from openrooms.errors import (
     BackendConfigError,
     BackendError,
@@ -615,14 +621,7 @@ class PostgresStore(LeasingStore):
         return [self._decode_workflow(r) for r in rows]
 
     def _decode_workflow(self, row: Sequence[Any]) -> StoredWorkflow:
-        try:
-            definition = _json(row[3])
-            if not isinstance(definition, dict):
-                raise ValueError(f"the body is a JSON {type(definition).__name__}, not an object")
-        except ValueError as exc:
-            where = f"{self.where}, table workflows, row id={row[0]!r} version={row[1]}"
-            raise CorruptDataError(where, str(exc)) from None
-        return StoredWorkflow(row[0], row[1], row[2], definition, row[4])
+        return _workflow_from_row(self.where, row)
 
     # EventLog
 

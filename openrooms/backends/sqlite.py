@@ -244,6 +244,23 @@ def _compact_encoder() -> Callable[[object], str]:
 _dumps = _compact_encoder()
 
 
+def _workflow_from_row(where: str, row: Sequence[Any]) -> StoredWorkflow:
+    """A ``workflows`` row (id, version, digest, JSON body, created_at) of the database
+    *where* names, as a StoredWorkflow (the SQL stores' one reading of it).
+
+    Raises:
+        CorruptDataError: the body is not a JSON object.
+    """
+    try:
+        definition = _json(row[3])
+        if not isinstance(definition, dict):
+            raise ValueError(f"the body is a JSON {type(definition).__name__}, not an object")
+    except ValueError as exc:
+        at = f"{where}, table workflows, row id={row[0]!r} version={row[1]}"
+        raise CorruptDataError(at, str(exc)) from None
+    return StoredWorkflow(row[0], row[1], row[2], definition, row[4])
+
+
 _INSERT_EVENTS: Final = (
     "INSERT INTO events (room_id, first_seq, last_seq, body) VALUES (?, ?, ?, ?)"
 )
@@ -1004,14 +1021,7 @@ class SQLiteStore(LeasingStore):
         return [self._decode_workflow(r) for r in rows]
 
     def _decode_workflow(self, row: Sequence[Any]) -> StoredWorkflow:
-        try:
-            definition = _json(row[3])
-            if not isinstance(definition, dict):
-                raise ValueError(f"the body is a JSON {type(definition).__name__}, not an object")
-        except ValueError as exc:
-            where = f"{self.where}, table workflows, row id={row[0]!r} version={row[1]}"
-            raise CorruptDataError(where, str(exc)) from None
-        return StoredWorkflow(row[0], row[1], row[2], definition, row[4])
+        return _workflow_from_row(self.where, row)
 
     # EventLog
 
