@@ -76,12 +76,16 @@ class WorkerSettings:
         max_recoveries: how many times in a row a room may be taken over from a runner
             that never let go (it crashed, or its process was killed) before the runner
             that takes it next fails it: "max recovery attempts exceeded".
+        connect_timeout_s: how long a worker started with a job queue waits for its Redis
+            to answer before it gives up (0: asks once); a worker started beside its Redis
+            (a compose file, a reboot) waits for it instead of exiting.
     """
 
     lease_ttl_s: float = 30.0
     renew_every_s: float | None = None
     sweep_every_s: float = 15.0
     max_recoveries: int = 3
+    connect_timeout_s: float = 30.0
 
     @property
     def lease_ttl_ms(self) -> int:
@@ -101,6 +105,7 @@ _WORKER_KEYS: Final = {
     "renew_every_s": "OPENROOMS_RENEW_EVERY_S",
     "sweep_every_s": "OPENROOMS_SWEEP_EVERY_S",
     "max_recoveries": "OPENROOMS_MAX_RECOVERIES",
+    "connect_timeout_s": "OPENROOMS_CONNECT_TIMEOUT_S",
 }
 
 
@@ -118,12 +123,9 @@ def _worker_value(key: str, value: Any, where: str, problems: list[Problem]) -> 
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not 0.001 <= value <= 86_400
-    ):
-        problems.append(Problem(where, f"expected seconds from 0.001 to 86400, got {value!r}"))
+    low = 0 if key == "connect_timeout_s" else 0.001
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= 86_400:
+        problems.append(Problem(where, f"expected seconds from {low:g} to 86400, got {value!r}"))
         return None
     return float(value)
 

@@ -377,17 +377,17 @@ def work(
 
     Raises:
         BackendConfigError: a bad queue URL.
-        BackendUnavailableError: Redis cannot be reached at start.
+        BackendUnavailableError: Redis did not answer within ``workers.connect_timeout_s``
+            of the start (see :func:`_wait_for_redis`).
     """
+    from openrooms.config import worker_settings
+
     prepare(config, registries)
+    assert _prepared is not None
+    settings = worker_settings(_prepared[0], os.environ)
     primary = RQJobQueue(queue_url)
     names = list(queues) or [primary.name]
-    try:
-        primary.redis.ping()
-    except Exception as exc:
-        from openrooms.errors import BackendUnavailableError
-
-        raise BackendUnavailableError("rq", f"cannot reach {queue_url}: {exc}") from exc
+    _wait_for_redis(primary, queue_url, settings.connect_timeout_s)
     worker = worker_class(
         [rq.Queue(n, connection=primary.redis, serializer=JSONSerializer) for n in names],
         connection=primary.redis,
@@ -396,6 +396,43 @@ def work(
     )
     _warm_up(worker.runtime())
     return bool(worker.work(burst=burst, with_scheduler=True, logging_level="INFO"))
+
+
+def _wait_for_redis(queue: RQJobQueue, url: str, timeout_s: float) -> None:
+    """Return once *queue*'s Redis answers a PING, asking again with a growing pause (0.1 s
+    to 2 s) for up to *timeout_s*: a worker started beside its Redis (a compose file, a
+    reboot) waits for it rather than exiting. Says so once, and again when it answers.
+
+    Raises:
+        BackendUnavailableError: no answer in time, naming the URL and the setting.
+    """
+    from openrooms.errors import BackendUnavailableError
+    from openrooms.urls import display_url
+
+    url = display_url(url)  # no password in a log line or an error
+    deadline = time.monotonic() + timeout_s
+    pause = 0.1
+    said = False
+    while True:
+        try:
+            queue.redis.ping()
+        except Exception as exc:  # redis' errors, and OSError below them
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BackendUnavailableError(
+                    "rq",
+                    f"cannot reach {url} (waited {timeout_s:g} s; "
+                    f"workers.connect_timeout_s or OPENROOMS_CONNECT_TIMEOUT_S): {exc}",
+                ) from exc
+            if not said:
+                logger.warning("waiting up to %.3g s for Redis at %s: %s", left, url, exc)
+                said = True
+            time.sleep(min(pause, left))  # a retry's backoff, not synchronisation
+            pause = min(pause * 2, 2.0)
+            continue
+        if said:
+            logger.warning("Redis at %s answers; working", url)
+        return
 
 
 def _warm_up(rt: Runtime) -> None:

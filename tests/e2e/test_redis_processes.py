@@ -193,3 +193,53 @@ def test_a_store_reconnects_after_its_redis_server_restarts(tmp_path: Path) -> N
         if server.poll() is None:
             server.terminate()
         server.wait(timeout=30)
+
+
+def _worker(port: int, tmp_path: Path, connect_timeout_s: str) -> subprocess.Popen[str]:
+    """``openrooms worker --burst`` on a queue at *port*, its own SQLite store."""
+    env = _env(
+        {
+            "OPENROOMS_DB_URL": f"sqlite:///{tmp_path / 'rooms.db'}",
+            "OPENROOMS_QUEUE_URL": f"redis://:s3cret@127.0.0.1:{port}/0",
+            "OPENROOMS_CONNECT_TIMEOUT_S": connect_timeout_s,
+        }
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "openrooms.cli", "worker", "--burst"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_a_worker_started_before_its_redis_waits_for_it_then_works(tmp_path: Path) -> None:
+    port = _free_port()
+    worker = _worker(port, tmp_path, "60")
+    server = None
+    try:
+        assert worker.stdout is not None
+        said = worker.stdout.readline()  # blocks until the worker says it waits
+        assert "waiting up to 60 s" in said and f"127.0.0.1:{port}" in said, said
+        assert "s3cret" not in said
+        server = _start_redis(port, tmp_path)  # the password is not checked: no requirepass
+        out, _ = worker.communicate(timeout=60)
+        assert worker.returncode == 0, said + out
+        assert "answers; working" in out
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(timeout=30)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def test_a_worker_whose_redis_never_answers_gives_up_naming_the_setting(tmp_path: Path) -> None:
+    port = _free_port()
+    worker = _worker(port, tmp_path, "0.5")
+    out, _ = worker.communicate(timeout=60)
+    assert worker.returncode == 4, out  # the exit code of an unavailable backend
+    assert f"cannot reach redis://:***@127.0.0.1:{port}/0 (waited 0.5 s" in out, out
+    assert "OPENROOMS_CONNECT_TIMEOUT_S" in out and "s3cret" not in out

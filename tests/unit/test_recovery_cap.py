@@ -168,3 +168,13 @@ def test_the_sweeper_judges_expiry_by_the_store_clock() -> None:
     store.acquire_lease(room, "elsewhere:1:x", ttl_ms=600_000, now=local)  # 10 min, local time
     found = sweep(store, MemoryJobQueue())
     assert [(f.room_id, f.why) for f in found] == [(room, "lease expired")]
+
+
+def test_the_connect_timeout_may_be_zero_but_not_negative() -> None:
+    assert worker_settings(None, {"OPENROOMS_CONNECT_TIMEOUT_S": "0"}).connect_timeout_s == 0
+    config = RuntimeConfig.from_dict({"workers": {"connect_timeout_s": 5}})
+    assert config.workers.connect_timeout_s == 5
+    with pytest.raises(SchemaValidationError, match=r"OPENROOMS_CONNECT_TIMEOUT_S.*from 0 to"):
+        worker_settings(None, {"OPENROOMS_CONNECT_TIMEOUT_S": "-1"})
+    with pytest.raises(SchemaValidationError, match=r"lease_ttl_s.*from 0\.001 to"):
+        worker_settings(None, {}, lease_ttl_s=0)
