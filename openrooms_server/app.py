@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -352,13 +351,10 @@ def _health_checks(app: Callable[[], Starlette]) -> dict[str, Callable[[], objec
     return {"state": state, "log": log, "queue": queue}
 
 
-_COUNTED_ROOMS: Final = 10_000
-"""The most rooms ``/metrics`` reads to count them by status (the newest)."""
-
-
 def _rooms_by_status(app: Starlette) -> dict[str, int]:
+    """Every room counted by status, exactly (the store's ``status_counts``)."""
     rt: Runtime = app.state.runtime
-    return dict(Counter(s.status.value for s in rt.list_rooms(limit=_COUNTED_ROOMS)))
+    return rt.status_counts()
 
 
 def _queue_depth(app: Starlette) -> int:

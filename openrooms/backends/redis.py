@@ -51,7 +51,7 @@ import redis.exceptions
 
 from openrooms import serde
 from openrooms.backends import redis_scripts as scripts
-from openrooms.backends.base import Lease, LeasingStore, StoredWorkflow, due_at
+from openrooms.backends.base import Lease, LeasingStore, StoredWorkflow, due_at, zero_counts
 from openrooms.backends.selection import select_events
 
 # the stored formats are SQLite's: the same JSON for a state's body and containers, for an
@@ -107,6 +107,8 @@ _KEEP: Final = 4096
 """Rooms whose last written containers a store remembers (to skip unchanged ones)."""
 _PAGE: Final = 256
 """Room ids fetched per round trip when a listing filters."""
+_COUNT_PAGE: Final = 1000
+"""Room ids whose status :meth:`RedisStore.status_counts` reads per round trip."""
 
 
 def open_redis(url: str, *, read_only: bool = False) -> RedisStore:
@@ -405,44 +407,107 @@ class RedisStore(LeasingStore):
         *,
         status: RoomStatus | None = None,
         workflow_id: str | None = None,
+        query: str | None = None,
+        before: tuple[int, str] | None = None,
         limit: int = 100,
         on_corrupt: Callable[[CorruptRoomError], None] | None = None,
     ) -> list[RoomState]:
+        """Reads ``<p>rooms`` newest first from *before* (``ZREVRANGEBYSCORE``, ties on
+        ``created_at`` in reverse id order, as the SQL stores). Unfiltered, a page costs two
+        round trips. Filtered (status, workflow, query), there is no index to seek: pages of
+        ids are scanned and their ``s``/``w`` fields read (one pipelined round trip per 256
+        rooms), and only the matches' states fetched; a filter few rooms pass costs a scan
+        of every room older than *before*."""
         limit = int(limit)
         if limit <= 0:
             return []
-        wanted = None if status is None else status.value.encode()
-        workflow = None if workflow_id is None else workflow_id.encode()
-        page = limit if wanted is None and workflow is None else max(limit, _PAGE)
+        match = _room_match(status, workflow_id, query)
+        page = limit if match is None else max(limit, _PAGE)
         out: list[RoomState] = []
-        start = 0
         client = self._client
-        while len(out) < limit:
+        for ids in self._ids_newest_first(before, page):
+            if match is not None:
+                with self._errors():
+                    pipe = client.pipeline(transaction=False)
+                    for raw in ids:
+                        pipe.hmget(self._room_key(raw.decode()), ["s", "w"])
+                    heads = pipe.execute()
+                ids = [raw for raw, head in zip(ids, heads, strict=True) if match(raw, head)]
+                ids = ids[: limit - len(out)]
             with self._errors():
-                ids = client.zrevrange(self._rooms, start, start + page - 1)
-                if not ids:
-                    break
                 pipe = client.pipeline(transaction=False)
                 for raw in ids:
-                    pipe.hmget(self._room_key(raw.decode()), [*_STATE_FIELDS, "s", "w"])
+                    pipe.hmget(self._room_key(raw.decode()), _STATE_FIELDS)
                 rows = pipe.execute()
-            start += len(ids)
             for raw, row in zip(ids, rows, strict=True):
                 if row[0] is None:  # its keys were deleted: the index entry is stale
                     continue
-                if (wanted is not None and row[5] != wanted) or (
-                    workflow is not None and row[6] != workflow
-                ):
-                    continue
                 try:
-                    out.append(self._decode_state(raw.decode(), row[:5]))
+                    out.append(self._decode_state(raw.decode(), row))
                 except CorruptRoomError as exc:
                     if on_corrupt is None:
                         raise
                     on_corrupt(exc)
                 if len(out) >= limit:
-                    break
+                    return out
         return out
+
+    def _ids_newest_first(self, before: tuple[int, str] | None, page: int) -> Iterator[list[bytes]]:
+        """Pages of room ids from ``<p>rooms``, newest first, strictly older than *before*
+        when given: first the rooms created in the same ms with a lower id (all of them in
+        one read: a tie is a handful of rooms, or a fan-out's children), then by score from
+        below it."""
+        client = self._client
+        if before is None:
+            high: float | str = "+inf"
+        else:
+            created, below = int(before[0]), str(before[1]).encode()
+            with self._errors():
+                tied = client.zrevrangebyscore(self._rooms, created, created)
+            tied = [raw for raw in tied if raw < below]
+            if tied:
+                yield tied
+            high = f"({created}"
+        start = 0
+        seen: set[bytes] = set()  # a room created meanwhile moves the pages down by one
+        while True:
+            with self._errors():
+                ids = client.zrevrangebyscore(self._rooms, high, "-inf", start=start, num=page)
+            if not ids:
+                return
+            start += len(ids)
+            fresh = [raw for raw in ids if raw not in seen]
+            seen.update(fresh)
+            yield fresh
+
+    def status_counts(
+        self, *, query: str | None = None, workflow_id: str | None = None
+    ) -> dict[str, int]:
+        """An exact count by a scan: ``<p>rooms`` in pages of 1,000 ids, with each room's
+        ``s`` (and ``w`` when filtered) read in one pipelined round trip per page: 10 round
+        trips for 10,000 rooms (bench/dashboard.py times it). Counters kept by the commit
+        scripts would answer an unfiltered count at once, but every status change would
+        write one more key, a filtered count would still need this scan, and counters
+        would need rebuilding for data written before them."""
+        match = _room_match(None, workflow_id, query)
+        counts = zero_counts()
+        known = {value.encode(): value for value in counts}
+        client = self._client
+        start = 0
+        while True:
+            with self._errors():
+                ids = client.zrange(self._rooms, start, start + _COUNT_PAGE - 1)
+                if not ids:
+                    return counts
+                pipe = client.pipeline(transaction=False)
+                for raw in ids:
+                    pipe.hmget(self._room_key(raw.decode()), ["s", "w"])
+                heads = pipe.execute()
+            start += len(ids)
+            for raw, head in zip(ids, heads, strict=True):
+                name = known.get(head[0])
+                if name is not None and (match is None or match(raw, head)):
+                    counts[name] += 1
 
     def count_rooms(self, prefix: str) -> int:
         with self._errors():
@@ -833,6 +898,33 @@ class RedisStore(LeasingStore):
     def close(self) -> None:
         with contextlib.suppress(redis.exceptions.RedisError):
             self._client.close()
+
+
+def _room_match(
+    status: RoomStatus | None, workflow_id: str | None, query: str | None
+) -> Callable[[bytes, Sequence[bytes | None]], bool] | None:
+    """A test of a room's id and its ``s``, ``w`` fields against the filters of
+    :meth:`RedisStore.list_rooms`, or None when nothing is filtered. UTF-8 bytes start with
+    a prefix's bytes exactly when the text starts with the prefix, so bytes are compared."""
+    if status is None and workflow_id is None and not query:
+        return None
+    wanted = None if status is None else status.value.encode()
+    workflow = None if workflow_id is None else workflow_id.encode()
+    prefix = query.encode() if query else None
+
+    def match(raw: bytes, head: Sequence[bytes | None]) -> bool:
+        found_status, found_workflow = head[0], head[1]
+        if found_status is None:  # its keys were deleted: the index entry is stale
+            return False
+        if wanted is not None and found_status != wanted:
+            return False
+        if workflow is not None and found_workflow != workflow:
+            return False
+        return (
+            prefix is None or raw.startswith(prefix) or (found_workflow or b"").startswith(prefix)
+        )
+
+    return match
 
 
 def _lex_after(prefix: bytes) -> bytes:

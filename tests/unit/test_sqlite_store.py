@@ -443,7 +443,7 @@ def test_a_version_2_file_is_migrated_when_opened_to_write(tmp_path: Path) -> No
         reader.close()
     store = SQLiteStore(path)
     try:
-        assert store._schema_version() == SCHEMA_VERSION == 4
+        assert store._schema_version() == SCHEMA_VERSION == 5
         for room_id, state in before.items():
             assert store.get(RoomId(room_id)) == state
         row = store._db.execute(
@@ -531,7 +531,7 @@ def test_a_version_2_file_is_migrated_with_every_room_due_as_before(tmp_path: Pa
     finally:
         store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         plan = db.execute(
             "EXPLAIN QUERY PLAN SELECT id FROM rooms WHERE due_at IS NOT NULL AND due_at <= 5"
         ).fetchall()
@@ -583,7 +583,7 @@ def test_a_version_3_file_is_read_as_it_is_and_migrated_when_opened_to_write(
         reader.close()
     store = SQLiteStore(path)
     try:
-        assert store._schema_version() == SCHEMA_VERSION == 4
+        assert store._schema_version() == SCHEMA_VERSION == 5
         # the dead runner's lease was never released: taking it over counts a recovery
         taken = store.acquire_lease(RoomId("held"), "w2", ttl_ms=100, now=5000)
         assert (taken.token, taken.recoveries) == (held.token + 1, 1)
