@@ -231,8 +231,8 @@ def test_status_counts_has_every_status_and_counts_exactly(store: AtomicStore) -
     n = 0
     for status, count in plan.items():
         for _ in range(count):
-            workflow_id = "alpha" if n % 2 else "beta"
-            put(store, f"room-{n:02d}", 1000 + n, workflow_id=workflow_id, status=status)
+            flow = "alpha" if n % 2 else "beta"
+            put(store, f"room-{n:02d}", 1000 + n, workflow_id=flow, status=status)
             n += 1
     expected = {s.value: plan.get(s, 0) for s in RoomStatus}
     assert store.status_counts() == expected

@@ -591,3 +591,59 @@ def test_a_version_3_file_is_read_as_it_is_and_migrated_when_opened_to_write(
         assert store.check() == []
     finally:
         store.close()
+
+
+# --- schema version 4 -> 5 ----------------------------------------------------------------------
+
+
+def version_4_file(path: Path) -> RoomState:
+    """A file as schema version 4 left it (no index by status or workflow), holding a room
+    whose lease was taken over once (recoveries 1). Returns the room."""
+    rooms_in(path, "loop-1")
+    store = SQLiteStore(path)
+    try:
+        state = store.get(RoomId("loop-1"))
+        store.acquire_lease(state.room_id, "w1", ttl_ms=10, now=0)
+        store.acquire_lease(state.room_id, "w2", ttl_ms=10, now=100)  # expired, unreleased
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP INDEX rooms_by_status")
+        db.execute("DROP INDEX rooms_by_workflow")
+        db.execute("PRAGMA user_version = 4")
+    db.close()
+    return state
+
+
+def indexes(path: Path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
+    db.close()
+    return {name for (name,) in rows}
+
+
+def test_a_version_4_file_gets_the_listing_indexes_when_opened_to_write(tmp_path: Path) -> None:
+    path = tmp_path / "v4.db"
+    state = version_4_file(path)
+    reader = SQLiteStore(path, read_only=True)  # read as it is: nothing is written
+    try:
+        assert reader._schema_version() == 4
+        assert reader.list_rooms(query=state.room_id[:2]) == [state]
+        assert reader.status_counts()[state.status.value] == 1
+        lease = reader.find_lease(state.room_id)
+        assert lease is not None and lease.recoveries == 1  # version 4 has the column
+    finally:
+        reader.close()
+    assert not {"rooms_by_status", "rooms_by_workflow"} & indexes(path)
+    store = SQLiteStore(path)
+    try:
+        assert store._schema_version() == SCHEMA_VERSION == 5
+        assert store.list_rooms(status=state.status) == [state]
+        plan = store._db.execute(
+            "EXPLAIN QUERY PLAN SELECT status, count(*) FROM rooms GROUP BY status"
+        ).fetchall()
+        assert "rooms_by_status" in str(plan)
+        assert store.check() == []
+    finally:
+        store.close()
+    assert {"rooms_by_status", "rooms_by_workflow"} <= indexes(path)
