@@ -83,9 +83,9 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 _SEARCH: Final = _query(
     "q",
-    {"type": "string", "minLength": 1, "maxLength": 1000},
+    {"type": "string", "maxLength": 1000},
     "Only rooms whose id or workflow id starts with it (case-sensitive; `%`, `_` are "
-    "matched literally).",
+    "matched literally; empty: every room).",
 )
 
 
