@@ -63,6 +63,7 @@ FORM_ROUTES: Final = (
 """The routes whose bodies are HTML forms (and may carry the CSRF token in the form)."""
 _PAGES: Final = re.compile(r"/|/rooms/[^/]+|/workflows(/[^/]+)?|/tools|/new")
 ROOMS_PER_PAGE: Final = 50
+MAX_ROOMS_PER_PAGE: Final = 500
 EVENTS_PER_PAGE: Final = 200
 MAX_FORM_BYTES: Final = 1_000_000
 MAX_QUERY: Final = 200
@@ -190,11 +191,17 @@ async def rooms(request: Request) -> Response:
     before = decode_cursor(cursor) if cursor else None
     if cursor and before is None:
         error = "that page cursor is not one this server gave; showing the first page"
-    page = await _read(
-        rt, rooms_page, rt, status=status, query=query, before=before, limit=ROOMS_PER_PAGE
+    limit_text = request.query_params.get("limit", "")
+    limit = (
+        min(int(limit_text), MAX_ROOMS_PER_PAGE)
+        if limit_text.isdigit() and 0 < len(limit_text) < 5 and int(limit_text) > 0
+        else ROOMS_PER_PAGE
     )
+    page = await _read(rt, rooms_page, rt, status=status, query=query, before=before, limit=limit)
     counts = await _read(rt, status_counts, rt, query=query)
-    base = {"q": query} if query else {}
+    base: dict[str, str] = {"q": query} if query else {}
+    if limit != ROOMS_PER_PAGE:
+        base["limit"] = str(limit)
     filters = [("all", sum(counts.values()), "/?" + urlencode(base))]
     filters += [(s, n, "/?" + urlencode({**base, "status": s})) for s, n in counts.items()]
     next_url = None
