@@ -286,13 +286,8 @@ def layout_definition(definition: object) -> Layout | None:
             src, dst = t.get("from", t.get("source")), t.get("to", t.get("target"))
             if isinstance(src, str) and isinstance(dst, str):
                 when = t.get("when")
-                edges.append(
-                    (
-                        src,
-                        dst,
-                        _edge_label(str(t.get("on", "ok")), None if when is None else str(when)),
-                    )
-                )
+                on = t.get("on", t.get(True, "ok"))  # YAML 1.1 reads an `on:` key as True
+                edges.append((src, dst, _edge_label(str(on), None if when is None else str(when))))
     start = definition.get("initial", definition.get("start"))
     if not isinstance(start, str):
         start = nodes[0][0] if nodes else ""
