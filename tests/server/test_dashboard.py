@@ -718,3 +718,41 @@ def test_a_long_log_opens_with_its_first_page_and_filters(client: TestClient) ->
     assert levels and "debug" not in levels
     finished = inert(client.get(f"/rooms/{room_id}?level=nope&type=nope").text)
     assert len(finished.find("li", class_="event")) == 200
+
+
+def test_later_events_are_a_page_too_without_javascript(client: TestClient) -> None:
+    register(client, LOOP_WORKFLOW)
+    room_id = start_room(client, "loop")
+    until(client, room_id, "completed")
+    page = inert(client.get(f"/rooms/{room_id}?type=TRANSITION").text)
+    more = page.find("a", href=f"/rooms/{room_id}?after=")  # not there: fewer than a page
+    assert not more
+    first = inert(client.get(f"/rooms/{room_id}").text)
+    link = [a["href"] for _, a in first.tags if a.get("href", "").startswith(f"/rooms/{room_id}?")]
+    assert link == [f"/rooms/{room_id}?after=200"]
+    second = inert(client.get(link[0]).text)
+    seqs = [int(e["data-seq"]) for e in second.find("li", class_="event")]
+    assert seqs[0] == 201 and seqs == list(range(201, 201 + len(seqs)))
+    assert "log-from" in second.ids()
+
+
+def test_a_form_posted_from_another_site_is_refused(client: TestClient) -> None:
+    """With no API keys there is no session: the origin is what tells a page of this site
+    from another site's form aimed at it."""
+    room_id = waiting_order(client)
+    for headers in (
+        {"origin": "https://evil.example"},
+        {"origin": "null"},
+        {"sec-fetch-site": "cross-site"},
+        {"origin": "http://testserver.evil.example"},
+    ):
+        r = client.post(f"/rooms/{room_id}/cancel", data={}, headers=headers)
+        assert_error(r, 403, "csrf_failed")
+    assert status_of(client, room_id) == "waiting"
+    r = client.post(
+        f"/rooms/{room_id}/cancel",
+        data={},
+        headers={"origin": "http://testserver", "sec-fetch-site": "same-origin"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and status_of(client, room_id) == "cancelled"
