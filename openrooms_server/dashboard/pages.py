@@ -257,8 +257,9 @@ async def _room_context(
         "events": [event_view(e) for e in events],
         "log_next": log_next,
         "log_after": after,
-        "log_url": lambda after: f"/rooms/{state.room_id}?"
-        + urlencode({"after": after, **filters}),
+        "log_url": lambda after: (
+            f"/rooms/{state.room_id}?" + urlencode({"after": after, **filters})
+        ),
         "last_seq": state.version,
         "levels": [lv.value for lv in Level],
         "types": [t.value for t in EventType],
@@ -586,4 +587,10 @@ def dashboard_routes() -> list[Route | Mount]:
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="static"),
+        Route("/{path:path}", missing_page, methods=["GET"]),  # last: after /api and the rest
     ]
+
+
+async def missing_page(request: Request) -> Response:
+    """Any other ``GET``: a 404 page (``/api/...`` answers its own 404 in JSON)."""
+    return not_found(request, f"page {request.url.path!r}")

@@ -756,3 +756,12 @@ def test_a_form_posted_from_another_site_is_refused(client: TestClient) -> None:
         follow_redirects=False,
     )
     assert r.status_code == 303 and status_of(client, room_id) == "cancelled"
+
+
+def test_an_unknown_page_is_a_404_page_and_an_unknown_api_path_json(client: TestClient) -> None:
+    r = client.get("/no/such/page")
+    assert r.status_code == 404 and "page '/no/such/page' not found" in inert(r.text).text
+    assert r.headers["content-security-policy"] == DASHBOARD_CSP
+    assert_error(client.get("/api/no/such/thing"), 404, "not_found")
+    assert client.get("/health").status_code == 200
+    assert client.get("/openapi.json").headers["content-type"].startswith("application/json")

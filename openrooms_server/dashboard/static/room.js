@@ -278,7 +278,7 @@ async function refreshRoom() {
   }
 }
 
-function scheduleRefresh(delay = 150) {
+function scheduleRefresh(delay = 400) {
   if (refreshTimer === null) refreshTimer = setTimeout(refreshRoom, delay);
 }
 
