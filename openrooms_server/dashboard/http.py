@@ -96,7 +96,7 @@ def sessions_of(request: Request) -> Sessions | None:
 
 def render(request: Request, template: str, code: int = 200, /, **context: Any) -> HTMLResponse:
     """*template* rendered with *context* (and what every page needs), with the dashboard's
-    CSP and no caching."""
+    CSP, no caching, and ``Referrer-Policy: same-origin``."""
     sessions = sessions_of(request)
     context.setdefault("nav", "")
     html = _env.get_template(template).render(
@@ -109,7 +109,13 @@ def render(request: Request, template: str, code: int = 200, /, **context: Any) 
     return HTMLResponse(
         html,
         status_code=code,
-        headers={"Content-Security-Policy": DASHBOARD_CSP, "Cache-Control": "no-store"},
+        headers={
+            "Content-Security-Policy": DASHBOARD_CSP,
+            "Cache-Control": "no-store",
+            # not the API's no-referrer: under it a browser posts this page's forms with
+            # "Origin: null", and the origin is what tells our forms from another site's
+            "Referrer-Policy": "same-origin",
+        },
     )
 
 

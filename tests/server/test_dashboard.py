@@ -405,6 +405,7 @@ def test_pages_have_the_strict_csp_and_the_api_keeps_its_own(client: TestClient)
         assert "unsafe-inline" not in r.headers["content-security-policy"]
         assert r.headers["x-frame-options"] == "DENY"
         assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["referrer-policy"] == "same-origin"  # else forms post Origin: null
     assert client.get("/api/rooms").headers["content-security-policy"] == API_CSP
     css = client.get("/static/dashboard.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")

@@ -192,7 +192,12 @@ function setText(id, text) {
   if (node && node.textContent !== text) node.textContent = text;
 }
 
+const shownValues = new Map();
+
 function values(sectionId, entries, attr, emptyText) {
+  const key = JSON.stringify(entries);
+  if (shownValues.get(sectionId) === key) return; // unchanged: a selection in it stays
+  shownValues.set(sectionId, key);
   const section = document.getElementById(sectionId);
   const list = section?.querySelector("dl.values");
   if (!list) return;
