@@ -245,6 +245,7 @@ HOSTILE_WORKFLOW: dict[str, Any] = {
     "agents": {"writer": {"model": "scripted/writer", "system_prompt": HOSTILE}},
     "nodes": {
         "call": {"type": "tool", "tool": "echo_hostile", "output": "echoed"},
+        "remember": {"type": "set", "memory": {"note": "{{ vars.evil }}"}},
         "ask": {"type": "agent", "agent": "writer", "prompt": "say {{ vars.evil }}"},
         "approve": {
             "type": "wait",
@@ -261,7 +262,8 @@ HOSTILE_WORKFLOW: dict[str, Any] = {
         "done": {"type": "end"},
     },
     "transitions": [
-        {"from": "call", "to": "ask"},
+        {"from": "call", "to": "remember"},
+        {"from": "remember", "to": "ask"},
         {"from": "ask", "to": "approve"},
         {"from": "approve", "to": "done", "when": "input.note != ''"},
         {"from": "approve", "to": "done"},
@@ -439,8 +441,10 @@ def test_hostile_strings_in_every_field_show_as_text(client: TestClient) -> None
     replies = element_texts(html, "pre", "reply")
     assert any("<img src=x onerror=alert(1)>" in t for t in replies), replies
     assert any(HOSTILE in json.loads(t) for t in replies if t.startswith('"'))
-    variables = {a["data-var"] for a in page.find("pre", class_="value")}
+    variables = {a["data-var"] for a in page.find("pre", class_="value") if "data-var" in a}
     assert {"evil", "nested", "echoed"} <= variables
+    assert page.find("pre", class_="value", data_key="note")  # the memory entry
+    assert json.dumps(HOSTILE, ensure_ascii=False) in element_texts(html, "pre", "value")
     assert page.find("option", value=json.dumps(HOSTILE, ensure_ascii=False))
 
     page = inert(client.get(f"/rooms/{failing}").text)
