@@ -411,9 +411,16 @@ def test_pages_have_the_strict_csp_and_the_api_keeps_its_own(client: TestClient)
     assert client.get("/api/rooms").headers["content-security-policy"] == API_CSP
     css = client.get("/static/dashboard.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
-    js = client.get("/static/room.js")
-    assert js.status_code == 200 and "javascript" in js.headers["content-type"]
-    assert "innerHTML" not in js.text and "eval(" not in js.text
+    static = ROOT / "openrooms_server" / "dashboard" / "static"
+    scripts = sorted(static.glob("*.js"))
+    assert {p.name for p in scripts} == {"live.js", "rooms.js", "room.js"}
+    for path in scripts:
+        js = client.get(f"/static/{path.name}")
+        assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+        code = re.sub(r"//[^\n]*", "", js.text)  # comments may name what is never done
+        assert not re.search(r"\.(inner|outer)HTML\s*\+?=(?!=)", code), path.name
+        for sink in ("insertAdjacentHTML", "document.write", "eval(", "Function(", ".style"):
+            assert sink not in code, (path.name, sink)
 
 
 # --- hostile data -----------------------------------------------------------------------------
