@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import base64
+import html
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,3 +160,49 @@ def test_metrics_count_every_room_by_status_exactly(client: TestClient) -> None:
     assert got[("openrooms_rooms", (("status", "failed"),))] == 5
     assert got[("openrooms_rooms", (("status", "created"),))] == 7
     assert got[("openrooms_rooms", (("status", "running"),))] == 0
+
+
+# --- the dashboard's rooms list (openrooms_server/dashboard/listing.py) ---------------------
+
+ROW = re.compile(r'<tr data-room="([^"]+)">')
+NEXT = re.compile(r'<a rel="next" id="next-page" href="([^"]+)">')
+COUNT = re.compile(r'data-status="([a-z]+)" href="[^"]*"[^>]*>[a-z]+ <span class="count">(\d+)<')
+
+
+def test_the_rooms_page_walks_every_room_once_with_exact_counts(client: TestClient) -> None:
+    made = []
+    for n in range(23):
+        status = RoomStatus.FAILED if n % 4 == 0 else RoomStatus.COMPLETED
+        made.append(
+            put(client, f"job_{n:02d}" if n % 2 else f"jobx{n:02d}", 1000 + n // 3, status=status)
+        )
+    newest = sorted(made, key=lambda s: (s.created_at, s.room_id), reverse=True)
+    for start, expected in (
+        ("/?limit=5", newest),
+        ("/?limit=4&q=job_", [s for s in newest if s.room_id.startswith("job_")]),
+        ("/?limit=2&status=failed", [s for s in newest if s.status is RoomStatus.FAILED]),
+    ):
+        seen: list[str] = []
+        url: str | None = start
+        while url is not None and len(seen) <= len(made):
+            page = client.get(url)
+            assert page.status_code == 200, page.text
+            seen += ROW.findall(page.text)
+            found = NEXT.search(page.text)
+            url = html.unescape(found.group(1)) if found else None
+        assert seen == [s.room_id for s in expected], start
+    counts = dict(COUNT.findall(client.get("/?q=job_").text))
+    job_ = [s for s in made if s.room_id.startswith("job_")]
+    assert int(counts["failed"]) == sum(s.status is RoomStatus.FAILED for s in job_)
+    assert int(counts["all"]) == len(job_)
+
+
+def test_the_rooms_page_takes_any_search_text(client: TestClient) -> None:
+    put(client, "a_b", 1000)
+    put(client, "axb", 1001)
+    for q, rows in (("a_", ["a_b"]), ("a%00", []), ("%1b", []), ("a%25", []), ("", ["axb", "a_b"])):
+        page = client.get(f"/?q={q}")
+        assert page.status_code == 200, (q, page.text)
+        assert ROW.findall(page.text) == rows, q
+    bad_cursor = base64.urlsafe_b64encode(b"1000:a\x00b").decode()
+    assert client.get(f"/?cursor={bad_cursor}").status_code == 200
