@@ -9,6 +9,7 @@ opens it (tests/conftest.py), and through a :class:`Runtime` at the end.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import attrs
 import pytest
@@ -18,6 +19,8 @@ from openrooms.backends import AtomicStore
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runtime import Runtime
 from openrooms.types import RoomId
+from tests.conftest import discard_store
+from tests.contract.test_fenced_commit import PAIRS, open_pair
 from tests.contract.test_store_contract import WF
 
 
@@ -283,3 +286,37 @@ def test_runtime_passes_search_cursor_and_counts_to_its_state_store(
         assert rt.status_counts()["created"] == 3
     finally:
         rt.close()
+
+
+@pytest.mark.parametrize("kinds", [p for p in PAIRS if "+" in p])
+def test_a_split_runtime_lists_and_counts_from_its_state_store(kinds: str, tmp_path: Path) -> None:
+    """State in one store, log in another: run rooms, then page, search and count them."""
+    pair = open_pair(kinds, tmp_path)
+    rt = Runtime(pair.states, pair.log)
+    try:
+        for n in range(7):
+            room = rt.create_room(WF, room_id=f"{'ab' if n % 2 else 'cd'}-{n}")
+            if n < 3:
+                rt.run(room.id)
+        everything = rt.list_rooms()
+        assert len(everything) == 7
+        seen: list[RoomState] = []
+        before = None
+        while len(seen) < 10:
+            page = rt.list_rooms(limit=2, before=before)
+            seen += page
+            if len(page) < 2:
+                break
+            before = (page[-1].created_at, page[-1].room_id)
+        assert ids(seen) == ids(everything)
+        assert sorted(ids(rt.list_rooms(query="ab"))) == ["ab-1", "ab-3", "ab-5"]
+        counts = rt.status_counts()
+        assert counts["completed"] == 3 and counts["created"] == 4 and sum(counts.values()) == 7
+        assert rt.status_counts(query="ab") == {
+            s.value: sum(r.status is s for r in everything if r.room_id.startswith("ab"))
+            for s in RoomStatus
+        }
+    finally:
+        rt.close()
+        discard_store(pair.states)
+        discard_store(pair.log)
