@@ -572,23 +572,47 @@ class Runtime:
         *,
         status: RoomStatus | str | None = None,
         workflow_id: str | None = None,
+        query: str | None = None,
+        before: tuple[int, str] | None = None,
         limit: int = 100,
         on_corrupt: Callable[[CorruptRoomError], None] | None = None,
     ) -> list[RoomState]:
-        """Rooms, newest first.
+        """Rooms, newest first (by ``created_at``, then id).
+
+        Args:
+            status: only rooms with this status.
+            workflow_id: only rooms of this workflow.
+            query: only rooms whose id or workflow id starts with it (case-sensitive,
+                literal).
+            before: ``(created_at, room_id)`` of the last room of the previous page: only
+                rooms older than it (keyset pagination; see
+                :meth:`~openrooms.backends.base.StateStore.list_rooms`).
+            limit: at most this many.
+            on_corrupt: see Raises.
 
         Raises:
             CorruptRoomError: a stored room does not decode, and *on_corrupt* is None; when
                 it is given, each such room is passed to it and the others are listed.
         """
-        # passed only when given: stores written before `on_corrupt` existed keep working
+        # passed only when given: stores written before these options existed keep working
         extra: dict[str, Any] = {} if on_corrupt is None else {"on_corrupt": on_corrupt}
+        if query:
+            extra["query"] = query
+        if before is not None:
+            extra["before"] = (int(before[0]), str(before[1]))
         return self.states.list_rooms(
             status=RoomStatus(status) if status is not None else None,
             workflow_id=workflow_id,
             limit=limit,
             **extra,
         )
+
+    def status_counts(
+        self, *, query: str | None = None, workflow_id: str | None = None
+    ) -> dict[str, int]:
+        """How many rooms have each status (every status a key, 0 when none), filtered as
+        :meth:`list_rooms`; exact, counted by the state store."""
+        return self.states.status_counts(query=query or None, workflow_id=workflow_id)
 
     def events(
         self,

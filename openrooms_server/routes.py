@@ -63,7 +63,7 @@ from openrooms.workflow import Workflow
 from openrooms_server.app import Executor
 from openrooms_server.errors import ApiError, problems
 
-__all__ = ["api_routes"]
+__all__ = ["api_routes", "deliver_input", "resume", "start_created"]
 
 logger = logging.getLogger("openrooms_server")
 
@@ -75,6 +75,8 @@ MAX_VERSION: Final = 2**31 - 1
 """The largest workflow version a route takes (a store keeps versions as 64-bit integers)."""
 MAX_SEQ: Final = 2**63 - 1
 """The largest sequence number ``after`` takes."""
+MAX_QUERY: Final = 1000
+"""The longest search ``q`` a room route takes (a room id's longest)."""
 IDEMPOTENCY_KEYS: Final = 10_000
 """How many ``Idempotency-Key`` answers the server remembers (the oldest are forgotten)."""
 YAML_TYPES: Final = frozenset({"application/yaml", "application/x-yaml", "text/yaml"})
@@ -188,6 +190,9 @@ def _kind(value: Any) -> str:
 
 
 _INTEGER: Final = re.compile(r"-?[0-9]{1,20}")
+_PRINTABLE: Final = re.compile(rf"[^\x00-\x1f\x7f\ud800-\udfff]{{1,{MAX_QUERY}}}")
+"""Text a store can take as a search or a cursor's id: no control character (Postgres
+refuses NUL), no lone surrogate (no UTF-8 for it), 1 to MAX_QUERY characters."""
 
 
 def _param(request: Request, name: str) -> str | None:
@@ -304,8 +309,7 @@ async def create_room(request: Request) -> Response:
     check_inputs(wf, variables)  # refused here, before the workflow or the room is written
     state = await _write(rt, rt.create_room, wf, variables, name=name)
     if run:
-        state = await _write(rt, rt.enqueue, state.room_id)
-        await _hand_on(request, state)
+        state = await start_created(request, state)
     return JSONResponse(
         serde.room_to_dict(state),
         status_code=201,
@@ -336,9 +340,19 @@ async def run_room(request: Request) -> Response:
 
 async def resume_room(request: Request) -> Response:
     """``POST /api/rooms/{id}/resume``: go on with an unfinished room nobody is running."""
-    rt = _rt(request)
     await _json_object(request, frozenset(), optional=True)
-    state = await _get_room(request)
+    return _accepted(await resume(request, await _get_room(request)))
+
+
+async def resume(request: Request, state: RoomState) -> RoomState:
+    """Go on with *state*'s room (``POST /api/rooms/{id}/resume`` and the dashboard's
+    Resume button): queue it if it was only created, and hand it to the executor.
+
+    Raises:
+        RoomStatusError: it has finished.
+        ApiError: 409 ``room_busy`` (a runner has it), 503 (the job queue is down).
+    """
+    rt = _rt(request)
     if state.status.is_terminal:
         raise RoomStatusError(state.room_id, state.status.value, "resume it", "it has finished")
     if _executor(request).busy(state.room_id):
@@ -349,7 +363,7 @@ async def resume_room(request: Request) -> Response:
     if state.status is RoomStatus.CREATED:
         state = await _write(rt, rt.enqueue, state.room_id)
     await _hand_on(request, state)
-    return _accepted(state)
+    return state
 
 
 async def send_input(request: Request) -> Response:
@@ -396,13 +410,38 @@ async def send_input(request: Request) -> Response:
 
 
 async def _deliver(request: Request, room_id: str, data: Any) -> JSONResponse:
+    return _accepted(await deliver_input(request, room_id, data))
+
+
+async def deliver_input(request: Request, room_id: str, data: Any) -> RoomState:
+    """Answer a waiting room with *data* and hand it on (``POST /api/rooms/{id}/input`` and
+    the dashboard's wait form).
+
+    Raises:
+        RoomStatusError: it is not waiting.
+        SchemaValidationError: *data* breaks the wait node's schema (nothing is recorded).
+        RoomNotFoundError, ApiError (503: the job queue is down).
+    """
     rt = _rt(request)
     state = await _read(rt, rt.get_room, room_id)
     if state.status is not RoomStatus.WAITING:  # refused before a lease is even taken
         raise RoomStatusError(room_id, state.status.value, "give it input", "it is not waiting")
     state = await _write(rt, rt.record_input, room_id, data)
     await _hand_on(request, state)
-    return _accepted(state)
+    return state
+
+
+async def start_created(request: Request, state: RoomState) -> RoomState:
+    """Queue a just-created room and hand it to the executor (``POST /api/rooms?run=true``
+    and the dashboard's create form).
+
+    Raises:
+        ApiError: 503 (the job queue is down; the room is saved).
+    """
+    rt = _rt(request)
+    state = await _write(rt, rt.enqueue, state.room_id)
+    await _hand_on(request, state)
+    return state
 
 
 async def cancel_room(request: Request) -> Response:
@@ -476,9 +515,21 @@ def _cursor_key(text: str) -> tuple[int, str]:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
         created, room_id = raw.split(":", 1)
+        if not _PRINTABLE.fullmatch(room_id) or not _INTEGER.fullmatch(created):
+            raise ValueError(raw)
         return int(created), room_id
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise _invalid("cursor", "is not a cursor this server gave") from None
+
+
+def _search_param(request: Request) -> str | None:
+    """``q``: a prefix of a room id or a workflow id (None when absent or empty)."""
+    q = _param(request, "q")
+    if q and not _PRINTABLE.fullmatch(q):
+        raise _invalid(
+            "q", f"must be at most {MAX_QUERY} characters of printable text, not {q[:40]!r}"
+        )
+    return q or None
 
 
 def _corrupt(exc: CorruptRoomError) -> None:
@@ -487,34 +538,48 @@ def _corrupt(exc: CorruptRoomError) -> None:
 
 async def list_rooms(request: Request) -> Response:
     """``GET /api/rooms``: ``{items: [room...], next}``, newest first; pass ``next`` as
-    ``cursor`` for the following page (null: no more)."""
+    ``cursor`` for the following page (null: no more). ``q`` keeps the rooms whose id or
+    workflow id starts with it. One store call per page, whatever its depth: the cursor is
+    the last room's ``(created_at, id)``, and the store lists from below it."""
     rt = _rt(request)
     limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
     status = _param(request, "status")
     if status is not None and status not in {s.value for s in RoomStatus}:
         raise _invalid("status", f"must be one of {', '.join(s.value for s in RoomStatus)}")
     workflow_id = _param(request, "workflow")
+    query = _search_param(request)
     cursor = _param(request, "cursor")
-    key = _cursor_key(cursor) if cursor else None
-    # The stores list newest first by (created_at, id) and take no "before" yet: read a
-    # window from the top and widen it until the page past the cursor is full.
-    window = limit + 1
-    while True:
-        found = await _read(
-            rt,
-            rt.list_rooms,
-            status=status,
-            workflow_id=workflow_id,
-            limit=window,
-            on_corrupt=_corrupt,  # left out of the page, logged; `openrooms db check` lists
-        )
-        past = found if key is None else [s for s in found if (s.created_at, s.room_id) < key]
-        if len(past) > limit or len(found) < window:
-            break
-        window *= 4
-    page = past[:limit]
-    nxt = _cursor_text(page[-1]) if len(past) > limit else None
+    corrupt: list[CorruptRoomError] = []
+
+    def left_out(exc: CorruptRoomError) -> None:
+        corrupt.append(exc)
+        _corrupt(exc)
+
+    found = await _read(
+        rt,
+        rt.list_rooms,
+        status=status,
+        workflow_id=workflow_id,
+        query=query,
+        before=_cursor_key(cursor) if cursor else None,
+        limit=limit + 1,  # one more than the page: is there a next one?
+        on_corrupt=left_out,  # left out of the page, logged; `openrooms db check` lists
+    )
+    page = found[:limit]
+    # the store had more rows than the page (some perhaps corrupt, left out): a next page
+    more = len(found) + len(corrupt) > limit
+    nxt = _cursor_text(page[-1]) if more and page else None
     return JSONResponse({"items": [serde.room_to_dict(s) for s in page], "next": nxt})
+
+
+async def room_counts(request: Request) -> Response:
+    """``GET /api/rooms/counts``: ``{counts: {status: n}}``, every status (0 when none),
+    exact; ``q`` and ``workflow`` filter as in ``GET /api/rooms``."""
+    rt = _rt(request)
+    workflow_id = _param(request, "workflow")
+    query = _search_param(request)
+    counts = await _read(rt, rt.status_counts, query=query, workflow_id=workflow_id)
+    return JSONResponse({"counts": counts})
 
 
 # --- workflows and tools ----------------------------------------------------------------------
@@ -679,6 +744,8 @@ def api_routes() -> list[Route]:
     parameters its operation in ``/openapi.json`` does not document."""
     return [
         by_method("/rooms", {"GET": list_rooms, "POST": create_room}),
+        # before /rooms/{id}: a room whose id is "counts" is read as /api/rooms?q=counts
+        by_method("/rooms/counts", {"GET": room_counts}),
         by_method("/rooms/{id}", {"GET": get_room}),
         by_method("/rooms/{id}/status", {"GET": room_status}),
         by_method("/rooms/{id}/logs", {"GET": room_logs}),

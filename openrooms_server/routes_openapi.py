@@ -81,6 +81,14 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     }
 
 
+_SEARCH: Final = _query(
+    "q",
+    {"type": "string", "maxLength": 1000},
+    "Only rooms whose id or workflow id starts with it (case-sensitive; `%`, `_` are "
+    "matched literally; empty: every room).",
+)
+
+
 def _body(schema: dict[str, Any], required: bool = True, example: Any = None) -> dict[str, Any]:
     media: dict[str, Any] = {"schema": schema}
     if example is not None:
@@ -231,6 +239,19 @@ _SCHEMAS: Final[dict[str, Any]] = {
             "next": {"type": ["string", "null"], "description": "`cursor` for the next page"},
         },
     },
+    "RoomCounts": {
+        "type": "object",
+        "required": ["counts"],
+        "properties": {
+            "counts": {
+                "type": "object",
+                "description": "Status -> number of rooms; every status is present.",
+                "required": [s.value for s in RoomStatus],
+                "properties": {s.value: {"type": "integer", "minimum": 0} for s in RoomStatus},
+                "additionalProperties": False,
+            }
+        },
+    },
     "WorkflowSummary": {
         "type": "object",
         "description": "As `openrooms workflows --json` prints each workflow.",
@@ -338,6 +359,7 @@ OPENAPI: Final[dict[str, Any]] = {
                         "Only rooms with this status.",
                     ),
                     _query("workflow", {"type": "string"}, "Only rooms of this workflow id."),
+                    _SEARCH,
                     _query(
                         "limit",
                         {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
@@ -359,6 +381,22 @@ OPENAPI: Final[dict[str, Any]] = {
                 "responses": {
                     "201": _json(_ref("Room"), "The room."),
                     **_errors(400, 404, 409, 413, 415, 422),
+                },
+            },
+        },
+        "/api/rooms/counts": {
+            "get": {
+                "operationId": "countRooms",
+                "summary": "Count rooms by status, exactly.",
+                "description": "Every status is a key (0 when no room has it). A room whose "
+                "id is `counts` is read with `GET /api/rooms?q=counts`.",
+                "parameters": [
+                    _query("workflow", {"type": "string"}, "Only rooms of this workflow id."),
+                    _SEARCH,
+                ],
+                "responses": {
+                    "200": _json(_ref("RoomCounts"), "Rooms per status."),
+                    **_errors(422),
                 },
             },
         },

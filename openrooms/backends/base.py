@@ -58,7 +58,9 @@ __all__ = [
     "StoredWorkflow",
     "due_at",
     "expired_rooms",
+    "matches_query",
     "store_clock_ms",
+    "zero_counts",
 ]
 
 
@@ -114,6 +116,19 @@ def due_at(state: RoomState) -> int | None:
     return None
 
 
+def matches_query(state: RoomState, query: str | None) -> bool:
+    """Whether *state* is one of the rooms :meth:`StateStore.list_rooms`'s *query* selects:
+    its id or its workflow id starts with *query* (case-sensitive, literal; None and ``""``
+    select every room)."""
+    return query is None or state.room_id.startswith(query) or state.workflow_id.startswith(query)
+
+
+def zero_counts() -> dict[str, int]:
+    """Every :class:`RoomStatus` value with a count of 0, in declaration order: what
+    :meth:`StateStore.status_counts` starts from."""
+    return {status.value: 0 for status in RoomStatus}
+
+
 def expired_rooms(store: object, now: int, *, limit: int = 100) -> list[RoomId]:
     """*store*'s ``expired_rooms(now, limit=limit)`` (see the module docstring), or ``[]``
     for a store without it (its crashed rooms are found by ``due_rooms`` only)."""
@@ -163,15 +178,39 @@ class StateStore(Protocol):
         *,
         status: RoomStatus | None = None,
         workflow_id: str | None = None,
+        query: str | None = None,
+        before: tuple[int, str] | None = None,
         limit: int = 100,
         on_corrupt: Callable[[CorruptRoomError], None] | None = None,
     ) -> list[RoomState]:
-        """Rooms, most recently created first, optionally filtered.
+        """Rooms, most recently created first (by ``created_at``, then id, both descending;
+        ids compare in code-point order), optionally filtered.
+
+        Args:
+            status: only rooms with this status.
+            workflow_id: only rooms of this workflow id (exactly).
+            query: only rooms whose id *or* workflow id starts with it: a case-sensitive
+                prefix, matched literally (``%``, ``_`` and ``*`` are no wildcards); see
+                :func:`matches_query`.
+            before: a keyset cursor ``(created_at, room_id)``: only rooms strictly older,
+                that is whose ``(created_at, room_id)`` is below it; the last room of a page
+                is the cursor of the next, so a listing walks every room exactly once while
+                rooms are added.
+            limit: at most this many rooms.
+            on_corrupt: see Raises.
 
         Raises:
             CorruptRoomError: a stored room does not decode, and *on_corrupt* is None; when
                 it is given, each such room is passed to it and left out of the list.
         """
+
+    def status_counts(
+        self, *, query: str | None = None, workflow_id: str | None = None
+    ) -> dict[str, int]:
+        """How many rooms have each status, exactly: every :class:`RoomStatus` value is a
+        key (0 when no room has it). *query* and *workflow_id* filter as in
+        :meth:`list_rooms`. A room whose stored state does not decode is counted by the
+        status its row says."""
 
     def count_rooms(self, prefix: str) -> int:
         """How many rooms have an id that starts with *prefix* (a room's sub-workflow

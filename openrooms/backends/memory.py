@@ -10,7 +10,15 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from openrooms.backends.base import JobQueue, Lease, LeasingStore, StoredWorkflow, due_at
+from openrooms.backends.base import (
+    JobQueue,
+    Lease,
+    LeasingStore,
+    StoredWorkflow,
+    due_at,
+    matches_query,
+    zero_counts,
+)
 from openrooms.backends.selection import select_events
 from openrooms.errors import (
     CorruptRoomError,
@@ -84,18 +92,35 @@ class MemoryStore(LeasingStore):
         *,
         status: RoomStatus | None = None,
         workflow_id: str | None = None,
+        query: str | None = None,
+        before: tuple[int, str] | None = None,
         limit: int = 100,
         on_corrupt: Callable[[CorruptRoomError], None] | None = None,
     ) -> list[RoomState]:
         # states are kept as objects, never encoded, so none is ever corrupt
+        with self._lock:
+            states = list(self._states.values())
         rooms = [
             s
-            for s in self._states.values()
+            for s in states
             if (status is None or s.status is status)
             and (workflow_id is None or s.workflow_id == workflow_id)
+            and (before is None or (s.created_at, s.room_id) < before)
+            and matches_query(s, query)
         ]
-        rooms.sort(key=lambda s: (s.created_at, s.room_id), reverse=True)
-        return rooms[:limit]
+        return heapq.nlargest(max(int(limit), 0), rooms, key=lambda s: (s.created_at, s.room_id))
+
+    def status_counts(
+        self, *, query: str | None = None, workflow_id: str | None = None
+    ) -> dict[str, int]:
+        counts = zero_counts()
+        with self._lock:
+            for s in self._states.values():
+                if (workflow_id is None or s.workflow_id == workflow_id) and matches_query(
+                    s, query
+                ):
+                    counts[s.status.value] += 1
+        return counts
 
     def count_rooms(self, prefix: str) -> int:
         with self._lock:

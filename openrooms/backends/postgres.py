@@ -50,7 +50,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from openrooms import serde
-from openrooms.backends.base import Lease, LeasingStore, StoredWorkflow, due_at
+from openrooms.backends.base import Lease, LeasingStore, StoredWorkflow, due_at, zero_counts
 from openrooms.backends.postgres_schema import (
     FOLLOW_LOCK_CLASS,
     MIGRATIONS,
@@ -213,6 +213,38 @@ def redact(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     user = netloc[0].split(":", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching the strings that start with *prefix*, literally: its ``\\``,
+    ``%`` and ``_`` escaped (with the default escape character, a backslash)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def _room_filters(
+    status: RoomStatus | None, workflow_id: str | None, query: str | None
+) -> tuple[list[sql.Composable], list[Any]]:
+    """WHERE clauses (to AND) and their parameters for :meth:`PostgresStore.list_rooms` and
+    :meth:`PostgresStore.status_counts`. LIKE is case-sensitive in Postgres; on ``id``
+    (COLLATE "C") a prefix pattern can use the primary key."""
+    where: list[sql.Composable] = []
+    params: list[Any] = []
+    if status is not None:
+        where.append(sql.SQL("status = %s"))
+        params.append(status.value)
+    if workflow_id is not None:
+        where.append(sql.SQL("workflow_id = %s"))
+        params.append(workflow_id)
+    if query:
+        where.append(sql.SQL("(id LIKE %s ESCAPE '\\' OR workflow_id LIKE %s ESCAPE '\\')"))
+        params += [_like_prefix(query)] * 2
+    return where, params
+
+
+def _where(clauses: list[sql.Composable]) -> sql.Composable:
+    """``WHERE a AND b ...``, or nothing for no clause."""
+    return sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
 
 
 class PostgresStore(LeasingStore):
@@ -438,20 +470,20 @@ class PostgresStore(LeasingStore):
         *,
         status: RoomStatus | None = None,
         workflow_id: str | None = None,
+        query: str | None = None,
+        before: tuple[int, str] | None = None,
         limit: int = 100,
         on_corrupt: Callable[[CorruptRoomError], None] | None = None,
     ) -> list[RoomState]:
-        where: list[sql.Composable] = []
-        params: list[Any] = []
-        if status is not None:
-            where.append(sql.SQL("status = %s"))
-            params.append(status.value)
-        if workflow_id is not None:
-            where.append(sql.SQL("workflow_id = %s"))
-            params.append(workflow_id)
-        query = sql.SQL("SELECT id, body FROM rooms {} ORDER BY created_at DESC, id DESC LIMIT %s")
-        filters = sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
-        rows = self._rows(query.format(filters), (*params, int(limit)))
+        where, params = _room_filters(status, workflow_id, query)
+        if before is not None:
+            # a row comparison: an index ordered (created_at DESC, id DESC) is read from it
+            where.append(sql.SQL("(created_at, id) < (%s, %s)"))
+            params += [int(before[0]), str(before[1])]
+        statement = sql.SQL(
+            "SELECT id, body FROM rooms {} ORDER BY created_at DESC, id DESC LIMIT %s"
+        )
+        rows = self._rows(statement.format(_where(where)), (*params, int(limit)))
         out = []
         for room_id, body in rows:
             try:
@@ -461,6 +493,19 @@ class PostgresStore(LeasingStore):
                     raise
                 on_corrupt(exc)
         return out
+
+    def status_counts(
+        self, *, query: str | None = None, workflow_id: str | None = None
+    ) -> dict[str, int]:
+        """One ``GROUP BY status``, which the index ``rooms_by_status`` (status, created_at,
+        id) can serve alone (an index-only scan where the table is vacuumed)."""
+        where, params = _room_filters(None, workflow_id, query)
+        statement = sql.SQL("SELECT status, count(*) FROM rooms {} GROUP BY status")
+        counts = zero_counts()
+        for status, n in self._rows(statement.format(_where(where)), params):
+            if status in counts:  # a row of no known status is `openrooms db check`'s
+                counts[status] = int(n)
+        return counts
 
     def count_rooms(self, prefix: str) -> int:
         if not prefix:

@@ -31,8 +31,9 @@ cannot refuse an out-of-order append itself: ``XADD`` refuses an id at or below 
 and a live tail can later block on ``XREAD``. One entry per event (not per commit, as in
 SQLite): ``COUNT`` then cuts a read at an event.
 
-The due index and the lease checks of :meth:`due_rooms` read keys a script is not given in
-``KEYS`` (a room's lease hash): fine on one Redis server or a replicated one, not on Redis
+The due index and the lease checks of :meth:`due_rooms`, and the filtered listings and counts
+(:meth:`list_rooms`, :meth:`status_counts`), read keys a script is not given in ``KEYS`` (a
+room's lease hash, its state hash): fine on one Redis server or a replicated one, not on Redis
 Cluster, which this store does not support.
 """
 
@@ -51,7 +52,7 @@ import redis.exceptions
 
 from openrooms import serde
 from openrooms.backends import redis_scripts as scripts
-from openrooms.backends.base import Lease, LeasingStore, StoredWorkflow, due_at
+from openrooms.backends.base import Lease, LeasingStore, StoredWorkflow, due_at, zero_counts
 from openrooms.backends.selection import select_events
 
 # the stored formats are SQLite's: the same JSON for a state's body and containers, for an
@@ -106,7 +107,10 @@ _STATE_FIELDS: Final = ("b", *_CONTAINERS)
 _KEEP: Final = 4096
 """Rooms whose last written containers a store remembers (to skip unchanged ones)."""
 _PAGE: Final = 256
-"""Room ids fetched per round trip when a listing filters."""
+"""Log entries read per round trip."""
+_SCAN_PAGE: Final = 1000
+"""Rooms a listing's filter or a count reads in one script call: a script holds the server,
+and 1,000 rooms took it about 2 ms (bench/dashboard.py, 10,000 rooms)."""
 
 
 def open_redis(url: str, *, read_only: bool = False) -> RedisStore:
@@ -256,6 +260,8 @@ class RedisStore(LeasingStore):
         self._due_script = register(scripts.DUE)
         self._expired_script = register(scripts.EXPIRED)
         self._next_wake_script = register(scripts.NEXT_WAKE)
+        self._scan_script = register(scripts.ROOMS_SCAN)
+        self._count_script = register(scripts.ROOMS_COUNT)
         self._put_workflow_script = register(scripts.PUT_WORKFLOW)
         self._rooms = prefix + "rooms"
         self._ids = prefix + "ids"
@@ -405,44 +411,88 @@ class RedisStore(LeasingStore):
         *,
         status: RoomStatus | None = None,
         workflow_id: str | None = None,
+        query: str | None = None,
+        before: tuple[int, str] | None = None,
         limit: int = 100,
         on_corrupt: Callable[[CorruptRoomError], None] | None = None,
     ) -> list[RoomState]:
+        """Reads ``<p>rooms`` newest first from *before* (ties on ``created_at`` in reverse
+        id order, as the SQL stores), two round trips a page: a script
+        (:data:`~openrooms.backends.redis_scripts.ROOMS_SCAN`) picks the ids, then their
+        states are fetched. Redis has no index on status, workflow or prefix: a filtered
+        listing reads the ``s`` and ``w`` fields of up to 1,000 rooms per round trip, inside
+        the script, until its page is full, so a filter few rooms pass scans every room older
+        than *before* (10,000 rooms: see bench/dashboard.py)."""
         limit = int(limit)
         if limit <= 0:
             return []
-        wanted = None if status is None else status.value.encode()
-        workflow = None if workflow_id is None else workflow_id.encode()
-        page = limit if wanted is None and workflow is None else max(limit, _PAGE)
-        out: list[RoomState] = []
-        start = 0
-        client = self._client
-        while len(out) < limit:
+        args = _filter_args(self.prefix, status, workflow_id, query)
+        # unfiltered, a read holds the page (and a few rooms tied with the cursor, dropped)
+        count = limit + 8 if args[1:] == ["", "0", "", ""] else max(limit, _SCAN_PAGE)
+        created, below = (None, b"") if before is None else (int(before[0]), before[1].encode())
+        high = "+inf" if created is None else str(created)
+        chosen: list[bytes] = []
+        seen: set[bytes] = set()  # a room created meanwhile moves the ranks down by one
+        offset = 0
+        while len(chosen) < limit:
+            wanted = limit - len(chosen)
             with self._errors():
-                ids = client.zrevrange(self._rooms, start, start + page - 1)
-                if not ids:
-                    break
-                pipe = client.pipeline(transaction=False)
-                for raw in ids:
-                    pipe.hmget(self._room_key(raw.decode()), [*_STATE_FIELDS, "s", "w"])
-                rows = pipe.execute()
-            start += len(ids)
-            for raw, row in zip(ids, rows, strict=True):
-                if row[0] is None:  # its keys were deleted: the index entry is stale
-                    continue
-                if (wanted is not None and row[5] != wanted) or (
-                    workflow is not None and row[6] != workflow
-                ):
-                    continue
-                try:
-                    out.append(self._decode_state(raw.decode(), row[:5]))
-                except CorruptRoomError as exc:
-                    if on_corrupt is None:
-                        raise
-                    on_corrupt(exc)
-                if len(out) >= limit:
-                    break
+                reply = self._scan_script(
+                    keys=[self._rooms], args=[*args, high, offset, count, wanted]
+                )
+            read = int(reply[0])
+            for i in range(1, len(reply), 2):
+                raw = reply[i]
+                if created is not None and int(float(reply[i + 1])) == created and raw >= below:
+                    continue  # created in the cursor's ms, not below it in id
+                if raw not in seen:
+                    seen.add(raw)
+                    chosen.append(raw)
+            if len(reply) // 2 < wanted and read < count:
+                break  # the script read to the end of the index
+            offset += read
+        with self._errors():
+            pipe = self._client.pipeline(transaction=False)
+            for raw in chosen[:limit]:
+                pipe.hmget(self._room_key(raw.decode()), _STATE_FIELDS)
+            rows = pipe.execute()
+        out: list[RoomState] = []
+        for raw, row in zip(chosen, rows, strict=False):
+            if row[0] is None:  # deleted since the scan
+                continue
+            try:
+                out.append(self._decode_state(raw.decode(), row))
+            except CorruptRoomError as exc:
+                if on_corrupt is None:
+                    raise
+                on_corrupt(exc)
         return out
+
+    def status_counts(
+        self, *, query: str | None = None, workflow_id: str | None = None
+    ) -> dict[str, int]:
+        """An exact count by a scan: a script
+        (:data:`~openrooms.backends.redis_scripts.ROOMS_COUNT`) counts 1,000 rooms of
+        ``<p>rooms`` a round trip (each call holds the server about 2 ms): 10 round trips
+        for 10,000 rooms (bench/dashboard.py times it). Counters kept by the commit
+        scripts would answer an unfiltered count at once, but every status change would
+        write one more key, a filtered count would still need this scan, and counters would
+        need rebuilding for data written before them."""
+        args = _filter_args(self.prefix, None, workflow_id, query)
+        counts = zero_counts()
+        start = 0
+        while True:
+            with self._errors():
+                reply = self._count_script(
+                    keys=[self._rooms], args=[*args, start, start + _SCAN_PAGE - 1]
+                )
+            for i in range(1, len(reply), 2):
+                name = reply[i].decode()
+                if name in counts:  # a room of no known status is `openrooms db check`'s
+                    counts[name] += int(reply[i + 1])
+            if int(reply[0]) < _SCAN_PAGE:
+                return counts
+            start += _SCAN_PAGE
 
     def count_rooms(self, prefix: str) -> int:
         with self._errors():
@@ -833,6 +883,20 @@ class RedisStore(LeasingStore):
     def close(self) -> None:
         with contextlib.suppress(redis.exceptions.RedisError):
             self._client.close()
+
+
+def _filter_args(
+    prefix: str, status: RoomStatus | None, workflow_id: str | None, query: str | None
+) -> list[str]:
+    """ARGV 1-5 of the scripts' ``matches()``: room key prefix, status, whether to match the
+    workflow id, the workflow id, the id-or-workflow prefix ('' for none)."""
+    return [
+        f"{prefix}room:",
+        "" if status is None else status.value,
+        "0" if workflow_id is None else "1",
+        workflow_id or "",
+        query or "",
+    ]
 
 
 def _lex_after(prefix: bytes) -> bytes:

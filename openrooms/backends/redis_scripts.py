@@ -21,6 +21,8 @@ __all__ = [
     "PUT_WORKFLOW",
     "RELEASE",
     "RENEW",
+    "ROOMS_COUNT",
+    "ROOMS_SCAN",
 ]
 
 # Numbers a script formats (a token, a sequence number) stay far below 10^14, which Lua 5.1
@@ -255,3 +257,64 @@ redis.call('HSET', KEYS[1], 'd:' .. ARGV[2], ARGV[3], 'b:' .. ARGV[2], ARGV[4])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
 """
+
+# A room's status when it passes the filters of a listing or a count (ARGV[1]: room key
+# prefix, ARGV[2]: status or '', ARGV[3]: '1' to match ARGV[4] as the workflow id, ARGV[5]:
+# a prefix of the id or the workflow id, or ''), else nil. string.sub counts bytes: a UTF-8
+# text starts with a prefix exactly when its bytes start with the prefix's.
+_MATCH: Final = """
+local function matches(id)
+  local h = redis.call('HMGET', ARGV[1] .. id, 's', 'w')
+  local s, w = h[1], h[2]
+  if not s then return nil end  -- its keys were deleted: the index entry is stale
+  if ARGV[2] ~= '' and s ~= ARGV[2] then return nil end
+  if ARGV[3] == '1' and w ~= ARGV[4] then return nil end
+  local q = ARGV[5]
+  if q ~= '' and string.sub(id, 1, #q) ~= q and not (w and string.sub(w, 1, #q) == q) then
+    return nil
+  end
+  return s
+end
+"""
+
+ROOMS_SCAN: Final = (
+    _MATCH
+    + """
+-- KEYS: rooms; ARGV 1-5 as matches(), then max score, offset, count (ids to read), limit.
+-- Reads up to `count` ids newest first from score `max` (ZREVRANGEBYSCORE) after `offset`,
+-- and stops at the `limit`th match; returns how many it read, then id, score of each match.
+local page = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[6], '-inf', 'WITHSCORES', 'LIMIT',
+  ARGV[7], ARGV[8])
+local limit, out, read, found = tonumber(ARGV[9]), {0}, 0, 0
+for i = 1, #page, 2 do
+  read = read + 1
+  if matches(page[i]) then
+    out[#out + 1] = page[i]
+    out[#out + 1] = page[i + 1]
+    found = found + 1
+    if found >= limit then break end
+  end
+end
+out[1] = read
+return out
+"""
+)
+
+ROOMS_COUNT: Final = (
+    _MATCH
+    + """
+-- KEYS: rooms; ARGV 1-5 as matches() (ARGV[2] ''), then start, stop (ranks, oldest first).
+-- Returns how many ids it read, then status, count pairs of those that match.
+local ids = redis.call('ZRANGE', KEYS[1], ARGV[6], ARGV[7])
+local counts, out = {}, {#ids}
+for _, id in ipairs(ids) do
+  local s = matches(id)
+  if s then counts[s] = (counts[s] or 0) + 1 end
+end
+for s, n in pairs(counts) do
+  out[#out + 1] = s
+  out[#out + 1] = n
+end
+return out
+"""
+)

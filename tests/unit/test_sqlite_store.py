@@ -443,7 +443,7 @@ def test_a_version_2_file_is_migrated_when_opened_to_write(tmp_path: Path) -> No
         reader.close()
     store = SQLiteStore(path)
     try:
-        assert store._schema_version() == SCHEMA_VERSION == 4
+        assert store._schema_version() == SCHEMA_VERSION == 5
         for room_id, state in before.items():
             assert store.get(RoomId(room_id)) == state
         row = store._db.execute(
@@ -531,7 +531,7 @@ def test_a_version_2_file_is_migrated_with_every_room_due_as_before(tmp_path: Pa
     finally:
         store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         plan = db.execute(
             "EXPLAIN QUERY PLAN SELECT id FROM rooms WHERE due_at IS NOT NULL AND due_at <= 5"
         ).fetchall()
@@ -583,7 +583,7 @@ def test_a_version_3_file_is_read_as_it_is_and_migrated_when_opened_to_write(
         reader.close()
     store = SQLiteStore(path)
     try:
-        assert store._schema_version() == SCHEMA_VERSION == 4
+        assert store._schema_version() == SCHEMA_VERSION == 5
         # the dead runner's lease was never released: taking it over counts a recovery
         taken = store.acquire_lease(RoomId("held"), "w2", ttl_ms=100, now=5000)
         assert (taken.token, taken.recoveries) == (held.token + 1, 1)
@@ -591,3 +591,59 @@ def test_a_version_3_file_is_read_as_it_is_and_migrated_when_opened_to_write(
         assert store.check() == []
     finally:
         store.close()
+
+
+# --- schema version 4 -> 5 ----------------------------------------------------------------------
+
+
+def version_4_file(path: Path) -> RoomState:
+    """A file as schema version 4 left it (no index by status or workflow), holding a room
+    whose lease was taken over once (recoveries 1). Returns the room."""
+    rooms_in(path, "loop-1")
+    store = SQLiteStore(path)
+    try:
+        state = store.get(RoomId("loop-1"))
+        store.acquire_lease(state.room_id, "w1", ttl_ms=10, now=0)
+        store.acquire_lease(state.room_id, "w2", ttl_ms=10, now=100)  # expired, unreleased
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP INDEX rooms_by_status")
+        db.execute("DROP INDEX rooms_by_workflow")
+        db.execute("PRAGMA user_version = 4")
+    db.close()
+    return state
+
+
+def indexes(path: Path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
+    db.close()
+    return {name for (name,) in rows}
+
+
+def test_a_version_4_file_gets_the_listing_indexes_when_opened_to_write(tmp_path: Path) -> None:
+    path = tmp_path / "v4.db"
+    state = version_4_file(path)
+    reader = SQLiteStore(path, read_only=True)  # read as it is: nothing is written
+    try:
+        assert reader._schema_version() == 4
+        assert reader.list_rooms(query=state.room_id[:2]) == [state]
+        assert reader.status_counts()[state.status.value] == 1
+        lease = reader.find_lease(state.room_id)
+        assert lease is not None and lease.recoveries == 1  # version 4 has the column
+    finally:
+        reader.close()
+    assert not {"rooms_by_status", "rooms_by_workflow"} & indexes(path)
+    store = SQLiteStore(path)
+    try:
+        assert store._schema_version() == SCHEMA_VERSION == 5
+        assert store.list_rooms(status=state.status) == [state]
+        plan = store._db.execute(
+            "EXPLAIN QUERY PLAN SELECT status, count(*) FROM rooms GROUP BY status"
+        ).fetchall()
+        assert "rooms_by_status" in str(plan)
+        assert store.check() == []
+    finally:
+        store.close()
+    assert {"rooms_by_status", "rooms_by_workflow"} <= indexes(path)
