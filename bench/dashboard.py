@@ -20,7 +20,7 @@ the first page reads, on the other stores ``store.list_rooms(limit=51)``. The ro
   room, from its cursor; ``old deep page``: what that page cost before the store took a
   cursor (the route read a window of 9,051 rooms from the top and kept the last 51);
 - ``... ?q=``: a search by workflow-id prefix; ``... ?status=failed``: the rare status;
-- ``GET /api/rooms/counts`` (and with ``q``), ``GET /metrics`` (its rooms gauge counts them);
+- ``GET /api/room-counts`` (and with ``q``), ``GET /metrics`` (its rooms gauge counts them);
 - ``GET /`` (the dashboard's rooms page: a page of 50 and the counts per status), with a
   search and the rare status, and ``GET /rooms/{id}`` of the room with the long log (its
   first events; the rest load on scroll): printed as skipped by an app without the
@@ -180,8 +180,8 @@ def main() -> None:
         )
         rows["GET /api/rooms?q=bill"] = median_ms(get("/api/rooms?q=bill"), a.repeat)
         rows["GET /api/rooms?status=failed"] = median_ms(get("/api/rooms?status=failed"), a.repeat)
-        rows["GET /api/rooms/counts"] = median_ms(get("/api/rooms/counts"), a.repeat)
-        rows["GET /api/rooms/counts?q=bill"] = median_ms(get("/api/rooms/counts?q=bill"), a.repeat)
+        rows["GET /api/room-counts"] = median_ms(get("/api/room-counts"), a.repeat)
+        rows["GET /api/room-counts?q=bill"] = median_ms(get("/api/room-counts?q=bill"), a.repeat)
         rows["GET /metrics"] = median_ms(get("/metrics"), a.repeat)
         # the dashboard's pages (openrooms_server/dashboard); skipped, never failed, by an
         # app that does not serve them (a tree without the dashboard)

@@ -573,7 +573,7 @@ async def list_rooms(request: Request) -> Response:
 
 
 async def room_counts(request: Request) -> Response:
-    """``GET /api/rooms/counts``: ``{counts: {status: n}}``, every status (0 when none),
+    """``GET /api/room-counts``: ``{counts: {status: n}}``, every status (0 when none),
     exact; ``q`` and ``workflow`` filter as in ``GET /api/rooms``."""
     rt = _rt(request)
     workflow_id = _param(request, "workflow")
@@ -744,8 +744,8 @@ def api_routes() -> list[Route]:
     parameters its operation in ``/openapi.json`` does not document."""
     return [
         by_method("/rooms", {"GET": list_rooms, "POST": create_room}),
-        # before /rooms/{id}: a room whose id is "counts" is read as /api/rooms?q=counts
-        by_method("/rooms/counts", {"GET": room_counts}),
+        # a path of its own: under /rooms/ it would hide a room whose id is "counts"
+        by_method("/room-counts", {"GET": room_counts}),
         by_method("/rooms/{id}", {"GET": get_room}),
         by_method("/rooms/{id}/status", {"GET": room_status}),
         by_method("/rooms/{id}/logs", {"GET": room_logs}),

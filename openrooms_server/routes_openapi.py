@@ -384,12 +384,11 @@ OPENAPI: Final[dict[str, Any]] = {
                 },
             },
         },
-        "/api/rooms/counts": {
+        "/api/room-counts": {
             "get": {
                 "operationId": "countRooms",
                 "summary": "Count rooms by status, exactly.",
-                "description": "Every status is a key (0 when no room has it). A room whose "
-                "id is `counts` is read with `GET /api/rooms?q=counts`.",
+                "description": "Every status is a key (0 when no room has it).",
                 "parameters": [
                     _query("workflow", {"type": "string"}, "Only rooms of this workflow id."),
                     _SEARCH,
