@@ -111,11 +111,15 @@ class PlacedEdge:
     source: str
     target: str
     label: str
+    """The label shown (shortened when long)."""
     d: str
     label_x: float
+    """Where the label goes: its centre on an edge down, its start on an edge back up."""
     label_y: float
     back: bool
     """Whether it goes back up (a loop), drawn around the side."""
+    title: str = ""
+    """The whole label (the hover text of a shortened one)."""
 
 
 @attrs.frozen
@@ -233,12 +237,15 @@ def layout(
     placed_edges = []
     for a, b, label in kept:
         pa, pb = placed[a], placed[b]
-        short = _short(label, 24)
+        short = _short(label, 18)
         if pb.layer > pa.layer:
             x1, y1, x2, y2 = pa.cx, pa.y + NODE_H, pb.cx, pb.y
             mid = (y1 + y2) / 2
             d = f"M{x1:.1f},{y1:.1f} C{x1:.1f},{mid:.1f} {x2:.1f},{mid:.1f} {x2:.1f},{y2:.1f}"
-            placed_edges.append(PlacedEdge(a, b, short, d, (x1 + x2) / 2, mid, back=False))
+            # the label three quarters down the curve, near its target: the labels of a
+            # fan-out sit over their own targets rather than on top of each other
+            lx, ly = 0.15625 * x1 + 0.84375 * x2, mid + 0.42 * (y2 - mid) - 4
+            placed_edges.append(PlacedEdge(a, b, short, d, lx, ly, back=False, title=label))
         else:  # a loop, or an edge back up: around the right of both boxes
             x1, y1 = pa.x + pa.width, pa.y + NODE_H / 2
             x2, y2 = pb.x + pb.width, pb.y + NODE_H / 2
@@ -246,8 +253,10 @@ def layout(
             if a == b:
                 y1, y2 = pa.y + NODE_H * 0.3, pa.y + NODE_H * 0.7
             d = f"M{x1:.1f},{y1:.1f} C{side:.1f},{y1:.1f} {side:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
-            placed_edges.append(PlacedEdge(a, b, short, d, side, (y1 + y2) / 2, back=True))
-    width = max(width, max((e.label_x + 8 for e in placed_edges), default=0.0))
+            placed_edges.append(
+                PlacedEdge(a, b, short, d, side + 4, (y1 + y2) / 2, back=True, title=label)
+            )
+    width = max(width, max((e.label_x + 4 for e in placed_edges if e.back), default=0.0))
     return Layout(tuple(placed[n] for n in ids), tuple(placed_edges), width, height)
 
 

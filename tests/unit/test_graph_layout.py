@@ -135,3 +135,14 @@ def test_any_graph_is_well_formed_and_deterministic(
         src = next(n for n in result.nodes if n.id == e.source)
         dst = next(n for n in result.nodes if n.id == e.target)
         assert e.back == (dst.layer <= src.layer)
+
+
+def test_the_labels_of_a_fan_out_sit_over_their_own_targets() -> None:
+    nodes = [("pick", "decision"), ("a", "set"), ("b", "set"), ("c", "set")]
+    edges = [("pick", t, f"vars.kind == '{t}'") for t in "abc"]
+    result = layout(nodes, edges, "pick")
+    centre = {n.id: n.cx for n in result.nodes}
+    for e in result.edges:
+        own = abs(e.label_x - centre[e.target])
+        assert all(own < abs(e.label_x - centre[t]) for t in "abc" if t != e.target), e
+        assert e.title == f"vars.kind == '{e.target}'"
