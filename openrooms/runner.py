@@ -44,6 +44,7 @@ from openrooms.journal import JOURNALED, Journal, RoomStoppedError, logged_since
 from openrooms.lease import HeldLease, LeaseKeeper
 from openrooms.memory import Conversations
 from openrooms.nodes import LogRecord, NodeContext, Outcome
+from openrooms.nodes.builtin import call_plain_tool, plain_tool
 from openrooms.room import RoomState, RoomStatus
 from openrooms.scrub import Scrubber, environment_scrubber
 from openrooms.storable import check_events
@@ -240,6 +241,10 @@ class Runner:
         # the environment's secrets, looked at again at the start of every run (not every
         # step: even the check that it is unchanged costs more than a pure step)
         self._scrubber = Scrubber([])
+        self.plain_tool_calls = True
+        """Whether an attempt of a plain ``tool`` node (see
+        :func:`~openrooms.nodes.builtin.plain_tool`) is made without a node context, the
+        fast way; off, it is made the general way (the same events and state: tests compare)."""
 
     def close(self) -> None:
         """Stop the IO and lease-keeper threads (started again if the runner is used)."""
@@ -890,33 +895,45 @@ commit_and_release`)."""
     ) -> tuple[RoomState, Outcome | None]:
         assert state.current_node is not None
         np = wf.plan.nodes[state.current_node]
-        ctx = NodeContext(
-            state,
-            np.node,
-            np.prepared,
-            self.rt.tools,
-            room_scope(state),
-            workflow=wf,
-            models=self.rt.model_registry,
-            runtime=self.rt,
-            journal_factory=partial(self._journal, wf, state, holder, on_event),
-        )
+        rt = self.rt
         timeout = np.node.timeout_s
-        warm_up = getattr(np.executor, "warm_up", None)
-        if timeout is not None and warm_up is not None:
-            # outside the deadline: loading a model client (litellm's import) is not the node's
-            # slowness; a failure here is left for the attempt itself to meet and report
-            with contextlib.suppress(Exception):
-                await warm_up(ctx)
+        # a plain tool node (see plain_tool) that recorded no call yet runs without a context
+        plain = None
+        if self.plain_tool_calls and rt.recorded_calls is None and not logged_since_start(state):
+            plain = plain_tool(np, rt.tools)
+        ctx = None
+        if plain is None:
+            ctx = NodeContext(
+                state,
+                np.node,
+                np.prepared,
+                rt.tools,
+                room_scope(state),
+                workflow=wf,
+                models=rt.model_registry,
+                runtime=rt,
+                journal_factory=partial(self._journal, wf, state, holder, on_event),
+            )
+            warm_up = getattr(np.executor, "warm_up", None)
+            if timeout is not None and warm_up is not None:
+                # outside the deadline: loading a model client (litellm's import) is not the
+                # node's slowness; a failure here is left for the attempt itself to meet
+                with contextlib.suppress(Exception):
+                    await warm_up(ctx)
         try:
-            if timeout is None:
+            if plain is not None:
+                limit = rt.config.max_logged_bytes
+                outcome = await call_plain_tool(*plain, state, room_scope(state), limit)
+            elif timeout is None:
+                assert ctx is not None
                 outcome = await np.executor.execute(ctx)
             else:
                 # a sync tool that ignores cancellation keeps its thread, but its result is dropped
+                assert ctx is not None
                 with deadline.within(timeout):
                     outcome = await asyncio.wait_for(np.executor.execute(ctx), timeout)
         except RoomStoppedError:
-            current = await self.io.call(self.rt.states.find, state.room_id)
+            current = await self.io.call(rt.states.find, state.room_id)
             return (current if current is not None else _after(ctx, state)), None
         except InfrastructureError:
             raise
@@ -992,9 +1009,9 @@ def _storable(
     return engine.fail(before, now=now(), reason=info.message, error=info)
 
 
-def _after(ctx: NodeContext, state: RoomState) -> RoomState:
+def _after(ctx: NodeContext | None, state: RoomState) -> RoomState:
     """The state after what the attempt recorded through its journal (if it made one)."""
-    journal = ctx.journal_if_used
+    journal = None if ctx is None else ctx.journal_if_used
     return state if journal is None else journal.state
 
 

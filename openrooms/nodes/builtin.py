@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 import attrs
@@ -41,22 +41,28 @@ from openrooms.nodes.base import (
     Outcome,
     unknown_keys,
 )
-from openrooms.plan import PreparedEnd, PreparedWait
+from openrooms.plan import NodePlan, PreparedEnd, PreparedWait
+from openrooms.room import RoomState
 from openrooms.schema import check_schema, compile_schema
 from openrooms.scrub import Scrubber, secrets_in
 from openrooms.storable import check_storable
-from openrooms.tools.base import ToolContext
+from openrooms.tools.base import Tool, ToolContext
 from openrooms.tools.redact import redact, truncate_json
 from openrooms.types import RoomId
 from openrooms.workflow import Node
 
+if TYPE_CHECKING:
+    from openrooms.tools.registry import ToolRegistry
+
 __all__ = [
     "DecisionExecutor",
+    "call_plain_tool",
     "call_tool",
     "EndExecutor",
     "SetExecutor",
     "ToolExecutor",
     "WaitExecutor",
+    "plain_tool",
 ]
 
 
@@ -508,10 +514,6 @@ async def call_tool(
         journal = None  # the record goes in the outcome
     tool = ctx.tools.get(name)
     key = ctx.idempotency_key if call_id is None else f"{ctx.idempotency_key}:{call_id}"
-    data: dict[str, Any] = {"tool": name, "args": redact(args), "idempotency_key": key}
-    if call_id is not None:
-        data["call_id"] = call_id
-    started = time.perf_counter()
     # made for a tool that takes it (Tool.call passes it on only then)
     tool_ctx = _NO_CONTEXT
     if tool.context_param is not None:
@@ -522,6 +524,30 @@ async def call_tool(
             attempt=ctx.attempt,
             memory=_memory_of(ctx),
         )
+    limit = ctx.runtime.config.max_logged_bytes if ctx.runtime else DEFAULT_MAX_LOGGED_BYTES
+    outcome = await _call(tool, name, args, key, tool_ctx, ctx.node.id, limit, call_id)
+    if journal is None:
+        return outcome
+    await journal.acommit(*outcome.records)
+    return attrs.evolve(outcome, records=())
+
+
+async def _call(
+    tool: Tool,
+    name: str,
+    args: Any,
+    key: str,
+    tool_ctx: ToolContext,
+    node_id: str,
+    limit: int,
+    call_id: str | None = None,
+) -> Outcome:
+    """Call *tool* with *args*: the outcome, its ``TOOL_CALLED`` record in its ``records``
+    (the one way a tool call is made and logged, with a journal or without)."""
+    data: dict[str, Any] = {"tool": name, "args": redact(args), "idempotency_key": key}
+    if call_id is not None:
+        data["call_id"] = call_id
+    started = time.perf_counter()
     # the credentials this call carries (an Authorization header, ?api_key=) stay out of
     # its result and error; the runner scrubs the environment's keys from everything
     scrub = Scrubber(secrets_in(args))
@@ -537,34 +563,57 @@ async def call_tool(
         info = scrub.error(info) or info
         elapsed = (time.perf_counter() - started) * 1000
         record = LogRecord(EventType.TOOL_CALLED, data, Level.ERROR, elapsed, info)
-        if journal is None:
-            return Outcome.failed(info, retryable=retryable, records=(record,))
-        await journal.acommit(record)
-        return Outcome.failed(info, retryable=retryable)
+        return Outcome(label="error", error=info, retryable=retryable, records=(record,))
     elapsed = (time.perf_counter() - started) * 1000
     if result is None or type(result) is bool:  # nothing to check, nothing to cut
         logged, truncated = result, False
     else:
         try:
-            check_storable(result, f"nodes.{ctx.node.id} tool {name!r} result")
+            check_storable(result, f"nodes.{node_id} tool {name!r} result")
         except UnstorableValueError as exc:
             # logged as the call's error, so a resumed attempt reuses it rather than call again
             info = ErrorInfo.from_exception(exc, with_traceback=False)
             record = LogRecord(EventType.TOOL_CALLED, data, Level.ERROR, elapsed, info)
-            if journal is None:
-                return Outcome.failed(info, retryable=False, records=(record,))
-            await journal.acommit(record)
-            return Outcome.failed(info, retryable=False)
-        limit = ctx.runtime.config.max_logged_bytes if ctx.runtime else DEFAULT_MAX_LOGGED_BYTES
+            return Outcome(label="error", error=info, retryable=False, records=(record,))
         logged, truncated = truncate_json(result, limit)
     data["result"] = logged
     if truncated:
         data["truncated"] = True  # a resumed attempt calls the tool again rather than reuse it
     record = LogRecord(EventType.TOOL_CALLED, data, Level.INFO, elapsed)
-    if journal is None:
-        return Outcome.ok(result, records=(record,))
-    await journal.acommit(record)
-    return Outcome.ok(result)
+    return Outcome(output=result, records=(record,))
+
+
+def plain_tool(np: NodePlan, tools: ToolRegistry) -> tuple[PreparedTool, Tool] | None:
+    """The compiled config and the tool of a ``tool`` node that needs nothing of a
+    :class:`NodeContext` to run an attempt that recorded nothing yet: the ``tool`` type's own
+    executor, no ``timeout_s``, no argument splicing values into text, and a registered tool
+    that takes no :class:`ToolContext`. None for any other node (it runs the general way).
+    """
+    if type(np.executor) is not ToolExecutor or np.node.timeout_s is not None:
+        return None
+    prepared: PreparedTool = np.prepared
+    if prepared.splicing:
+        return None
+    tool = tools.find(prepared.tool)
+    if tool is None or tool.context_param is not None:
+        return None
+    return prepared, tool
+
+
+async def call_plain_tool(
+    prepared: PreparedTool, tool: Tool, state: RoomState, scope: dict[str, Any], limit: int
+) -> Outcome:
+    """An attempt of a node :func:`plain_tool` accepted, at *state*, with no call recorded
+    before it: what :meth:`ToolExecutor.execute` returns for it, made without a context
+    (templates rendered in *scope*; results logged up to *limit* bytes).
+
+    Raises:
+        EvaluationError: a template in the arguments failed (as ``execute`` does).
+    """
+    args = prepared.args.render(scope)
+    assert state.current_node is not None
+    key = state.idempotency_key
+    return await _call(tool, prepared.tool, args, key, _NO_CONTEXT, state.current_node, limit)
 
 
 _NO_CONTEXT: Final = ToolContext(room_id=RoomId(""), node="", idempotency_key="")
