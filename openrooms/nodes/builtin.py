@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
@@ -600,12 +600,12 @@ def plain_tool(np: NodePlan, tools: ToolRegistry) -> tuple[PreparedTool, Tool] |
     return prepared, tool
 
 
-async def call_plain_tool(
+def call_plain_tool(
     prepared: PreparedTool, tool: Tool, state: RoomState, scope: dict[str, Any], limit: int
-) -> Outcome:
+) -> Coroutine[Any, Any, Outcome]:
     """An attempt of a node :func:`plain_tool` accepted, at *state*, with no call recorded
     before it: what :meth:`ToolExecutor.execute` returns for it, made without a context
-    (templates rendered in *scope*; results logged up to *limit* bytes).
+    (templates rendered in *scope*, at once; results logged up to *limit* bytes).
 
     Raises:
         EvaluationError: a template in the arguments failed (as ``execute`` does).
@@ -613,7 +613,7 @@ async def call_plain_tool(
     args = prepared.args.render(scope)
     assert state.current_node is not None
     key = state.idempotency_key
-    return await _call(tool, prepared.tool, args, key, _NO_CONTEXT, state.current_node, limit)
+    return _call(tool, prepared.tool, args, key, _NO_CONTEXT, state.current_node, limit)
 
 
 _NO_CONTEXT: Final = ToolContext(room_id=RoomId(""), node="", idempotency_key="")
