@@ -62,7 +62,7 @@ from openrooms.backends.sqlite import (
     _event_from_row,
     _event_row,
     _json,
-    _scalars,
+    _scalars_json,
 )
 from openrooms.errors import (
     BackendConfigError,
@@ -784,7 +784,7 @@ class RedisStore(LeasingStore):
             state.workflow_id,
             state.created_at,
             "" if due is None else due,
-            _dumps(_scalars(state)),
+            _scalars_json(state),
         ]
         for i, value in enumerate(containers, 1):
             args.append("" if before is not None and before[i] is value else _dumps(value))

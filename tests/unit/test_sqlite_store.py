@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from openrooms import (
     BackendConfigError,
@@ -20,9 +23,10 @@ from openrooms import (
     open_runtime,
 )
 from openrooms.backends import SQLiteStore, open_backend
+from openrooms.backends import sqlite as sqlite_backend
 from openrooms.backends.sqlite import SCHEMA_VERSION
 from openrooms.events import Event
-from openrooms.room import RoomState
+from openrooms.room import RoomState, RoomStatus
 from openrooms.types import RoomId
 from openrooms.workflow import WorkflowBuilder
 
@@ -647,3 +651,58 @@ def test_a_version_4_file_gets_the_listing_indexes_when_opened_to_write(tmp_path
     finally:
         store.close()
     assert {"rooms_by_status", "rooms_by_workflow"} <= indexes(path)
+
+
+_texts = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=12)
+_ints = st.integers(min_value=-(2**63), max_value=2**63)
+
+
+@given(
+    texts=st.tuples(_texts, _texts, _texts),
+    node=st.none() | _texts,
+    reason=st.none() | _texts,
+    wake_at=st.none() | _ints | st.booleans() | st.floats(allow_nan=False, allow_infinity=False),
+    numbers=st.lists(_ints, min_size=7, max_size=7),
+    odd=st.none() | st.tuples(st.integers(0, 6), st.booleans() | st.floats(allow_nan=False)),
+    status=st.sampled_from(list(RoomStatus)),
+)
+def test_a_rooms_row_body_is_written_as_the_json_encoder_writes_it(
+    texts: tuple[str, str, str],
+    node: str | None,
+    reason: str | None,
+    wake_at: Any,
+    numbers: list[Any],
+    odd: tuple[int, Any] | None,
+    status: RoomStatus,
+) -> None:
+    """The body written by hand on the hot path (``_scalars_json``) is the encoder's text,
+    byte for byte, and whatever the encoder refuses is still refused."""
+    room_id, name, workflow_id = texts
+    if odd is not None:  # a number that is not an int
+        numbers[odd[0]] = odd[1]
+    version, attempt, steps, created, updated, seq, node_seq = numbers
+    state = RoomState(
+        room_id=RoomId(room_id),
+        name=name,
+        workflow_id=workflow_id,
+        workflow_version=version,
+        status=status,
+        current_node=node,
+        variables={},
+        attempt=attempt,
+        visits={},
+        steps=steps,
+        wake_at=wake_at,
+        reason=reason,
+        created_at=created,
+        updated_at=updated,
+        version=seq,
+        node_seq=node_seq,
+    )
+    try:
+        expected = sqlite_backend._dumps(sqlite_backend._scalars(state))
+    except ValueError as exc:
+        with pytest.raises(ValueError, match=re.escape(str(exc))):
+            sqlite_backend._scalars_json(state)
+        return
+    assert sqlite_backend._scalars_json(state) == expected
