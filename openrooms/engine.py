@@ -15,7 +15,6 @@ What a state means for the runner (:func:`next_action`):
 
 from __future__ import annotations
 
-import operator
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
@@ -65,8 +64,16 @@ __all__ = [
 Action = Literal["start", "run", "sleep", "wait", "done"]
 
 FIELDS: Final = tuple(a.name for a in attrs.fields(RoomState))
-_field_values: Final = operator.attrgetter(*FIELDS)
 _E = EventType
+# enum members as module constants: in Python 3.11 a lookup on an Enum class (EnumType has a
+# __getattr__) costs ten times a global's, and the fold and every step make many
+_RUNNING: Final = RoomStatus.RUNNING
+_NODE_STARTED: Final = _E.NODE_STARTED
+_NODE_COMPLETED: Final = _E.NODE_COMPLETED
+_TRANSITION_: Final = _E.TRANSITION
+_RETRY_SCHEDULED: Final = _E.RETRY_SCHEDULED
+_LLM_CALLED: Final = _E.LLM_CALLED
+_TOOL_CALLED: Final = _E.TOOL_CALLED
 
 
 @attrs.frozen(slots=True)
@@ -86,7 +93,7 @@ class Step:
 def next_action(state: RoomState) -> Action:
     """What a runner does with *state*: start, run the current node, sleep, wait, or nothing."""
     status = state.status
-    if status is RoomStatus.RUNNING:
+    if status is _RUNNING:
         return "run" if state.wake_at is None else "sleep"
     if status is RoomStatus.WAITING:
         return "wait"
@@ -116,7 +123,7 @@ def _apply_into(d: dict[str, Any], e: Event, owned: set[str]) -> None:
     """
     t = e.type
     data = e.data
-    if t is _E.NODE_STARTED:
+    if t is _NODE_STARTED:
         node = e.node
         assert node is not None
         visits = d["visits"] if "visits" in owned else _own(d, owned, "visits")
@@ -125,9 +132,9 @@ def _apply_into(d: dict[str, Any], e: Event, owned: set[str]) -> None:
         d["attempt"] = data["attempt"]
         d["steps"] += 1
         d["wake_at"] = None
-        d["status"] = RoomStatus.RUNNING
+        d["status"] = _RUNNING
         d["node_seq"] = e.seq
-    elif t is _E.NODE_COMPLETED:
+    elif t is _NODE_COMPLETED:
         assign = data.get("assign")
         target = data.get("output_to")
         if assign or target:
@@ -136,11 +143,11 @@ def _apply_into(d: dict[str, Any], e: Event, owned: set[str]) -> None:
                 variables.update(assign)
             if target:
                 variables[target] = data.get("output")
-    elif t is _E.TRANSITION:
+    elif t is _TRANSITION_:
         d["current_node"] = data["to"]
-    elif t is _E.RETRY_SCHEDULED:
+    elif t is _RETRY_SCHEDULED:
         d["wake_at"] = data["due_at"]
-    elif t is _E.LLM_CALLED or t is _E.TOOL_CALLED:
+    elif t is _TOOL_CALLED or t is _LLM_CALLED:
         _add_usage(_own(d, owned, "usage"), t, data.get("usage"))
     elif t is _E.BUDGET_EXCEEDED:
         usage = _own(d, owned, "usage")
@@ -191,9 +198,9 @@ def _apply_into(d: dict[str, Any], e: Event, owned: set[str]) -> None:
 
 def _add_usage(out: dict[str, Any], t: EventType, usage: Any) -> None:
     """Add one model or tool call to the running totals *out*."""
-    counter = "model_calls" if t is _E.LLM_CALLED else "tool_calls"
+    counter = "model_calls" if t is _LLM_CALLED else "tool_calls"
     out[counter] = out.get(counter, 0) + 1
-    if isinstance(usage, Mapping):
+    if usage is not None and isinstance(usage, Mapping):  # a tool call's is None
         for key in ("prompt_tokens", "completion_tokens"):
             out[key] = out.get(key, 0) + int(usage.get(key) or 0)
         cost = usage.get("cost_usd")
@@ -209,7 +216,29 @@ _TERMINAL_STATUS: Final = {
 
 
 def _fields(state: RoomState) -> dict[str, Any]:
-    return dict(zip(FIELDS, _field_values(state), strict=True))
+    """*state*'s fields as a dict, in the order of :data:`FIELDS` (a test checks it): a
+    dict display, three times as fast as ``dict(zip(FIELDS, ...))``, made every step."""
+    s = state
+    return {
+        "room_id": s.room_id,
+        "name": s.name,
+        "workflow_id": s.workflow_id,
+        "workflow_version": s.workflow_version,
+        "status": s.status,
+        "current_node": s.current_node,
+        "variables": s.variables,
+        "attempt": s.attempt,
+        "visits": s.visits,
+        "steps": s.steps,
+        "wake_at": s.wake_at,
+        "reason": s.reason,
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
+        "version": s.version,
+        "memory": s.memory,
+        "usage": s.usage,
+        "node_seq": s.node_seq,
+    }
 
 
 def apply(state: RoomState | None, events: Iterable[Event]) -> RoomState:
@@ -378,7 +407,7 @@ def _enter(em: _Emitter, wf: Workflow, node_id: str) -> None:
     d["attempt"] = 1
     d["steps"] += 1
     d["wake_at"] = None
-    d["status"] = RoomStatus.RUNNING
+    d["status"] = _RUNNING
     d["node_seq"] = d["version"] = seq
     d["updated_at"] = now
     np = wf.plan.nodes[node_id]
@@ -639,7 +668,7 @@ def decide(
     Raises:
         RoomStatusError: the room is not running a node (terminal, waiting or sleeping).
     """
-    if state.status is not RoomStatus.RUNNING or state.wake_at is not None:
+    if state.status is not _RUNNING or state.wake_at is not None:
         _require(state, "record a node outcome", RoomStatus.RUNNING)
         raise RoomStatusError(
             state.room_id, "sleeping until a retry", "record a node outcome", "call wake() first"
@@ -656,7 +685,7 @@ def can_advance(wf: Workflow, state: RoomState) -> bool:
     memory entries, ``decision``)."""
     node = state.current_node
     return (
-        state.status is RoomStatus.RUNNING
+        state.status is _RUNNING
         and state.wake_at is None
         and node is not None
         and wf.plan.nodes[node].pure

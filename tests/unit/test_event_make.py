@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import attrs
 
@@ -25,3 +26,18 @@ def test_make_builds_the_event_the_constructor_builds() -> None:
     assert type(made) is Event
     assert attrs.asdict(made) == attrs.asdict(Event(*args, ErrorInfo("E", "m"), 1.5))
     assert serde.event_from_dict(serde.event_to_dict(made)) == made
+
+
+def test_the_engine_s_field_dict_of_a_state_holds_every_field_in_order() -> None:
+    """``engine._fields`` spells RoomState's fields out: a field added to RoomState must be
+    added there too (or the engine's states would lose it)."""
+    from openrooms import engine
+    from openrooms.room import RoomState, RoomStatus
+
+    values: list[Any] = [f"v{i}" for i in range(len(engine.FIELDS))]
+    state = RoomState(**dict(zip(engine.FIELDS, values, strict=True)))
+    fields = engine._fields(state)
+    assert list(fields) == list(engine.FIELDS) == [f.name for f in attrs.fields(RoomState)]
+    assert list(fields.values()) == values
+    assert RoomState(**fields) == state
+    assert RoomStatus.RUNNING is engine._RUNNING
