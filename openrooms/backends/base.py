@@ -39,7 +39,7 @@ call them where a store has them:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import attrs
 
@@ -109,11 +109,17 @@ def due_at(state: RoomState) -> int | None:
     Stores index this to answer :meth:`StateStore.due_rooms`.
     """
     status = state.status
-    if status is RoomStatus.RUNNING or status is RoomStatus.WAITING:
+    if status is _RUNNING or status is _WAITING:
         return state.wake_at
-    if status is RoomStatus.QUEUED:
+    if status is _QUEUED:
         return state.updated_at
     return None
+
+
+# module constants: a lookup on an Enum class is slow in Python 3.11 (see engine._RUNNING)
+_RUNNING: Final = RoomStatus.RUNNING
+_WAITING: Final = RoomStatus.WAITING
+_QUEUED: Final = RoomStatus.QUEUED
 
 
 def matches_query(state: RoomState, query: str | None) -> bool:

@@ -468,7 +468,7 @@ def _scalars_json(state: RoomState) -> str:
     return (
         f'{{"room_id":{_text(state.room_id)},"name":{_text(state.name)},'
         f'"workflow_id":{_text(state.workflow_id)},"workflow_version":{version},'
-        f'"status":{_text(state.status.value)},'
+        f'"status":{_text(state.status._value_)},'
         f'"current_node":{"null" if node is None else _text(node)},'
         f'"attempt":{attempt},"steps":{steps},"wake_at":{"null" if wake_at is None else wake_at},'
         f'"reason":{"null" if reason is None else _text(reason)},"created_at":{created},'
@@ -864,7 +864,7 @@ class SQLiteStore(LeasingStore):
         """The UPDATE of a step: the body and hot columns, and the containers that changed
         since this store last wrote the room (all of them if it did not, or not last)."""
         params: list[Any] = [
-            state.status.value,
+            state.status._value_,  # not .value: a property of Python code, on the hot path
             state.version,
             _scalars_json(state),
             due_at(state),

@@ -573,13 +573,13 @@ async def _call(
         except UnstorableValueError as exc:
             # logged as the call's error, so a resumed attempt reuses it rather than call again
             info = ErrorInfo.from_exception(exc, with_traceback=False)
-            record = LogRecord(EventType.TOOL_CALLED, data, Level.ERROR, elapsed, info)
+            record = LogRecord(_TOOL_CALLED, data, Level.ERROR, elapsed, info)
             return Outcome(label="error", error=info, retryable=False, records=(record,))
         logged, truncated = truncate_json(result, limit)
     data["result"] = logged
     if truncated:
         data["truncated"] = True  # a resumed attempt calls the tool again rather than reuse it
-    record = LogRecord(EventType.TOOL_CALLED, data, Level.INFO, elapsed)
+    record = LogRecord(_TOOL_CALLED, data, _INFO, elapsed)
     return Outcome(output=result, records=(record,))
 
 
@@ -615,6 +615,9 @@ def call_plain_tool(
     key = state.idempotency_key
     return _call(tool, prepared.tool, args, key, _NO_CONTEXT, state.current_node, limit)
 
+
+_TOOL_CALLED: Final = EventType.TOOL_CALLED  # a lookup on an Enum class is slow in Python 3.11
+_INFO: Final = Level.INFO
 
 _NO_CONTEXT: Final = ToolContext(room_id=RoomId(""), node="", idempotency_key="")
 """What :func:`call_tool` hands a tool that takes no :class:`ToolContext` (never seen)."""
