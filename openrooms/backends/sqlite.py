@@ -887,11 +887,25 @@ class SQLiteStore(LeasingStore):
         before = self._written.get(state.room_id)
         if before is not None and before[0] != expected_version:
             before = None
-        changed = 0  # a bit per container written, in _CONTAINERS order
-        for bit, value in enumerate((state.variables, state.memory, state.usage, state.visits), 1):
-            if before is None or before[bit] is not value:
-                changed |= 1 << bit
-                params.append(_dumps(value))
+        # a bit per container written, in _CONTAINERS order (written out: once a step)
+        variables, memory, usage, visits = state.variables, state.memory, state.usage, state.visits
+        if before is None:
+            changed = 0b11110
+            params += [_dumps(variables), _dumps(memory), _dumps(usage), _dumps(visits)]
+        else:
+            changed = 0
+            if before[1] is not variables:
+                changed = 0b10
+                params.append(_dumps(variables))
+            if before[2] is not memory:
+                changed |= 0b100
+                params.append(_dumps(memory))
+            if before[3] is not usage:
+                changed |= 0b1000
+                params.append(_dumps(usage))
+            if before[4] is not visits:
+                changed |= 0b10000
+                params.append(_dumps(visits))
         params += [state.room_id, expected_version]
         if lease is not None:
             params.append(lease.token)
