@@ -45,6 +45,7 @@ from openrooms.lease import HeldLease, LeaseKeeper
 from openrooms.memory import Conversations
 from openrooms.nodes import LogRecord, NodeContext, Outcome
 from openrooms.nodes.builtin import call_plain_tool, plain_tool
+from openrooms.plan import NodePlan
 from openrooms.room import RoomState, RoomStatus
 from openrooms.scrub import Scrubber, environment_scrubber
 from openrooms.storable import check_events
@@ -876,15 +877,31 @@ commit_and_release`)."""
         scrubbed from it (:mod:`openrooms.scrub`): this is where what a node did becomes
         what the room stores.
         """
-        after, outcome = await self._attempt(wf, state, holder, on_event)
+        assert state.current_node is not None
+        np = wf.plan.nodes[state.current_node]
+        rt = self.rt
+        # a plain tool node (see plain_tool) that recorded no call yet runs without a context,
+        # a journal or the coroutine of _attempt: the hot path of a durable step
+        if self.plain_tool_calls and rt.recorded_calls is None and not logged_since_start(state):
+            plain = plain_tool(np, rt.tools)
+            if plain is not None:
+                limit = rt.config.max_logged_bytes
+                try:
+                    outcome = await call_plain_tool(*plain, state, room_scope(state), limit)
+                except InfrastructureError:
+                    raise
+                except Exception as exc:
+                    outcome = _failure(exc, None)
+                return state, self._scrubber.outcome(outcome)
+        after, found = await self._attempt(wf, state, holder, on_event, np)
         # an InfrastructureError (a store failed, the lease was lost) that the attempt's
         # journal met is raised on, even if the node caught it: it is not the node's failure
         failures = self._failures.pop(state.room_id, None)
         if failures:
             raise failures[0]
-        if outcome is None:
+        if found is None:
             return after, None
-        return after, self._scrubber.outcome(outcome)
+        return after, self._scrubber.outcome(found)
 
     async def _attempt(
         self,
@@ -892,44 +909,32 @@ commit_and_release`)."""
         state: RoomState,
         holder: HeldLease,
         on_event: EventCallback | None,
+        np: NodePlan,
     ) -> tuple[RoomState, Outcome | None]:
-        assert state.current_node is not None
-        np = wf.plan.nodes[state.current_node]
         rt = self.rt
         timeout = np.node.timeout_s
-        # a plain tool node (see plain_tool) that recorded no call yet runs without a context
-        plain = None
-        if self.plain_tool_calls and rt.recorded_calls is None and not logged_since_start(state):
-            plain = plain_tool(np, rt.tools)
-        ctx = None
-        if plain is None:
-            ctx = NodeContext(
-                state,
-                np.node,
-                np.prepared,
-                rt.tools,
-                room_scope(state),
-                workflow=wf,
-                models=rt.model_registry,
-                runtime=rt,
-                journal_factory=partial(self._journal, wf, state, holder, on_event),
-            )
-            warm_up = getattr(np.executor, "warm_up", None)
-            if timeout is not None and warm_up is not None:
-                # outside the deadline: loading a model client (litellm's import) is not the
-                # node's slowness; a failure here is left for the attempt itself to meet
-                with contextlib.suppress(Exception):
-                    await warm_up(ctx)
+        ctx = NodeContext(
+            state,
+            np.node,
+            np.prepared,
+            rt.tools,
+            room_scope(state),
+            workflow=wf,
+            models=rt.model_registry,
+            runtime=rt,
+            journal_factory=partial(self._journal, wf, state, holder, on_event),
+        )
+        warm_up = getattr(np.executor, "warm_up", None)
+        if timeout is not None and warm_up is not None:
+            # outside the deadline: loading a model client (litellm's import) is not the node's
+            # slowness; a failure here is left for the attempt itself to meet and report
+            with contextlib.suppress(Exception):
+                await warm_up(ctx)
         try:
-            if plain is not None:
-                limit = rt.config.max_logged_bytes
-                outcome = await call_plain_tool(*plain, state, room_scope(state), limit)
-            elif timeout is None:
-                assert ctx is not None
+            if timeout is None:
                 outcome = await np.executor.execute(ctx)
             else:
                 # a sync tool that ignores cancellation keeps its thread, but its result is dropped
-                assert ctx is not None
                 with deadline.within(timeout):
                     outcome = await asyncio.wait_for(np.executor.execute(ctx), timeout)
         except RoomStoppedError:
@@ -937,10 +942,8 @@ commit_and_release`)."""
             return (current if current is not None else _after(ctx, state)), None
         except InfrastructureError:
             raise
-        except TimeoutError:
-            return _after(ctx, state), Outcome.timed_out(timeout or 0.0)
         except Exception as exc:
-            return _after(ctx, state), Outcome.from_exception(exc)
+            return _after(ctx, state), _failure(exc, timeout)
         if not isinstance(outcome, Outcome):
             return _after(ctx, state), Outcome.failed(
                 TypeError(
@@ -1009,9 +1012,16 @@ def _storable(
     return engine.fail(before, now=now(), reason=info.message, error=info)
 
 
-def _after(ctx: NodeContext | None, state: RoomState) -> RoomState:
+def _failure(exc: Exception, timeout: float | None) -> Outcome:
+    """The outcome of an attempt that raised *exc* (a node's failure, not the runner's)."""
+    if isinstance(exc, TimeoutError):
+        return Outcome.timed_out(timeout or 0.0)
+    return Outcome.from_exception(exc)
+
+
+def _after(ctx: NodeContext, state: RoomState) -> RoomState:
     """The state after what the attempt recorded through its journal (if it made one)."""
-    journal = None if ctx is None else ctx.journal_if_used
+    journal = ctx.journal_if_used
     return state if journal is None else journal.state
 
 

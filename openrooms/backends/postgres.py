@@ -62,7 +62,7 @@ from openrooms.backends.selection import select_events
 from openrooms.backends.sqlite import (
     _dumps,
     _event_from_row,
-    _event_row,
+    _event_rows,
     _json,
     _workflow_from_row,
 )
@@ -932,7 +932,7 @@ def _batch(events: Sequence[Event]) -> tuple[int | None, int | None, str | None]
     first, last = events[0].seq, events[-1].seq
     if last - first != len(events) - 1:
         raise StaleRoomError(events[0].room_id, first - 1)  # not one gapless run
-    return first, last, _dumps([_event_row(e) for e in events])
+    return first, last, _dumps(_event_rows(events))
 
 
 def upgrade(url: str, *, target: int = SCHEMA_VERSION) -> tuple[int, int]:
