@@ -493,7 +493,19 @@ def _finish(
     node = np.node
     node_id = node.id
     for r in outcome.records:
-        em.emit(r.type, r.level, node_id, r.data, r.error, r.duration_ms)
+        t = r.type
+        if t is not _TOOL_CALLED:
+            em.emit(t, r.level, node_id, r.data, r.error, r.duration_ms)
+            continue
+        # TOOL_CALLED, folded here by the rule of _apply_into (the hot path of a tool step)
+        seq = d["version"] + 1
+        logged = r.data
+        em.events.append(
+            _Event(em.room_id, seq, t, r.level, em.now, node_id, logged, r.error, r.duration_ms)
+        )
+        _add_usage(_own(d, em.owned, "usage"), t, logged.get("usage"))
+        d["version"] = seq
+        d["updated_at"] = em.now
     label = outcome.label
     error_scope = None
     if label in FAILURE_LABELS:
