@@ -411,19 +411,22 @@ def _checked_event_from_row(room_id: RoomId, row: Any) -> Event:
 
 
 @functools.cache
-def _update_statement(changed: int, fenced: bool, nulls: int = 0) -> str:
+def _update_statement(changed: int, fenced: bool, hot: int = 0) -> str:
     """The UPDATE of a step writing the containers whose bits are set in *changed* (bit
     1 + their index in _CONTAINERS), checking the lease token if *fenced*; built once.
 
-    *nulls* writes ``due_at`` (bit 1) and ``wake_at`` (bit 2) as NULL literals, not
-    parameters: sqlite3 binds a None only after asking for an adapter, which raises and
-    formats an AttributeError inside, twice a step (a tenth of the store's own Python)."""
-    due = "NULL" if nulls & 1 else "?"
-    wake = "NULL" if nulls & 2 else "?"
-    sets = (
-        f"status = ?, version = ?, body = ?, due_at = {due}, current_node = ?, steps = ?, "
-        f"wake_at = {wake}"
-    )
+    *hot* says how the indexed hot columns are written: ``status`` left as it is (bit 1)
+    and ``due_at`` too (bit 2) when this store last wrote them with the same values (an
+    indexed column set, even to its value, rewrites its index entry: a page more in the
+    WAL each step); ``due_at`` (bit 4) and ``wake_at`` (bit 8) as NULL literals, not
+    parameters (sqlite3 binds a None only after asking for an adapter, which raises and
+    formats an AttributeError inside)."""
+    sets = "" if hot & 1 else "status = ?, "
+    sets += "version = ?, body = ?, "
+    if not hot & 2:
+        sets += "due_at = NULL, " if hot & 4 else "due_at = ?, "
+    sets += "current_node = ?, steps = ?, "
+    sets += "wake_at = NULL" if hot & 8 else "wake_at = ?"
     for bit, name in enumerate(_CONTAINERS, 1):
         if changed & (1 << bit):
             sets += f", {name} = ?"
@@ -802,7 +805,8 @@ class SQLiteStore(LeasingStore):
             raise RoomExistsError(state.room_id) from None
 
     def _remember(self, state: RoomState) -> None:
-        """Note the containers just written for *state*'s room (none kept once it ended)."""
+        """Note the containers, status and due_at just written for *state*'s room (none
+        kept once it ended): the next step's UPDATE writes only what changed."""
         written = self._written
         if state.status.is_terminal:
             written.pop(state.room_id, None)
@@ -815,6 +819,8 @@ class SQLiteStore(LeasingStore):
             state.memory,
             state.usage,
             state.visits,
+            state.status,
+            due_at(state),
         )
 
     def get(self, room_id: RoomId) -> RoomState:
@@ -875,21 +881,27 @@ class SQLiteStore(LeasingStore):
     ) -> tuple[str, list[Any]]:
         """The UPDATE of a step: the body and hot columns, and the containers that changed
         since this store last wrote the room (all of them if it did not, or not last)."""
-        due, wake = due_at(state), state.wake_at
-        params: list[Any] = [state.status._value_, state.version, _scalars_json(state)]
-        nulls = 0  # see _update_statement
-        if due is None:
-            nulls = 1
+        status, due, wake = state.status, due_at(state), state.wake_at
+        before = self._written.get(state.room_id)
+        if before is not None and before[0] != expected_version:
+            before = None  # not this store's last write: every column is written
+        hot = 0  # see _update_statement
+        if before is not None and before[5] is status:
+            hot = 1
+            params: list[Any] = [state.version, _scalars_json(state)]
+        else:
+            params = [status._value_, state.version, _scalars_json(state)]
+        if before is not None and before[6] == due:
+            hot |= 2
+        elif due is None:
+            hot |= 4
         else:
             params.append(due)
         params += [state.current_node, state.steps]
         if wake is None:
-            nulls |= 2
+            hot |= 8
         else:
             params.append(wake)
-        before = self._written.get(state.room_id)
-        if before is not None and before[0] != expected_version:
-            before = None
         # a bit per container written, in _CONTAINERS order (written out: once a step)
         variables, memory, usage, visits = state.variables, state.memory, state.usage, state.visits
         if before is None:
@@ -912,7 +924,7 @@ class SQLiteStore(LeasingStore):
         params += [state.room_id, expected_version]
         if lease is not None:
             params.append(lease.token)
-        return _update_statement(changed, lease is not None, nulls), params
+        return _update_statement(changed, lease is not None, hot), params
 
     def _update_room(
         self,

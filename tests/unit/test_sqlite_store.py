@@ -706,3 +706,60 @@ def test_a_rooms_row_body_is_written_as_the_json_encoder_writes_it(
             sqlite_backend._scalars_json(state)
         return
     assert sqlite_backend._scalars_json(state) == expected
+
+
+def test_the_hot_columns_of_a_rooms_row_follow_its_state_through_every_status(
+    tmp_path: Path,
+) -> None:
+    """A step's UPDATE leaves ``status`` and ``due_at`` out when this store last wrote the
+    same values (their indexes then keep their pages): after every commit the row's columns
+    still say what its state says, through a retry's backoff, a wait and the end."""
+    from openrooms import ToolRegistry, tool
+    from openrooms.backends.base import due_at
+
+    registry = ToolRegistry()
+    calls: list[int] = []
+
+    @tool(name="flaky_once", registry=registry)
+    def flaky_once() -> int:
+        """Fails the first time."""
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("once")
+        return len(calls)
+
+    wf = (
+        WorkflowBuilder("hot_columns", variables={"n": 0})
+        .tool("call", "flaky_once", {}, output="n", retry={"max_attempts": 2, "backoff_s": 0.001})
+        .tool("again", "flaky_once", {}, output="n")
+        .wait("ask", timeout_s=3600)
+        .end("done")
+        .transitions(("call", "again"), ("again", "ask"), ("ask", "done"))
+        .transition("ask", "done", on="timeout")
+        .build(tools=registry)
+    )
+    db = tmp_path / "rooms.db"
+    store = SQLiteStore(db)
+    rt = Runtime(store, store, tools=registry)
+    reader = sqlite3.connect(db)
+    seen: list[tuple[str, int | None]] = []
+
+    def check(_event: Event) -> None:
+        state = rt.get_room(room.id)
+        row = reader.execute("SELECT status, due_at FROM rooms WHERE id = ?", (room.id,))
+        status, due = row.fetchone()
+        assert (status, due) == (state.status.value, due_at(state))
+        seen.append((status, due))
+
+    room = rt.create_room(wf)
+    waiting = rt.run(room.id, on_event=check)
+    assert waiting.status is RoomStatus.WAITING
+    done = rt.send_input(room.id, {"ok": True}, on_event=check)
+    assert done.status is RoomStatus.COMPLETED
+    statuses = {s for s, _ in seen}
+    assert {"running", "waiting", "completed"} <= statuses
+    assert any(d is not None for s, d in seen if s == "running")  # the retry's backoff
+    assert any(d is not None for s, d in seen if s == "waiting")  # the wait's timeout
+    assert seen[-1] == ("completed", None)
+    reader.close()
+    rt.close()
