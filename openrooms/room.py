@@ -10,7 +10,7 @@ import attrs
 
 from openrooms.types import RoomId
 
-__all__ = ["RoomState", "RoomStatus"]
+__all__ = ["RoomState", "RoomStatus", "state_fields"]
 
 
 class RoomStatus(enum.StrEnum):
@@ -94,3 +94,29 @@ class RoomState:
     def idempotency_key(self) -> str:
         """Key of the current attempt: the same when an interrupted attempt is re-executed."""
         return f"{self.room_id}:{self.current_node}:{self.visit}:{self.attempt}"
+
+
+def state_fields(s: RoomState) -> dict[str, Any]:
+    """*s*'s fields as a dict, in declaration order (a test checks it): a dict display, three
+    times as fast as ``dict(zip(names, values))``; the engine makes one every step, and
+    ``RoomState(**state_fields(s)) == s``."""
+    return {
+        "room_id": s.room_id,
+        "name": s.name,
+        "workflow_id": s.workflow_id,
+        "workflow_version": s.workflow_version,
+        "status": s.status,
+        "current_node": s.current_node,
+        "variables": s.variables,
+        "attempt": s.attempt,
+        "visits": s.visits,
+        "steps": s.steps,
+        "wake_at": s.wake_at,
+        "reason": s.reason,
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
+        "version": s.version,
+        "memory": s.memory,
+        "usage": s.usage,
+        "node_seq": s.node_seq,
+    }

@@ -19,7 +19,7 @@ from openrooms import loading
 from openrooms._wording import did_you_mean, type_name
 from openrooms.errors import CorruptRoomError, InputError, Problem, WorkflowValidationError
 from openrooms.events import ErrorInfo, Event, EventType, Level
-from openrooms.room import RoomState, RoomStatus
+from openrooms.room import RoomState, RoomStatus, state_fields
 from openrooms.types import RoomId
 from openrooms.workflow import (
     DEFAULT_MAX_STEPS,
@@ -53,26 +53,9 @@ __all__ = [
 
 def state_to_dict(s: RoomState) -> dict[str, Any]:
     """A room state as a JSON-ready dict."""
-    return {
-        "room_id": s.room_id,
-        "name": s.name,
-        "workflow_id": s.workflow_id,
-        "workflow_version": s.workflow_version,
-        "status": s.status.value,
-        "current_node": s.current_node,
-        "variables": s.variables,
-        "attempt": s.attempt,
-        "visits": s.visits,
-        "steps": s.steps,
-        "wake_at": s.wake_at,
-        "reason": s.reason,
-        "created_at": s.created_at,
-        "updated_at": s.updated_at,
-        "version": s.version,
-        "memory": s.memory,
-        "usage": s.usage,
-        "node_seq": s.node_seq,
-    }
+    d = state_fields(s)
+    d["status"] = s.status.value
+    return d
 
 
 def room_to_dict(s: RoomState) -> dict[str, Any]:

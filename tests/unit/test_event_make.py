@@ -28,15 +28,15 @@ def test_make_builds_the_event_the_constructor_builds() -> None:
     assert serde.event_from_dict(serde.event_to_dict(made)) == made
 
 
-def test_the_engine_s_field_dict_of_a_state_holds_every_field_in_order() -> None:
-    """``engine._fields`` spells RoomState's fields out: a field added to RoomState must be
+def test_the_field_dict_of_a_state_holds_every_field_in_order() -> None:
+    """``state_fields`` spells RoomState's fields out: a field added to RoomState must be
     added there too (or the engine's states would lose it)."""
     from openrooms import engine
-    from openrooms.room import RoomState, RoomStatus
+    from openrooms.room import RoomState, RoomStatus, state_fields
 
     values: list[Any] = [f"v{i}" for i in range(len(engine.FIELDS))]
     state = RoomState(**dict(zip(engine.FIELDS, values, strict=True)))
-    fields = engine._fields(state)
+    fields = state_fields(state)
     assert list(fields) == list(engine.FIELDS) == [f.name for f in attrs.fields(RoomState)]
     assert list(fields.values()) == values
     assert RoomState(**fields) == state
