@@ -665,7 +665,8 @@ commit_and_release`)."""
                     # the room ends or waits: this is the session's last commit
                     last = EventBatch(state.room_id, step.events)
                     return await self._finish(state, step.state, last, holder, on_event)
-                state = saved = await self._commit(step, state, holder, on_event)
+                done = self._commit_at_once(step, state, holder, on_event)
+                state = saved = done or await self._commit(step, state, holder, on_event)
                 continue
             if action == "start":
                 step = engine.start(wf, state, now=now())
@@ -742,6 +743,36 @@ commit_and_release`)."""
                 )
         except StaleRoomError:
             return await io.call(self._refused, before, holder)
+        return self._committed(step, on_event)
+
+    def _commit_at_once(
+        self,
+        step: engine.Step,
+        before: RoomState,
+        holder: HeldLease,
+        on_event: EventCallback | None,
+    ) -> RoomState | None:
+        """:meth:`_commit` without a coroutine where it can be made at once (a memory
+        store; SQLite when nothing holds its lock), the hot path of a tool step: the state
+        after it, or None when nothing was written and ``_commit`` must be awaited (the
+        store would have waited, or refused it: ``_commit`` meets the refusal again, sure
+        to, as versions only grow, and finds out why off the event loop)."""
+        io = self.io
+        if io.inline:
+            return self._commit_now(step, before, holder, on_event)
+        if io.try_now is None:
+            return None
+        _check_held(holder, before.room_id, self.rt.owner)
+        try:
+            io.try_now(
+                self._save,
+                step.state,
+                step.events,
+                expected_version=before.version,
+                lease=holder.lease,
+            )
+        except (WouldBlockError, StaleRoomError):
+            return None
         return self._committed(step, on_event)
 
     def _commit_now(

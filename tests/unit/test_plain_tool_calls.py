@@ -35,6 +35,7 @@ from openrooms import (
 from openrooms.backends import Lease, MemoryStore, SQLiteStore
 from openrooms.events import Event
 from openrooms.nodes.builtin import plain_tool
+from openrooms.types import RoomId
 from openrooms.workflow import Workflow
 
 SECRET = "sk-plain-tool-test-0123456789abcdef"
@@ -356,3 +357,55 @@ def test_a_lease_lost_mid_call_cancels_it_and_commits_nothing(tmp_path: Path, pl
     store.release_lease(lease)
     a.close()
     b.close()
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["plain", "general"])
+def test_a_step_whose_lease_was_taken_during_the_call_is_refused_whole(
+    tmp_path: Path, plain: bool
+) -> None:
+    """Another runner forces the lease while the tool runs (before the keeper could
+    notice): the step's commit is refused by the store's fence, ``run`` raises
+    LeaseLostError naming the new owner, and nothing of the step is in the log."""
+    db = tmp_path / "rooms.db"
+    other = SQLiteStore(db)
+    registry = ToolRegistry()
+    taken: list[Lease] = []
+    reached: list[int] = []
+
+    @tool(name="usurped", registry=registry)
+    async def usurped() -> int:
+        """Returns 7, after another runner took the room's lease."""
+        taken.append(
+            other.acquire_lease(RoomId("room-1"), "usurper", ttl_ms=60_000, now=0, force=True)
+        )
+        return 7
+
+    @tool(name="after", registry=registry)
+    async def after() -> int:
+        """Never reached: the runner stops at the refused commit."""
+        reached.append(8)
+        return 8
+
+    wf = (  # the step is not the session's last: its commit is a plain one
+        WorkflowBuilder("usurped", variables={"x": 0})
+        .tool("call", "usurped", {}, output="x")
+        .tool("next", "after", {}, output="x")
+        .end("done")
+        .transitions(("call", "next"), ("next", "done"))
+        .build(tools=registry)
+    )
+    store = SQLiteStore(db)
+    ticks = clock()
+    rt = Runtime(store, store, tools=registry, clock=lambda: next(ticks))
+    rt._runner.plain_tool_calls = plain
+    rt.create_room(wf, room_id="room-1")
+    shown: list[Event] = []
+    with pytest.raises(LeaseLostError, match="usurper"):
+        rt.run("room-1", on_event=shown.append)
+    assert len(taken) == 1 and not reached  # the next node never ran
+    assert [e.type for e in shown] == [EventType.ROOM_STARTED, EventType.NODE_STARTED]
+    assert not rt.events("room-1", types=[EventType.TOOL_CALLED, EventType.NODE_COMPLETED])
+    assert rt.get_room("room-1").variables["x"] == 0
+    other.release_lease(taken[0])
+    other.close()
+    rt.close()
