@@ -124,6 +124,9 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
+_NO_SCOPE: Final[dict[str, Any]] = {}
+
+
 def room_scope(state: RoomState) -> dict[str, Any]:
     """The expression scope a node's templates see: ``vars``, ``memory`` and ``room``."""
     return {"vars": state.variables, "memory": state.memory, "room": engine.RoomView(state)}
@@ -916,9 +919,12 @@ commit_and_release`)."""
         if self.plain_tool_calls and rt.recorded_calls is None and not logged_since_start(state):
             plain = plain_tool(np, rt.tools)
             if plain is not None:
+                prepared, tool = plain
+                # constant arguments (the compiled value says so) are rendered in no scope
+                scope = _NO_SCOPE if prepared.args.is_constant else room_scope(state)
                 limit = rt.config.max_logged_bytes
                 try:
-                    outcome = await call_plain_tool(*plain, state, room_scope(state), limit)
+                    outcome = await call_plain_tool(prepared, tool, state, scope, limit)
                 except InfrastructureError:
                     raise
                 except Exception as exc:

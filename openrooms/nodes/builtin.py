@@ -610,7 +610,7 @@ def call_plain_tool(
     Raises:
         EvaluationError: a template in the arguments failed (as ``execute`` does).
     """
-    args = prepared.args.render(scope)
+    args = prepared.args.renderer(scope)
     assert state.current_node is not None
     key = state.idempotency_key
     return _call(tool, prepared.tool, args, key, _NO_CONTEXT, state.current_node, limit)
