@@ -365,7 +365,7 @@ def _out_of_steps(em: _Emitter, wf: Workflow, node_id: str) -> bool:
 def _enter(em: _Emitter, wf: Workflow, node_id: str) -> None:
     """Start a visit of *node_id*: NODE_STARTED, and for wait/end nodes what follows at once."""
     d = em.d
-    if _out_of_steps(em, wf, node_id):
+    if d["steps"] >= wf.max_steps and _out_of_steps(em, wf, node_id):  # no call if under
         return
     budget = wf.budget
     if budget is not None and node_id != budget.on_exceeded:

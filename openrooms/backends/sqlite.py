@@ -935,12 +935,18 @@ class SQLiteStore(LeasingStore):
         sql: str,
         params: Sequence[Any],
     ) -> None:
-        cursor = db.execute(sql, params)
-        if cursor.rowcount == 0:
-            exists = db.execute("SELECT 1 FROM rooms WHERE id = ?", (state.room_id,)).fetchone()
-            if exists is None:
-                raise RoomNotFoundError(state.room_id, self.where)
-            raise StaleRoomError(state.room_id, expected_version)
+        if db.execute(sql, params).rowcount == 0:
+            raise self._refusal(db, state, expected_version)
+
+    def _refusal(
+        self, db: sqlite3.Connection, state: RoomState, expected_version: int
+    ) -> RoomNotFoundError | StaleRoomError:
+        """Why a step's UPDATE changed no row: the room is gone, or it is not at
+        *expected_version* (or the lease token is not the room's)."""
+        exists = db.execute("SELECT 1 FROM rooms WHERE id = ?", (state.room_id,)).fetchone()
+        if exists is None:
+            return RoomNotFoundError(state.room_id, self.where)
+        return StaleRoomError(state.room_id, expected_version)
 
     def list_rooms(
         self,
@@ -1288,7 +1294,8 @@ class SQLiteStore(LeasingStore):
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    self._update_room(db, state, expected_version, sql, params)
+                    if db.execute(sql, params).rowcount == 0:  # _update_room, inline
+                        raise self._refusal(db, state, expected_version)
                     # state and log commit together here, so the version check above makes
                     # the next seq free; the primary key still refuses a duplicate
                     if batch is not None:
