@@ -763,9 +763,8 @@ commit_and_release`)."""
         io = self.io
         if io.inline:
             return self._commit_now(step, before, holder, on_event)
-        if io.try_now is None:
+        if io.try_now is None or holder.lost is not None:  # lost: _commit raises, saying so
             return None
-        _check_held(holder, before.room_id, self.rt.owner)
         try:
             io.try_now(
                 self._save,
@@ -776,7 +775,7 @@ commit_and_release`)."""
             )
         except (WouldBlockError, StaleRoomError):
             return None
-        return self._committed(step, on_event)
+        return step.state if on_event is None else self._committed(step, on_event)
 
     def _commit_now(
         self,

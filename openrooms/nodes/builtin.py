@@ -550,9 +550,12 @@ async def _call(
     started = time.perf_counter()
     # the credentials this call carries (an Authorization header, ?api_key=) stay out of
     # its result and error; the runner scrubs the environment's keys from everything
-    scrub = Scrubber(secrets_in(args))
+    secrets = secrets_in(args)
+    scrub = Scrubber(secrets) if secrets else None  # most calls carry none
     try:
-        result = scrub.value(await tool.call(args, tool_ctx))
+        result = await tool.call(args, tool_ctx)
+        if scrub is not None:
+            result = scrub.value(result)
     except Exception as exc:  # a tool's failure is the node's error outcome
         # arguments that break the tool's schema break it again: not worth a retry
         retryable = not isinstance(exc, SchemaValidationError)
@@ -560,7 +563,8 @@ async def _call(
         if isinstance(exc, ToolError) and exc.__cause__ is not None:
             # name the tool's own exception, so `retry_on: [ConnectionError]` can match it
             info = attrs.evolve(info, type=type(exc.__cause__).__name__)
-        info = scrub.error(info) or info
+        if scrub is not None:
+            info = scrub.error(info) or info
         elapsed = (time.perf_counter() - started) * 1000
         record = LogRecord(EventType.TOOL_CALLED, data, Level.ERROR, elapsed, info)
         return Outcome(label="error", error=info, retryable=retryable, records=(record,))
