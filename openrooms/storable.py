@@ -140,7 +140,9 @@ class _Logged(Protocol):
     def error(self) -> ErrorInfo | None: ...
 
 
-_OURS_ONLY: Final = frozenset({EventType.NODE_STARTED, EventType.TRANSITION})
+# NODE_STARTED and TRANSITION, the events check_events skips unless they carry an error
+_STARTED: Final = EventType.NODE_STARTED
+_TRANSITION: Final = EventType.TRANSITION
 """Events whose data the engine makes from the workflow's own (validated) text and its
 counters alone: the most frequent ones, skipped to keep a pure step cheap."""
 
@@ -155,26 +157,36 @@ def check_events(events: Iterable[_Logged], node: str | None = None) -> None:
     Raises:
         UnstorableValueError: naming the node, the event's field and the JSON path.
     """
-    for e in events:
-        if e.type in _OURS_ONLY and e.error is None:
-            continue
-        for key, value in e.data.items():  # keys are ours; values may come from outside
+    for e in events:  # written for speed: the runner checks every step's events
+        err = e.error
+        if err is None:
+            t = e.type
+            if t is _STARTED or t is _TRANSITION:
+                continue
+        for value in e.data.values():  # keys are ours; values may come from outside
             if value is None or (type(value) is str and value.isascii()):
                 continue  # what _find passes at once, without the call (most values)
-            found = _find(value, "$", 1)
-            if found is not None:
-                prefix = _prefix(e, node)
-                if e.type is EventType.NODE_COMPLETED and key in ("output", "assign"):
-                    where = f"{prefix} {key}"
-                else:
-                    where = f"{prefix} {e.type.value.lower()} {key}"
-                raise UnstorableValueError(where, *found)
-        err = e.error
+            if _find(value, "$", 1) is not None:
+                _refuse(e, node)
         if err is not None:
             for field, text in (("message", err.message), ("traceback", err.traceback)):
                 problem = None if text is None else _string_problem(text)
                 if problem is not None:
                     raise UnstorableValueError(f"{_prefix(e, node)} error {field}", "$", problem)
+
+
+def _refuse(e: _Logged, node: str | None) -> None:
+    """Raise for the first value of *e*'s data that cannot be stored (check_events found
+    one), naming the event's field."""
+    for key, value in e.data.items():
+        found = _find(value, "$", 1)
+        if found is not None:
+            prefix = _prefix(e, node)
+            if e.type is EventType.NODE_COMPLETED and key in ("output", "assign"):
+                where = f"{prefix} {key}"
+            else:
+                where = f"{prefix} {e.type.value.lower()} {key}"
+            raise UnstorableValueError(where, *found)
 
 
 def _prefix(e: _Logged, node: str | None) -> str:
