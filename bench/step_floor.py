@@ -39,6 +39,7 @@ from engine import (
     row_sizes,
     run_openrooms_tools,
     run_rooms,
+    step_by_hand,
     tool_loop_workflow,
 )
 
@@ -76,71 +77,6 @@ class RawTxnMemoryStore(MemoryStore):
         db.execute("COMMIT")
 
 
-def by_hand(path: Path, steps: int, synchronous: str) -> None:
-    """A durable tool step written by hand, the least any engine that logs this loop does:
-    await the no-op call, make the step's four events (TOOL_CALLED, NODE_COMPLETED,
-    TRANSITION, NODE_STARTED) and the room's new state, encode both as JSON and commit them
-    in one transaction (one events row, one rooms row). No expressions, no checks, no
-    retries, no lease: a floor, not an engine."""
-    import asyncio
-    import json
-
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute(f"PRAGMA synchronous = {synchronous}")
-    db.execute("CREATE TABLE rooms (id TEXT PRIMARY KEY, version INTEGER, body TEXT)")
-    db.execute(
-        "CREATE TABLE events (room_id TEXT, first_seq INTEGER, last_seq INTEGER, body TEXT, "
-        "PRIMARY KEY (room_id, first_seq)) WITHOUT ROWID"
-    )
-    dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-    state: dict[str, Any] = {
-        "id": "r",
-        "status": "running",
-        "current_node": "t",
-        "version": 1,
-        "steps": 1,
-        "visits": {"t": 1},
-        "usage": {"tool_calls": 0},
-        "variables": {},
-    }
-    db.execute("INSERT INTO rooms VALUES ('r', 1, ?)", (dumps(state),))
-
-    async def noop() -> None:
-        """Do nothing."""
-
-    async def loop() -> None:
-        for _ in range(steps):
-            started = time.perf_counter()
-            await noop()
-            ms = (time.perf_counter() - started) * 1000
-            seq, visit, now = state["version"], state["visits"]["t"], int(time.time() * 1000)
-            key = f"r:t:{visit}:1"
-            call = {"tool": "noop", "args": {}, "idempotency_key": key, "result": None}
-            events = [
-                [seq + 1, "TOOL_CALLED", "INFO", now, "t", call, None, ms],
-                [seq + 2, "NODE_COMPLETED", "INFO", now, "t", {"outcome": "ok"}, None, ms],
-                [seq + 3, "TRANSITION", "DEBUG", now, "t", {"from": "t", "to": "t"}, None, None],
-                [seq + 4, "NODE_STARTED", "INFO", now, "t", {"attempt": 1, "visit": visit + 1}],
-            ]
-            state["version"] = seq + 4
-            state["steps"] += 1
-            state["visits"] = {"t": visit + 1}
-            state["usage"] = {"tool_calls": state["usage"]["tool_calls"] + 1}
-            db.execute("BEGIN IMMEDIATE")
-            db.execute(
-                "INSERT INTO events VALUES ('r', ?, ?, ?)", (seq + 1, seq + 4, dumps(events))
-            )
-            db.execute(
-                "UPDATE rooms SET version = ?, body = ? WHERE id = 'r' AND version = ?",
-                (seq + 4, dumps(state), seq),
-            )
-            db.execute("COMMIT")
-
-    asyncio.run(loop())
-    db.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=2_000)
@@ -159,7 +95,7 @@ def main() -> None:
 
     cases: dict[str, Callable[[], object]] = {
         "raw": lambda: raw_sqlite(fresh("raw"), steps, sync, state_row, event_row),
-        "by hand": lambda: by_hand(fresh("hand"), steps, sync),
+        "by hand": lambda: step_by_hand(fresh("hand"), steps, sync),
         "memory://": lambda: run_openrooms_tools(MemoryStore(), wf, tools),
         "memory:// + raw": lambda: run_openrooms_tools(
             RawTxnMemoryStore(fresh("memraw"), sync, state_row, event_row), wf, tools
