@@ -15,41 +15,22 @@ Without Playwright or Chromium the tests are skipped; under ``CI=true`` they fai
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
-from tests.server.server_tools import Gate, poll
+from tests.browser.kit import ROOT, DashboardServer, browser_problem, launch_chromium
+from tests.server.server_tools import Gate
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Dialog, Expect, Page
 
-ROOT = Path(__file__).parents[2]
-CHROMIUM = os.environ.get("OPENROOMS_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
 EXPECT_TIMEOUT_MS = 15_000
 """How long an ``expect`` polls the page (a loaded 2-CPU machine is slow, never wrong)."""
 KEY = "browser-test-key-0123456789abcdef"
 """The API key of :func:`keyed_server`."""
-LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 GATED = {
     "id": "gated",
@@ -120,144 +101,19 @@ WORKFLOWS: list[dict[str, Any] | str] = [
 """What every test server has registered (YAML text or a JSON definition)."""
 
 
-def _browser_problem() -> str | None:
-    """Why the browser tests cannot run here (None when they can)."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed (pip install -e '.[dev]')"
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"no Chromium at {CHROMIUM} (apt-get install chromium, or OPENROOMS_TEST_CHROMIUM)"
-    return None
-
-
 def require_browser() -> None:
     """Skip the test when Playwright or Chromium is missing; under CI=true, fail it."""
-    problem = _browser_problem()
+    problem = browser_problem()
     if problem is not None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true and {problem}")
         pytest.skip(problem)
 
 
-def server_env(**extra: str) -> dict[str, str]:
-    """This process's environment without OpenRooms' variables (the test says what it means)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENROOMS_")}
-    for name in ("DATABASE_URL", "REDIS_URL", "PORT"):
-        env.pop(name, None)
-    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-class DashboardServer:
-    """One ``openrooms serve`` process over a SQLite file in *workdir*, with the ``gate``
-    tool of tests/e2e/rq_tools.py, answering on a free loopback port; its output goes to
-    ``serve.log`` in *workdir*. Ready (``/health`` answered 200) once constructed."""
-
-    def __init__(self, workdir: Path, *, keys: tuple[str, ...] = ()) -> None:
-        self.log = workdir / "serve.log"
-        env = server_env(OPENROOMS_API_KEYS=",".join(keys)) if keys else server_env()
-        with self.log.open("w") as sink:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "openrooms.cli",
-                    "--db",
-                    f"sqlite:///{workdir}/rooms.db",
-                    "--plugin",
-                    "tests.e2e.rq_tools",
-                    "serve",
-                    "--port",
-                    "0",  # the kernel picks a free port; uvicorn prints it
-                    "--rate-limit",
-                    "100000",  # the dashboard's own refreshes must not be limited here
-                    "--room-rate-limit",
-                    "100000",
-                ],
-                env=env,
-                cwd=workdir,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        try:
-            port = poll(self._port, "the server to listen")
-            self.url = f"http://127.0.0.1:{port}"
-            headers = {"authorization": f"Bearer {keys[0]}"} if keys else {}
-            self.api = httpx.Client(base_url=self.url, timeout=10, headers=headers)
-            poll(self._healthy, "/health to answer 200")
-        except BaseException:
-            self.kill()
-            raise
-
-    def _port(self) -> int | None:
-        m = LISTENING.search(self.output())
-        if m is not None:
-            return int(m.group(1))
-        if self.proc.poll() is not None:
-            raise AssertionError(f"the server exited {self.proc.returncode}:\n{self.output()}")
-        return None
-
-    def _healthy(self) -> bool | None:
-        try:
-            return True if self.api.get("/health").status_code == 200 else None
-        except httpx.TransportError:
-            return None
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def register(self, workflow: dict[str, Any] | str) -> None:
-        """Register *workflow* (YAML text or a JSON definition)."""
-        if isinstance(workflow, str):
-            r = self.api.post(
-                "/api/workflows", content=workflow, headers={"content-type": "application/yaml"}
-            )
-        else:
-            r = self.api.post("/api/workflows", json=workflow)
-        assert r.status_code == 201, r.text
-
-    def create_room(self, workflow: str, *, run: bool = True, **variables: Any) -> str:
-        """A new room of the registered *workflow* with *variables*, started when *run*."""
-        r = self.api.post(
-            "/api/rooms",
-            params={"run": "true"} if run else {},
-            json={"workflow": workflow, "variables": variables},
-        )
-        assert r.status_code == 201, r.text
-        room_id: str = r.json()["id"]
-        return room_id
-
-    def room(self, room_id: str) -> dict[str, Any]:
-        r = self.api.get(f"/api/rooms/{room_id}")
-        assert r.status_code == 200, r.text
-        found: dict[str, Any] = r.json()
-        return found
-
-    def until(self, room_id: str, status: str) -> dict[str, Any]:
-        """The room, once the API says it is *status*."""
-        return poll(
-            lambda: (lambda room: room if room["status"] == status else None)(self.room(room_id)),
-            f"room {room_id} to be {status}",
-        )
-
-    def kill(self) -> None:
-        """Stop the process (SIGTERM, then SIGKILL) by its PID."""
-        if hasattr(self, "api"):
-            self.api.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-
 def start_server(workdir: Path, *, keys: tuple[str, ...] = ()) -> DashboardServer:
-    """A :class:`DashboardServer` in *workdir* with :data:`WORKFLOWS` registered."""
-    server = DashboardServer(workdir, keys=keys)
+    """A :class:`DashboardServer` in *workdir* with the ``gate`` tool of
+    tests/e2e/rq_tools.py and :data:`WORKFLOWS` registered."""
+    server = DashboardServer(workdir, keys=keys, global_args=("--plugin", "tests.e2e.rq_tools"))
     try:
         for wf in WORKFLOWS:
             server.register(wf)
@@ -296,25 +152,17 @@ def gate() -> Iterator[Gate]:
 
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Browser]:
-    """Debian's Chromium, headless, launched once per session. Playwright gives the launch
-    a fresh user-data-dir of its own (a temporary profile, removed on close)."""
+    """Debian's Chromium, headless, launched once per session (:func:`launch_chromium`)."""
     require_browser()
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=EXPECT_TIMEOUT_MS)
-    artifacts = tempfile.mkdtemp(prefix="openrooms-chromium-")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=list(CHROMIUM_FLAGS),
-            downloads_path=artifacts,
-        )
+        browser = launch_chromium(pw)
         try:
             yield browser
         finally:
             browser.close()
-    shutil.rmtree(artifacts, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

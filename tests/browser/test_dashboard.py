@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.browser.conftest import KEY, DashboardServer, PageWatch, open_page
+from tests.browser.conftest import KEY, PageWatch, open_page
+from tests.browser.kit import DashboardServer
 from tests.server.server_tools import Gate
 
 if TYPE_CHECKING:
