@@ -53,6 +53,7 @@ from openrooms_server.security import (
     cors,
     load_api_keys,
 )
+from openrooms_server.session import Sessions
 from openrooms_server.settings import Settings
 from openrooms_server.sse import last_event_id, log_stream
 
@@ -62,6 +63,9 @@ if TYPE_CHECKING:
 __all__ = ["Executor", "LocalExecutor", "QueueExecutor", "create_app", "open_server_runtime"]
 
 logger = logging.getLogger("openrooms_server")
+
+DASHBOARD_PUBLIC_PATHS: Final = frozenset({"/health", "/login"})
+"""Paths answered without a key: the health check and the dashboard's login page."""
 
 
 def open_server_runtime(settings: Settings) -> Runtime:
@@ -222,6 +226,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     *settings*. Security middleware (API keys, limits) wraps this app; see
     docs/server-security.md.
     """
+    from openrooms_server.dashboard import FORM_ROUTES, dashboard_routes, is_page
     from openrooms_server.routes import api_routes
     from openrooms_server.routes_openapi import openapi_route
 
@@ -266,12 +271,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     await run_in_threadpool(limiter.close)
 
     limiter = _limiter(settings)
+    keys = load_api_keys(settings.env.get("OPENROOMS_API_KEYS", ""))
     app = Starlette(
         routes=[
             Mount("/api", routes=[*api_routes(), Route("/rooms/{id}/logs/stream", _stream)]),
             openapi_route(),
             Route("/health", health_endpoint(_health_checks(lambda: app)), methods=["GET"]),
             Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
+            *dashboard_routes(),
         ],
         # outermost first: the access log sees every answer (and answers a crash with the
         # request's id); keys before limits, so a limit counts by key; the body cap and the
@@ -280,7 +287,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(AccessLog, metrics=metrics),
             Middleware(SecurityHeaders, trust_forwarded_proto=settings.trust_forwarded_proto),
             Middleware(cors, allow_origins=settings.cors_origins),
-            Middleware(APIKeyAuth, keys=load_api_keys(settings.env.get("OPENROOMS_API_KEYS", ""))),
+            Middleware(
+                APIKeyAuth,
+                keys=keys,
+                public_paths=DASHBOARD_PUBLIC_PATHS,
+                public_prefixes=("/static/",),
+                login_pages=is_page,
+                form_paths=FORM_ROUTES,
+            ),
             Middleware(
                 RateLimit,
                 limiter=limiter,
@@ -291,7 +305,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 fail_open=True,
             ),
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
-            Middleware(ContentTypeGuard, yaml_routes=[("POST", "/api/workflows")]),
+            Middleware(
+                ContentTypeGuard, yaml_routes=[("POST", "/api/workflows")], form_routes=FORM_ROUTES
+            ),
         ],
         # ours and OpenRooms' typed errors are answered where they are raised; any other
         # exception reaches Starlette's outermost handler, which answers with the same
@@ -306,6 +322,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.sessions = Sessions(keys)
     return app
 
 

@@ -63,7 +63,7 @@ from openrooms.workflow import Workflow
 from openrooms_server.app import Executor
 from openrooms_server.errors import ApiError, problems
 
-__all__ = ["api_routes"]
+__all__ = ["api_routes", "deliver_input", "resume", "start_created"]
 
 logger = logging.getLogger("openrooms_server")
 
@@ -304,8 +304,7 @@ async def create_room(request: Request) -> Response:
     check_inputs(wf, variables)  # refused here, before the workflow or the room is written
     state = await _write(rt, rt.create_room, wf, variables, name=name)
     if run:
-        state = await _write(rt, rt.enqueue, state.room_id)
-        await _hand_on(request, state)
+        state = await start_created(request, state)
     return JSONResponse(
         serde.room_to_dict(state),
         status_code=201,
@@ -336,9 +335,19 @@ async def run_room(request: Request) -> Response:
 
 async def resume_room(request: Request) -> Response:
     """``POST /api/rooms/{id}/resume``: go on with an unfinished room nobody is running."""
-    rt = _rt(request)
     await _json_object(request, frozenset(), optional=True)
-    state = await _get_room(request)
+    return _accepted(await resume(request, await _get_room(request)))
+
+
+async def resume(request: Request, state: RoomState) -> RoomState:
+    """Go on with *state*'s room (``POST /api/rooms/{id}/resume`` and the dashboard's
+    Resume button): queue it if it was only created, and hand it to the executor.
+
+    Raises:
+        RoomStatusError: it has finished.
+        ApiError: 409 ``room_busy`` (a runner has it), 503 (the job queue is down).
+    """
+    rt = _rt(request)
     if state.status.is_terminal:
         raise RoomStatusError(state.room_id, state.status.value, "resume it", "it has finished")
     if _executor(request).busy(state.room_id):
@@ -349,7 +358,7 @@ async def resume_room(request: Request) -> Response:
     if state.status is RoomStatus.CREATED:
         state = await _write(rt, rt.enqueue, state.room_id)
     await _hand_on(request, state)
-    return _accepted(state)
+    return state
 
 
 async def send_input(request: Request) -> Response:
@@ -396,13 +405,38 @@ async def send_input(request: Request) -> Response:
 
 
 async def _deliver(request: Request, room_id: str, data: Any) -> JSONResponse:
+    return _accepted(await deliver_input(request, room_id, data))
+
+
+async def deliver_input(request: Request, room_id: str, data: Any) -> RoomState:
+    """Answer a waiting room with *data* and hand it on (``POST /api/rooms/{id}/input`` and
+    the dashboard's wait form).
+
+    Raises:
+        RoomStatusError: it is not waiting.
+        SchemaValidationError: *data* breaks the wait node's schema (nothing is recorded).
+        RoomNotFoundError, ApiError (503: the job queue is down).
+    """
     rt = _rt(request)
     state = await _read(rt, rt.get_room, room_id)
     if state.status is not RoomStatus.WAITING:  # refused before a lease is even taken
         raise RoomStatusError(room_id, state.status.value, "give it input", "it is not waiting")
     state = await _write(rt, rt.record_input, room_id, data)
     await _hand_on(request, state)
-    return _accepted(state)
+    return state
+
+
+async def start_created(request: Request, state: RoomState) -> RoomState:
+    """Queue a just-created room and hand it to the executor (``POST /api/rooms?run=true``
+    and the dashboard's create form).
+
+    Raises:
+        ApiError: 503 (the job queue is down; the room is saved).
+    """
+    rt = _rt(request)
+    state = await _write(rt, rt.enqueue, state.room_id)
+    await _hand_on(request, state)
+    return state
 
 
 async def cancel_room(request: Request) -> Response:

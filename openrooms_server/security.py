@@ -36,16 +36,19 @@ import hmac
 import json
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, Final
+from urllib.parse import urlencode
 
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openrooms.errors import InputError
 from openrooms.loading import MAX_INPUT_NESTING, decode
 from openrooms.loading import parse_json as strict_json
+from openrooms_server.session import CSRF_HEADER, SESSION_COOKIE
 
 __all__ = [
     "API_CSP",
@@ -76,6 +79,7 @@ API_KEYS_ENV: Final = "OPENROOMS_API_KEYS"
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _JSON_TYPES: Final = frozenset({"application/json"})
 _YAML_TYPES: Final = frozenset({"application/yaml", "application/x-yaml", "text/yaml"})
+_FORM_TYPES: Final = frozenset({"application/x-www-form-urlencoded"})
 
 
 def error_response(
@@ -145,16 +149,30 @@ def load_api_keys(value: str | None = None) -> list[str]:
 
 
 class APIKeyAuth:
-    """Require ``Authorization: Bearer KEY`` on every path but *public_paths*.
+    """Require ``Authorization: Bearer KEY`` (or the dashboard's session cookie) on every
+    path but *public_paths*.
 
     With no keys configured it lets everything through (the server refuses to listen on a
     non-loopback address that way unless told ``--insecure``). The key's id
     (:func:`key_id`) goes into ``scope["state"]["key_id"]``, None when there was no key.
 
+    The dashboard's session cookie (see :mod:`openrooms_server.session`) counts as the key
+    it was signed with; then ``scope["state"]["session"]`` holds the cookie's value and
+    ``scope["state"]["csrf"]`` its CSRF token. A POST, PUT, PATCH or DELETE authenticated
+    by the cookie must carry that token in the ``X-OpenRooms-CSRF`` header, else it is
+    refused with 403 ``csrf_failed``; on *form_paths* the token may come in the form body
+    instead, and the route checks it (``scope["state"]["csrf_pending"]`` is True).
+
     Args:
         app: the ASGI app it guards.
         keys: the accepted keys (default: :func:`load_api_keys` from the environment).
         public_paths: paths answered without a key (exact matches).
+        public_prefixes: path prefixes answered without a key (``/static/``).
+        login_pages: which requests without a key are pages a person opened: they are
+            redirected (303) to ``login_path?next=PATH`` rather than refused with 401.
+        login_path: the dashboard's login page.
+        form_paths: ``(method, path pattern)`` pairs whose CSRF token may be in a form.
+        clock: seconds since the epoch (for the cookie's expiry).
 
     Raises:
         InputError: a configured key is malformed (see :func:`load_api_keys`).
@@ -166,12 +184,25 @@ class APIKeyAuth:
         *,
         keys: Iterable[str] | None = None,
         public_paths: Collection[str] = DEFAULT_PUBLIC_PATHS,
+        public_prefixes: Sequence[str] = (),
+        login_pages: Callable[[str, str], bool] | None = None,
+        login_path: str = "/login",
+        form_paths: Iterable[tuple[str, str]] = (),
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        from openrooms_server.session import Sessions
+
         self.app = app
         loaded = load_api_keys() if keys is None else load_api_keys(",".join(keys))
         # compared as digests: every comparison takes the same time whatever the key's length
         self._keys = [(hashlib.sha256(k.encode()).digest(), key_id(k)) for k in loaded]
+        self.sessions = Sessions(loaded)
         self.public_paths = frozenset(public_paths)
+        self.public_prefixes = tuple(public_prefixes)
+        self.login_pages = login_pages
+        self.login_path = login_path
+        self.form_paths = [(m.upper(), re.compile(p)) for m, p in form_paths]
+        self.clock = clock
 
     @property
     def enabled(self) -> bool:
@@ -193,21 +224,35 @@ class APIKeyAuth:
                 found = kid
         return found
 
+    def _is_public(self, path: str) -> bool:
+        return path in self.public_paths or path.startswith(self.public_prefixes)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         state = request_state(scope)
         kid = self.identify(_header(scope, b"authorization"))
+        session = None
+        if kid is None and self._keys:
+            session = _cookie(scope, SESSION_COOKIE)
+            kid = self.sessions.verify(session, self.clock())
+            if kid is None:
+                session = None
         state["key_id"] = kid
+        path = scope["path"]
         if (
             self._keys
             and kid is None
-            and scope["path"] not in self.public_paths
+            and not self._is_public(path)
             and not _is_preflight(scope)  # CORS preflights carry no credentials
         ):
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})
+                return
+            method = scope.get("method", "GET")
+            if self.login_pages is not None and self.login_pages(method, path):
+                await _login_redirect(scope, self.login_path)(scope, receive, send)
                 return
             response = error_response(
                 401,
@@ -217,7 +262,49 @@ class APIKeyAuth:
             )
             await response(scope, receive, send)
             return
+        if session is not None:
+            now = self.clock()
+            state["session"] = session
+            state["csrf"] = self.sessions.csrf_token(session, now)
+            if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
+                token = _header(scope, CSRF_HEADER.encode())
+                if not self.sessions.check_csrf(session, token, now):
+                    method, path = scope["method"], scope["path"]
+                    if not any(m == method and p.fullmatch(path) for m, p in self.form_paths):
+                        response = error_response(
+                            403,
+                            "csrf_failed",
+                            "a request authenticated by the session cookie must carry its "
+                            "CSRF token (the X-OpenRooms-CSRF header)",
+                        )
+                        await response(scope, receive, send)
+                        return
+                    state["csrf_pending"] = True  # the route reads the form and checks it
         await self.app(scope, receive, send)
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    """The value of the cookie *name* in the request's ``Cookie`` header(s), if any."""
+    for key, value in scope.get("headers", ()):
+        if key != b"cookie":
+            continue
+        for part in bytes(value).decode("latin-1").split(";"):
+            k, sep, v = part.strip().partition("=")
+            if sep and k == name:
+                return v.strip()
+    return None
+
+
+def _login_redirect(scope: Scope, login_path: str) -> Response:
+    """303 to the login page, with the page asked for as ``next`` (a local path)."""
+    target = scope["path"]
+    query = scope.get("query_string", b"")
+    if query:
+        target += "?" + bytes(query).decode("latin-1")
+    return Response(
+        status_code=303,
+        headers={"Location": f"{login_path}?{urlencode({'next': target})}"},
+    )
 
 
 # --- CORS and headers -------------------------------------------------------------------------
@@ -407,7 +494,8 @@ def _media_type(content_type: str | None) -> str | None:
 class ContentTypeGuard:
     """Refuse a request body that is not ``application/json`` with 415
     ``unsupported_media_type``; on the routes in *yaml_routes*, YAML is accepted too
-    (``application/yaml``, ``application/x-yaml``, ``text/yaml``).
+    (``application/yaml``, ``application/x-yaml``, ``text/yaml``), and on the routes in
+    *form_routes* (the dashboard's HTML forms) only ``application/x-www-form-urlencoded``.
 
     Applies to POST, PUT, PATCH and DELETE requests that carry a body (a ``Content-Length``
     above 0, or chunked); a ``POST .../run`` without a body needs no content type.
@@ -416,14 +504,24 @@ class ContentTypeGuard:
         app: the ASGI app.
         yaml_routes: ``(method, path pattern)`` pairs whose bodies may be YAML; a pattern
             is a regular expression matched against the whole path.
+        form_routes: ``(method, path pattern)`` pairs whose bodies are HTML forms.
     """
 
-    def __init__(self, app: ASGIApp, *, yaml_routes: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        yaml_routes: Iterable[tuple[str, str]] = (),
+        form_routes: Iterable[tuple[str, str]] = (),
+    ) -> None:
         self.app = app
         self.yaml_routes = [(m.upper(), re.compile(p)) for m, p in yaml_routes]
+        self.form_routes = [(m.upper(), re.compile(p)) for m, p in form_routes]
 
     def allowed(self, method: str, path: str) -> frozenset[str]:
         """The media types a body of *method* *path* may have."""
+        if any(m == method and p.fullmatch(path) for m, p in self.form_routes):
+            return _FORM_TYPES
         if any(m == method and p.fullmatch(path) for m, p in self.yaml_routes):
             return _JSON_TYPES | _YAML_TYPES
         return _JSON_TYPES
