@@ -110,12 +110,17 @@ def require_browser() -> None:
         pytest.skip(problem)
 
 
-def start_server(workdir: Path, *, keys: tuple[str, ...] = ()) -> DashboardServer:
+def start_server(
+    workdir: Path, *, keys: tuple[str, ...] = (), register: bool = True, port: int = 0
+) -> DashboardServer:
     """A :class:`DashboardServer` in *workdir* with the ``gate`` tool of
-    tests/e2e/rq_tools.py and :data:`WORKFLOWS` registered."""
-    server = DashboardServer(workdir, keys=keys, global_args=("--plugin", "tests.e2e.rq_tools"))
+    tests/e2e/rq_tools.py and :data:`WORKFLOWS` registered (unless *register* is False: a
+    restart on a store that has them)."""
+    server = DashboardServer(
+        workdir, keys=keys, global_args=("--plugin", "tests.e2e.rq_tools"), port=port
+    )
     try:
-        for wf in WORKFLOWS:
+        for wf in WORKFLOWS if register else ():
             server.register(wf)
     except BaseException:
         server.kill()

@@ -72,9 +72,15 @@ class DashboardServer:
     them and :attr:`api` sends the first."""
 
     def __init__(
-        self, workdir: Path, *, keys: Sequence[str] = (), global_args: Sequence[str] = ()
+        self,
+        workdir: Path,
+        *,
+        keys: Sequence[str] = (),
+        global_args: Sequence[str] = (),
+        port: int = 0,
     ) -> None:
         self.log = workdir / "serve.log"
+        self.log.unlink(missing_ok=True)  # a restart's port is read from its own output
         env = server_env(OPENROOMS_API_KEYS=",".join(keys)) if keys else server_env()
         with self.log.open("w") as sink:
             self.proc = subprocess.Popen(
@@ -87,7 +93,7 @@ class DashboardServer:
                     *global_args,
                     "serve",
                     "--port",
-                    "0",  # the kernel picks a free port; uvicorn prints it
+                    str(port),  # 0: the kernel picks a free port; uvicorn prints it
                     "--rate-limit",
                     "100000",  # the dashboard's own refreshes must not be limited here
                     "--room-rate-limit",
@@ -162,6 +168,12 @@ class DashboardServer:
             return room if room["status"] == status else None
 
         return poll(check, f"room {room_id} to be {status}")
+
+    def crash(self) -> None:
+        """Kill the process with SIGKILL (it says nothing to its clients)."""
+        self.api.close()
+        self.proc.kill()
+        self.proc.wait(timeout=10)
 
     def kill(self) -> None:
         """Stop the process by its PID: SIGTERM, then SIGKILL if it lingers."""
