@@ -172,7 +172,9 @@ def _layers(ids: Sequence[str], out: dict[str, list[str]], start: str) -> dict[s
     return layer
 
 
-def layout(nodes: Sequence[tuple[str, str]], edges: Sequence[tuple[str, str, str]], start: str) -> Layout:
+def layout(
+    nodes: Sequence[tuple[str, str]], edges: Sequence[tuple[str, str, str]], start: str
+) -> Layout:
     """Lay a directed graph out in layers, top to bottom, deterministically.
 
     Layers come from the longest path from *start* (loops drawn back up); within a layer,
@@ -208,13 +210,12 @@ def layout(nodes: Sequence[tuple[str, str]], edges: Sequence[tuple[str, str, str
     for _ in range(_SWEEPS):
         pos = {n: i for row in rows for i, n in enumerate(row)}
         for r in range(1, depth):
-
-            def key(n: str) -> tuple[float, int]:
+            keys = {}
+            for n in rows[r]:
                 ps = parents.get(n)
                 centre = sum(pos[p] for p in ps) / len(ps) if ps else float(pos[n])
-                return (centre, declared[n])
-
-            rows[r].sort(key=key)
+                keys[n] = (centre, declared[n])
+            rows[r].sort(key=keys.__getitem__)
             pos.update({n: i for i, n in enumerate(rows[r])})
     types = dict(nodes)
     widths = {n: min(MAX_W, max(MIN_W, CHAR_W * len(_short(n)) + 24)) for n in ids}
@@ -237,9 +238,7 @@ def layout(nodes: Sequence[tuple[str, str]], edges: Sequence[tuple[str, str, str
             x1, y1, x2, y2 = pa.cx, pa.y + NODE_H, pb.cx, pb.y
             mid = (y1 + y2) / 2
             d = f"M{x1:.1f},{y1:.1f} C{x1:.1f},{mid:.1f} {x2:.1f},{mid:.1f} {x2:.1f},{y2:.1f}"
-            placed_edges.append(
-                PlacedEdge(a, b, short, d, (x1 + x2) / 2, mid, back=False)
-            )
+            placed_edges.append(PlacedEdge(a, b, short, d, (x1 + x2) / 2, mid, back=False))
         else:  # a loop, or an edge back up: around the right of both boxes
             x1, y1 = pa.x + pa.width, pa.y + NODE_H / 2
             x2, y2 = pb.x + pb.width, pb.y + NODE_H / 2
@@ -287,9 +286,8 @@ def layout_definition(definition: object) -> Layout | None:
             src, dst = t.get("from", t.get("source")), t.get("to", t.get("target"))
             if isinstance(src, str) and isinstance(dst, str):
                 when = t.get("when")
-                edges.append(
-                    (src, dst, _edge_label(str(t.get("on", "ok")), None if when is None else str(when)))
-                )
+                on = t.get("on", t.get(True, "ok"))  # YAML 1.1 reads an `on:` key as True
+                edges.append((src, dst, _edge_label(str(on), None if when is None else str(when))))
     start = definition.get("initial", definition.get("start"))
     if not isinstance(start, str):
         start = nodes[0][0] if nodes else ""

@@ -64,6 +64,8 @@ CODES: Final[Mapping[str, str]] = {
     "Infinity, an integer of over 1,000 digits), or nests deeper than 100 levels",
     "invalid_request": "400: the request is malformed (a Content-Length that is not a number)",
     "unauthorized": "401: no API key, or not one the server knows (Authorization: Bearer KEY)",
+    "csrf_failed": "403: a request authenticated by the dashboard's session cookie lacks its "
+    "CSRF token (X-OpenRooms-CSRF), or a login was posted from another site",
     "not_found": "404: no such room, workflow or route",
     "method_not_allowed": "405: the route does not take this method",
     "room_busy": "409: the room is running or queued (details.status), or a live runner "

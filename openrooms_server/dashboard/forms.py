@@ -205,7 +205,11 @@ def convert(fields: Sequence[Field], posted: Mapping[str, str]) -> tuple[Any, li
         elif f.kind == "number":
             if _NUMBER.fullmatch(stripped):
                 number = float(stripped)
-                value[f.name] = int(number) if number.is_integer() and "." not in stripped and "e" not in stripped.lower() else number
+                value[f.name] = (
+                    int(number)
+                    if number.is_integer() and "." not in stripped and "e" not in stripped.lower()
+                    else number
+                )
             else:
                 error = f"expected a number, got {stripped[:40]!r}"
         elif f.kind == "text":
@@ -251,6 +255,11 @@ def place_problems(
             rest.append(f"{p.path}: {text}" if p.path else text)
         else:
             where = p.path[len(prefix) + 1 :] if p.path.startswith(prefix + ".") else ""
-            errors.setdefault(index, []).append(f"{where}: {text}" if where and "." in where else text)
-    out = [attrs.evolve(f, error="; ".join(errors[i])) if i in errors else f for i, f in enumerate(fields)]
+            errors.setdefault(index, []).append(
+                f"{where}: {text}" if where and "." in where else text
+            )
+    out = [
+        attrs.evolve(f, error="; ".join(errors[i])) if i in errors else f
+        for i, f in enumerate(fields)
+    ]
     return out, "; ".join(rest)

@@ -21,7 +21,14 @@ from openrooms.errors import CorruptRoomError
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runtime import Runtime
 
-__all__ = ["COUNTED_ROOMS", "RoomsPage", "decode_cursor", "encode_cursor", "rooms_page", "status_counts"]
+__all__ = [
+    "COUNTED_ROOMS",
+    "RoomsPage",
+    "decode_cursor",
+    "encode_cursor",
+    "rooms_page",
+    "status_counts",
+]
 
 COUNTED_ROOMS: Final = 100_000
 """The most rooms the fallback reads to filter and count (the newest)."""

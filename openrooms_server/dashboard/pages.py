@@ -10,10 +10,9 @@ status forbids it) and the messages next to their fields.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlencode
@@ -64,6 +63,7 @@ FORM_ROUTES: Final = (
 """The routes whose bodies are HTML forms (and may carry the CSRF token in the form)."""
 _PAGES: Final = re.compile(r"/|/rooms/[^/]+|/workflows(/[^/]+)?|/tools|/new")
 ROOMS_PER_PAGE: Final = 50
+MAX_ROOMS_PER_PAGE: Final = 500
 EVENTS_PER_PAGE: Final = 200
 MAX_FORM_BYTES: Final = 1_000_000
 MAX_QUERY: Final = 200
@@ -191,15 +191,19 @@ async def rooms(request: Request) -> Response:
     before = decode_cursor(cursor) if cursor else None
     if cursor and before is None:
         error = "that page cursor is not one this server gave; showing the first page"
-    page = await _read(
-        rt, rooms_page, rt, status=status, query=query, before=before, limit=ROOMS_PER_PAGE
+    limit_text = request.query_params.get("limit", "")
+    limit = (
+        min(int(limit_text), MAX_ROOMS_PER_PAGE)
+        if limit_text.isdigit() and 0 < len(limit_text) < 5 and int(limit_text) > 0
+        else ROOMS_PER_PAGE
     )
+    page = await _read(rt, rooms_page, rt, status=status, query=query, before=before, limit=limit)
     counts = await _read(rt, status_counts, rt, query=query)
-    base = {"q": query} if query else {}
+    base: dict[str, str] = {"q": query} if query else {}
+    if limit != ROOMS_PER_PAGE:
+        base["limit"] = str(limit)
     filters = [("all", sum(counts.values()), "/?" + urlencode(base))]
-    filters += [
-        (s, n, "/?" + urlencode({**base, "status": s})) for s, n in counts.items()
-    ]
+    filters += [(s, n, "/?" + urlencode({**base, "status": s})) for s, n in counts.items()]
     next_url = None
     if page.next_cursor:
         args = {**base, **({"status": status_text} if status else {}), "cursor": page.next_cursor}
@@ -528,13 +532,26 @@ async def new_room(request: Request) -> Response:
         listed = await _read(rt, rt.describe_workflows)
         status = 404 if request.query_params.get("workflow") else 200
         return render(
-            request, "new.html", status, title="New room", nav="workflows", wf=None,
-            workflows=listed, problem=problem, form=None,
+            request,
+            "new.html",
+            status,
+            title="New room",
+            nav="workflows",
+            wf=None,
+            workflows=listed,
+            problem=problem,
+            form=None,
         )
     form = forms.Form(tuple(_create_fields(wf)))
     return render(
-        request, "new.html", title="New room", nav="workflows", wf=wf, workflows=[],
-        problem="", form=form,
+        request,
+        "new.html",
+        title="New room",
+        nav="workflows",
+        wf=wf,
+        workflows=[],
+        problem="",
+        form=form,
     )
 
 
@@ -546,7 +563,10 @@ async def create_room(request: Request) -> Response:
     wf, problem = await _workflow_or_none(request)
     if wf is None:
         return render(
-            request, "error.html", 404, title="Not found",
+            request,
+            "error.html",
+            404,
+            title="Not found",
             message=problem or "say which workflow: /new?workflow=ID",
         )
     rt = _rt(request)
@@ -555,8 +575,15 @@ async def create_room(request: Request) -> Response:
 
     def again(status: int, error: str, fields: list[forms.Field]) -> HTMLResponse:
         return render(
-            request, "new.html", status, title="New room", nav="workflows", wf=wf,
-            workflows=[], problem="", form=forms.Form(tuple(fields), error),
+            request,
+            "new.html",
+            status,
+            title="New room",
+            nav="workflows",
+            wf=wf,
+            workflows=[],
+            problem="",
+            form=forms.Form(tuple(fields), error),
         )
 
     if any(f.error for f in filled):
@@ -664,7 +691,7 @@ def safe_next(target: str | None) -> str:
 
 def _same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
-    if origin is None or origin == "null" and False:
+    if origin is None:  # not a browser's cross-site post (browsers send Origin on POST)
         return True
     host = request.headers.get("host", "")
     return origin in (f"http://{host}", f"https://{host}")
@@ -673,7 +700,11 @@ def _same_origin(request: Request) -> bool:
 async def login_page(request: Request) -> Response:
     """``GET /login``: the form taking an API key."""
     return render(
-        request, "login.html", title="Log in", nav="", next=safe_next(request.query_params.get("next")),
+        request,
+        "login.html",
+        title="Log in",
+        nav="",
+        next=safe_next(request.query_params.get("next")),
         error="",
     )
 
@@ -691,7 +722,12 @@ async def login(request: Request) -> Response:
     known = sessions.find_key(key)
     if known is None:
         return render(
-            request, "login.html", 401, title="Log in", nav="", next=target,
+            request,
+            "login.html",
+            401,
+            title="Log in",
+            nav="",
+            next=target,
             error="that key is not one this server accepts",
         )
     response = _see(target)
@@ -746,6 +782,3 @@ def dashboard_routes() -> list[Route | Mount]:
         Route("/logout", logout, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="static"),
     ]
-
-
-_ = (Mapping, hmac)

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from openrooms_server import Settings, create_app
 from openrooms_server.app import routes_of
+from openrooms_server.dashboard import is_page
 from tests.server.server_tools import assert_error
 
 ROOT = Path(__file__).parents[2]
@@ -39,14 +40,23 @@ def concrete(path: str) -> str:
 
 
 def test_every_route_but_health_answers_401_without_a_key(client: TestClient) -> None:
-    """Found by walking the router, so a route added later is checked too."""
+    """Found by walking the router, so a route added later is checked too. The dashboard's
+    pages send a person to the login page instead (303), and the login page is open."""
     app = client.app
     routes = routes_of(app)  # type: ignore[arg-type]
     assert ("/health", "GET") in routes and ("/api/rooms", "POST") in routes
+    assert ("/", "GET") in routes and ("/rooms/{id}/cancel", "POST") in routes
     for path, method in routes:
-        response = client.request(method, concrete(path))
-        if path == "/health":
+        response = client.request(method, concrete(path), follow_redirects=False)
+        if path == "/health" or (path, method) == ("/login", "GET"):
             assert response.status_code == 200, response.text
+            continue
+        if (path, method) == ("/login", "POST"):
+            assert response.status_code == 401, response.text  # no key in the form
+            continue
+        if is_page(method, path):
+            assert response.status_code == 303, (path, method, response.text)
+            assert response.headers["location"].startswith("/login?next=%2F")
             continue
         assert response.status_code == 401, (path, method, response.text)
         assert_error(response, 401, "unauthorized")
