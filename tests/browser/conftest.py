@@ -92,13 +92,52 @@ NOTE = {
     },
     "transitions": [{"from": "hold", "to": "done"}],
 }
+LOOP = {
+    "id": "loop",
+    "description": "Counts to its limit, one step at a time: a long log.",
+    "variables": {"n": 0, "limit": 150},
+    "inputs": {"properties": {"limit": {"type": "integer", "minimum": 1}}},
+    "nodes": {
+        "count": {"type": "set", "assign": {"n": "{{ vars.n + 1 }}"}},
+        "done": {"type": "end"},
+    },
+    "transitions": [
+        {"from": "count", "to": "done", "when": "vars.n >= vars.limit"},
+        {"from": "count", "to": "count"},
+    ],
+}
+BROKEN = {
+    "id": "broken",
+    "description": "Fails in its tool step.",
+    "nodes": {
+        "divide": {
+            "type": "tool",
+            "tool": "calculator",
+            "args": {"expression": "1 / 0"},
+            "output": "quotient",
+        },
+        "done": {"type": "end"},
+    },
+    "transitions": [{"from": "divide", "to": "done"}],
+}
 WORKFLOWS: list[dict[str, Any] | str] = [
     (ROOT / "examples" / "order_approval.yaml").read_text(encoding="utf-8"),
     GATED,
+    (ROOT / "examples" / "support_triage.yaml").read_text(encoding="utf-8"),
     REVIEW,
     NOTE,
+    LOOP,
+    BROKEN,
 ]
 """What every test server has registered (YAML text or a JSON definition)."""
+GLOBAL_ARGS = (
+    "--plugin",
+    "tests.e2e.rq_tools",
+    "--script",
+    str(ROOT / "examples" / "scripts" / "support_triage.yaml"),
+)
+"""The ``gate`` tool, and support_triage's agents answered offline (once: its script holds
+one room's replies)."""
 
 
 def require_browser() -> None:
@@ -113,12 +152,10 @@ def require_browser() -> None:
 def start_server(
     workdir: Path, *, keys: tuple[str, ...] = (), register: bool = True, port: int = 0
 ) -> DashboardServer:
-    """A :class:`DashboardServer` in *workdir* with the ``gate`` tool of
-    tests/e2e/rq_tools.py and :data:`WORKFLOWS` registered (unless *register* is False: a
+    """A :class:`DashboardServer` in *workdir* with :data:`GLOBAL_ARGS` and
+    :data:`WORKFLOWS` registered (unless *register* is False: a
     restart on a store that has them)."""
-    server = DashboardServer(
-        workdir, keys=keys, global_args=("--plugin", "tests.e2e.rq_tools"), port=port
-    )
+    server = DashboardServer(workdir, keys=keys, global_args=GLOBAL_ARGS, port=port)
     try:
         for wf in WORKFLOWS if register else ():
             server.register(wf)

@@ -160,6 +160,19 @@ class DashboardServer:
         found: dict[str, Any] = r.json()
         return found
 
+    def events(self, room_id: str) -> list[dict[str, Any]]:
+        """The room's whole log, page after page of ``GET /api/rooms/{room_id}/logs``."""
+        found: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": 500}
+        while True:
+            r = self.api.get(f"/api/rooms/{room_id}/logs", params=params)
+            assert r.status_code == 200, r.text
+            page = r.json()
+            found += page["items"]
+            if page["next"] is None:
+                return found
+            params["after"] = page["next"]
+
     def until(self, room_id: str, status: str) -> dict[str, Any]:
         """The room, once the API says it is *status*."""
 

@@ -203,6 +203,102 @@ def test_the_wait_form_is_filled_and_sent_with_the_keyboard_alone(
     assert review == {"score": 4, "comment": "fine by me", "tags": ["a", "b"], "urgent": True}
 
 
+def test_a_room_is_created_from_its_workflows_form(
+    expect: Expect, page: Page, server: DashboardServer
+) -> None:
+    page.goto("/new?workflow=order_approval")
+    form = page.locator("form").filter(has=page.get_by_label("amount"))
+    form.get_by_label("amount").fill("-5")  # the inputs schema says minimum 0
+    form.locator('[type="submit"]').click()
+    expect(page.locator("#error-amount")).to_be_visible()
+    expect(page.locator("#error-amount")).to_contain_text("0")
+    form = page.locator("form").filter(has=page.get_by_label("amount"))
+    form.get_by_label("amount").fill("40")
+    form.locator('[type="submit"]').click()
+    expect(page).to_have_url(re.compile(r"/rooms/[0-9a-z]+$"))
+    expect(page.locator("#room-status")).to_have_text("completed")
+    room = server.room(page.url.rsplit("/", 1)[1])
+    assert room["workflow"]["id"] == "order_approval"
+    assert room["variables"]["amount"] == 40 and room["variables"]["total"] == 48.0
+
+
+def test_the_log_loads_older_events_on_scroll(
+    expect: Expect, page: Page, server: DashboardServer
+) -> None:
+    room = server.create_room("loop", limit=150)
+    server.until(room, "completed")
+    seqs = [e["seq"] for e in server.events(room)]
+    assert len(seqs) > 400, len(seqs)  # more than two of the page's pages
+    page.goto(f"/rooms/{room}")
+    events = page.locator("#log li.event")
+    expect(events.first).to_be_visible()
+    shown = events.count()
+    assert 0 < shown < len(seqs), "the whole log was sent at once"
+    for _ in range(len(seqs)):
+        if shown == len(seqs):
+            break
+        events.last.scroll_into_view_if_needed()
+        expect(events).not_to_have_count(shown)  # polls until the next page is appended
+        shown = events.count()
+    expect(events).to_have_count(len(seqs))
+    got = [int(x) for x in events.evaluate_all("els => els.map(e => e.dataset.seq)")]
+    assert got == seqs
+
+
+def test_model_and_tool_calls_unfold_and_the_log_filters(
+    expect: Expect, page: Page, server: DashboardServer
+) -> None:
+    room = server.create_room("support_triage")
+    server.until(room, "waiting")
+    page.goto(f"/rooms/{room}")
+    llm = page.locator('#log li.event[data-type="LLM_CALLED"]')
+    expect(llm).to_have_count(1)
+    payload = llm.locator("details.payload")
+    expect(payload).not_to_have_attribute("open", "")
+    expect(payload.get_by_text("Charged twice for A-1001.")).to_be_hidden()
+    payload.locator("summary").click()
+    expect(payload).to_have_attribute("open", "")
+    # the event holds the call (model, agent, usage) and the reply; the conversation sent
+    # is the MESSAGES_ADDED event's
+    expect(payload).to_contain_text('"agent": "triager"')
+    expect(payload).to_contain_text("Charged twice for A-1001.")
+    tool = page.locator('#log li.event[data-type="TOOL_CALLED"] details.payload')
+    tool.locator("summary").click()
+    expect(tool).to_contain_text("orders.example.com/orders/A-1001")
+    logged = server.events(room)
+    # by type (a filter applies as soon as it is chosen)
+    page.get_by_label("Type").select_option("NODE_STARTED")
+    started = [e["seq"] for e in logged if e["type"] == "NODE_STARTED"]
+    expect(page.locator("#log li.event")).to_have_count(len(started))
+    types = page.locator("#log li.event").evaluate_all("els => els.map(e => e.dataset.type)")
+    assert set(types) == {"NODE_STARTED"}
+    # by level: info and above leaves the debug events out
+    page.goto(f"/rooms/{room}")
+    page.locator("#log-level").select_option("INFO")
+    not_debug = [e for e in logged if e["level"].lower() != "debug"]
+    assert len(not_debug) < len(logged)  # the filter has something to leave out
+    expect(page.locator("#log li.event")).to_have_count(len(not_debug))
+    expect(page.locator('#log li.event[data-level="debug"]')).to_have_count(0)
+
+
+def test_an_error_shows_its_traceback_folded(
+    expect: Expect, page: Page, server: DashboardServer
+) -> None:
+    room = server.create_room("broken")
+    server.until(room, "failed")
+    page.goto(f"/rooms/{room}")
+    expect(page.locator("#room-status")).to_have_text("failed")
+    expect(page.locator('svg#graph g.node[data-node="divide"]')).to_have_class(
+        re.compile(r"\bfailed\b")
+    )
+    folded = page.locator('#log li.event[data-level="error"] details').first
+    expect(folded).to_be_attached()
+    expect(folded).not_to_have_attribute("open", "")
+    folded.locator("summary").click()
+    expect(folded).to_contain_text("Traceback")
+    expect(folded.locator("pre")).to_contain_text("division by zero")
+
+
 def test_a_room_is_cancelled_from_its_page(
     expect: Expect, page: Page, server: DashboardServer
 ) -> None:
