@@ -2,8 +2,9 @@
 loopback port over a temporary SQLite file, and Debian's headless Chromium driven by
 Playwright (``executable_path``: Playwright's own browser download is never used).
 
-The server is started once per session with the workflows of :data:`WORKFLOWS` registered
-over its API; each test gets a fresh browser context (its own cookies) and a page whose
+The server (with the workflows of :data:`WORKFLOWS` registered over its API) and the browser
+are started once for this package, and stopped when its last test ends, before the rest of
+the suite runs; each test gets a fresh browser context (its own cookies) and a page whose
 console is watched: a Content-Security-Policy violation, an uncaught script error or any
 dialog (``alert``, ``confirm``) fails the test when it ends. Nothing sleeps to synchronise:
 Playwright's ``expect`` polls the page, :func:`tests.server.server_tools.poll` polls the API,
@@ -165,9 +166,9 @@ def start_server(
     return server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardServer]:
-    """The session's server: no API keys, :data:`WORKFLOWS` registered."""
+    """The package's server: no API keys, :data:`WORKFLOWS` registered."""
     require_browser()
     s = start_server(tmp_path_factory.mktemp("dashboard"))
     yield s
@@ -192,9 +193,9 @@ def gate() -> Iterator[Gate]:
     g.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium() -> Iterator[Browser]:
-    """Debian's Chromium, headless, launched once per session (:func:`launch_chromium`)."""
+    """Debian's Chromium, headless, launched once for the package (:func:`launch_chromium`)."""
     require_browser()
     from playwright.sync_api import expect, sync_playwright
 
@@ -207,7 +208,7 @@ def chromium() -> Iterator[Browser]:
             browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def expect(chromium: Browser) -> Expect:
     """Playwright's ``expect`` (it polls the page until its condition holds or
     :data:`EXPECT_TIMEOUT_MS` runs out)."""
@@ -260,7 +261,7 @@ def open_page(browser: Browser, base_url: str) -> tuple[Page, PageWatch]:
 
 @pytest.fixture
 def watched(chromium: Browser, server: DashboardServer) -> Iterator[tuple[Page, PageWatch]]:
-    """A fresh page on the session's server and its :class:`PageWatch`; the test fails when
+    """A fresh page on the package's server and its :class:`PageWatch`; the test fails when
     the watch saw a problem."""
     page, watch = open_page(chromium, server.url)
     yield page, watch
