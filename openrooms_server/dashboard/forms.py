@@ -14,6 +14,7 @@ to the field its path names (the rest go to the top of the form).
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
@@ -125,10 +126,8 @@ def is_object_schema(schema: object) -> bool:
 def fields_for_schema(schema: object, defaults: Mapping[str, Any] | None = None) -> list[Field]:
     """The fields of a form for values of *schema*, filled with *defaults*."""
     defaults = defaults or {}
-    if not is_object_schema(schema):
-        assert schema is None or isinstance(schema, Mapping | bool)
+    if not is_object_schema(schema) or not isinstance(schema, Mapping):
         return [Field(WHOLE, "json", "Input (JSON)", required=True)]
-    assert isinstance(schema, Mapping)
     required = schema.get("required")
     needed = set(required) if isinstance(required, list) else set()
     fields = []
@@ -203,13 +202,10 @@ def convert(fields: Sequence[Field], posted: Mapping[str, str]) -> tuple[Any, li
             else:
                 error = f"expected a whole number, got {stripped[:40]!r}"
         elif f.kind == "number":
-            if _NUMBER.fullmatch(stripped):
-                number = float(stripped)
-                value[f.name] = (
-                    int(number)
-                    if number.is_integer() and "." not in stripped and "e" not in stripped.lower()
-                    else number
-                )
+            if _INTEGER.fullmatch(stripped):
+                value[f.name] = int(stripped)
+            elif _NUMBER.fullmatch(stripped) and math.isfinite(float(stripped)):
+                value[f.name] = float(stripped)
             else:
                 error = f"expected a number, got {stripped[:40]!r}"
         elif f.kind == "text":

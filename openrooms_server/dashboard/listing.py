@@ -1,11 +1,13 @@
 """The rooms list's queries: a page of rooms and the counts per status.
 
-This is the one place the dashboard asks the stores for lists of rooms. Until the stores
-take a keyset cursor, a search and count by status themselves (``list_rooms(before=...,
-query=...)`` and ``status_counts()``), it reads a window of the newest rooms through
-:meth:`Runtime.list_rooms <openrooms.runtime.Runtime.list_rooms>` and filters it here, as
-``GET /api/rooms`` does; the semantics are the stores' (a room matches *query* when its id
-or its workflow id starts with it; pages are newest first by ``(created_at, id)``).
+This is the one place the dashboard asks the stores for lists of rooms. Where the runtime's
+stores page, search and count themselves (``Runtime.list_rooms(before=..., query=...)`` and
+``Runtime.status_counts()``), it asks them; with a runtime that has no ``status_counts``
+(stores before keyset pages), it reads a window of the newest rooms through
+:meth:`Runtime.list_rooms <openrooms.runtime.Runtime.list_rooms>` and filters and counts it
+here, as ``GET /api/rooms`` did. Either way the semantics are the stores': a room matches
+*query* when its id or its workflow id starts with it; pages are newest first by
+``(created_at, id)``.
 """
 
 from __future__ import annotations
@@ -62,6 +64,13 @@ def _matches(state: RoomState, query: str | None) -> bool:
     return not query or state.room_id.startswith(query) or state.workflow_id.startswith(query)
 
 
+def _stores_page(rt: Runtime) -> bool:
+    """Whether *rt*'s stores page by keyset, search and count by status themselves (the
+    runtime has ``status_counts``, and its ``list_rooms`` takes ``before`` and ``query``).
+    Looked up by name so this module works with runtimes from before and after."""
+    return callable(getattr(rt, "status_counts", None))
+
+
 def _skip(_exc: CorruptRoomError) -> None:
     """A room that does not decode is left out of the list (``openrooms db check`` names it)."""
 
@@ -76,6 +85,12 @@ def rooms_page(
 ) -> RoomsPage:
     """Up to *limit* rooms older than *before* (newest first), with *status*, matching
     *query*; and the cursor of the next page."""
+    if _stores_page(rt):
+        found: list[RoomState] = getattr(rt, "list_rooms")(  # noqa: B009 (see _stores_page)
+            status=status, query=query or None, before=before, limit=limit + 1, on_corrupt=_skip
+        )
+        page = found[:limit]
+        return RoomsPage(page, encode_cursor(page[-1]) if len(found) > limit else None)
     window = limit + 1
     while True:
         found = rt.list_rooms(status=status, limit=window, on_corrupt=_skip)
@@ -93,6 +108,9 @@ def rooms_page(
 
 def status_counts(rt: Runtime, *, query: str | None = None) -> dict[str, int]:
     """How many rooms (matching *query*) have each status: every status is a key."""
+    if _stores_page(rt):
+        counted: dict[str, int] = getattr(rt, "status_counts")(query=query or None)  # noqa: B009
+        return {s.value: int(counted.get(s.value, 0)) for s in RoomStatus}
     counts = Counter(
         s.status.value
         for s in rt.list_rooms(limit=COUNTED_ROOMS, on_corrupt=_skip)

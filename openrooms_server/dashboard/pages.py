@@ -1,25 +1,20 @@
 """The dashboard's pages and form posts: one endpoint function per page, each a thin layer
 over :class:`~openrooms.runtime.Runtime` (store calls through its store IO, as the API's).
 
-Every page is rendered on the server, complete without JavaScript; room data reaches the
-HTML only through Jinja's autoescaping. Forms post ``application/x-www-form-urlencoded``
+Forms post ``application/x-www-form-urlencoded``
 and are answered with 303 to the room, or the page again with 422 (409 when the room's
 status forbids it) and the messages next to their fields.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, TypeVar
-from urllib.parse import parse_qsl, urlencode
+from typing import Any, Final
+from urllib.parse import urlencode
 
-import jinja2
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -37,146 +32,37 @@ from openrooms.graph import Layout, layout_definition, layout_workflow
 from openrooms.inputs import check_inputs
 from openrooms.plan import PreparedWait
 from openrooms.room import RoomState, RoomStatus
-from openrooms.runtime import Runtime
 from openrooms.workflow import Workflow
 from openrooms_server.dashboard import forms
+from openrooms_server.dashboard.http import (
+    json_text,
+    not_found,
+    read,
+    read_form,
+    render,
+    runtime,
+    see,
+    when,
+    write,
+)
 from openrooms_server.dashboard.listing import decode_cursor, rooms_page, status_counts
+from openrooms_server.dashboard.login import login, login_page, logout
 from openrooms_server.errors import ApiError
-from openrooms_server.security import error_response
-from openrooms_server.session import CSRF_FIELD, SESSION_COOKIE, Sessions
 
-__all__ = ["DASHBOARD_CSP", "FORM_ROUTES", "dashboard_routes", "is_page"]
+__all__ = ["dashboard_routes", "event_view"]
 
-T = TypeVar("T")
-
-DASHBOARD_CSP: Final = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-)
-"""The Content-Security-Policy of every dashboard page: our own scripts and styles only."""
-FORM_ROUTES: Final = (
-    ("POST", r"/login"),
-    ("POST", r"/logout"),
-    ("POST", r"/new"),
-    ("POST", r"/rooms/[^/]+/(input|cancel|resume)"),
-)
-"""The routes whose bodies are HTML forms (and may carry the CSRF token in the form)."""
-_PAGES: Final = re.compile(r"/|/rooms/[^/]+|/workflows(/[^/]+)?|/tools|/new")
 ROOMS_PER_PAGE: Final = 50
 MAX_ROOMS_PER_PAGE: Final = 500
 EVENTS_PER_PAGE: Final = 200
-MAX_FORM_BYTES: Final = 1_000_000
 MAX_QUERY: Final = 200
 _HERE: Final = Path(__file__).parent
-
-_env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(_HERE / "templates"),
-    autoescape=True,  # everywhere: room data is only ever text
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
-
-def is_page(method: str, path: str) -> bool:
-    """Whether ``method path`` is a dashboard page a person opens (sent to the login page
-    when there is no session, rather than refused with 401)."""
-    return method in ("GET", "HEAD") and _PAGES.fullmatch(path) is not None
-
-
-# --- plumbing ---------------------------------------------------------------------------------
-
-
-def _rt(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
-async def _read(rt: Runtime, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    return await rt.store_io.call(fn, *args, **kwargs)
-
-
-async def _write(rt: Runtime, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    return await rt.store_io.off_loop(fn, *args, **kwargs)
-
-
-def _sessions(request: Request) -> Sessions | None:
-    sessions: Sessions | None = getattr(request.app.state, "sessions", None)
-    return sessions
-
-
-def render(request: Request, template: str, code: int = 200, /, **context: Any) -> HTMLResponse:
-    """*template* rendered with *context* (and what every page needs), with the dashboard's
-    CSP and no caching."""
-    sessions = _sessions(request)
-    context.setdefault("nav", "")
-    html = _env.get_template(template).render(
-        request=request,
-        csrf=getattr(request.state, "csrf", None) or "",
-        logged_in=getattr(request.state, "csrf", None) is not None,
-        keys_enabled=sessions is not None and sessions.enabled,
-        **context,
-    )
-    return HTMLResponse(
-        html,
-        status_code=code,
-        headers={"Content-Security-Policy": DASHBOARD_CSP, "Cache-Control": "no-store"},
-    )
-
-
-def _not_found(request: Request, what: str) -> HTMLResponse:
-    return render(request, "error.html", 404, title="Not found", message=f"{what} not found")
-
-
-def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=False, default=str)
-
-
-def _when(ms: int | None) -> str:
-    if ms is None:
-        return ""
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-async def read_form(request: Request) -> dict[str, str]:
-    """The posted urlencoded form (the first value of each name), its CSRF token checked
-    when the request came with a session cookie.
-
-    Raises:
-        ApiError: 403 ``csrf_failed`` (a session without the token), 400 (not UTF-8).
-    """
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise ApiError(413, "payload_too_large", f"the form is over {MAX_FORM_BYTES} bytes")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ApiError(400, "invalid_request", "the form is not UTF-8") from None
-    form: dict[str, str] = {}
-    for k, v in parse_qsl(text, keep_blank_values=True, max_num_fields=2000):
-        form.setdefault(k, v)
-    session = getattr(request.state, "session", None)
-    sessions = _sessions(request)
-    if session is not None and sessions is not None:
-        token = form.get(CSRF_FIELD) or request.headers.get("x-openrooms-csrf")
-        if not sessions.check_csrf(session, token, sessions.clock()):
-            raise ApiError(
-                403, "csrf_failed", "the form has no valid CSRF token; reload the page and retry"
-            )
-    form.pop(CSRF_FIELD, None)
-    return form
-
-
-def _see(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303)
-
 
 # --- rooms list -------------------------------------------------------------------------------
 
 
 async def rooms(request: Request) -> Response:
     """``GET /``: rooms, newest first, with filters per status, search and pages."""
-    rt = _rt(request)
+    rt = runtime(request)
     status_text = request.query_params.get("status", "all") or "all"
     status = None
     error = ""
@@ -197,8 +83,8 @@ async def rooms(request: Request) -> Response:
         if limit_text.isdigit() and 0 < len(limit_text) < 5 and int(limit_text) > 0
         else ROOMS_PER_PAGE
     )
-    page = await _read(rt, rooms_page, rt, status=status, query=query, before=before, limit=limit)
-    counts = await _read(rt, status_counts, rt, query=query)
+    page = await read(rt, rooms_page, rt, status=status, query=query, before=before, limit=limit)
+    counts = await read(rt, status_counts, rt, query=query)
     base: dict[str, str] = {"q": query} if query else {}
     if limit != ROOMS_PER_PAGE:
         base["limit"] = str(limit)
@@ -233,7 +119,7 @@ def _room_row(s: RoomState) -> dict[str, Any]:
         "version": s.workflow_version,
         "status": s.status.value,
         "node": s.current_node or "",
-        "updated": _when(s.updated_at),
+        "updated": when(s.updated_at),
         "updated_ms": s.updated_at,
     }
 
@@ -251,13 +137,13 @@ def event_view(e: Event) -> dict[str, Any]:
     if e.type in _PAYLOAD_TYPES:
         reply = next((data[k] for k in _REPLY_KEYS if k in data), None)
         request_part = {k: v for k, v in data.items() if k not in _REPLY_KEYS}
-        payload = {"request": _json_text(request_part), "reply": _json_text(reply)}
+        payload = {"request": json_text(request_part), "reply": json_text(reply)}
     return {
         "seq": e.seq,
         "type": e.type.value,
         "level": e.level.value.lower(),
         "node": e.node or "",
-        "time": _when(e.timestamp),
+        "time": when(e.timestamp),
         "duration": _duration(e.duration_ms),
         "message": _summary(e),
         "error": e.error,
@@ -312,11 +198,11 @@ def _prompt(events: list[Event]) -> str:
 
 
 async def _room_context(
-    request: Request, state: RoomState, level: str | None, types: list[str]
+    request: Request, state: RoomState, level: str | None, types: list[str], after: int = 0
 ) -> dict[str, Any]:
-    rt = _rt(request)
+    rt = runtime(request)
     try:
-        wf: Workflow | None = await _read(rt, rt.workflow_for, state)
+        wf: Workflow | None = await read(rt, rt.workflow_for, state)
     except (OpenRoomsError, LookupError):
         wf = None
     graph: Layout | None = None
@@ -324,24 +210,27 @@ async def _room_context(
         graph = layout_workflow(wf)
     else:
         try:
-            stored = await _read(
+            stored = await read(
                 rt, rt.states.get_workflow, state.workflow_id, state.workflow_version
             )
             graph = layout_definition(stored.definition)
         except (OpenRoomsError, LookupError):
             graph = None
-    events = await _read(
+    events = await read(
         rt,
         rt.events,
         state.room_id,
+        after=after,
         limit=EVENTS_PER_PAGE,
         min_level=level,
         types=types or None,
     )
+    log_next = events[-1].seq if len(events) == EVENTS_PER_PAGE else None
+    filters = {k: v for k, v in (("level", level), ("type", types[0] if types else "")) if v}
     waiting, schema = _wait_schema(wf, state)
     prompt = ""
     if waiting:
-        tail = await _read(
+        tail = await read(
             rt, rt.events, state.room_id, after=max(0, state.version - 20), types=["ROOM_WAITING"]
         )
         prompt = _prompt(tail)
@@ -351,8 +240,8 @@ async def _room_context(
         "room": state,
         "status": state.status.value,
         "node": state.current_node or "",
-        "variables": [(k, _json_text(v)) for k, v in state.variables.items()],
-        "memory": [(k, _json_text(v)) for k, v in state.memory.items()],
+        "variables": [(k, json_text(v)) for k, v in state.variables.items()],
+        "memory": [(k, json_text(v)) for k, v in state.memory.items()],
         "usage": [
             ("Model calls", str(usage.get("model_calls", 0))),
             ("Tool calls", str(usage.get("tool_calls", 0))),
@@ -360,13 +249,17 @@ async def _room_context(
             ("Completion tokens", str(usage.get("completion_tokens", 0))),
             ("Cost (USD)", f"{float(usage.get('cost_usd', 0) or 0):.4f}"),
         ],
-        "created": _when(state.created_at),
-        "updated": _when(state.updated_at),
+        "created": when(state.created_at),
+        "updated": when(state.updated_at),
         "graph": graph,
         "visited": {n for n, c in state.visits.items() if c},
         "failed": failed,
         "events": [event_view(e) for e in events],
-        "log_next": events[-1].seq if len(events) == EVENTS_PER_PAGE else None,
+        "log_next": log_next,
+        "log_after": after,
+        "log_url": lambda after: (
+            f"/rooms/{state.room_id}?" + urlencode({"after": after, **filters})
+        ),
         "last_seq": state.version,
         "levels": [lv.value for lv in Level],
         "types": [t.value for t in EventType],
@@ -391,9 +284,9 @@ def _log_filters(request: Request) -> tuple[str | None, list[str]]:
 
 
 async def _get_state(request: Request) -> RoomState | None:
-    rt = _rt(request)
+    rt = runtime(request)
     try:
-        return await _read(rt, rt.get_room, request.path_params["id"])
+        return await read(rt, rt.get_room, request.path_params["id"])
     except RoomNotFoundError:
         return None
 
@@ -402,9 +295,11 @@ async def room(request: Request) -> Response:
     """``GET /rooms/{id}``: a room, its graph, its log (the first page) and its actions."""
     state = await _get_state(request)
     if state is None:
-        return _not_found(request, f"room {request.path_params['id']!r}")
+        return not_found(request, f"room {request.path_params['id']!r}")
     level, types = _log_filters(request)
-    context = await _room_context(request, state, level, types)
+    after_text = request.query_params.get("after", "")
+    after = int(after_text) if after_text.isdigit() and len(after_text) < 19 else 0
+    context = await _room_context(request, state, level, types, after)
     return render(request, "room.html", title=f"Room {state.room_id}", nav="rooms", **context)
 
 
@@ -426,10 +321,10 @@ async def room_input(request: Request) -> Response:
     posted = await read_form(request)
     state = await _get_state(request)
     if state is None:
-        return _not_found(request, f"room {request.path_params['id']!r}")
-    rt = _rt(request)
+        return not_found(request, f"room {request.path_params['id']!r}")
+    rt = runtime(request)
     try:
-        wf: Workflow | None = await _read(rt, rt.workflow_for, state)
+        wf: Workflow | None = await read(rt, rt.workflow_for, state)
     except (OpenRoomsError, LookupError):
         wf = None
     waiting, schema = _wait_schema(wf, state)
@@ -454,7 +349,7 @@ async def room_input(request: Request) -> Response:
     except (RoomStatusError, ApiError) as exc:
         form = forms.Form(tuple(filled), _message(exc))
         return await _room_again(request, state, 409, wait_form=form)
-    return _see(f"/rooms/{state.room_id}")
+    return see(f"/rooms/{state.room_id}")
 
 
 def _input_prefix(exc: SchemaValidationError) -> str:
@@ -475,14 +370,14 @@ async def room_cancel(request: Request) -> Response:
     posted = await read_form(request)
     state = await _get_state(request)
     if state is None:
-        return _not_found(request, f"room {request.path_params['id']!r}")
-    rt = _rt(request)
+        return not_found(request, f"room {request.path_params['id']!r}")
+    rt = runtime(request)
     reason = posted.get("reason", "").strip() or "cancelled from the dashboard"
     try:
-        await _write(rt, rt.cancel, state.room_id, reason=reason)
+        await write(rt, rt.cancel, state.room_id, reason=reason)
     except (RoomStatusError, SchemaValidationError) as exc:
         return await _room_again(request, state, 409, cancel_error=str(exc))
-    return _see(f"/rooms/{state.room_id}")
+    return see(f"/rooms/{state.room_id}")
 
 
 async def room_resume(request: Request) -> Response:
@@ -492,12 +387,12 @@ async def room_resume(request: Request) -> Response:
     await read_form(request)
     state = await _get_state(request)
     if state is None:
-        return _not_found(request, f"room {request.path_params['id']!r}")
+        return not_found(request, f"room {request.path_params['id']!r}")
     try:
         await resume(request, state)
     except (RoomStatusError, ApiError) as exc:
         return await _room_again(request, state, 409, resume_error=_message(exc))
-    return _see(f"/rooms/{state.room_id}")
+    return see(f"/rooms/{state.room_id}")
 
 
 # --- create a room ----------------------------------------------------------------------------
@@ -512,14 +407,14 @@ def _create_fields(wf: Workflow) -> list[forms.Field]:
 
 
 async def _workflow_or_none(request: Request) -> tuple[Workflow | None, str]:
-    rt = _rt(request)
+    rt = runtime(request)
     workflow_id = request.query_params.get("workflow", "")
     version_text = request.query_params.get("version")
     version = int(version_text) if version_text and version_text.isdigit() else None
     if not workflow_id:
         return None, ""
     try:
-        return await _read(rt, rt.get_workflow, workflow_id, version), ""
+        return await read(rt, rt.get_workflow, workflow_id, version), ""
     except (WorkflowNotFoundError, WorkflowValidationError, LookupError) as exc:
         return None, str(exc)
 
@@ -528,8 +423,8 @@ async def new_room(request: Request) -> Response:
     """``GET /new?workflow=ID``: the form creating a room of a registered workflow."""
     wf, problem = await _workflow_or_none(request)
     if wf is None:
-        rt = _rt(request)
-        listed = await _read(rt, rt.describe_workflows)
+        rt = runtime(request)
+        listed = await read(rt, rt.describe_workflows)
         status = 404 if request.query_params.get("workflow") else 200
         return render(
             request,
@@ -569,7 +464,7 @@ async def create_room(request: Request) -> Response:
             title="Not found",
             message=problem or "say which workflow: /new?workflow=ID",
         )
-    rt = _rt(request)
+    rt = runtime(request)
     fields = _create_fields(wf)
     value, filled = forms.convert(fields, posted)
 
@@ -591,7 +486,7 @@ async def create_room(request: Request) -> Response:
     assert isinstance(value, dict)
     try:
         check_inputs(wf, value)
-        state = await _write(rt, rt.create_room, wf, value)
+        state = await write(rt, rt.create_room, wf, value)
     except (SchemaValidationError, PatternTimeoutError) as exc:
         placed, rest = forms.place_problems(filled, exc.problems, "variables")
         return again(422, rest or "some fields need fixing", placed)
@@ -599,7 +494,7 @@ async def create_room(request: Request) -> Response:
         await start_created(request, state)
     except ApiError as exc:
         return again(503, exc.message, filled)
-    return _see(f"/rooms/{state.room_id}")
+    return see(f"/rooms/{state.room_id}")
 
 
 # --- workflows and tools ----------------------------------------------------------------------
@@ -607,30 +502,30 @@ async def create_room(request: Request) -> Response:
 
 async def workflows(request: Request) -> Response:
     """``GET /workflows``: every registered workflow (its latest version)."""
-    rt = _rt(request)
-    listed = await _read(rt, rt.describe_workflows)
+    rt = runtime(request)
+    listed = await read(rt, rt.describe_workflows)
     for w in listed:
-        w["registered"] = _when(w.get("registered_at"))
+        w["registered"] = when(w.get("registered_at"))
     return render(request, "workflows.html", title="Workflows", nav="workflows", workflows=listed)
 
 
 async def workflow(request: Request) -> Response:
     """``GET /workflows/{id}?version=N``: a version (the latest by default): its graph, its
     definition and the versions registered."""
-    rt = _rt(request)
+    rt = runtime(request)
     workflow_id: str = request.path_params["id"]
     version_text = request.query_params.get("version")
     version = int(version_text) if version_text and version_text.isdigit() else None
     try:
-        latest = await _read(rt, rt.states.get_workflow, workflow_id, None)
+        latest = await read(rt, rt.states.get_workflow, workflow_id, None)
         stored = (
             latest
             if version is None
-            else await _read(rt, rt.states.get_workflow, workflow_id, version)
+            else await read(rt, rt.states.get_workflow, workflow_id, version)
         )
     except (WorkflowNotFoundError, LookupError):
         what = f"workflow {workflow_id!r}" + (f" version {version}" if version else "")
-        return _not_found(request, what)
+        return not_found(request, what)
 
     def versions() -> list[int]:
         found = []
@@ -648,117 +543,28 @@ async def workflow(request: Request) -> Response:
         nav="workflows",
         wf=stored,
         description=str(stored.definition.get("description") or ""),
-        versions=await _read(rt, versions),
+        versions=await read(rt, versions),
         graph=layout_definition(stored.definition),
         visited=set(),
         failed=set(),
         node="",
-        definition=_json_text(stored.definition),
-        registered=_when(stored.created_at),
+        definition=json_text(stored.definition),
+        registered=when(stored.created_at),
     )
 
 
 async def tools(request: Request) -> Response:
     """``GET /tools``: the tools ``tool`` nodes and agents can call, with their arguments."""
-    listed = _rt(request).describe_tools()
+    listed = runtime(request).describe_tools()
     rows = [
         {
             "name": str(t.get("name", "")),
             "description": str(t.get("description", "")),
-            "schema": _json_text(t.get("parameters", {})),
+            "schema": json_text(t.get("parameters", {})),
         }
         for t in listed
     ]
     return render(request, "tools.html", title="Tools", nav="tools", tools=rows)
-
-
-# --- login ------------------------------------------------------------------------------------
-
-
-def safe_next(target: str | None) -> str:
-    """*target* when it is a path on this server (``/rooms/x?y``), else ``/``: never
-    another site (``//evil``, ``/\\evil``, ``https://...``)."""
-    if (
-        not target
-        or not target.startswith("/")
-        or target.startswith(("//", "/\\"))
-        or any(c in target for c in "\\\r\n\t")
-        or any(ord(c) < 32 or ord(c) == 127 for c in target)
-    ):
-        return "/"
-    return target
-
-
-def _same_origin(request: Request) -> bool:
-    origin = request.headers.get("origin")
-    if origin is None:  # not a browser's cross-site post (browsers send Origin on POST)
-        return True
-    host = request.headers.get("host", "")
-    return origin in (f"http://{host}", f"https://{host}")
-
-
-async def login_page(request: Request) -> Response:
-    """``GET /login``: the form taking an API key."""
-    return render(
-        request,
-        "login.html",
-        title="Log in",
-        nav="",
-        next=safe_next(request.query_params.get("next")),
-        error="",
-    )
-
-
-async def login(request: Request) -> Response:
-    """``POST /login``: check the key; a session cookie and 303 to ``next``, or 401."""
-    posted = await read_form(request)
-    target = safe_next(posted.get("next"))
-    sessions = _sessions(request)
-    if sessions is None or not sessions.enabled:
-        return _see(target)
-    if not _same_origin(request):
-        return error_response(403, "csrf_failed", "a login must come from this site's form")
-    key = posted.get("key", "").strip()
-    known = sessions.find_key(key)
-    if known is None:
-        return render(
-            request,
-            "login.html",
-            401,
-            title="Log in",
-            nav="",
-            next=target,
-            error="that key is not one this server accepts",
-        )
-    response = _see(target)
-    response.set_cookie(
-        SESSION_COOKIE,
-        sessions.issue(known, sessions.clock()),
-        max_age=sessions.ttl_s,
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=_is_tls(request),
-    )
-    return response
-
-
-def _is_tls(request: Request) -> bool:
-    if request.url.scheme == "https":
-        return True
-    settings = request.app.state.settings
-    if getattr(settings, "trust_forwarded_proto", False):
-        proto = request.headers.get("x-forwarded-proto", "")
-        return proto.split(",")[0].strip().lower() == "https"
-    return False
-
-
-async def logout(request: Request) -> Response:
-    """``POST /logout``: forget the session cookie."""
-    await read_form(request)
-    response = _see("/login")
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
-    return response
 
 
 # --- routes -----------------------------------------------------------------------------------
@@ -781,4 +587,10 @@ def dashboard_routes() -> list[Route | Mount]:
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="static"),
+        Route("/{path:path}", missing_page, methods=["GET"]),  # last: after /api and the rest
     ]
+
+
+async def missing_page(request: Request) -> Response:
+    """Any other ``GET``: a 404 page (``/api/...`` answers its own 404 in JSON)."""
+    return not_found(request, f"page {request.url.path!r}")

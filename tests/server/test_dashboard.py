@@ -245,6 +245,7 @@ HOSTILE_WORKFLOW: dict[str, Any] = {
     "agents": {"writer": {"model": "scripted/writer", "system_prompt": HOSTILE}},
     "nodes": {
         "call": {"type": "tool", "tool": "echo_hostile", "output": "echoed"},
+        "remember": {"type": "set", "memory": {"note": "{{ vars.evil }}"}},
         "ask": {"type": "agent", "agent": "writer", "prompt": "say {{ vars.evil }}"},
         "approve": {
             "type": "wait",
@@ -261,7 +262,8 @@ HOSTILE_WORKFLOW: dict[str, Any] = {
         "done": {"type": "end"},
     },
     "transitions": [
-        {"from": "call", "to": "ask"},
+        {"from": "call", "to": "remember"},
+        {"from": "remember", "to": "ask"},
         {"from": "ask", "to": "approve"},
         {"from": "approve", "to": "done", "when": "input.note != ''"},
         {"from": "approve", "to": "done"},
@@ -405,12 +407,20 @@ def test_pages_have_the_strict_csp_and_the_api_keeps_its_own(client: TestClient)
         assert "unsafe-inline" not in r.headers["content-security-policy"]
         assert r.headers["x-frame-options"] == "DENY"
         assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["referrer-policy"] == "same-origin"  # else forms post Origin: null
     assert client.get("/api/rooms").headers["content-security-policy"] == API_CSP
     css = client.get("/static/dashboard.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
-    js = client.get("/static/room.js")
-    assert js.status_code == 200 and "javascript" in js.headers["content-type"]
-    assert "innerHTML" not in js.text and "eval(" not in js.text
+    static = ROOT / "openrooms_server" / "dashboard" / "static"
+    scripts = sorted(static.glob("*.js"))
+    assert {p.name for p in scripts} == {"live.js", "rooms.js", "room.js"}
+    for path in scripts:
+        js = client.get(f"/static/{path.name}")
+        assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+        code = re.sub(r"//[^\n]*", "", js.text)  # comments may name what is never done
+        assert not re.search(r"\.(inner|outer)HTML\s*\+?=(?!=)", code), path.name
+        for sink in ("insertAdjacentHTML", "document.write", "eval(", "Function(", ".style"):
+            assert sink not in code, (path.name, sink)
 
 
 # --- hostile data -----------------------------------------------------------------------------
@@ -438,8 +448,10 @@ def test_hostile_strings_in_every_field_show_as_text(client: TestClient) -> None
     replies = element_texts(html, "pre", "reply")
     assert any("<img src=x onerror=alert(1)>" in t for t in replies), replies
     assert any(HOSTILE in json.loads(t) for t in replies if t.startswith('"'))
-    variables = {a["data-var"] for a in page.find("pre", class_="value")}
+    variables = {a["data-var"] for a in page.find("pre", class_="value") if "data-var" in a}
     assert {"evil", "nested", "echoed"} <= variables
+    assert page.find("pre", class_="value", data_key="note")  # the memory entry
+    assert json.dumps(HOSTILE, ensure_ascii=False) in element_texts(html, "pre", "value")
     assert page.find("option", value=json.dumps(HOSTILE, ensure_ascii=False))
 
     page = inert(client.get(f"/rooms/{failing}").text)
@@ -718,3 +730,50 @@ def test_a_long_log_opens_with_its_first_page_and_filters(client: TestClient) ->
     assert levels and "debug" not in levels
     finished = inert(client.get(f"/rooms/{room_id}?level=nope&type=nope").text)
     assert len(finished.find("li", class_="event")) == 200
+
+
+def test_later_events_are_a_page_too_without_javascript(client: TestClient) -> None:
+    register(client, LOOP_WORKFLOW)
+    room_id = start_room(client, "loop")
+    until(client, room_id, "completed")
+    page = inert(client.get(f"/rooms/{room_id}?type=TRANSITION").text)
+    more = page.find("a", href=f"/rooms/{room_id}?after=")  # not there: fewer than a page
+    assert not more
+    first = inert(client.get(f"/rooms/{room_id}").text)
+    link = [a["href"] for _, a in first.tags if a.get("href", "").startswith(f"/rooms/{room_id}?")]
+    assert link == [f"/rooms/{room_id}?after=200"]
+    second = inert(client.get(link[0]).text)
+    seqs = [int(e["data-seq"]) for e in second.find("li", class_="event")]
+    assert seqs[0] == 201 and seqs == list(range(201, 201 + len(seqs)))
+    assert "log-from" in second.ids()
+
+
+def test_a_form_posted_from_another_site_is_refused(client: TestClient) -> None:
+    """With no API keys there is no session: the origin is what tells a page of this site
+    from another site's form aimed at it."""
+    room_id = waiting_order(client)
+    for headers in (
+        {"origin": "https://evil.example"},
+        {"origin": "null"},
+        {"sec-fetch-site": "cross-site"},
+        {"origin": "http://testserver.evil.example"},
+    ):
+        r = client.post(f"/rooms/{room_id}/cancel", data={}, headers=headers)
+        assert_error(r, 403, "csrf_failed")
+    assert status_of(client, room_id) == "waiting"
+    r = client.post(
+        f"/rooms/{room_id}/cancel",
+        data={},
+        headers={"origin": "http://testserver", "sec-fetch-site": "same-origin"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and status_of(client, room_id) == "cancelled"
+
+
+def test_an_unknown_page_is_a_404_page_and_an_unknown_api_path_json(client: TestClient) -> None:
+    r = client.get("/no/such/page")
+    assert r.status_code == 404 and "page '/no/such/page' not found" in inert(r.text).text
+    assert r.headers["content-security-policy"] == DASHBOARD_CSP
+    assert_error(client.get("/api/no/such/thing"), 404, "not_found")
+    assert client.get("/health").status_code == 200
+    assert client.get("/openapi.json").headers["content-type"].startswith("application/json")

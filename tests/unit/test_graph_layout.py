@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from hypothesis import given
@@ -27,12 +28,12 @@ def assert_well_formed(result: Layout) -> None:
     bottom, every path made of numbers and commands only."""
     rows: dict[int, list[tuple[float, float]]] = {}
     for n in result.nodes:
-        assert 0 <= n.x and n.x + n.width <= result.width
-        assert 0 <= n.y and n.y + n.height <= result.height
+        assert n.x >= 0 and n.x + n.width <= result.width
+        assert n.y >= 0 and n.y + n.height <= result.height
         rows.setdefault(n.layer, []).append((n.x, n.x + n.width))
     for spans in rows.values():
         spans.sort()
-        for (_, right), (left, _) in zip(spans, spans[1:], strict=False):
+        for (_, right), (left, _) in itertools.pairwise(spans):
             assert right < left
     ys = {n.layer: n.y for n in result.nodes}
     assert all(ys[a] < ys[b] for a in ys for b in ys if a < b)
@@ -105,7 +106,7 @@ def test_nodes_nothing_reaches_are_still_drawn() -> None:
     result = layout([("a", "set"), ("b", "set"), ("c", "end")], [("a", "c", "")], "a")
     assert {n.id for n in result.nodes} == {"a", "b", "c"}
     assert_well_formed(result)
-    assert NODE_H == result.nodes[0].height
+    assert result.nodes[0].height == NODE_H
 
 
 names = st.text(alphabet="abcdef<>&\"'", min_size=1, max_size=12)

@@ -192,7 +192,12 @@ function setText(id, text) {
   if (node && node.textContent !== text) node.textContent = text;
 }
 
+const shownValues = new Map();
+
 function values(sectionId, entries, attr, emptyText) {
+  const key = JSON.stringify(entries);
+  if (shownValues.get(sectionId) === key) return; // unchanged: a selection in it stays
+  shownValues.set(sectionId, key);
   const section = document.getElementById(sectionId);
   const list = section?.querySelector("dl.values");
   if (!list) return;
@@ -223,6 +228,26 @@ function usage(u) {
 }
 
 let refreshTimer = null;
+let shownStatus = renderedStatus;
+
+/** Replace the actions (the wait form, cancel, resume) with the server's current ones: this
+ * page fetched again and its own escaped HTML taken over, never markup built from data. */
+async function swapActions() {
+  try {
+    const response = await fetch(location.href, {
+      credentials: "same-origin",
+      headers: { Accept: "text/html" },
+      cache: "no-store",
+    });
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    const updated = fresh.getElementById("actions");
+    const old = document.getElementById("actions");
+    if (updated && old) old.replaceWith(document.adoptNode(updated));
+  } catch {
+    setLive(DISCONNECTED);
+  }
+}
 
 async function refreshRoom() {
   refreshTimer = null;
@@ -235,10 +260,10 @@ async function refreshRoom() {
     return;
   }
   const status = room.status;
-  if ((status === "waiting") !== (renderedStatus === "waiting")) {
-    location.reload(); // the wait form appears (or goes): the server renders it
-    return;
+  if ((status === "waiting") !== (shownStatus === "waiting")) {
+    await swapActions(); // the wait form appears (or goes): as the server renders it
   }
+  shownStatus = status;
   const statusCell = document.getElementById("room-status");
   if (statusCell) {
     statusCell.className = `status status-${status}`;
@@ -258,7 +283,7 @@ async function refreshRoom() {
   }
 }
 
-function scheduleRefresh(delay = 150) {
+function scheduleRefresh(delay = 400) {
   if (refreshTimer === null) refreshTimer = setTimeout(refreshRoom, delay);
 }
 
