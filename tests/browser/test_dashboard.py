@@ -67,6 +67,30 @@ def test_the_rooms_list_shows_rooms_by_status_and_finds_them(
     expect(page.locator("h1")).to_contain_text(idle)
 
 
+def test_the_rooms_list_pages_through_every_room_once(
+    expect: Expect, page: Page, server: DashboardServer
+) -> None:
+    for i in range(7):
+        server.create_room("review", run=False, title=f"page {i}")
+    listed = [r["id"] for r in server.api.get("/api/rooms", params={"limit": 500}).json()["items"]]
+    seen: list[str] = []
+    page.goto("/?limit=3")
+    for _ in range(len(listed)):
+        rows = page.locator("#rooms tr[data-room]")
+        expect(rows.first).to_be_visible()
+        shown = rows.evaluate_all("els => els.map(e => e.dataset.room)")
+        assert 0 < len(shown) <= 3
+        seen += shown
+        older = page.locator("a#next-page")
+        if older.count() == 0:
+            break
+        older.click()
+        expect(page.locator("#rooms tr[data-room]").first).not_to_have_attribute(
+            "data-room", shown[0]
+        )
+    assert seen == listed  # newest first, each once, the last page without a next link
+
+
 def test_a_room_moves_live_on_its_page_without_a_reload(
     expect: Expect, page: Page, server: DashboardServer, gate: Gate
 ) -> None:
@@ -312,6 +336,25 @@ def test_a_room_is_cancelled_from_its_page(
     expect(page.locator("form#wait-form")).to_have_count(0)
 
 
+def test_resume_runs_a_created_room_and_says_why_it_cannot_run_a_busy_one(
+    expect: Expect, page: Page, server: DashboardServer, gate: Gate
+) -> None:
+    room = server.create_room("gated", run=False, port=gate.port)
+    page.goto(f"/rooms/{room}")
+    expect(page.locator("#room-status")).to_have_text("created")
+    page.locator("#resume-room").click()
+    gate.wait()  # it runs, held in its gate step
+    expect(page.locator("#room-status")).to_have_text("running")
+    page.locator("#resume-room").click()  # a runner has it now
+    refused = page.locator('.form-error[role="alert"]')
+    expect(refused).to_be_visible()
+    expect(refused).to_contain_text(re.compile("running|busy|runner", re.I))
+    assert server.room(room)["status"] == "running"
+    gate.answer()
+    expect(page.locator("#room-status")).to_have_text("completed")
+    assert gate.arrived == 1, "the refused resume ran the room a second time"
+
+
 def test_room_data_is_shown_as_text_and_never_run(
     expect: Expect, watched: tuple[Page, PageWatch], server: DashboardServer
 ) -> None:
@@ -443,3 +486,77 @@ def test_the_page_says_when_the_server_is_gone_and_recovers(
         for s in servers:
             s.kill()
     assert not watch.problems(), "\n".join(watch.problems())
+
+
+CONTROLS_WITHOUT_A_NAME = """() => [...document.querySelectorAll(
+    'input:not([type=hidden]), select, textarea, button, a[href]')]
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+               && !e.getAttribute('aria-labelledby') && !e.textContent.trim())
+  .map(e => e.outerHTML.slice(0, 120))"""
+LOW_CONTRAST = """() => {
+  const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let t = walker.nextNode(); t; t = walker.nextNode()) {
+    const el = t.parentElement;
+    if (!t.textContent.trim() || !el.getClientRects().length || el.closest('svg')) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility === 'hidden' || style.clip === 'rect(0px, 0px, 0px, 0px)') continue;
+    const fg = rgb(style.color), bg = background(el);
+    const [a, b] = [lum(fg.slice(0, 3)), lum(bg)].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    const where = `${el.tagName}.${el.className}: ${t.textContent.trim().slice(0, 40)}`;
+    if (!(ratio >= 4.5)) low.push(`${ratio.toFixed(2)} ${where}`);
+  }
+  return low;
+}"""
+
+
+def test_every_page_has_landmarks_named_controls_and_readable_contrast(
+    expect: Expect, page: Page, server: DashboardServer
+) -> None:
+    room = server.create_room("review", title="a11y")
+    server.until(room, "waiting")
+    for path in (
+        "/",
+        f"/rooms/{room}",
+        "/workflows",
+        "/workflows/review",
+        "/tools",
+        "/new?workflow=order_approval",
+        "/rooms/no-such-room",
+    ):
+        page.goto(path)
+        for role in ("banner", "navigation", "main"):
+            expect(page.get_by_role(role).first).to_be_attached()
+        assert page.evaluate(CONTROLS_WITHOUT_A_NAME) == [], path
+        assert page.evaluate(LOW_CONTRAST) == [], path
+        headers = page.locator("table th")
+        scopes = headers.evaluate_all("els => els.map(e => e.getAttribute('scope'))")
+        assert all(s in ("col", "row") for s in scopes), (path, scopes)
+
+
+def test_focus_is_visible_on_links_and_controls(
+    expect: Expect, page: Page, server: DashboardServer
+) -> None:
+    page.goto("/")
+    for _ in range(6):
+        page.keyboard.press("Tab")
+        ring = page.evaluate(
+            """() => { const s = getComputedStyle(document.activeElement);
+                return {tag: document.activeElement.tagName, outline: s.outlineStyle,
+                        width: parseFloat(s.outlineWidth), shadow: s.boxShadow}; }"""
+        )
+        assert ring["tag"] != "BODY"
+        assert (ring["outline"] != "none" and ring["width"] > 0) or ring["shadow"] != "none", ring
