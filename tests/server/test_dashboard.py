@@ -414,13 +414,13 @@ def test_pages_have_the_strict_csp_and_the_api_keeps_its_own(client: TestClient)
     static = ROOT / "openrooms_server" / "dashboard" / "static"
     scripts = sorted(static.glob("*.js"))
     assert {p.name for p in scripts} == {"live.js", "rooms.js", "room.js"}
-    for path in scripts:
-        js = client.get(f"/static/{path.name}")
+    for script in scripts:
+        js = client.get(f"/static/{script.name}")
         assert js.status_code == 200 and "javascript" in js.headers["content-type"]
         code = re.sub(r"//[^\n]*", "", js.text)  # comments may name what is never done
-        assert not re.search(r"\.(inner|outer)HTML\s*\+?=(?!=)", code), path.name
+        assert not re.search(r"\.(inner|outer)HTML\s*\+?=(?!=)", code), script.name
         for sink in ("insertAdjacentHTML", "document.write", "eval(", "Function(", ".style"):
-            assert sink not in code, (path.name, sink)
+            assert sink not in code, (script.name, sink)
 
 
 # --- hostile data -----------------------------------------------------------------------------
