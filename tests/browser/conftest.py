@@ -251,9 +251,12 @@ class PageWatch:
         ]
 
 
-def open_page(browser: Browser, base_url: str) -> tuple[Page, PageWatch]:
-    """A page in a fresh context (no cookies) whose relative URLs go to *base_url*."""
-    context = browser.new_context(base_url=base_url)
+def open_page(
+    browser: Browser, base_url: str, *, javascript: bool = True
+) -> tuple[Page, PageWatch]:
+    """A page in a fresh context (no cookies) whose relative URLs go to *base_url*; with
+    scripts off unless *javascript*."""
+    context = browser.new_context(base_url=base_url, java_script_enabled=javascript)
     context.set_default_timeout(EXPECT_TIMEOUT_MS)
     page = context.new_page()
     return page, PageWatch(page)

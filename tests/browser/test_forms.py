@@ -1,7 +1,7 @@
 """Acting on rooms from the dashboard in headless Chromium: a waiting room answered through
 the form generated from its wait node's schema (with the mouse, and with the keyboard alone),
 the server's validation messages next to their fields, a room created from a workflow's
-form, cancelled, and resumed.
+form, cancelled, and resumed; and every form with scripts turned off.
 
 Every test's page is watched (tests/browser/conftest.py): a CSP violation, an uncaught
 script error or a dialog fails it.
@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.browser.conftest import open_page
 from tests.browser.kit import DashboardServer
 from tests.server.server_tools import Gate
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Expect, Page
+    from playwright.sync_api import Browser, Expect, Page
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -163,3 +164,45 @@ def test_resume_runs_a_created_room_and_says_why_it_cannot_run_a_busy_one(
     gate.answer()
     expect(page.locator("#room-status")).to_have_text("completed")
     assert gate.arrived == 1, "the refused resume ran the room a second time"
+
+
+def test_without_javascript_every_form_still_works(
+    expect: Expect, chromium: Browser, server: DashboardServer
+) -> None:
+    waiting = server.create_room("review", title="no script")
+    server.until(waiting, "waiting")
+    doomed = server.create_room("review", title="no script, cancelled")
+    server.until(doomed, "waiting")
+    page, watch = open_page(chromium, server.url, javascript=False)
+    try:
+        page.goto("/")
+        row = page.locator(f'#rooms tr[data-room="{waiting}"]')
+        expect(row.locator(".room-status")).to_have_text("waiting")
+        page.goto(f"/rooms/{waiting}")
+        expect(page.locator("#log li.event")).to_have_count(len(server.events(waiting)))
+        expect(page.locator('svg#graph g.node[data-node="review"]')).to_have_class(
+            re.compile(r"\bcurrent\b")
+        )
+        form = page.locator("form#wait-form")
+        form.get_by_label("score").fill("9")  # above the maximum: the server says so
+        form.locator('[type="submit"]').click()
+        expect(page.locator("#error-score")).to_be_visible()
+        page.locator("form#wait-form").get_by_label("score").fill("2")
+        page.locator("form#wait-form").locator('[type="submit"]').click()
+        expect(page).to_have_url(re.compile(rf"/rooms/{waiting}$"))
+        server.until(waiting, "completed")
+        page.reload()  # nothing updates this page by itself
+        expect(page.locator("#room-status")).to_have_text("completed")
+        page.goto("/new?workflow=order_approval")
+        page.get_by_label("amount").fill("40")
+        page.locator('form [type="submit"]').last.click()
+        expect(page).to_have_url(re.compile(r"/rooms/[0-9a-z]+$"))
+        created = page.url.rsplit("/", 1)[1]
+        assert server.until(created, "completed")["variables"]["amount"] == 40
+        page.goto(f"/rooms/{doomed}")
+        page.locator("#cancel-room").click()
+        expect(page.locator("#room-status")).to_have_text("cancelled")
+        assert server.room(doomed)["status"] == "cancelled"
+    finally:
+        page.context.close()
+    assert not watch.problems(), "\n".join(watch.problems())

@@ -1,7 +1,8 @@
 """The dashboard's pages in headless Chromium against a real ``openrooms serve``: the rooms
 list (counts per status, filters, search, keyset pages, live refresh), workflows and tools,
 a room's page following the room live (status, current node, graph, log) without a reload,
-its log loaded on scroll, filtered, with model and tool calls and tracebacks folded, a
+its usage, its log loaded on scroll, filtered, with model and tool calls and tracebacks
+folded (live and after a reload), a
 missing room's page, and the banner when the server is gone.
 
 Every test's page is watched (tests/browser/conftest.py): a CSP violation, an uncaught
@@ -190,6 +191,9 @@ def test_model_and_tool_calls_unfold_and_the_log_filters(
     # is the MESSAGES_ADDED event's
     expect(payload).to_contain_text('"agent": "triager"')
     expect(payload).to_contain_text("Charged twice for A-1001.")
+    usage = page.locator("#usage")
+    expect(usage).to_contain_text(re.compile(r"Model calls\s*1(?!\d)"))
+    expect(usage).to_contain_text(re.compile(r"Tool calls\s*1(?!\d)"))
     tool = page.locator('#log li.event[data-type="TOOL_CALLED"] details.payload')
     tool.locator("summary").click()
     expect(tool).to_contain_text("orders.example.com/orders/A-1001")
@@ -209,22 +213,25 @@ def test_model_and_tool_calls_unfold_and_the_log_filters(
     expect(page.locator('#log li.event[data-level="debug"]')).to_have_count(0)
 
 
-def test_an_error_shows_its_traceback_folded(
+def test_an_error_shows_its_traceback_folded_live_and_after_a_reload(
     expect: Expect, page: Page, server: DashboardServer
 ) -> None:
-    room = server.create_room("broken")
-    server.until(room, "failed")
-    page.goto(f"/rooms/{room}")
-    expect(page.locator("#room-status")).to_have_text("failed")
-    expect(page.locator('svg#graph g.node[data-node="divide"]')).to_have_class(
-        re.compile(r"\bfailed\b")
-    )
-    folded = page.locator('#log li.event[data-level="error"] details').first
-    expect(folded).to_be_attached()
-    expect(folded).not_to_have_attribute("open", "")
-    folded.locator("summary").click()
-    expect(folded).to_contain_text("Traceback")
-    expect(folded.locator("pre")).to_contain_text("division by zero")
+    room = server.create_room("broken", run=False)
+    page.goto(f"/rooms/{room}")  # open before it runs: the failure arrives live
+    expect(page.locator("#room-status")).to_have_text("created")
+    assert server.api.post(f"/api/rooms/{room}/run").status_code == 202
+    for when in ("live", "after a reload"):
+        expect(page.locator("#room-status"), when).to_have_text("failed")
+        expect(page.locator('svg#graph g.node[data-node="divide"]'), when).to_have_class(
+            re.compile(r"\bfailed\b")
+        )
+        folded = page.locator('#log li.event[data-level="error"] details').first
+        expect(folded, when).to_be_attached()
+        expect(folded, when).not_to_have_attribute("open", "")
+        folded.locator("summary").click()
+        expect(folded, when).to_contain_text("Traceback")
+        expect(folded.locator("pre"), when).to_contain_text("division by zero")
+        page.reload()
 
 
 def test_a_missing_room_has_a_not_found_page(
