@@ -1,9 +1,9 @@
 """Take the dashboard's screenshots for the README into docs/img/.
 
-Run ``nox -s screenshots`` (or ``PYTHONPATH=. python docs/screenshots.py``). It starts
-``openrooms serve`` on a free loopback port over a temporary SQLite file, offline (the
-example scripts answer for the models and the ``http`` tool), registers the examples, runs a
-few rooms of each to where they stop, and photographs in Debian's headless Chromium:
+Run ``nox -s screenshots`` (or ``PYTHONPATH=. python docs/screenshots.py [--out DIR]``). It
+starts ``openrooms serve`` on a free loopback port over a temporary SQLite file, offline
+(the example scripts answer for the models and the ``http`` tool), registers the examples,
+runs a few rooms of each to where they stop, and photographs in Debian's headless Chromium:
 
 - ``rooms.png``: the rooms list;
 - ``room.png``: a waiting support-triage room with its graph and its live log;
@@ -16,6 +16,7 @@ run to the next; nothing else does.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -78,11 +79,11 @@ def populate(server: DashboardServer) -> dict[str, str]:
     return rooms
 
 
-def photograph(server: DashboardServer, rooms: dict[str, str]) -> list[Path]:
-    """The three PNGs, written into :data:`OUT`."""
+def photograph(server: DashboardServer, rooms: dict[str, str], out: Path) -> list[Path]:
+    """The three PNGs, written into the folder *out*."""
     from playwright.sync_api import expect, sync_playwright
 
-    OUT.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     taken: list[Path] = []
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
@@ -91,28 +92,27 @@ def photograph(server: DashboardServer, rooms: dict[str, str]) -> list[Path]:
             page = context.new_page()
             page.goto("/")
             expect(page.locator(f'#rooms tr[data-room="{rooms["order"]}"]')).to_be_visible()
-            taken.append(shot(page, "rooms.png"))
+            taken.append(shot(page, out / "rooms.png"))
 
             page.goto(f"/rooms/{rooms['triage']}")
             expect(page.locator('#log li.event[data-type="ROOM_WAITING"]')).to_be_visible()
-            taken.append(shot(page, "room.png", full_page=True))
+            taken.append(shot(page, out / "room.png", full_page=True))
 
             page.goto(f"/rooms/{rooms['order']}")
             form = page.locator("form#wait-form")
             expect(form).to_be_visible()
             form.get_by_label("by").fill("sam")
             form.get_by_label("approved").focus()
-            taken.append(shot(page, "wait-form.png", clip_to="#actions"))
+            taken.append(shot(page, out / "wait-form.png", clip_to="#actions"))
             context.close()
         finally:
             browser.close()
     return taken
 
 
-def shot(page: Page, name: str, *, full_page: bool = False, clip_to: str = "") -> Path:
-    """A PNG of what *page* shows now, as :data:`OUT`/*name*: its viewport, the whole page
+def shot(page: Page, path: Path, *, full_page: bool = False, clip_to: str = "") -> Path:
+    """A PNG of what *page* shows now, as *path*: its viewport, the whole page
     (*full_page*), or the element *clip_to* selects with a margin around it."""
-    path = OUT / name
     clip = None
     if clip_to:
         box = page.locator(clip_to).bounding_box()
@@ -129,7 +129,10 @@ def shot(page: Page, name: str, *, full_page: bool = False, clip_to: str = "") -
     return path
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT, help="the folder (docs/img/)")
+    out: Path = parser.parse_args(argv).out
     problem = browser_problem()
     if problem is not None:
         print(f"screenshots: {problem}", file=sys.stderr)
@@ -140,8 +143,8 @@ def main() -> int:
         server = DashboardServer(work, global_args=("--script", str(script)))
         try:
             rooms = populate(server)
-            for path in photograph(server, rooms):
-                print(f"wrote {path.relative_to(ROOT)}")
+            for path in photograph(server, rooms, out):
+                print(f"wrote {path}")
         finally:
             server.kill()
     return 0
