@@ -53,8 +53,8 @@ def test_the_rooms_list_shows_rooms_by_status_and_finds_them(
     expect(page.locator(f'#rooms tr[data-room="{idle}"]')).to_have_count(0)
     statuses = page.locator("#rooms tr[data-room] .room-status").all_inner_texts()
     assert statuses and set(statuses) == {"waiting"}
-    # search by an id's prefix finds that room alone
-    # a prefix of its id (all but the last digit: rooms made in one millisecond share more)
+    # search by a prefix of its id finds that room alone (all but its last digit: ids of
+    # rooms made in one millisecond share their first dozen)
     page.goto("/")
     page.get_by_label("Search rooms").fill(idle[:-1])
     page.get_by_label("Search rooms").press("Enter")
