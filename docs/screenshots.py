@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Final
 import yaml
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import FloatRect, Page, ViewportSize
 
 from tests.browser.kit import DashboardServer, browser_problem, launch_chromium
 
 ROOT: Final = Path(__file__).parents[1]
 EXAMPLES: Final = ROOT / "examples"
 OUT: Final = Path(__file__).with_name("img")
-VIEWPORT: Final = {"width": 1280, "height": 860}
+VIEWPORT: Final[ViewportSize] = {"width": 1280, "height": 860}
 
 
 def merged_script(path: Path) -> Path:
@@ -88,11 +88,13 @@ def photograph(server: DashboardServer, rooms: dict[str, str], out: Path) -> lis
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
         try:
-            context = browser.new_context(base_url=server.url, viewport=VIEWPORT)  # type: ignore[arg-type]
+            context = browser.new_context(base_url=server.url, viewport=VIEWPORT)
             page = context.new_page()
             page.goto("/")
             expect(page.locator(f'#rooms tr[data-room="{rooms["order"]}"]')).to_be_visible()
-            taken.append(shot(page, out / "rooms.png"))
+            page.set_viewport_size({"width": VIEWPORT["width"], "height": 400})
+            taken.append(shot(page, out / "rooms.png", full_page=True))  # no blank below
+            page.set_viewport_size(VIEWPORT)
 
             page.goto(f"/rooms/{rooms['triage']}")
             expect(page.locator('#log li.event[data-type="ROOM_WAITING"]')).to_be_visible()
@@ -113,7 +115,7 @@ def photograph(server: DashboardServer, rooms: dict[str, str], out: Path) -> lis
 def shot(page: Page, path: Path, *, full_page: bool = False, clip_to: str = "") -> Path:
     """A PNG of what *page* shows now, as *path*: its viewport, the whole page
     (*full_page*), or the element *clip_to* selects with a margin around it."""
-    clip = None
+    clip: FloatRect | None = None
     if clip_to:
         box = page.locator(clip_to).bounding_box()
         assert box is not None, f"{clip_to} is not shown"

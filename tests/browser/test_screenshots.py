@@ -41,5 +41,6 @@ def test_the_screenshots_script_writes_the_readmes_pictures(tmp_path: Path) -> N
         assert (ROOT / "docs" / "img" / name).is_file(), f"docs/img/{name} is not committed"
         width, height = png_size(tmp_path / name)
         assert width >= 600 and height >= 400, (name, width, height)
-    assert png_size(tmp_path / "rooms.png") == (1280, 860)
+    rooms_width, rooms_height = png_size(tmp_path / "rooms.png")
+    assert rooms_width == 1280 and rooms_height < 860  # as tall as the list, no taller
     assert png_size(tmp_path / "room.png")[1] > 860  # the whole page: graph and log too
