@@ -271,6 +271,11 @@ def test_the_page_says_when_the_server_is_gone_and_recovers(
         r = servers[1].api.post(f"/api/rooms/{room}/input", json={"data": {"score": 2}})
         assert r.status_code == 202, r.text
         expect(page.locator("#room-status")).to_have_text("completed")
+        # the stream went on from the last event the page had: each event once, in order
+        log = page.locator("#log li.event")
+        expect(log.last).to_have_attribute("data-type", "ROOM_COMPLETED")
+        seqs = [int(x) for x in log.evaluate_all("els => els.map(e => e.dataset.seq)")]
+        assert seqs == [e["seq"] for e in servers[1].events(room)]
     finally:
         page.context.close()
         for s in servers:
