@@ -1,5 +1,6 @@
 """The dashboard's pages in headless Chromium against a real ``openrooms serve``: the rooms
-list (counts per status, filters, search, keyset pages, live refresh), workflows and tools,
+list (counts per status, filters, search, keyset pages, live refresh), workflows (each
+version with its own graph) and tools,
 a room's page following the room live (status, current node, graph, log) without a reload,
 its usage, its log loaded on scroll, filtered, with model and tool calls and tracebacks
 folded (live and after a reload), a missing room's page, and the banner when the server is
@@ -11,6 +12,7 @@ script error or a dialog fails it.
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -119,6 +121,37 @@ def test_workflows_and_tools_pages_list_what_is_registered(
         "expression"
     )
     expect(page.locator('#tools tr[data-tool="gate"]')).to_be_visible()
+
+
+def test_a_workflows_versions_each_show_their_own_graph(
+    expect: Expect, page: Page, server: DashboardServer
+) -> None:
+    for version, middle in ((1, []), (2, ["check"])):
+        path = ["start", *middle, "done"]
+        server.register(
+            {
+                "id": "versioned",
+                "version": version,
+                "description": f"version {version}",
+                "nodes": {
+                    **{n: {"type": "set", "assign": {"at": n}} for n in path[:-1]},
+                    "done": {"type": "end"},
+                },
+                "transitions": [{"from": a, "to": b} for a, b in itertools.pairwise(path)],
+            }
+        )
+    page.goto("/workflows")
+    row = page.locator('#workflows tr[data-workflow="versioned"]')
+    expect(row).to_contain_text("version 2")
+    row.get_by_role("link", name="versioned", exact=True).click()
+    graph = page.locator("svg#graph")
+    expect(graph.locator('g.node[data-node="check"]')).to_have_count(1)
+    expect(page.locator("pre#definition")).to_contain_text("version 2")
+    page.get_by_role("link", name="v1", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/workflows/versioned\?version=1$"))
+    expect(graph.locator("g.node")).to_have_count(2)
+    expect(graph.locator('g.node[data-node="check"]')).to_have_count(0)
+    expect(page.locator("pre#definition")).to_contain_text("version 1")
 
 
 def test_a_room_moves_live_on_its_page_without_a_reload(
