@@ -1,10 +1,9 @@
 """The dashboard's pages in headless Chromium against a real ``openrooms serve``: the rooms
 list (counts per status, filters, search, keyset pages, live refresh), workflows (each
-version with its own graph) and tools,
-a room's page following the room live (status, current node, graph, log) without a reload,
-its usage, its log loaded on scroll, filtered, with model and tool calls and tracebacks
-folded (live and after a reload), a missing room's page, and the banner when the server is
-gone.
+version with its own graph) and tools, a room's page following the room live (status,
+current node, graph, log) without a reload, its usage, its log loaded on scroll, filtered,
+with model and tool calls and tracebacks folded (live and after a reload), a missing room's
+page, and the banner when the server is gone.
 
 Every test's page is watched (tests/browser/conftest.py): a CSP violation, an uncaught
 script error or a dialog fails it.
