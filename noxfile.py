@@ -1,4 +1,5 @@
 """Sessions: ``nox -s lint tests`` is what CI runs; ``typecheck`` and ``docs`` too;
+``screenshots`` retakes the dashboard's pictures in docs/img/;
 ``hostile`` runs the hostile-input generators with a large budget; ``chaos`` the fault
 scenarios on Postgres, Redis and RQ workers, many trials each; ``api_fuzz`` schemathesis
 against the API with a large budget."""
@@ -64,6 +65,13 @@ def docs(session: nox.Session) -> None:
     """Regenerate docs/cli.md from the commands' --help and docs/api.md from /openapi.json."""
     session.run(sys.executable, "docs/gen_cli.py")
     session.run(sys.executable, "docs/gen_api.py")
+
+
+@nox.session(python=False)
+def screenshots(session: nox.Session) -> None:
+    """Retake the dashboard's screenshots in docs/img/ (the README shows them) in Debian's
+    headless Chromium (``apt-get install chromium``) against a server with example rooms."""
+    session.run(sys.executable, "docs/screenshots.py", env={"PYTHONPATH": os.getcwd()})
 
 
 @nox.session(python=False)
