@@ -136,6 +136,19 @@ def _short(text: str, limit: int = LABEL_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
+EDGE_CHAR_W: Final = 6.2
+"""Width of a character of an edge's label (11 px text), roughly."""
+
+
+def _elide(text: str, limit: int) -> str:
+    """*text* cut in the middle to *limit* characters: a condition keeps its subject and
+    its value (``vars.kin…'refund'``), which tell a fan-out's edges apart."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return text[:head] + "\u2026" + text[len(text) - (limit - 1 - head) :]
+
+
 def _layers(ids: Sequence[str], out: dict[str, list[str]], start: str) -> dict[str, int]:
     """Each node's layer: the longest path from *start* once the edges that close a cycle
     (found by a depth-first walk in table order) are left out; nodes the walk never reaches
@@ -223,21 +236,30 @@ def layout(
             pos.update({n: i for i, n in enumerate(rows[r])})
     types = dict(nodes)
     widths = {n: min(MAX_W, max(MIN_W, CHAR_W * len(_short(n)) + 24)) for n in ids}
-    row_w = [sum(widths[n] for n in row) + GAP_X * (len(row) - 1) for row in rows]
+    # a node's slot in its row: its box, or wider for the label of an edge coming down to
+    # it (labels sit over their targets), up to MAX_W; the box is centred in it
+    slots = dict(widths)
+    for a, b, label in kept:
+        if label and layer_of[a] < layer_of[b]:
+            wanted = min(MAX_W, EDGE_CHAR_W * len(label) + 12)
+            slots[b] = max(slots[b], wanted)
+    row_w = [sum(slots[n] for n in row) + GAP_X * (len(row) - 1) for row in rows]
     inner = max(row_w, default=0.0)
     placed: dict[str, PlacedNode] = {}
     for r, row in enumerate(rows):
         x = MARGIN + (inner - row_w[r]) / 2
         y = MARGIN + r * (NODE_H + GAP_Y)
         for n in row:
-            placed[n] = PlacedNode(n, types[n], r, x, y, widths[n], NODE_H, _short(n))
-            x += widths[n] + GAP_X
+            box_x = x + (slots[n] - widths[n]) / 2
+            placed[n] = PlacedNode(n, types[n], r, box_x, y, widths[n], NODE_H, _short(n))
+            x += slots[n] + GAP_X
     width = inner + 2 * MARGIN + 48  # room on the right for loops drawn around the side
     height = MARGIN * 2 + depth * NODE_H + max(0, depth - 1) * GAP_Y
     placed_edges = []
     for a, b, label in kept:
         pa, pb = placed[a], placed[b]
-        short = _short(label, 18)
+        # a label down is centred over its target: as wide as the target's slot and a gap
+        short = _elide(label, max(8, int((slots[b] + GAP_X - 12) / EDGE_CHAR_W)))
         if pb.layer > pa.layer:
             x1, y1, x2, y2 = pa.cx, pa.y + NODE_H, pb.cx, pb.y
             mid = (y1 + y2) / 2
