@@ -37,6 +37,7 @@ __all__ = [
     "see",
     "sessions_of",
     "when",
+    "whole_number",
     "write",
 ]
 
@@ -56,6 +57,8 @@ FORM_ROUTES: Final = (
 """The routes whose bodies are HTML forms (and may carry the CSRF token in the form)."""
 _PAGES: Final = re.compile(r"/|/rooms/[^/]+|/workflows(/[^/]+)?|/tools|/new")
 MAX_FORM_BYTES: Final = 1_000_000
+MAX_FORM_FIELDS: Final = 2000
+"""The most fields a posted form may have (a wait form has one per input)."""
 _HERE: Final = Path(__file__).parent
 
 _env = jinja2.Environment(
@@ -133,6 +136,22 @@ def when(ms: int | None) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+_WHOLE: Final = re.compile(r"[0-9]{1,16}")
+MAX_WHOLE: Final = 2**53
+"""The largest number a page's query takes (a version, a sequence number, a page size):
+what every store and a browser's JavaScript hold exactly."""
+
+
+def whole_number(text: str | None, high: int = MAX_WHOLE) -> int | None:
+    """*text* as a whole number from 0 to *high*, or None: a page's query parameter that is
+    not one (``abc``, ``-1``, ``²``, a hundred digits) falls back to its default rather than
+    reaching a store, which could not take it."""
+    if text is None or not _WHOLE.fullmatch(text):
+        return None
+    value = int(text)
+    return value if value <= high else None
+
+
 async def read_form(request: Request) -> dict[str, str]:
     """The posted urlencoded form (the first value of each name), checked: it was posted
     from this site (:func:`same_origin`: with no API keys there is no session, and a form
@@ -141,7 +160,7 @@ async def read_form(request: Request) -> dict[str, str]:
 
     Raises:
         ApiError: 403 ``csrf_failed`` (another site's post, or a session without its
-            token), 413 (too big), 400 (not UTF-8).
+            token), 413 (too big), 400 (not UTF-8, or more than MAX_FORM_FIELDS fields).
     """
     if not same_origin(request):
         raise ApiError(403, "csrf_failed", "a form must be posted from this site's own pages")
@@ -153,7 +172,13 @@ async def read_form(request: Request) -> dict[str, str]:
     except UnicodeDecodeError:
         raise ApiError(400, "invalid_request", "the form is not UTF-8") from None
     form: dict[str, str] = {}
-    for k, v in parse_qsl(text, keep_blank_values=True, max_num_fields=2000):
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:  # more fields than that
+        raise ApiError(
+            400, "invalid_request", f"the form has more than {MAX_FORM_FIELDS} fields"
+        ) from None
+    for k, v in pairs:
         form.setdefault(k, v)
     session = getattr(request.state, "session", None)
     sessions = sessions_of(request)

@@ -20,6 +20,7 @@ import attrs
 from openrooms.errors import CorruptRoomError
 from openrooms.room import RoomState, RoomStatus
 from openrooms.runtime import Runtime
+from openrooms_server.dashboard.http import whole_number
 
 __all__ = [
     "RoomsPage",
@@ -54,9 +55,10 @@ def decode_cursor(text: str) -> tuple[int, str] | None:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
         created, room_id = raw.split(":", 1)
-        if not _STORABLE.fullmatch(room_id):
+        when = whole_number(created)  # a time no store could hold is not one we made
+        if when is None or not _STORABLE.fullmatch(room_id):
             return None
-        return int(created), room_id
+        return when, room_id
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
 

@@ -43,6 +43,7 @@ from openrooms_server.dashboard.http import (
     runtime,
     see,
     when,
+    whole_number,
     write,
 )
 from openrooms_server.dashboard.listing import decode_cursor, rooms_page, status_counts
@@ -77,12 +78,7 @@ async def rooms(request: Request) -> Response:
     before = decode_cursor(cursor) if cursor else None
     if cursor and before is None:
         error = "that page cursor is not one this server gave; showing the first page"
-    limit_text = request.query_params.get("limit", "")
-    limit = (
-        min(int(limit_text), MAX_ROOMS_PER_PAGE)
-        if limit_text.isdigit() and 0 < len(limit_text) < 5 and int(limit_text) > 0
-        else ROOMS_PER_PAGE
-    )
+    limit = whole_number(request.query_params.get("limit"), MAX_ROOMS_PER_PAGE) or ROOMS_PER_PAGE
     page = await read(rt, rooms_page, rt, status=status, query=query, before=before, limit=limit)
     counts = await read(rt, status_counts, rt, query=query)
     base: dict[str, str] = {"q": query} if query else {}
@@ -297,8 +293,7 @@ async def room(request: Request) -> Response:
     if state is None:
         return not_found(request, f"room {request.path_params['id']!r}")
     level, types = _log_filters(request)
-    after_text = request.query_params.get("after", "")
-    after = int(after_text) if after_text.isdigit() and len(after_text) < 19 else 0
+    after = whole_number(request.query_params.get("after")) or 0
     context = await _room_context(request, state, level, types, after)
     return render(request, "room.html", title=f"Room {state.room_id}", nav="rooms", **context)
 
@@ -409,8 +404,7 @@ def _create_fields(wf: Workflow) -> list[forms.Field]:
 async def _workflow_or_none(request: Request) -> tuple[Workflow | None, str]:
     rt = runtime(request)
     workflow_id = request.query_params.get("workflow", "")
-    version_text = request.query_params.get("version")
-    version = int(version_text) if version_text and version_text.isdigit() else None
+    version = whole_number(request.query_params.get("version")) or None
     if not workflow_id:
         return None, ""
     try:
@@ -514,8 +508,7 @@ async def workflow(request: Request) -> Response:
     definition and the versions registered."""
     rt = runtime(request)
     workflow_id: str = request.path_params["id"]
-    version_text = request.query_params.get("version")
-    version = int(version_text) if version_text and version_text.isdigit() else None
+    version = whole_number(request.query_params.get("version")) or None
     try:
         latest = await read(rt, rt.states.get_workflow, workflow_id, None)
         stored = (
