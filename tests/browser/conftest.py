@@ -166,6 +166,23 @@ def start_server(
     return server
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Remember each phase's report on the test, for :func:`_server_log_on_failure`."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+def _server_log_on_failure(request: pytest.FixtureRequest, s: DashboardServer) -> None:
+    """Print the end of the server's log when the test failed: pytest shows it with the
+    failure (a 500 in a page says no more than its request id)."""
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        print("--- the server's log (last 120 lines) ---")
+        print("\n".join(s.output().splitlines()[-120:]))
+
+
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardServer]:
     """The package's server: no API keys, :data:`WORKFLOWS` registered."""
@@ -176,11 +193,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardServer
 
 
 @pytest.fixture
-def keyed_server(tmp_path: Path) -> Iterator[DashboardServer]:
+def keyed_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[DashboardServer]:
     """A server of its own that requires the API key :data:`KEY`."""
     require_browser()
     s = start_server(tmp_path, keys=(KEY,))
     yield s
+    _server_log_on_failure(request, s)
     s.kill()
 
 
@@ -263,11 +281,14 @@ def open_page(
 
 
 @pytest.fixture
-def watched(chromium: Browser, server: DashboardServer) -> Iterator[tuple[Page, PageWatch]]:
+def watched(
+    chromium: Browser, server: DashboardServer, request: pytest.FixtureRequest
+) -> Iterator[tuple[Page, PageWatch]]:
     """A fresh page on the package's server and its :class:`PageWatch`; the test fails when
     the watch saw a problem."""
     page, watch = open_page(chromium, server.url)
     yield page, watch
+    _server_log_on_failure(request, server)
     page.context.close()
     assert not watch.problems(), "\n".join(watch.problems())
 
