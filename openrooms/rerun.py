@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 
 __all__ = ["RerunReport", "rerun"]
 
-_IGNORED = frozenset({"latency_ms", "timeout_at", "due_at"})
+# "request" (an LLM_CALLED's summary of what it sent) follows from the conversation, which
+# MESSAGES_ADDED compares; rooms logged before it was recorded rerun without a divergence
+_IGNORED = frozenset({"latency_ms", "timeout_at", "due_at", "request"})
 _SKIPPED = frozenset({EventType.ROOM_RESUMED})
 
 

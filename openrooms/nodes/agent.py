@@ -30,7 +30,7 @@ import contextlib
 import json
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -51,7 +51,7 @@ from openrooms.nodes.builtin import _template, call_tool
 from openrooms.schema import Schema, check_schema, compile_schema
 
 if TYPE_CHECKING:
-    from openrooms.llm import ChatResponse, Message
+    from openrooms.llm import ChatRequest, ChatResponse, Message
     from openrooms.llm.registry import ModelRegistry
     from openrooms.workflow import AgentConfig, Node, Workflow
 
@@ -242,7 +242,12 @@ class _Loop:
         )
         model = _models(ctx).resolve(agent.model)
         started = time.perf_counter()
-        base = {"model": agent.model, "turn": turn, "agent": self.prepared.agent}
+        base = {
+            "model": agent.model,
+            "turn": turn,
+            "agent": self.prepared.agent,
+            "request": _request_summary(request),
+        }
         try:
             reply = await model.complete(request)
         except asyncio.CancelledError:
@@ -363,6 +368,32 @@ def _commit_quietly(ctx: NodeContext, record: LogRecord) -> None:
     """Commit while the attempt is being cancelled: a room already stopped keeps its log."""
     with contextlib.suppress(Exception):
         _commit(ctx, record)
+
+
+LAST_MESSAGE_CHARS: Final = 2000
+"""How much of the newest message an ``LLM_CALLED`` event keeps (its ``request``)."""
+
+
+def _request_summary(request: ChatRequest) -> dict[str, Any]:
+    """What ``LLM_CALLED`` records of the request it sent: its shape and its newest message
+    (the prompt or the tool results this call answers), that message's text cut to
+    LAST_MESSAGE_CHARS characters. The whole conversation is in the thread's
+    ``MESSAGES_ADDED`` events; logging it again on every call would grow the log with the
+    square of its length."""
+    last = request.messages[-1].to_dict() if request.messages else None
+    if last is not None:
+        text = last.get("content")
+        if isinstance(text, str) and len(text) > LAST_MESSAGE_CHARS:
+            last["content"] = text[:LAST_MESSAGE_CHARS] + "\u2026"
+        last.pop("tool_calls", None)  # an assistant's calls are in the reply that made them
+    return {
+        "messages": len(request.messages),
+        "last_message": last,
+        "tools": [t["function"]["name"] for t in request.tools],
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+        "json": request.response_format is not None,
+    }
 
 
 def _cut_off(base: Mapping[str, Any], elapsed_ms: float) -> LogRecord:

@@ -121,6 +121,27 @@ def test_an_agent_calls_its_tool_then_answers_and_every_call_is_logged(store: An
     assert engine.fold(rt.events(state.id)) == state
 
 
+def test_each_llm_called_says_what_it_sent_its_newest_message_cut(store: Any) -> None:
+    from openrooms.nodes.agent import LAST_MESSAGE_CHARS
+
+    model = ScriptedModel(
+        [ScriptedModel.call("agent_lookup", {"order_id": "A1"}), ScriptedModel.text("It is 42.")]
+    )
+    rt = runtime(store, model)
+    long_order = "A" * (LAST_MESSAGE_CHARS + 50)
+    state = rt.run(rt.create_room(ONE, {"order": long_order}).id)
+    assert state.status is RoomStatus.COMPLETED, state.reason
+    first, second = (e.data["request"] for e in rt.events(state.id, types=[EventType.LLM_CALLED]))
+    assert first["messages"] == 2 and first["tools"] == ["agent_lookup"]
+    assert first["last_message"]["role"] == "user"
+    text = first["last_message"]["content"]
+    assert len(text) == LAST_MESSAGE_CHARS + 1 and text.endswith("\u2026")
+    assert text.startswith("What is in order AAA")
+    assert second["messages"] == 4 and second["last_message"]["role"] == "tool"
+    assert json.loads(second["last_message"]["content"]) == {"result": {"id": "A1", "total": 42}}
+    assert (first["temperature"], first["json"]) == (0.0, False)  # the agent's default
+
+
 def test_a_call_outside_the_allow_list_is_refused_logged_and_never_run(store: Any) -> None:
     """The tool's output tries a prompt injection; the model 'obeys' it; nothing happens."""
     model = ScriptedModel(
