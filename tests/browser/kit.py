@@ -7,7 +7,6 @@ own browser download is never used).
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from tests.server.server_tools import poll
+from tests.server.test_e2e_serve import LISTENING, server_env
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright
@@ -35,7 +35,6 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
 )
-LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
 def browser_problem() -> str | None:
@@ -53,16 +52,6 @@ def launch_chromium(pw: Playwright) -> Browser:
     """Debian's Chromium, headless, with :data:`CHROMIUM_FLAGS`. Playwright gives each
     launch a fresh user-data-dir of its own (a temporary profile, removed on close)."""
     return pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_FLAGS))
-
-
-def server_env(**extra: str) -> dict[str, str]:
-    """This process's environment without OpenRooms' variables (the caller says what it
-    means), with this checkout first on the import path."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENROOMS_")}
-    for name in ("DATABASE_URL", "REDIS_URL", "PORT"):
-        env.pop(name, None)
-    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **extra)
-    return env
 
 
 class DashboardServer:

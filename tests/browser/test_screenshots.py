@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.browser.conftest import require_browser
-from tests.browser.kit import ROOT, server_env
+from tests.browser.kit import ROOT
+from tests.server.test_e2e_serve import server_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -33,6 +33,8 @@ LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
 def server_env(**extra: str) -> dict[str, str]:
+    """This process's environment without OpenRooms' variables (the caller says what it
+    means), with this checkout first on the import path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENROOMS_")}
     for name in ("DATABASE_URL", "REDIS_URL", "PORT"):
         env.pop(name, None)
